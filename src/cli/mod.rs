@@ -1,0 +1,37 @@
+//! The host command line: one subcommand per user task.
+
+pub mod args;
+pub mod mkinitramfs;
+
+pub const USAGE: &str = "\
+rivet - a tiny deploy agent for bare metal
+
+As PID 1 (the /init of rivet's initramfs) it brings up disks and NICs and
+deploys an image. On a host it is this command-line tool:
+
+USAGE:
+    rivet <COMMAND> [OPTIONS]
+
+COMMANDS:
+    mkinitramfs   Build rivet's initramfs from an extracted kernel package
+    version       Print rivet's version
+    help          Print this help (also: rivet COMMAND --help)
+
+Run 'rivet mkinitramfs --help' for the builder's options.
+";
+
+pub fn run(argv: Vec<String>) -> Result<(), String> {
+    let mut it = argv.into_iter();
+    match it.next().as_deref() {
+        None | Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("version" | "--version" | "-V") => {
+            println!("rivet {}", rivet::VERSION);
+            Ok(())
+        }
+        Some("mkinitramfs") => mkinitramfs::run(it.collect()),
+        Some(other) => Err(format!("unknown command '{other}'; run 'rivet --help'")),
+    }
+}

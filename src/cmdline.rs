@@ -1,0 +1,376 @@
+//! The kernel command line as rivet reads it: `rivet.*` keys, `BOOTIF=`,
+//! `ip=`, `console=`. Keys rivet does not know are ignored; known keys with
+//! malformed values are reported as warnings and left at their defaults.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// What PID 1 does when its work is done or has failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndAction {
+    #[default]
+    Poweroff,
+    Reboot,
+    Halt,
+    /// Keep running (for debugging on the console); never exits.
+    Stay,
+}
+
+impl EndAction {
+    pub fn parse(s: &str) -> Option<EndAction> {
+        Some(match s {
+            "poweroff" => EndAction::Poweroff,
+            "reboot" => EndAction::Reboot,
+            "halt" => EndAction::Halt,
+            "stay" => EndAction::Stay,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EndAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndAction::Poweroff => "poweroff",
+            EndAction::Reboot => "reboot",
+            EndAction::Halt => "halt",
+            EndAction::Stay => "stay",
+        })
+    }
+}
+
+/// A MAC address, printed the Linux way (`52:54:00:12:34:56`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// Accepts `aa:bb:cc:dd:ee:ff`, `aa-bb-…`, and PXE's `01-aa-bb-…`
+    /// (hardware type 1 = Ethernet, as pxelinux's `ipappend 2` writes it).
+    pub fn parse(s: &str) -> Option<Mac> {
+        let s = s.trim();
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        let parts = match parts.len() {
+            6 => &parts[..],
+            7 if parts[0] == "01" => &parts[1..],
+            _ => return None,
+        };
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(parts) {
+            if part.len() != 2 {
+                return None;
+            }
+            *byte = u8::from_str_radix(part, 16).ok()?;
+        }
+        Some(Mac(mac))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+pub type Ipv4 = [u8; 4];
+
+fn parse_ipv4(s: &str) -> Option<Ipv4> {
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for byte in out.iter_mut() {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *byte = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// The kernel's `ip=` parameter (Documentation/admin-guide/nfs/nfsroot.rst).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpConfig {
+    /// `ip=dhcp` (also `on`, `any`, `both`, `bootp`, or autoconf in the long form).
+    Dhcp { device: Option<String> },
+    /// `ip=off` / `none`.
+    Off,
+    /// `ip=<client>:<server>:<gw>:<netmask>:<hostname>:<device>:off[:<dns0>:<dns1>]`.
+    Static {
+        address: Ipv4,
+        gateway: Option<Ipv4>,
+        netmask: Option<Ipv4>,
+        hostname: Option<String>,
+        device: Option<String>,
+        dns: Vec<Ipv4>,
+    },
+}
+
+impl IpConfig {
+    pub fn parse(s: &str) -> Result<IpConfig, String> {
+        match s {
+            "dhcp" | "on" | "any" | "both" | "bootp" | "rarp" => {
+                return Ok(IpConfig::Dhcp { device: None })
+            }
+            "off" | "none" => return Ok(IpConfig::Off),
+            _ => {}
+        }
+        let f: Vec<&str> = s.split(':').collect();
+        if f.len() < 2 || f.len() > 10 {
+            return Err(format!(
+                "'{s}' is neither dhcp/off nor client:server:gw:netmask:host:dev:autoconf"
+            ));
+        }
+        let field = |i: usize| f.get(i).copied().filter(|v| !v.is_empty());
+        let ip = |i: usize, what: &str| -> Result<Option<Ipv4>, String> {
+            field(i)
+                .map(|v| {
+                    parse_ipv4(v).ok_or_else(|| format!("{what} '{v}' is not an IPv4 address"))
+                })
+                .transpose()
+        };
+        let device = field(5).map(ToString::to_string);
+        match field(6).unwrap_or("off") {
+            "off" | "none" => {}
+            "dhcp" | "on" | "any" | "both" | "bootp" | "rarp" => {
+                return Ok(IpConfig::Dhcp { device });
+            }
+            other => return Err(format!("autoconf '{other}' is not off, none, dhcp or on")),
+        }
+        let address = ip(0, "client address")?.ok_or("a static ip= needs a client address")?;
+        let dns = [ip(7, "dns0")?, ip(8, "dns1")?]
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(IpConfig::Static {
+            address,
+            gateway: ip(2, "gateway")?,
+            netmask: ip(3, "netmask")?,
+            hostname: field(4).map(ToString::to_string),
+            device,
+            dns,
+        })
+    }
+}
+
+/// The `rivet.*` keys rivet knows; any other `rivet.` key is reported.
+pub const RIVET_KEYS: &[&str] = &[
+    "rivet.after",
+    "rivet.wait",
+    "rivet.plan",
+    "rivet.callback",
+    "rivet.disk",
+    "rivet.iface",
+    "rivet.loglevel",
+];
+
+/// Default bound on waiting for disks and NICs to appear, in seconds.
+pub const DEFAULT_WAIT_SECS: u32 = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmdline {
+    pub after: EndAction,
+    pub wait_secs: u32,
+    pub bootif: Option<Mac>,
+    pub ip: Option<IpConfig>,
+    pub consoles: Vec<String>,
+    /// Every `rivet.*` key as given (later values win), for later stages.
+    pub rivet: BTreeMap<String, String>,
+    /// Malformed or unknown keys, one readable line each.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        Cmdline {
+            after: EndAction::default(),
+            wait_secs: DEFAULT_WAIT_SECS,
+            bootif: None,
+            ip: None,
+            consoles: Vec::new(),
+            rivet: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Splits the command line the way the kernel's `next_arg` does: on
+/// whitespace, with double quotes grouping (`key="a b"` → `key=a b`).
+pub fn tokens(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                started = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if started {
+                    out.push(core::mem::take(&mut cur));
+                    started = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        out.push(cur);
+    }
+    out
+}
+
+impl Cmdline {
+    pub fn parse(line: &str) -> Cmdline {
+        let mut cmd = Cmdline::default();
+        for token in tokens(line) {
+            let Some((key, value)) = token.split_once('=') else {
+                if token.starts_with("rivet.") {
+                    cmd.warnings
+                        .push(format!("'{token}' has no value (expected {token}=…)"));
+                }
+                continue;
+            };
+            match key {
+                "BOOTIF" => match Mac::parse(value) {
+                    Some(mac) => cmd.bootif = Some(mac),
+                    None => cmd.warnings.push(format!(
+                        "BOOTIF='{value}' is not a MAC address (expected 01-aa-bb-cc-dd-ee-ff)"
+                    )),
+                },
+                "ip" => match IpConfig::parse(value) {
+                    Ok(ip) => cmd.ip = Some(ip),
+                    Err(why) => cmd.warnings.push(format!("ip=: {why}")),
+                },
+                "console" => cmd.consoles.push(value.to_string()),
+                "rivet.after" => match EndAction::parse(value) {
+                    Some(a) => cmd.after = a,
+                    None => cmd.warnings.push(format!(
+                        "rivet.after='{value}' is not poweroff, reboot, halt or stay; using {}",
+                        cmd.after
+                    )),
+                },
+                "rivet.wait" => match value.parse::<u32>() {
+                    Ok(s) if s <= 3600 => cmd.wait_secs = s,
+                    _ => cmd.warnings.push(format!(
+                        "rivet.wait='{value}' is not a number of seconds (0-3600); using {}",
+                        cmd.wait_secs
+                    )),
+                },
+                k if k.starts_with("rivet.") && !RIVET_KEYS.contains(&k) => {
+                    cmd.warnings.push(format!("unknown key '{k}' ignored"));
+                }
+                _ => {}
+            }
+            if key.starts_with("rivet.") && RIVET_KEYS.contains(&key) {
+                cmd.rivet.insert(key.to_string(), value.to_string());
+            }
+        }
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn typical_ironic_pxe_line() {
+        let c = Cmdline::parse(
+            "BOOT_IMAGE=vmlinuz selinux=0 troubleshoot=0 text nofb vga=normal \
+             ipa-api-url=http://10.0.0.1:6385 BOOTIF=01-52-54-00-12-34-56 initrd=initrd.gz \
+             console=tty0 console=ttyS0,115200n8 rivet.after=reboot quiet\n",
+        );
+        assert_eq!(c.bootif, Some(Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56])));
+        assert_eq!(c.after, EndAction::Reboot);
+        assert_eq!(c.consoles, vec!["tty0", "ttyS0,115200n8"]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(
+            c.rivet.get("rivet.after").map(String::as_str),
+            Some("reboot")
+        );
+    }
+
+    #[test]
+    fn defaults_when_absent() {
+        let c = Cmdline::parse("");
+        assert_eq!(c.after, EndAction::Poweroff);
+        assert_eq!(c.wait_secs, DEFAULT_WAIT_SECS);
+        assert_eq!(c.bootif, None);
+        assert_eq!(c.ip, None);
+    }
+
+    #[test]
+    fn malformed_known_keys_are_reported_and_defaulted() {
+        let c = Cmdline::parse("BOOTIF=zz-52 rivet.after=explode rivet.wait=-3 rivet.plan rivet.colour=red ip=1.2.3:x:y");
+        assert_eq!(c.after, EndAction::Poweroff);
+        assert_eq!(c.wait_secs, DEFAULT_WAIT_SECS);
+        assert_eq!(c.bootif, None);
+        assert_eq!(c.ip, None);
+        assert_eq!(c.warnings.len(), 6, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("BOOTIF='zz-52'"));
+        assert!(c.warnings[1].contains("rivet.after='explode'"));
+        assert!(c.warnings.iter().any(|w| w.contains("rivet.colour")));
+    }
+
+    #[test]
+    fn quotes_group_words() {
+        assert_eq!(tokens(r#"a="b c" d  "e f""#), vec!["a=b c", "d", "e f"]);
+        let c = Cmdline::parse(r#"rivet.plan="http://h/p lan.json""#);
+        assert_eq!(c.rivet["rivet.plan"], "http://h/p lan.json");
+    }
+
+    #[test]
+    fn mac_forms() {
+        let want = Some(Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]));
+        assert_eq!(Mac::parse("01-aa-bb-cc-dd-ee-ff"), want);
+        assert_eq!(Mac::parse("AA:BB:CC:DD:EE:FF"), want);
+        assert_eq!(Mac::parse("aa-bb-cc-dd-ee-ff"), want);
+        assert_eq!(Mac::parse("02-aa-bb-cc-dd-ee-ff"), None);
+        assert_eq!(Mac::parse("aa:bb:cc:dd:ee"), None);
+        assert_eq!(Mac::parse("aaa:bb:cc:dd:ee:f"), None);
+        assert_eq!(
+            Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]).to_string(),
+            "aa:bb:cc:dd:ee:ff"
+        );
+    }
+
+    #[test]
+    fn ip_forms() {
+        assert_eq!(IpConfig::parse("dhcp"), Ok(IpConfig::Dhcp { device: None }));
+        assert_eq!(IpConfig::parse("off"), Ok(IpConfig::Off));
+        assert_eq!(
+            IpConfig::parse("::::node1:eth1:dhcp"),
+            Ok(IpConfig::Dhcp {
+                device: Some("eth1".into())
+            })
+        );
+        assert_eq!(
+            IpConfig::parse("10.0.2.15::10.0.2.2:255.255.255.0:node1:eth0:off:10.0.2.3"),
+            Ok(IpConfig::Static {
+                address: [10, 0, 2, 15],
+                gateway: Some([10, 0, 2, 2]),
+                netmask: Some([255, 255, 255, 0]),
+                hostname: Some("node1".into()),
+                device: Some("eth0".into()),
+                dns: vec![[10, 0, 2, 3]],
+            })
+        );
+        assert!(IpConfig::parse("10.0.2.256::::::off").is_err());
+        assert!(IpConfig::parse(":::::eth0:off").is_err());
+        assert!(IpConfig::parse("10.0.2.15::::::bogus").is_err());
+        assert!(IpConfig::parse("banana").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! What hardware rivet sees: disks from /sys/block, NICs from
+//! /sys/class/net. Read from sysfs only, so it works the same on the host.
+
+use crate::cmdline::Mac;
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub name: String,
+    pub size_bytes: u64,
+    pub logical_block: u32,
+    pub physical_block: u32,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub name: String,
+    pub mac: Option<Mac>,
+    /// None when the kernel cannot tell (link down).
+    pub carrier: Option<bool>,
+    pub driver: Option<String>,
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    read_trimmed(path)?.parse().ok()
+}
+
+/// Block devices that can be deploy targets: not loop, RAM, floppy or
+/// empty (size 0, like a CD drive without a disc).
+pub fn disks(sys: &Path) -> Vec<Disk> {
+    let Ok(entries) = fs::read_dir(sys.join("block")) else {
+        return Vec::new();
+    };
+    let mut disks: Vec<Disk> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if ["loop", "ram", "zram", "fd"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                return None;
+            }
+            let dir = entry.path();
+            let size_bytes = read_number(&dir.join("size"))? * 512;
+            if size_bytes == 0 {
+                return None;
+            }
+            let queue = dir.join("queue");
+            let first = |names: &[&str]| names.iter().find_map(|n| read_trimmed(&dir.join(n)));
+            Some(Disk {
+                size_bytes,
+                logical_block: read_number(&queue.join("logical_block_size")).unwrap_or(512) as u32,
+                physical_block: read_number(&queue.join("physical_block_size")).unwrap_or(512)
+                    as u32,
+                model: first(&["device/model"]),
+                serial: first(&["serial", "device/serial"]),
+                wwn: first(&["wwid", "device/wwid"]),
+                name,
+            })
+        })
+        .collect();
+    disks.sort_by(|a, b| a.name.cmp(&b.name));
+    disks
+}
+
+/// Network interfaces other than loopback.
+pub fn nics(sys: &Path) -> Vec<Nic> {
+    let Ok(entries) = fs::read_dir(sys.join("class/net")) else {
+        return Vec::new();
+    };
+    let mut nics: Vec<Nic> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            // ARPHRD_ETHER = 1; skips loopback (772) and tunnels.
+            if read_number(&dir.join("type")) != Some(1) {
+                return None;
+            }
+            let driver = fs::read_link(dir.join("device/driver"))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+            Some(Nic {
+                mac: read_trimmed(&dir.join("address")).and_then(|a| Mac::parse(&a)),
+                carrier: read_trimmed(&dir.join("carrier")).map(|c| c == "1"),
+                driver,
+                name,
+            })
+        })
+        .collect();
+    nics.sort_by(|a, b| a.name.cmp(&b.name));
+    nics
+}
+
+/// `1073741824` → `1.0 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn or_dash(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+impl fmt::Display for Disk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "disk {}: {} bytes ({}), sectors {}/{} (logical/physical), model {}, serial {}, wwn {}",
+            self.name,
+            self.size_bytes,
+            human_bytes(self.size_bytes),
+            self.logical_block,
+            self.physical_block,
+            or_dash(&self.model),
+            or_dash(&self.serial),
+            or_dash(&self.wwn),
+        )
+    }
+}
+
+impl fmt::Display for Nic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mac = self
+            .mac
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "-".into());
+        let carrier = match self.carrier {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "unknown",
+        };
+        write!(
+            f,
+            "nic {}: mac {mac}, carrier {carrier}, driver {}",
+            self.name,
+            or_dash(&self.driver)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake sysfs tree in a temporary directory.
+    fn fake_sys() -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("rivet-inventory-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let put = |rel: &str, text: &str| {
+            let p = root.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        };
+        put("block/vda/size", "2097152\n");
+        put("block/vda/queue/logical_block_size", "4096\n");
+        put("block/vda/queue/physical_block_size", "4096\n");
+        put("block/vda/serial", "disk-one\n");
+        put("block/loop0/size", "100\n");
+        put("block/sr0/size", "0\n");
+        put("block/nvme0n1/size", "8\n");
+        put("block/nvme0n1/device/model", "QEMU NVMe Ctrl  \n");
+        put("class/net/lo/type", "772\n");
+        put("class/net/eth0/type", "1\n");
+        put("class/net/eth0/address", "52:54:00:12:34:56\n");
+        put("class/net/eth0/carrier", "1\n");
+        root
+    }
+
+    #[test]
+    fn reads_disks_and_nics_from_sysfs() {
+        let sys = fake_sys();
+        let disks = disks(&sys);
+        assert_eq!(disks.len(), 2);
+        assert_eq!(disks[0].name, "nvme0n1");
+        assert_eq!(disks[0].model.as_deref(), Some("QEMU NVMe Ctrl"));
+        assert_eq!(disks[1].size_bytes, 1 << 30);
+        assert_eq!(disks[1].logical_block, 4096);
+        assert_eq!(
+            disks[1].to_string(),
+            "disk vda: 1073741824 bytes (1.0 GiB), sectors 4096/4096 (logical/physical), \
+             model -, serial disk-one, wwn -"
+        );
+        let nics = nics(&sys);
+        assert_eq!(nics.len(), 1);
+        assert_eq!(
+            nics[0].to_string(),
+            "nic eth0: mac 52:54:00:12:34:56, carrier up, driver -"
+        );
+        fs::remove_dir_all(sys).unwrap();
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(64 << 20), "64.0 MiB");
+        assert_eq!(human_bytes(1536 << 30), "1.5 TiB");
+    }
+}

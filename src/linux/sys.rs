@@ -1,0 +1,97 @@
+//! The one place for syscalls that need `unsafe` or raw ioctls. Everything
+//! else in rivet calls these safe functions.
+
+use rustix::fd::AsFd;
+use rustix::io::Errno;
+use std::ffi::CString;
+use std::io;
+use std::path::Path;
+
+pub use rustix::system::RebootCommand;
+
+/// Seconds since boot (CLOCK_BOOTTIME), the clock the kernel's log uses.
+pub fn boot_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+pub fn mount(source: &str, target: &str, fstype: &str) -> io::Result<()> {
+    use rustix::mount::MountFlags;
+    rustix::mount::mount(source, target, fstype, MountFlags::NOSUID, None).map_err(io::Error::from)
+}
+
+/// Loads a kernel module from a file. `EEXIST` (already loaded) is success.
+pub fn load_module(path: &Path) -> Result<(), Errno> {
+    let file =
+        std::fs::File::open(path).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    match rustix::system::finit_module(file.as_fd(), c"", 0) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Flushes all filesystems and block devices to stable storage.
+pub fn sync() {
+    rustix::fs::sync();
+}
+
+/// Power off, reboot or halt. Returns only if the kernel refused.
+pub fn reboot(cmd: RebootCommand) -> io::Error {
+    match rustix::system::reboot(cmd) {
+        Ok(()) => io::Error::other("reboot(2) returned"),
+        Err(e) => e.into(),
+    }
+}
+
+/// `struct ifreq` for the flags ioctls: name then `short ifr_flags`, in a
+/// 40-byte union on 64-bit Linux.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; 16],
+    flags: i16,
+    _pad: [u8; 22],
+}
+
+const SIOCGIFFLAGS: rustix::ioctl::Opcode = 0x8913;
+const SIOCSIFFLAGS: rustix::ioctl::Opcode = 0x8914;
+const IFF_UP: i16 = 0x1;
+
+/// Brings a network interface's link up (what `ip link set NAME up` does).
+pub fn set_link_up(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() >= 16 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name length",
+        ));
+    }
+    let socket = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    let mut req = IfReqFlags {
+        name: [0; 16],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: both ioctls take a `struct ifreq *`; IfReqFlags has its layout
+    // and lives across the calls.
+    unsafe {
+        rustix::ioctl::ioctl(
+            &socket,
+            rustix::ioctl::Updater::<SIOCGIFFLAGS, _>::new(&mut req),
+        )?;
+        req.flags |= IFF_UP;
+        rustix::ioctl::ioctl(
+            &socket,
+            rustix::ioctl::Updater::<SIOCSIFFLAGS, _>::new(&mut req),
+        )?;
+    }
+    Ok(())
+}
+
+/// A C string for paths handed to the kernel.
+pub fn cstring(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in string"))
+}

@@ -1,0 +1,7 @@
+//! Byte formats. Each type is a view over a byte buffer with a checked
+//! constructor and explicit field offsets; parsing is kept apart from policy.
+
+pub mod cpio;
+pub mod elf;
+pub mod gzip;
+pub mod modinfo;
