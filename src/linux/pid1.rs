@@ -137,8 +137,15 @@ fn bring_up_hardware(cmdline: &Cmdline) {
     for disk in inventory::disks(sys) {
         log::info!("{disk}");
     }
-    for nic in inventory::nics(sys) {
+    let nics = inventory::nics(sys);
+    for nic in &nics {
         log::info!("{nic}");
+    }
+    if let Some(mac) = cmdline.bootif {
+        match nics.iter().find(|n| n.mac == Some(mac)) {
+            Some(nic) => log::info!("boot NIC {} (BOOTIF {mac})", nic.name),
+            None => log::warn!("BOOTIF {mac} matches no NIC"),
+        }
     }
 }
 

@@ -1,0 +1,137 @@
+//! rivet as PID 1 in QEMU: a stock Debian kernel, rivet's own initramfs,
+//! virtio disks and NIC. Judged by what the serial console printed.
+
+mod common;
+use common::*;
+
+const MAC: &str = "52:54:00:ab:cd:ef";
+
+fn two_disk_boot(mem: u32, name: &str) {
+    let dir = scratch(name);
+    let small = blank_disk(&dir, "small.img", 64);
+    let big = blank_disk(&dir, "big.img", 200);
+    let console = Boot::new(&dir, &initramfs("virtio"))
+        .arg("--mem", mem)
+        .arg("--mac", MAC)
+        .arg("--disk", small.display())
+        .arg(
+            "--disk",
+            format!(
+                "{},serial=rivet-big,logical_block_size=4096,physical_block_size=4096",
+                big.display()
+            ),
+        )
+        .run("reboot: Power down");
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, "starting as PID 1");
+    for module in ["virtio_pci", "virtio_blk", "virtio_net"] {
+        assert_logged(&lines, &format!("module {module} loaded (for "));
+    }
+    assert_logged(
+        &lines,
+        "disk vda: 67108864 bytes (64.0 MiB), sectors 512/512",
+    );
+    assert_logged(&lines, "disk vdb: 209715200 bytes (200.0 MiB), sectors 4096/4096 (logical/physical), model -, serial rivet-big");
+    assert_logged(
+        &lines,
+        &format!("nic eth0: mac {MAC}, carrier up, driver virtio_net"),
+    );
+    assert_logged(&lines, "syncing disks, then poweroff");
+    let errors: Vec<_> = lines.iter().filter(|l| l.starts_with("ERROR")).collect();
+    assert!(errors.is_empty(), "errors logged: {errors:?}");
+    let off = logged_at(&console, "syncing disks").unwrap();
+    eprintln!("{name}: {mem} MiB guest reached poweroff {off:.2} s after kernel start");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn boots_with_two_disks_and_a_nic_in_128_mib() {
+    two_disk_boot(128, "boot128");
+}
+
+#[test]
+fn boots_in_96_mib() {
+    two_disk_boot(96, "boot96");
+}
+
+#[test]
+fn pxe_boots_through_ipxe_over_tftp() {
+    let dir = scratch("pxe-tftp");
+    let disk = blank_disk(&dir, "disk.img", 64);
+    let console = Boot::new(&dir, &initramfs("virtio"))
+        .arg("--pxe", "tftp")
+        .arg("--mac", MAC)
+        .arg("--disk", disk.display())
+        .run("reboot: Power down");
+    assert!(
+        console.contains("tftp://10.0.2.2/initrd.gz"),
+        "iPXE did not fetch over TFTP"
+    );
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, &format!("boot NIC eth0 (BOOTIF {MAC})"));
+    assert_logged(&lines, "disk vda: 67108864 bytes");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn pxe_boots_through_ipxe_over_http() {
+    let dir = scratch("pxe-http");
+    let disk = blank_disk(&dir, "disk.img", 64);
+    let console = Boot::new(&dir, &initramfs("virtio"))
+        .arg("--pxe", "http")
+        .arg("--mac", MAC)
+        .arg("--disk", disk.display())
+        .run("reboot: Power down");
+    assert!(
+        console.contains("http://10.0.2.2:"),
+        "iPXE did not fetch over HTTP"
+    );
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, &format!("boot NIC eth0 (BOOTIF {MAC})"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn end_action_and_bad_keys_come_from_the_command_line() {
+    let dir = scratch("reboot");
+    let disk = blank_disk(&dir, "disk.img", 64);
+    let console = Boot::new(&dir, &initramfs("virtio"))
+        .arg("--disk", disk.display())
+        .arg(
+            "--append",
+            "rivet.after=reboot rivet.wait=banana BOOTIF=01-zz rivet.colour=red",
+        )
+        .run("reboot: Restarting system");
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, "rivet.wait='banana' is not a number of seconds");
+    assert_logged(&lines, "BOOTIF='01-zz' is not a MAC address");
+    assert_logged(&lines, "unknown key 'rivet.colour' ignored");
+    assert_logged(&lines, "syncing disks, then reboot");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn default_class_boots_and_loads_only_what_the_hardware_needs() {
+    let dir = scratch("default-class");
+    let disk = blank_disk(&dir, "disk.img", 64);
+    let console = Boot::new(&dir, &initramfs("default"))
+        .arg("--disk", disk.display())
+        // An e1000 NIC besides the virtio one: its module must be found by alias.
+        .arg("--qemu-arg", "-device")
+        .arg("--qemu-arg", "e1000,netdev=n1,mac=52:54:00:00:00:02")
+        .arg("--qemu-arg", "-netdev")
+        .arg("--qemu-arg", "user,id=n1")
+        .run("reboot: Power down");
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, "module e1000 loaded (for pci:v00008086d0000100E");
+    assert_logged(&lines, "mac 52:54:00:00:00:02, carrier up, driver e1000");
+    for unneeded in ["ixgbe", "i40e", "nvme ", "igb"] {
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains(&format!("module {unneeded}"))),
+            "{unneeded} loaded without its hardware"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
