@@ -3,5 +3,8 @@
 
 pub mod cpio;
 pub mod elf;
+pub mod gpt;
+pub mod guid;
 pub mod gzip;
+pub mod mbr;
 pub mod modinfo;
