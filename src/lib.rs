@@ -17,7 +17,9 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod initramfs;
+pub mod layout;
 pub mod modules;
+pub mod plan;
 pub mod wire;
 
 #[cfg(feature = "std")]

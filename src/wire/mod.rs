@@ -1,6 +1,7 @@
 //! Byte formats. Each type is a view over a byte buffer with a checked
 //! constructor and explicit field offsets; parsing is kept apart from policy.
 
+pub mod base64;
 pub mod cpio;
 pub mod elf;
 pub mod gpt;
@@ -8,3 +9,5 @@ pub mod guid;
 pub mod gzip;
 pub mod mbr;
 pub mod modinfo;
+pub mod superblock;
+pub mod swap;

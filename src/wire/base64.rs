@@ -1,0 +1,105 @@
+//! Standard base64 (RFC 4648 §4) decoding, as Python's b64encode writes it
+//! (Ironic's inline config drive). Whitespace is skipped.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// A byte outside the alphabet, at this offset.
+    BadChar(usize),
+    /// Length not a multiple of 4, or padding in the wrong place.
+    BadLength,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadChar(at) => write!(f, "invalid base64 character at offset {at}"),
+            Error::BadLength => f.write_str("base64 length or padding is invalid"),
+        }
+    }
+}
+
+fn value(c: u8) -> Option<u8> {
+    Some(match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => return None,
+    })
+}
+
+pub fn decode(text: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut quad = [0u8; 4];
+    let mut n = 0;
+    let mut padding = 0;
+    for (at, &c) in text.iter().enumerate() {
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        if c == b'=' {
+            if n < 2 {
+                return Err(Error::BadLength);
+            }
+            padding += 1;
+            quad[n] = 0;
+        } else {
+            if padding > 0 {
+                return Err(Error::BadLength);
+            }
+            quad[n] = value(c).ok_or(Error::BadChar(at))?;
+        }
+        n += 1;
+        if n == 4 {
+            let v = (quad[0] as u32) << 18
+                | (quad[1] as u32) << 12
+                | (quad[2] as u32) << 6
+                | quad[3] as u32;
+            let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+            if padding > 2 {
+                return Err(Error::BadLength);
+            }
+            out.extend_from_slice(&bytes[..3 - padding]);
+            n = 0;
+            if padding > 0 {
+                padding = 3; // nothing may follow a padded quad
+            }
+        }
+    }
+    if n != 0 {
+        return Err(Error::BadLength);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(decode(enc.as_bytes()).unwrap(), plain.as_bytes());
+        }
+        assert_eq!(decode(b"Zm9v\nYmFy\n").unwrap(), b"foobar");
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert_eq!(decode(b"Zm9v!"), Err(Error::BadChar(4)));
+        assert_eq!(decode(b"Zm9"), Err(Error::BadLength));
+        assert_eq!(decode(b"Z==="), Err(Error::BadLength));
+        assert_eq!(decode(b"Zg==Zm9v"), Err(Error::BadLength));
+        assert_eq!(decode(b"Zg=a"), Err(Error::BadLength));
+    }
+}
