@@ -16,10 +16,12 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod deploy;
 pub mod initramfs;
 pub mod layout;
 pub mod modules;
 pub mod plan;
+pub mod stream;
 pub mod wire;
 
 #[cfg(feature = "std")]

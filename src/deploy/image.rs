@@ -1,0 +1,111 @@
+//! Streaming the image onto the disk through one aligned buffer, hashing on
+//! the way, with the first MiB held back until the checksum has passed: a
+//! failed or interrupted deploy never leaves a recognisable filesystem or a
+//! bootable disk behind.
+
+use super::device::BlockDevice;
+use super::table::write;
+use super::{Env, Error};
+use crate::stream::{fill, Hasher, Meter};
+use alloc::vec;
+use alloc::vec::Vec;
+use embedded_io::Read;
+
+/// How much of the image's start is written only after verification.
+pub const HOLD_BACK: usize = 1 << 20;
+
+/// A source of image bytes: embedded-io's Read, plus what we know of it.
+pub trait ImageSource: Read {
+    /// Total bytes, when known before reading (Content-Length, file size).
+    fn size(&self) -> Option<u64>;
+    /// Where the bytes come from (URL or path), for messages.
+    fn describe(&self) -> alloc::string::String;
+}
+
+/// Writes `data` at `offset` (a multiple of the block size); a tail that is
+/// not a whole block is merged with what the disk holds there.
+pub fn write_any_len(dev: &mut dyn BlockDevice, offset: u64, data: &[u8]) -> Result<(), Error> {
+    let b = dev.logical_block() as usize;
+    let whole = data.len() / b * b;
+    if whole > 0 {
+        write(dev, offset, &data[..whole])?;
+    }
+    let tail = &data[whole..];
+    if !tail.is_empty() {
+        let at = offset + whole as u64;
+        let mut block = vec![0u8; b];
+        dev.read_at(at, &mut block)
+            .map_err(|e| Error::device(dev, "read", at, e))?;
+        block[..tail.len()].copy_from_slice(tail);
+        write(dev, at, &block)?;
+    }
+    Ok(())
+}
+
+pub struct Streamed {
+    pub bytes: u64,
+    pub digest: alloc::string::String,
+    /// The first bytes of the image, not yet on the disk.
+    pub held: Vec<u8>,
+    pub elapsed_ms: u64,
+}
+
+/// Copies the image to `offset`, refusing to write past `limit` bytes.
+/// Returns with the first [`HOLD_BACK`] bytes held in memory.
+pub fn stream<S: ImageSource + ?Sized>(
+    dev: &mut dyn BlockDevice,
+    env: &mut dyn Env,
+    src: &mut S,
+    offset: u64,
+    limit: u64,
+    buf: &mut [u8],
+    mut hasher: Hasher,
+) -> Result<Streamed, Error>
+where
+    S::Error: core::fmt::Display,
+{
+    let start_ms = env.now_ms();
+    let mut meter = Meter::new(start_ms, 5_000, src.size());
+    let mut held = Vec::new();
+    let mut pos = 0u64;
+    loop {
+        let n = fill(src, buf).map_err(|e| Error::Image {
+            source: src.describe(),
+            offset: pos,
+            message: alloc::format!("{e}"),
+        })?;
+        if n == 0 {
+            break;
+        }
+        if pos + n as u64 > limit {
+            return Err(Error::ImageTooLarge {
+                limit,
+                image: src.size(),
+                source: src.describe(),
+            });
+        }
+        hasher.update(&buf[..n]);
+        let mut skip = 0;
+        if (pos as usize) < HOLD_BACK {
+            skip = (HOLD_BACK - pos as usize).min(n);
+            held.extend_from_slice(&buf[..skip]);
+        }
+        if skip < n {
+            write_any_len(dev, offset + pos + skip as u64, &buf[skip..n])?;
+        }
+        pos += n as u64;
+        if let Some(line) = meter.advance(n as u64, env.now_ms()) {
+            log::info!("image: {line}");
+        }
+        if n < buf.len() {
+            break; // the source ended inside this buffer
+        }
+    }
+    let elapsed_ms = env.now_ms().saturating_sub(start_ms);
+    Ok(Streamed {
+        bytes: pos,
+        digest: hasher.finish_hex(),
+        held,
+        elapsed_ms,
+    })
+}

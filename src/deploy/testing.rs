@@ -1,0 +1,99 @@
+//! Doubles for exercising the engine without a disk or a network: an image
+//! held in memory (size known or not), and an environment with scripted
+//! time, seeded randomness and a recorder in place of mkfs.
+
+use super::{BlockDevice, Env, ImageSource, Mkfs};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::convert::Infallible;
+
+/// Image bytes from memory, optionally hiding their size (as a chunked
+/// HTTP response would).
+pub struct SliceImage<'a> {
+    pub data: &'a [u8],
+    pub pos: usize,
+    pub size_known: bool,
+}
+
+impl<'a> SliceImage<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        SliceImage {
+            data,
+            pos: 0,
+            size_known: true,
+        }
+    }
+}
+
+impl embedded_io::ErrorType for SliceImage<'_> {
+    type Error = Infallible;
+}
+
+impl embedded_io::Read for SliceImage<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        // Short reads on purpose: at most 100 000 bytes a call.
+        let n = buf.len().min(self.data.len() - self.pos).min(100_000);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl ImageSource for SliceImage<'_> {
+    fn size(&self) -> Option<u64> {
+        self.size_known.then_some(self.data.len() as u64)
+    }
+    fn describe(&self) -> String {
+        String::from("memory")
+    }
+}
+
+/// Time advances 10 ms per call; randomness is a counter; mkfs writes a
+/// recognisable marker and records the call.
+pub struct ScriptedEnv {
+    pub now: u64,
+    pub counter: u8,
+    pub mkfs_calls: Vec<(u64, u64, Mkfs)>,
+    pub ext_supported: bool,
+}
+
+impl Default for ScriptedEnv {
+    fn default() -> Self {
+        ScriptedEnv {
+            now: 0,
+            counter: 1,
+            mkfs_calls: Vec::new(),
+            ext_supported: true,
+        }
+    }
+}
+
+impl Env for ScriptedEnv {
+    fn now_ms(&mut self) -> u64 {
+        self.now += 10;
+        self.now
+    }
+    fn random(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.counter;
+            self.counter = self.counter.wrapping_add(1);
+        }
+    }
+    fn can_mkfs(&self, fs: Mkfs) -> bool {
+        matches!(fs, Mkfs::Vfat { .. }) || self.ext_supported
+    }
+    fn mkfs(
+        &mut self,
+        dev: &mut dyn BlockDevice,
+        offset: u64,
+        len: u64,
+        fs: Mkfs,
+    ) -> Result<(), String> {
+        self.mkfs_calls.push((offset, len, fs));
+        let block = dev.logical_block() as usize;
+        let mut marker = alloc::vec![0u8; block];
+        marker[..4].copy_from_slice(b"MKFS");
+        dev.write_at(offset, &marker)
+            .map_err(|e| alloc::format!("{e}"))
+    }
+}

@@ -1,0 +1,475 @@
+use super::device::{FailingDisk, MemDisk};
+use super::testing::{ScriptedEnv, SliceImage};
+use super::*;
+use crate::plan::{Label, Plan};
+use crate::wire::{gpt, mbr, superblock::Kind};
+
+const GIB: u64 = 1 << 30;
+const EXT4_UUID: &str = "0b3e3f1a-4d7c-4e2b-9a6f-0123456789ab";
+
+/// A fake ext4 filesystem image: a superblock with a known UUID, then noise.
+fn ext4_image(len: usize) -> Vec<u8> {
+    let mut img: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+    img[1024..2048].fill(0);
+    img[1080..1082].copy_from_slice(&[0x53, 0xef]);
+    img[1120] = 0x40; // extents → ext4
+    img[1128..1144].copy_from_slice(&[
+        0x0b, 0x3e, 0x3f, 0x1a, 0x4d, 0x7c, 0x4e, 0x2b, 0x9a, 0x6f, 0x01, 0x23, 0x45, 0x67, 0x89,
+        0xab,
+    ]);
+    img
+}
+
+fn sha256(data: &[u8]) -> String {
+    let mut h = crate::stream::Hasher::new(HashAlgo::Sha256);
+    h.update(data);
+    h.finish_hex()
+}
+
+fn plan(json: &str, image: &[u8]) -> Plan {
+    let with_sum = json.replacen(
+        '{',
+        &format!(
+            "{{\"os_hash_algo\": \"sha256\", \"os_hash_value\": \"{}\", ",
+            sha256(image)
+        ),
+        1,
+    );
+    Plan::from_json(with_sum.as_bytes()).unwrap()
+}
+
+fn request<'a>(plan: &'a Plan, boot_mode: BootMode) -> Request<'a> {
+    Request {
+        plan,
+        boot_mode,
+        configdrive: None,
+        disk_path: "/dev/vda".into(),
+        buffer_size: 1 << 20,
+    }
+}
+
+#[test]
+fn bios_msdos_partition_image_with_swap_and_ephemeral() {
+    let img = ext4_image(3 << 20 | 777); // not a whole number of blocks
+    let p = plan(
+        r#"{"image_type": "partition", "root_mb": 64, "swap_mb": 16, "ephemeral_mb": 8, "ephemeral_format": "vfat"}"#,
+        &img,
+    );
+    let mut disk = MemDisk::new(GIB, 512);
+    let mut env = ScriptedEnv::default();
+    let out = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut env,
+        &request(&p, BootMode::Bios),
+    )
+    .unwrap();
+
+    let sector0 = disk.bytes(0, 512);
+    let m = mbr::Mbr::new_checked(&sector0).unwrap();
+    let parts = m.partitions();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(
+        (parts[0].1.first_lba, parts[0].1.sectors, parts[0].1.kind),
+        (2048, 8 * 2048, 0x83)
+    );
+    assert_eq!((parts[1].1.first_lba, parts[1].1.kind), (9 * 2048, 0x82));
+    assert_eq!(
+        (
+            parts[2].1.first_lba,
+            parts[2].1.sectors,
+            parts[2].1.bootable
+        ),
+        (25 * 2048, 64 * 2048, true)
+    );
+    assert_eq!(
+        disk.bytes(25 << 20, img.len()),
+        img,
+        "root partition holds the image"
+    );
+    assert_eq!(out.root_uuid, EXT4_UUID);
+    assert_eq!(out.root_filesystem.as_ref().unwrap().kind, Kind::Ext4);
+    let swap = out
+        .partitions
+        .iter()
+        .find(|p| p.role == Role::Swap)
+        .unwrap();
+    assert_eq!(
+        swap.filesystem.as_ref().unwrap().label.as_deref(),
+        Some("swap1")
+    );
+    assert_eq!(swap.path, "/dev/vda2");
+    assert_eq!(
+        env.mkfs_calls,
+        vec![(
+            1 << 20,
+            8 << 20,
+            Mkfs::Vfat {
+                label: "ephemeral0"
+            }
+        )]
+    );
+    assert_eq!(out.image_bytes, img.len() as u64);
+    assert_eq!(disk.flushes, 1);
+    let json = result::to_json(&out, "/dev/vda");
+    assert_eq!(json["root uuid"], EXT4_UUID);
+    assert_eq!(json["partitions"]["root"], "/dev/vda3");
+    assert_eq!(json["efi system partition uuid"], serde_json::Value::Null);
+}
+
+#[test]
+fn uefi_gpt_layout_with_config_drive() {
+    let img = ext4_image(1 << 20);
+    let p = plan(
+        r#"{"image_type": "partition", "root_mb": 100, "deploy_boot_mode": "uefi", "disk_label": "msdos"}"#,
+        &img,
+    );
+    let mut disk = MemDisk::new(2 * GIB, 4096);
+    let mut env = ScriptedEnv::default();
+    let mut req = request(&p, BootMode::Uefi);
+    req.configdrive = Some(vec![0xcd; (1 << 20) + 5]); // rounds up to 2 MiB
+    let out = deploy(&mut disk, &mut SliceImage::new(&img), &mut env, &req).unwrap();
+    assert_eq!(out.label, Some(Label::Gpt), "uefi forces gpt");
+    let existing = table::read_existing(&mut disk).unwrap().unwrap();
+    let got: Vec<_> = existing
+        .parts
+        .iter()
+        .map(|p| {
+            (
+                p.number,
+                p.offset >> 20,
+                p.len >> 20,
+                p.name.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 1, 550, "primary".into()),
+            (2, 551, 2, "primary".into()),
+            (3, 553, 100, "primary".into())
+        ]
+    );
+    assert_eq!(
+        existing.parts[0].gpt_type,
+        Some(crate::wire::guid::types::ESP)
+    );
+    assert_eq!(disk.bytes(551 << 20, 4), vec![0xcd; 4]);
+    assert_eq!(
+        env.mkfs_calls,
+        vec![(1 << 20, 550 << 20, Mkfs::Vfat { label: "efi-part" })]
+    );
+    // The backup GPT sits at the very end.
+    let last = disk.bytes(2 * GIB - 4096, 4096);
+    let h = gpt::Header::new_checked(&last[..]).unwrap();
+    assert_eq!(h.my_lba(), 2 * GIB / 4096 - 1);
+}
+
+#[test]
+fn checksum_mismatch_names_both_values_and_leaves_no_filesystem() {
+    let img = ext4_image(2 << 20);
+    let mut p = plan(r#"{"image_type": "partition", "root_mb": 64}"#, &img);
+    p.checksum = Checksum::Value(HashAlgo::Sha256, "0".repeat(64));
+    let mut disk = MemDisk::new(GIB, 512);
+    let err = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &request(&p, BootMode::Bios),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&"0".repeat(64)) && text.contains(&sha256(&img)),
+        "{text}"
+    );
+    assert_eq!(err.step(), "checksum");
+    // The first MiB of root (with the superblock) was never written.
+    assert!(crate::wire::superblock::probe(&disk.bytes(1 << 20, 70_000)).is_none());
+    assert_eq!(
+        disk.bytes(2 << 20, 16),
+        img[1 << 20..(1 << 20) + 16].to_vec()
+    );
+}
+
+#[test]
+fn refusals_happen_before_any_write() {
+    let img = ext4_image(5 << 20);
+    let cases: Vec<(&str, u64, &str)> = vec![
+        (
+            r#"{"image_type": "partition", "root_mb": 4}"#,
+            GIB,
+            "larger than the 4 MiB root",
+        ),
+        (
+            r#"{"image_type": "partition", "root_mb": 2000}"#,
+            GIB,
+            "but the disk has 1024 MiB",
+        ),
+        (
+            r#"{"image_type": "partition", "root_mb": 64, "ephemeral_mb": 10, "ephemeral_format": "ext4"}"#,
+            GIB,
+            "ephemeral_format ext4",
+        ),
+        (
+            r#"{"image_type": "partition", "root_mb": 64, "preserve_ephemeral": true, "ephemeral_mb": 10}"#,
+            GIB,
+            "no partition table to preserve",
+        ),
+        (
+            r#"{"image_type": "whole-disk"}"#,
+            4 << 20,
+            "larger than the disk",
+        ),
+    ];
+    for (json, size, want) in cases {
+        let p = plan(json, &img);
+        let mut disk = MemDisk::new(size, 512);
+        let mut env = ScriptedEnv {
+            ext_supported: false,
+            ..Default::default()
+        };
+        let err = deploy(
+            &mut disk,
+            &mut SliceImage::new(&img),
+            &mut env,
+            &request(&p, BootMode::Bios),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(want), "{json}: {err}");
+        assert_eq!(disk.writes, 0, "{json}: wrote before refusing");
+    }
+}
+
+#[test]
+fn unknown_size_image_stops_at_the_partition_boundary() {
+    let img = ext4_image(5 << 20);
+    let p = plan(r#"{"image_type": "partition", "root_mb": 4}"#, &img);
+    let mut disk = MemDisk::new(GIB, 512);
+    let mut src = SliceImage {
+        size_known: false,
+        ..SliceImage::new(&img)
+    };
+    let err = deploy(
+        &mut disk,
+        &mut src,
+        &mut ScriptedEnv::default(),
+        &request(&p, BootMode::Bios),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::ImageTooLarge { limit, .. } if limit == 4 << 20),
+        "{err}"
+    );
+    assert!(
+        disk.bytes((1 << 20) + (4 << 20), 16)
+            .iter()
+            .all(|&b| b == 0),
+        "wrote past the partition"
+    );
+}
+
+#[test]
+fn io_errors_name_disk_and_offset() {
+    let img = ext4_image(3 << 20);
+    let p = plan(r#"{"image_type": "partition", "root_mb": 64}"#, &img);
+    let mut disk = FailingDisk {
+        inner: MemDisk::new(GIB, 512),
+        fail_at: (2 << 20) + 4096,
+    };
+    let err = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &request(&p, BootMode::Bios),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "memdisk: write at byte 2097152: Input/output error (errno 5)"
+    );
+}
+
+#[test]
+fn preserve_ephemeral_keeps_its_bytes_and_refuses_another_layout() {
+    let img = ext4_image(2 << 20);
+    let json = r#"{"image_type": "partition", "root_mb": 64, "ephemeral_mb": 16, "ephemeral_format": "vfat"}"#;
+    let p = plan(json, &img);
+    let mut disk = MemDisk::new(GIB, 512);
+    deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &request(&p, BootMode::Bios),
+    )
+    .unwrap();
+    disk.write_at(3 << 20, &[0x5a; 4096]).unwrap(); // user data on the ephemeral partition
+    let before = disk.bytes(1 << 20, 16 << 20);
+
+    let img2 = ext4_image(3 << 20);
+    let p2 = plan(
+        &json.replace(
+            r#""root_mb": 64"#,
+            r#""root_mb": 64, "preserve_ephemeral": true"#,
+        ),
+        &img2,
+    );
+    let mut env = ScriptedEnv::default();
+    let out = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img2),
+        &mut env,
+        &request(&p2, BootMode::Bios),
+    )
+    .unwrap();
+    assert_eq!(disk.bytes(1 << 20, 16 << 20), before, "ephemeral changed");
+    assert!(env.mkfs_calls.is_empty(), "ephemeral was formatted");
+    assert_eq!(disk.bytes(17 << 20, img2.len()), img2);
+    assert_eq!(out.root_uuid, EXT4_UUID);
+
+    let p3 = plan(
+        &json.replace(
+            r#""root_mb": 64"#,
+            r#""root_mb": 60, "preserve_ephemeral": true"#,
+        ),
+        &img2,
+    );
+    let writes = disk.writes;
+    let err = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img2),
+        &mut env,
+        &request(&p3, BootMode::Bios),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("the table on the disk differs"),
+        "{err}"
+    );
+    assert_eq!(disk.writes, writes);
+}
+
+/// A whole-disk image with a GPT made for a 64 MiB disk, one partition.
+fn gpt_disk_image() -> Vec<u8> {
+    let table = gpt::Table {
+        geometry: gpt::Geometry::new(512, (64 << 20) / 512, gpt::ENTRY_COUNT).unwrap(),
+        disk_guid: crate::wire::guid::Guid([7; 16]),
+        partitions: vec![gpt::Partition {
+            type_guid: crate::wire::guid::types::LINUX_DATA,
+            unique_guid: crate::wire::guid::Guid([9; 16]),
+            first_lba: 2048,
+            last_lba: 2048 * 40 - 1,
+            attributes: 0,
+            name: "root".into(),
+        }],
+    };
+    let mut img = vec![0u8; 64 << 20];
+    let primary = table.primary_region().unwrap();
+    img[..primary.len()].copy_from_slice(&primary);
+    let backup = table.backup_region().unwrap();
+    let at = table.geometry.backup_entries_lba() as usize * 512;
+    img[at..at + backup.len()].copy_from_slice(&backup);
+    let fs = ext4_image(4096);
+    img[1 << 20..(1 << 20) + 4096].copy_from_slice(&fs);
+    img
+}
+
+#[test]
+fn whole_disk_gpt_moves_backup_and_adds_config_drive() {
+    let img = gpt_disk_image();
+    let p = plan(r#"{"disk_format": "raw"}"#, &img);
+    let mut disk = MemDisk::new(GIB, 512);
+    let mut req = request(&p, BootMode::Uefi);
+    req.configdrive = Some(b"config-2 contents".to_vec());
+    let out = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &req,
+    )
+    .unwrap();
+    assert_eq!(out.root_uuid, "0x00000000");
+    let last = disk.bytes(GIB - 512, 512);
+    let backup = gpt::Header::new_checked(&last[..]).unwrap();
+    assert_eq!(backup.my_lba(), GIB / 512 - 1);
+    assert_eq!(backup.last_usable(), GIB / 512 - 34);
+    let primary_sector = disk.bytes(512, 512);
+    let primary = gpt::Header::new_checked(&primary_sector[..]).unwrap();
+    assert_eq!(primary.alternate_lba(), GIB / 512 - 1);
+    let existing = table::read_existing(&mut disk).unwrap().unwrap();
+    assert_eq!(existing.parts.len(), 2);
+    let cd = &existing.parts[1];
+    // sgdisk -n 0:-64MB:0 on a 1 GiB disk starts at 959 MiB.
+    assert_eq!((cd.number, cd.offset >> 20), (2, 959));
+    assert_eq!(cd.offset + cd.len, (GIB / 512 - 33) * 512);
+    assert_eq!(disk.bytes(cd.offset, 17), b"config-2 contents");
+    assert_eq!(
+        out.partitions[0].filesystem.as_ref().unwrap().uuid,
+        EXT4_UUID
+    );
+    // The stale image backup header at 64 MiB is gone? It is image data now;
+    // what matters is that the real backup is valid and current.
+    assert_eq!(
+        disk.bytes(0, 512)[446 + 12..446 + 16],
+        ((GIB / 512 - 1) as u32).to_le_bytes()
+    );
+}
+
+#[test]
+fn whole_disk_mbr_gets_config_drive_in_last_64_mib_and_reports_signature() {
+    let mut img = vec![0u8; 8 << 20];
+    let part = mbr::Partition {
+        bootable: true,
+        kind: 0x83,
+        first_lba: 2048,
+        sectors: 8192,
+    };
+    mbr::write(&mut img[..512], 0xdead_beef, &[part]).unwrap();
+    let p = plan(r#"{"disk_format": "raw"}"#, &img);
+    let mut disk = MemDisk::new(GIB, 512);
+    let mut req = request(&p, BootMode::Bios);
+    req.configdrive = Some(vec![1; 1000]);
+    let out = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &req,
+    )
+    .unwrap();
+    assert_eq!(out.root_uuid, "0xdeadbeef");
+    let s0 = disk.bytes(0, 512);
+    let parts = mbr::Mbr::new_checked(&s0).unwrap().partitions();
+    assert_eq!(
+        parts[1].1,
+        mbr::Partition {
+            bootable: false,
+            kind: 0x0c,
+            first_lba: (GIB as u32 - (64 << 20)) / 512,
+            sectors: (64 << 20) / 512
+        }
+    );
+    assert_eq!(disk.bytes(GIB - (64 << 20), 4), vec![1; 4]);
+
+    let mut four = img.clone();
+    let p4: Vec<_> = (0..4)
+        .map(|i| mbr::Partition {
+            bootable: false,
+            kind: 0x83,
+            first_lba: 2048 + i * 100,
+            sectors: 100,
+        })
+        .collect();
+    mbr::write(&mut four[..512], 1, &p4).unwrap();
+    let p = plan(r#"{"disk_format": "raw"}"#, &four);
+    let mut req = request(&p, BootMode::Bios);
+    req.configdrive = Some(vec![1; 1000]);
+    let err = deploy(
+        &mut MemDisk::new(GIB, 512),
+        &mut SliceImage::new(&four),
+        &mut ScriptedEnv::default(),
+        &req,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("4 primary partitions"), "{err}");
+}
