@@ -148,7 +148,7 @@ pub fn wipe(
     zero(dev, zeros, size.saturating_sub(MIB), MIB.min(size))?;
     let old_parts = old
         .map(|o| o.parts.iter().map(|p| (p.offset, p.len)).collect())
-        .unwrap_or(Vec::new());
+        .unwrap_or_default();
     for (offset, len) in old_parts.into_iter().chain(new.iter().copied()) {
         let end = offset.saturating_add(len).min(size);
         if offset >= end {
