@@ -146,7 +146,7 @@ pub fn wipe(
     let size = dev.size();
     zero(dev, zeros, 0, MIB.min(size))?;
     zero(dev, zeros, size.saturating_sub(MIB), MIB.min(size))?;
-    let old_parts = old
+    let old_parts: Vec<(u64, u64)> = old
         .map(|o| o.parts.iter().map(|p| (p.offset, p.len)).collect())
         .unwrap_or_default();
     for (offset, len) in old_parts.into_iter().chain(new.iter().copied()) {
