@@ -1,6 +1,8 @@
 //! The host command line: one subcommand per user task.
 
 pub mod args;
+pub mod deploy;
+pub mod inspect;
 pub mod mkinitramfs;
 
 pub const USAGE: &str = "\
@@ -13,11 +15,13 @@ USAGE:
     rivet <COMMAND> [OPTIONS]
 
 COMMANDS:
+    deploy        Write an image onto a disk or file as ironic-python-agent would
+    inspect       Show a disk's partition table and filesystems as JSON
     mkinitramfs   Build rivet's initramfs from an extracted kernel package
     version       Print rivet's version
     help          Print this help (also: rivet COMMAND --help)
 
-Run 'rivet mkinitramfs --help' for the builder's options.
+Run 'rivet COMMAND --help' for a command's options.
 ";
 
 pub fn run(argv: Vec<String>) -> Result<(), String> {
@@ -31,6 +35,8 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             println!("rivet {}", rivet::VERSION);
             Ok(())
         }
+        Some("deploy") => deploy::run(it.collect()),
+        Some("inspect") => inspect::run(it.collect()),
         Some("mkinitramfs") => mkinitramfs::run(it.collect()),
         Some(other) => Err(format!("unknown command '{other}'; run 'rivet --help'")),
     }

@@ -90,8 +90,13 @@ pub fn read_existing(dev: &mut dyn BlockDevice) -> Result<Option<Existing>, Erro
     let Ok(m) = mbr::Mbr::new_checked(&sector) else {
         return Ok(None);
     };
-    if m.is_protective() {
-        return Ok(None); // a GPT whose headers are both damaged
+    if m.is_protective() || !m.entries_plausible() {
+        return Ok(None); // a GPT whose headers are both damaged, or not a table
+    }
+    if crate::wire::superblock::probe(&sector)
+        .is_some_and(|fs| fs.kind == crate::wire::superblock::Kind::Vfat)
+    {
+        return Ok(None); // a FAT boot sector also ends in 0x55AA
     }
     let sig = m.disk_signature();
     let parts = m

@@ -1,9 +1,13 @@
 //! Linux glue: everything that touches syscalls, files under /sys and /proc,
 //! or the console. The `unsafe` code and ioctls live in [`sys`] alone.
 
+pub mod blockdev;
 pub mod coldplug;
+pub mod env;
+pub mod fat;
 pub mod inventory;
 pub mod kernel_tree;
 pub mod logger;
 pub mod pid1;
+pub mod source;
 pub mod sys;

@@ -95,3 +95,48 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
 pub fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in string"))
 }
+
+/// `_IOR(0x12, 114, size_t)`: a block device's size in bytes.
+const BLKGETSIZE64: rustix::ioctl::Opcode = 0x8008_1272;
+/// `_IO(0x12, 95)`: re-read the partition table.
+const BLKRRPART: rustix::ioctl::Opcode = 0x125f;
+
+/// Size in bytes, logical and physical sector size of a block device.
+pub fn block_geometry(fd: impl AsFd) -> io::Result<(u64, u32, u32)> {
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer Getter passes.
+    let size =
+        unsafe { rustix::ioctl::ioctl(&fd, rustix::ioctl::Getter::<BLKGETSIZE64, u64>::new())? };
+    let logical = rustix::fs::ioctl_blksszget(&fd)?;
+    let physical = rustix::fs::ioctl_blkpbszget(&fd)?;
+    Ok((size, logical, physical))
+}
+
+/// Asks the kernel to re-read a block device's partition table.
+pub fn reread_partitions(fd: impl AsFd) -> io::Result<()> {
+    // SAFETY: BLKRRPART takes no argument.
+    unsafe { rustix::ioctl::ioctl(&fd, rustix::ioctl::NoArg::<BLKRRPART>::new())? };
+    Ok(())
+}
+
+/// Random bytes from the kernel. GRND_INSECURE never blocks, even in an
+/// early-boot PID 1 before the pool is initialised; rivet needs uniqueness
+/// (partition GUIDs, disk signatures, volume serials), not secrecy.
+pub fn random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::INSECURE) {
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(_) => {
+                // Kernels before 5.6 lack GRND_INSECURE: ask without flags.
+                match rustix::rand::getrandom(
+                    &mut buf[filled..],
+                    rustix::rand::GetRandomFlags::empty(),
+                ) {
+                    Ok(n) => filled += n,
+                    Err(e) => panic!("getrandom failed: {e}"),
+                }
+            }
+        }
+    }
+}

@@ -162,6 +162,12 @@ impl<'a> Mbr<'a> {
         Ok(Mbr { sector })
     }
 
+    /// Whether the four entries look like a partition table: every status
+    /// byte 0x00 or 0x80 (libblkid's test; FAT boot code fails it).
+    pub fn entries_plausible(&self) -> bool {
+        (0..4).all(|i| matches!(self.sector[ENTRIES_OFFSET + i * ENTRY_LEN], 0x00 | 0x80))
+    }
+
     pub fn disk_signature(&self) -> u32 {
         let s = &self.sector[SIGNATURE_OFFSET..SIGNATURE_OFFSET + 4];
         u32::from_le_bytes([s[0], s[1], s[2], s[3]])

@@ -2,6 +2,8 @@
 //! initramfs built by rivet itself, and `qemu/boot` run with a console log.
 #![allow(dead_code)]
 
+pub mod disk;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -1,0 +1,162 @@
+//! `rivet deploy`: the deploy engine on a host, onto exactly the file or
+//! block device named with --disk.
+
+use super::args::Args;
+use rivet::deploy::{self, configdrive, result, ImageSource, Request};
+use rivet::linux::{blockdev::Disk, env::LinuxEnv, source::FileImage};
+use rivet::plan::{BootMode, Plan};
+
+const HELP: &str = "\
+rivet deploy - write an image onto a disk as ironic-python-agent would
+
+USAGE:
+    rivet deploy --disk PATH --plan PLAN.json [OPTIONS]
+
+OPTIONS:
+    --disk PATH         The target: a block device or a regular file (nothing else is touched)
+    --plan FILE         Ironic's image_info as JSON (urls, image_type, root_mb, checksum, ...)
+    --image FILE        Read the image from FILE instead of the plan's urls (the checksum still applies)
+    --buffer SIZE       Streaming buffer, e.g. 4M, 256K [default: 4M]
+    --boot-mode MODE    bios or uefi, when the plan does not say [default: uefi, Ironic's default]
+    --sector-size N     Sector size to assume for a regular file: 512 or 4096 [default: 512]
+
+Progress goes to stderr; the result JSON (Ironic's \"root uuid\", \"efi system
+partition uuid\", \"partitions\", and rivet's figures) to stdout.
+";
+
+pub const DEFAULT_BUFFER: usize = 4 << 20;
+
+/// `4M`, `256K`, `1048576`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let n: usize = digits.parse().map_err(|_| format!("'{s}' is not a size"))?;
+    let mult = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        _ => return Err(format!("'{s}': unknown unit (use K or M)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn open_image(plan: &Plan, image: Option<&str>) -> Result<FileImage, String> {
+    if let Some(path) = image {
+        return FileImage::open(path);
+    }
+    for url in &plan.urls {
+        if let Some(path) = url.strip_prefix("file://") {
+            return FileImage::open(path);
+        }
+    }
+    match plan.urls.first() {
+        Some(url) => Err(format!(
+            "{url}: downloading over HTTP needs rivet's network stack (not in this build); \
+             fetch the image and pass --image FILE"
+        )),
+        None => Err("the plan has no urls; pass --image FILE".into()),
+    }
+}
+
+pub fn run(argv: Vec<String>) -> Result<(), String> {
+    let args = Args::parse(
+        argv,
+        &[
+            "disk",
+            "plan",
+            "image",
+            "buffer",
+            "boot-mode",
+            "sector-size",
+        ],
+        &[],
+    )?;
+    if args.help {
+        print!("{HELP}");
+        return Ok(());
+    }
+    let disk_path = args.required("disk")?;
+    let plan_path = args.required("plan")?;
+    let text = std::fs::read(plan_path).map_err(|e| format!("{plan_path}: {e}"))?;
+    let plan = Plan::from_json(&text).map_err(|e| format!("{plan_path}: {e}"))?;
+    let buffer_size = args
+        .get("buffer")
+        .map(parse_size)
+        .transpose()?
+        .unwrap_or(DEFAULT_BUFFER);
+    let boot_mode = match (plan.boot_mode, args.get("boot-mode")) {
+        (Some(m), _) => m,
+        (None, Some("bios")) => BootMode::Bios,
+        (None, Some("uefi") | None) => BootMode::Uefi,
+        (None, Some(other)) => return Err(format!("--boot-mode '{other}': bios or uefi")),
+    };
+    let configdrive = match &plan.configdrive {
+        None => None,
+        Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
+            return Err(format!(
+                "configdrive {s}: fetching it needs rivet's network stack (not in this build)"
+            ))
+        }
+        Some(s) => Some(configdrive::decode(s)?),
+    };
+    let sector = args
+        .get("sector-size")
+        .map(|s| s.parse::<u32>())
+        .transpose()
+        .map_err(|_| "--sector-size: 512 or 4096")?;
+    // Everything that can be checked without the disk has been: now open it.
+    let mut image = open_image(&plan, args.get("image"))?;
+    let mut disk = Disk::open(disk_path, sector.unwrap_or(512))?;
+    log::info!(
+        "deploying {} ({} bytes) onto {disk_path} ({} bytes, {}-byte sectors), {} image, boot mode {}",
+        image.describe(),
+        image.size().unwrap_or(0),
+        rivet::deploy::BlockDevice::size(&disk),
+        rivet::deploy::BlockDevice::logical_block(&disk),
+        match plan.image_type {
+            rivet::plan::ImageType::Partition => "partition",
+            rivet::plan::ImageType::WholeDisk => "whole-disk",
+        },
+        boot_mode.name()
+    );
+    let request = Request {
+        plan: &plan,
+        boot_mode,
+        configdrive,
+        disk_path: disk_path.to_string(),
+        buffer_size,
+    };
+    let outcome = deploy::deploy(&mut disk, &mut image, &mut LinuxEnv::default(), &request)
+        .map_err(|e| format!("deploy failed ({} step): {e}", e.step()))?;
+    log::info!(
+        "done: {} bytes in {:.2} s ({:.1} MB/s); root uuid {}",
+        outcome.image_bytes,
+        outcome.image_ms as f64 / 1000.0,
+        if outcome.image_ms > 0 {
+            outcome.image_bytes as f64 / 1e3 / outcome.image_ms as f64
+        } else {
+            0.0
+        },
+        outcome.root_uuid
+    );
+    print!("{}", result::render(&result::to_json(&outcome, disk_path)));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("256K"), Ok(256 << 10));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("4G").is_err());
+        assert!(parse_size("M").is_err());
+    }
+}
