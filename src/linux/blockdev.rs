@@ -7,6 +7,148 @@ use crate::deploy::{BlockDevice, IoError};
 use crate::stream::AlignedBuf;
 use rustix::fs::{FileType, Mode, OFlags};
 use std::os::fd::OwnedFd;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+/// Writes at least this large go to the writer thread.
+const ASYNC_MIN: usize = 256 * 1024;
+
+/// One write handed to the writer thread, and what comes back.
+struct Job {
+    offset: u64,
+    buf: AlignedBuf,
+    len: usize,
+}
+struct Done {
+    buf: AlignedBuf,
+    result: Result<(), IoError>,
+}
+
+/// A thread that performs large writes while the caller reads and hashes the
+/// next chunk: the disk and the hash run in parallel, so throughput is the
+/// slower of the two rather than their harmonic sum. One write is in flight
+/// at a time, in order, through one spare buffer.
+struct Writer {
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+    spare: Option<AlignedBuf>,
+    in_flight: bool,
+    failed: Option<IoError>,
+}
+
+fn pwrite_all(fd: &OwnedFd, data: &[u8], offset: u64) -> Result<(), IoError> {
+    let mut done = 0;
+    while done < data.len() {
+        match rustix::io::pwrite(fd, &data[done..], offset + done as u64) {
+            Ok(0) => {
+                return Err(IoError {
+                    errno: 0,
+                    message: "device accepted no bytes".into(),
+                })
+            }
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}
+
+impl Writer {
+    fn start(fd: OwnedFd) -> Writer {
+        let (jobs, job_rx) = sync_channel::<Job>(1);
+        let (done_tx, done) = sync_channel::<Done>(1);
+        let thread = std::thread::Builder::new()
+            .name("rivet-writer".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let result = pwrite_all(&fd, &job.buf.as_slice()[..job.len], job.offset)
+                        .map_err(|e| IoError {
+                            errno: e.errno,
+                            message: format!("{} (write at byte {})", e.message, job.offset),
+                        });
+                    if done_tx
+                        .send(Done {
+                            buf: job.buf,
+                            result,
+                        })
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+            .ok();
+        Writer {
+            jobs: Some(jobs),
+            done,
+            thread,
+            spare: None,
+            in_flight: false,
+            failed: None,
+        }
+    }
+
+    /// Waits for the write in flight, if any; returns the first failure.
+    fn drain(&mut self) -> Result<(), IoError> {
+        if self.in_flight {
+            self.in_flight = false;
+            match self.done.recv() {
+                Ok(d) => {
+                    self.spare = Some(d.buf);
+                    if let Err(e) = d.result {
+                        self.failed.get_or_insert(e);
+                    }
+                }
+                Err(_) => {
+                    self.failed.get_or_insert(IoError {
+                        errno: 0,
+                        message: "writer thread ended".into(),
+                    });
+                }
+            }
+        }
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn submit(&mut self, offset: u64, data: &[u8], align: usize) -> Result<(), IoError> {
+        self.drain()?;
+        let mut buf = match self.spare.take() {
+            Some(b) if b.len() >= data.len() => b,
+            _ => AlignedBuf::new(data.len(), align),
+        };
+        buf.as_mut_slice()[..data.len()].copy_from_slice(data);
+        let job = Job {
+            offset,
+            buf,
+            len: data.len(),
+        };
+        match self.jobs.as_ref().map(|j| j.send(job)) {
+            Some(Ok(())) => {
+                self.in_flight = true;
+                Ok(())
+            }
+            _ => Err(IoError {
+                errno: 0,
+                message: "writer thread ended".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.drain();
+        self.jobs = None; // ends the thread's loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 pub struct Disk {
     path: String,
@@ -16,6 +158,7 @@ pub struct Disk {
     physical: u32,
     is_block: bool,
     direct: bool,
+    writer: Option<Writer>,
 }
 
 fn io_err(e: rustix::io::Errno) -> IoError {
@@ -79,6 +222,12 @@ impl Disk {
             }
             (stat.st_size as u64, file_sector, file_sector)
         };
+        let writer = if writable {
+            let clone = fd.try_clone().map_err(|e| format!("{path}: {e}"))?;
+            Some(Writer::start(clone))
+        } else {
+            None
+        };
         Ok(Disk {
             path: path.to_string(),
             fd,
@@ -87,6 +236,7 @@ impl Disk {
             physical,
             is_block,
             direct,
+            writer,
         })
     }
 
@@ -122,6 +272,9 @@ impl BlockDevice for Disk {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.drain()?;
+        }
         let mut bounce = self.aligned(buf);
         let target: &mut [u8] = match bounce.as_mut() {
             Some(b) => b.as_mut_slice(),
@@ -154,26 +307,22 @@ impl BlockDevice for Disk {
                 message: format!("write past the end of {} bytes", self.size),
             });
         }
+        let align = (self.logical as usize).max(4096);
+        if let Some(w) = self.writer.as_mut() {
+            if buf.len() >= ASYNC_MIN {
+                return w.submit(offset, buf, align);
+            }
+            w.drain()?;
+        }
         let bounce = self.aligned(buf);
         let source = bounce.as_ref().map(|b| b.as_slice()).unwrap_or(buf);
-        let mut done = 0;
-        while done < source.len() {
-            match rustix::io::pwrite(&self.fd, &source[done..], offset + done as u64) {
-                Ok(0) => {
-                    return Err(IoError {
-                        errno: 0,
-                        message: "device accepted no bytes".into(),
-                    })
-                }
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-        Ok(())
+        pwrite_all(&self.fd, source, offset)
     }
 
     fn flush(&mut self) -> Result<(), IoError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.drain()?;
+        }
         rustix::fs::fdatasync(&self.fd).map_err(io_err)
     }
 
