@@ -473,3 +473,31 @@ fn whole_disk_mbr_gets_config_drive_in_last_64_mib_and_reports_signature() {
     .unwrap_err();
     assert!(err.to_string().contains("4 primary partitions"), "{err}");
 }
+
+#[test]
+fn mbr_config_drive_beyond_2_tib_is_refused_with_a_reason() {
+    let mut img = vec![0u8; 2 << 20];
+    let part = mbr::Partition {
+        bootable: true,
+        kind: 0x83,
+        first_lba: 2048,
+        sectors: 2048,
+    };
+    mbr::write(&mut img[..512], 0x1234_5678, &[part]).unwrap();
+    let p = plan(r#"{"disk_format": "raw"}"#, &img);
+    let mut req = request(&p, BootMode::Bios);
+    req.configdrive = Some(vec![1; 10]);
+    let mut disk = MemDisk::new(3 << 40, 512);
+    let err = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &req,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("larger than 2 TiB"), "{err}");
+    assert!(
+        disk.bytes(0, 512).iter().all(|&b| b == 0),
+        "the image's first MiB was written despite the failure"
+    );
+}
