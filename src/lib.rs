@@ -20,6 +20,7 @@ pub mod deploy;
 pub mod initramfs;
 pub mod layout;
 pub mod modules;
+pub mod net;
 pub mod plan;
 pub mod stream;
 pub mod wire;

@@ -7,6 +7,7 @@ pub mod elf;
 pub mod gpt;
 pub mod guid;
 pub mod gzip;
+pub mod http;
 pub mod mbr;
 pub mod modinfo;
 pub mod superblock;

@@ -1,0 +1,677 @@
+//! HTTP/1.1 client over a [`Transport`]: streaming GET that survives dropped
+//! connections (resume with `Range`, guarded by `If-Range`), bounded
+//! redirects, retries with backoff on refused connections and 5xx, timeouts;
+//! small GETs and JSON POSTs for plans and callbacks.
+
+use super::url::Url;
+use super::{ConnId, NetError, NetErrorKind, Transport};
+use crate::wire::http::{self, Chunked, Framing, Response, Step};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Timeouts and retry budget (ironic-python-agent retries a download 9
+/// times; rivet does the same, with exponential backoff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the next byte.
+    pub idle_timeout_ms: u64,
+    /// Consecutive failed attempts tolerated (each reconnect counts).
+    pub retries: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub max_redirects: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            connect_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            retries: 9,
+            backoff_ms: 1_000,
+            max_backoff_ms: 10_000,
+            max_redirects: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    pub url: String,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.url, self.message)
+    }
+}
+
+impl core::error::Error for HttpError {}
+
+impl embedded_io::Error for HttpError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::Other
+    }
+}
+
+/// Why an attempt failed, and whether another may succeed.
+enum Attempt {
+    Retry(String),
+    Fatal(HttpError),
+}
+
+impl From<NetError> for Attempt {
+    fn from(e: NetError) -> Attempt {
+        Attempt::Retry(e.message)
+    }
+}
+
+enum Body {
+    Length(u64),
+    Chunked(Chunked),
+    Close,
+    Done,
+}
+
+const USER_AGENT: &str = concat!("rivet/", env!("CARGO_PKG_VERSION"));
+
+/// A GET whose body is read through [`embedded_io::Read`]; reconnects and
+/// resumes transparently. Implements [`crate::deploy::ImageSource`].
+pub struct Download<'t, T: Transport> {
+    t: &'t mut T,
+    policy: Policy,
+    original: String,
+    url: Url,
+    conn: Option<ConnId>,
+    body: Body,
+    /// Body bytes received with the head, not yet handed out.
+    pending: Vec<u8>,
+    /// Chunked responses are decoded from here.
+    raw: Vec<u8>,
+    raw_len: usize,
+    /// Bytes handed to the caller.
+    pos: u64,
+    /// Bytes to discard after a server ignored our Range (restart from 0).
+    skip: u64,
+    total: Option<u64>,
+    validator: Option<String>,
+    pub resumes: u32,
+    pub restarts: u32,
+}
+
+fn header_value<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.header(name)
+}
+
+impl<'t, T: Transport> Download<'t, T> {
+    /// Sends the request and reads the response head, retrying as the
+    /// policy allows, so the size is known before the first read.
+    pub fn start(t: &'t mut T, url: &str, policy: Policy) -> Result<Download<'t, T>, HttpError> {
+        let parsed = Url::parse(url).map_err(|m| HttpError {
+            url: url.to_string(),
+            status: None,
+            message: m,
+        })?;
+        if parsed.https {
+            return Err(HttpError {
+                url: url.to_string(),
+                status: None,
+                message: "https is not supported by this build".into(),
+            });
+        }
+        let mut d = Download {
+            t,
+            policy,
+            original: url.to_string(),
+            url: parsed,
+            conn: None,
+            body: Body::Done,
+            pending: Vec::new(),
+            raw: vec![0u8; 16 * 1024],
+            raw_len: 0,
+            pos: 0,
+            skip: 0,
+            total: None,
+            validator: None,
+            resumes: 0,
+            restarts: 0,
+        };
+        d.open_with_retries()?;
+        Ok(d)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.original
+    }
+
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    fn err(&self, status: Option<u16>, message: String) -> HttpError {
+        HttpError {
+            url: self.original.clone(),
+            status,
+            message,
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.t.close(c);
+        }
+    }
+
+    fn open_with_retries(&mut self) -> Result<(), HttpError> {
+        let mut failures = 0;
+        let mut backoff = self.policy.backoff_ms;
+        loop {
+            match self.open() {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => {
+                    self.close();
+                    failures += 1;
+                    if failures > self.policy.retries {
+                        return Err(
+                            self.err(None, format!("giving up after {failures} attempts: {why}"))
+                        );
+                    }
+                    log::warn!(
+                        "{}: {why}; retry {failures}/{} in {} ms",
+                        self.original,
+                        self.policy.retries,
+                        backoff
+                    );
+                    self.t.sleep_ms(backoff);
+                    backoff = (backoff * 2).min(self.policy.max_backoff_ms);
+                }
+            }
+        }
+    }
+
+    /// One request: connect, send, read the head, follow redirects.
+    fn open(&mut self) -> Result<(), Attempt> {
+        for _ in 0..=self.policy.max_redirects {
+            self.close();
+            let conn = self.t.connect(
+                &self.url.host,
+                self.url.port,
+                self.policy.connect_timeout_ms,
+            )?;
+            self.conn = Some(conn);
+            let range = format!("bytes={}-", self.pos);
+            let mut headers: Vec<(&str, &str)> =
+                vec![("User-Agent", USER_AGENT), ("Accept", "*/*")];
+            if self.pos > 0 {
+                headers.push(("Range", &range));
+                if let Some(v) = &self.validator {
+                    headers.push(("If-Range", v));
+                }
+            }
+            let head =
+                http::request_head("GET", &self.url.target, &self.url.host_header(), &headers);
+            self.t.send(conn, &head, self.policy.idle_timeout_ms)?;
+            let (response, rest) = self.read_head(conn)?;
+            let status = response.status;
+            match status {
+                200 | 206 => {
+                    self.accept(&response, rest)?;
+                    return Ok(());
+                }
+                301 | 302 | 303 | 307 | 308 => {
+                    let location = header_value(&response, "location").ok_or_else(|| {
+                        Attempt::Fatal(self.err(Some(status), format!("{status} without Location")))
+                    })?;
+                    let next = self
+                        .url
+                        .join(location)
+                        .map_err(|m| Attempt::Fatal(self.err(Some(status), m)))?;
+                    if next.https {
+                        return Err(Attempt::Fatal(self.err(
+                            Some(status),
+                            format!("redirect to {next}: https is not supported by this build"),
+                        )));
+                    }
+                    log::info!("{}: redirected to {next}", self.original);
+                    self.url = next;
+                }
+                500..=599 => {
+                    return Err(Attempt::Retry(format!(
+                        "server answered {status} {}",
+                        response.reason
+                    )))
+                }
+                _ => {
+                    return Err(Attempt::Fatal(self.err(
+                        Some(status),
+                        format!("server answered {status} {}", response.reason),
+                    )))
+                }
+            }
+        }
+        Err(Attempt::Fatal(self.err(
+            None,
+            format!("more than {} redirects", self.policy.max_redirects),
+        )))
+    }
+
+    /// Reads until a complete response head; returns it and the body bytes
+    /// that came with it.
+    fn read_head(&mut self, conn: ConnId) -> Result<(Response, Vec<u8>), Attempt> {
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 2048];
+        loop {
+            let n = self.t.recv(conn, &mut chunk, self.policy.idle_timeout_ms)?;
+            if n == 0 {
+                return Err(Attempt::Retry("connection closed before a response".into()));
+            }
+            head.extend_from_slice(&chunk[..n]);
+            match Response::parse(&head) {
+                Ok(r) => {
+                    let rest = head[r.head_len..].to_vec();
+                    return Ok((r, rest));
+                }
+                Err(http::Error::Incomplete) => continue,
+                Err(e) => return Err(Attempt::Fatal(self.err(None, e.to_string()))),
+            }
+        }
+    }
+
+    fn accept(&mut self, r: &Response, rest: Vec<u8>) -> Result<(), Attempt> {
+        let framing = r
+            .framing("GET")
+            .map_err(|e| Attempt::Fatal(self.err(Some(r.status), e.to_string())))?;
+        let validator = header_value(r, "etag")
+            .or(header_value(r, "last-modified"))
+            .map(ToString::to_string);
+        let total = if r.status == 206 {
+            let (start, total) = header_value(r, "content-range")
+                .and_then(http::content_range)
+                .ok_or_else(|| {
+                    Attempt::Fatal(self.err(Some(206), "206 without a valid Content-Range".into()))
+                })?;
+            if start != self.pos {
+                return Err(Attempt::Fatal(self.err(
+                    Some(206),
+                    format!("asked for bytes from {}, got from {start}", self.pos),
+                )));
+            }
+            total
+        } else {
+            if self.pos > 0 {
+                // The server ignored Range (or If-Range found the image changed,
+                // which the checksum will catch): start over, dropping what
+                // the caller already has.
+                self.skip = self.pos;
+                self.restarts += 1;
+                log::warn!(
+                    "{}: the server does not resume (answered 200 to a Range request); \
+                     restarting from 0 and skipping {} bytes already written",
+                    self.original,
+                    self.pos
+                );
+            }
+            match framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            }
+        };
+        if let (Some(before), Some(now)) = (self.total, total) {
+            if before != now {
+                return Err(Attempt::Fatal(self.err(
+                    Some(r.status),
+                    format!(
+                        "the image changed size from {before} to {now} bytes between connections"
+                    ),
+                )));
+            }
+        }
+        if self.pos > 0 && r.status == 206 {
+            self.resumes += 1;
+            log::info!("{}: resumed at byte {}", self.original, self.pos);
+        }
+        self.total = self.total.or(total);
+        if self.validator.is_none() {
+            self.validator = validator;
+        }
+        self.body = match framing {
+            Framing::Length(n) => Body::Length(n),
+            Framing::Chunked => Body::Chunked(Chunked::new()),
+            Framing::Close => Body::Close,
+            Framing::None => Body::Done,
+        };
+        self.pending = rest;
+        self.raw_len = 0;
+        Ok(())
+    }
+
+    /// Reads body bytes of the current response into `out` (0 = complete).
+    fn read_body(&mut self, out: &mut [u8]) -> Result<usize, Attempt> {
+        let conn = match self.conn {
+            Some(c) => c,
+            None => return Err(Attempt::Retry("not connected".into())),
+        };
+        loop {
+            match &mut self.body {
+                Body::Done => return Ok(0),
+                Body::Length(0) => {
+                    self.body = Body::Done;
+                    return Ok(0);
+                }
+                Body::Length(left) => {
+                    let want = (out.len() as u64).min(*left) as usize;
+                    let n = if !self.pending.is_empty() {
+                        let n = want.min(self.pending.len());
+                        out[..n].copy_from_slice(&self.pending[..n]);
+                        self.pending.drain(..n);
+                        n
+                    } else {
+                        let n = self
+                            .t
+                            .recv(conn, &mut out[..want], self.policy.idle_timeout_ms)?;
+                        if n == 0 {
+                            return Err(Attempt::Retry(format!(
+                                "connection closed with {left} bytes of the response missing"
+                            )));
+                        }
+                        n
+                    };
+                    *left -= n as u64;
+                    return Ok(n);
+                }
+                Body::Close => {
+                    if !self.pending.is_empty() {
+                        let n = out.len().min(self.pending.len());
+                        out[..n].copy_from_slice(&self.pending[..n]);
+                        self.pending.drain(..n);
+                        return Ok(n);
+                    }
+                    let n = self.t.recv(conn, out, self.policy.idle_timeout_ms)?;
+                    if n == 0 {
+                        self.body = Body::Done;
+                    }
+                    return Ok(n);
+                }
+                Body::Chunked(decoder) => {
+                    if self.raw_len == 0 {
+                        if !self.pending.is_empty() {
+                            let n = self.raw.len().min(self.pending.len());
+                            self.raw[..n].copy_from_slice(&self.pending[..n]);
+                            self.pending.drain(..n);
+                            self.raw_len = n;
+                        } else {
+                            let n =
+                                self.t
+                                    .recv(conn, &mut self.raw, self.policy.idle_timeout_ms)?;
+                            if n == 0 {
+                                return Err(Attempt::Retry(
+                                    "connection closed inside a chunked response".into(),
+                                ));
+                            }
+                            self.raw_len = n;
+                        }
+                    }
+                    // Never offer the decoder more than `out` can take, so a
+                    // data step always fits.
+                    let offer = self.raw_len.min(out.len());
+                    let step = decoder.step(&self.raw[..offer]).map_err(|e| {
+                        Attempt::Fatal(HttpError {
+                            url: self.original.clone(),
+                            status: None,
+                            message: e.to_string(),
+                        })
+                    })?;
+                    let (consumed, data) = match step {
+                        Step::Skip(n) => (n, 0),
+                        Step::Data(n) => {
+                            out[..n].copy_from_slice(&self.raw[..n]);
+                            (n, n)
+                        }
+                        Step::End(n) => {
+                            self.body = Body::Done;
+                            (n, 0)
+                        }
+                    };
+                    self.raw.copy_within(consumed..self.raw_len, 0);
+                    self.raw_len -= consumed;
+                    if data > 0 {
+                        return Ok(data);
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_some(&mut self, out: &mut [u8]) -> Result<usize, HttpError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let mut failures = 0u32;
+        let mut backoff = self.policy.backoff_ms;
+        loop {
+            let result = if self.conn.is_none() {
+                Err(Attempt::Retry("reconnecting".into()))
+            } else {
+                self.read_body(out)
+            };
+            match result {
+                Ok(0) => {
+                    if self.skip > 0 {
+                        return Err(self.err(
+                            None,
+                            "the restarted download ended before reaching the resume point".into(),
+                        ));
+                    }
+                    if let Some(total) = self.total {
+                        if self.pos < total {
+                            return Err(self.err(
+                                None,
+                                format!("body ended at {} of {total} bytes", self.pos),
+                            ));
+                        }
+                    }
+                    self.close();
+                    return Ok(0);
+                }
+                Ok(n) if self.skip > 0 => {
+                    let dropped = (n as u64).min(self.skip);
+                    self.skip -= dropped;
+                    if (dropped as usize) < n {
+                        out.copy_within(dropped as usize..n, 0);
+                        let kept = n - dropped as usize;
+                        self.pos += kept as u64;
+                        return Ok(kept);
+                    }
+                }
+                Ok(n) => {
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => {
+                    self.close();
+                    if self.total == Some(self.pos) && self.skip == 0 {
+                        return Ok(0);
+                    }
+                    failures += 1;
+                    if failures > self.policy.retries {
+                        return Err(self.err(
+                            None,
+                            format!(
+                                "giving up after {failures} attempts at byte {}: {why}",
+                                self.pos
+                            ),
+                        ));
+                    }
+                    if why != "reconnecting" {
+                        log::warn!("{}: {why} (at byte {}); resuming", self.original, self.pos);
+                        self.t.sleep_ms(backoff);
+                        backoff = (backoff * 2).min(self.policy.max_backoff_ms);
+                    }
+                    match self.open() {
+                        Ok(()) => {}
+                        Err(Attempt::Fatal(e)) => return Err(e),
+                        Err(Attempt::Retry(w)) => {
+                            log::warn!("{}: {w}", self.original);
+                            self.close();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: Transport> Drop for Download<'_, T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl<T: Transport> embedded_io::ErrorType for Download<'_, T> {
+    type Error = HttpError;
+}
+
+impl<T: Transport> embedded_io::Read for Download<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, HttpError> {
+        self.read_some(buf)
+    }
+}
+
+impl<T: Transport> crate::deploy::ImageSource for Download<'_, T> {
+    fn size(&self) -> Option<u64> {
+        self.total
+    }
+    fn describe(&self) -> String {
+        self.original.clone()
+    }
+}
+
+/// GETs a small resource (a plan, a checksum file, a config drive) whole.
+pub fn get<T: Transport>(
+    t: &mut T,
+    url: &str,
+    max_bytes: usize,
+    policy: Policy,
+) -> Result<Vec<u8>, HttpError> {
+    let mut d = Download::start(t, url, policy)?;
+    if let Some(total) = d.total() {
+        if total > max_bytes as u64 {
+            return Err(d.err(
+                None,
+                format!("{total} bytes, more than the {max_bytes} allowed"),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = d.read_some(&mut chunk)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() + n > max_bytes {
+            return Err(d.err(None, format!("more than the {max_bytes} bytes allowed")));
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// POSTs JSON; returns the status and (bounded) body. Retries connection
+/// failures and 5xx answers.
+pub fn post_json<T: Transport>(
+    t: &mut T,
+    url: &str,
+    body: &[u8],
+    policy: Policy,
+) -> Result<(u16, Vec<u8>), HttpError> {
+    let parsed = Url::parse(url).map_err(|m| HttpError {
+        url: url.to_string(),
+        status: None,
+        message: m,
+    })?;
+    let fail = |m: String| HttpError {
+        url: url.to_string(),
+        status: None,
+        message: m,
+    };
+    let mut backoff = policy.backoff_ms;
+    let mut last = String::new();
+    for attempt in 0..=policy.retries {
+        if attempt > 0 {
+            log::warn!(
+                "{url}: {last}; retry {attempt}/{} in {backoff} ms",
+                policy.retries
+            );
+            t.sleep_ms(backoff);
+            backoff = (backoff * 2).min(policy.max_backoff_ms);
+        }
+        let conn = match t.connect(&parsed.host, parsed.port, policy.connect_timeout_ms) {
+            Ok(c) => c,
+            Err(e) => {
+                last = e.message;
+                continue;
+            }
+        };
+        let len = body.len().to_string();
+        let head = http::request_head(
+            "POST",
+            &parsed.target,
+            &parsed.host_header(),
+            &[
+                ("User-Agent", USER_AGENT),
+                ("Content-Type", "application/json"),
+                ("Content-Length", &len),
+                ("Connection", "close"),
+            ],
+        );
+        let result = (|| -> Result<(u16, Vec<u8>), NetError> {
+            t.send(conn, &head, policy.idle_timeout_ms)?;
+            t.send(conn, body, policy.idle_timeout_ms)?;
+            let mut all = Vec::new();
+            let mut chunk = [0u8; 2048];
+            loop {
+                let n = t.recv(conn, &mut chunk, policy.idle_timeout_ms)?;
+                all.extend_from_slice(&chunk[..n]);
+                match Response::parse(&all) {
+                    Ok(r) => {
+                        let length = match r.framing("POST") {
+                            Ok(Framing::Length(n)) => n.min(64 * 1024) as usize,
+                            _ => 0,
+                        };
+                        while all.len() < r.head_len + length {
+                            let n = t.recv(conn, &mut chunk, policy.idle_timeout_ms)?;
+                            if n == 0 {
+                                break;
+                            }
+                            all.extend_from_slice(&chunk[..n]);
+                        }
+                        let end = (r.head_len + length).min(all.len());
+                        return Ok((r.status, all[r.head_len..end].to_vec()));
+                    }
+                    Err(http::Error::Incomplete) if n > 0 => continue,
+                    Err(e) => return Err(NetError::new(NetErrorKind::Other, e.to_string())),
+                }
+            }
+        })();
+        t.close(conn);
+        match result {
+            Ok((status, _)) if (500..600).contains(&status) => {
+                last = format!("server answered {status}")
+            }
+            Ok(r) => return Ok(r),
+            Err(e) => last = e.message,
+        }
+    }
+    Err(fail(format!(
+        "giving up after {} attempts: {last}",
+        policy.retries + 1
+    )))
+}

@@ -1,0 +1,67 @@
+//! Networking above the wire formats: a transport abstraction (TCP
+//! connections with deadlines, a clock), and the HTTP client that streams
+//! images over it with resume, redirects and retries. The smoltcp stack over
+//! a raw NIC (`linux::netstack`) implements [`Transport`]; so does an
+//! in-memory server for tests ([`testing`]).
+
+pub mod client;
+pub mod testing;
+pub mod url;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::string::String;
+use core::fmt;
+
+/// A connection handle handed out by a [`Transport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConnId(pub usize);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetErrorKind {
+    /// Name resolution failed.
+    Dns,
+    /// Connection refused or reset during connect.
+    Refused,
+    /// A deadline passed.
+    Timeout,
+    /// The connection broke while in use.
+    Reset,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetError {
+    pub kind: NetErrorKind,
+    pub message: String,
+}
+
+impl NetError {
+    pub fn new(kind: NetErrorKind, message: impl Into<String>) -> NetError {
+        NetError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// TCP connections and time. Timeouts are durations in milliseconds; the
+/// transport measures them on its own clock ([`Transport::now_ms`]), which
+/// tests script.
+pub trait Transport {
+    fn now_ms(&mut self) -> u64;
+    /// Waits (backoff between retries), keeping the network serviced.
+    fn sleep_ms(&mut self, ms: u64);
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u64) -> Result<ConnId, NetError>;
+    fn send(&mut self, conn: ConnId, data: &[u8], timeout_ms: u64) -> Result<(), NetError>;
+    /// Returns at least one byte, or 0 when the peer closed cleanly.
+    fn recv(&mut self, conn: ConnId, buf: &mut [u8], timeout_ms: u64) -> Result<usize, NetError>;
+    fn close(&mut self, conn: ConnId);
+}

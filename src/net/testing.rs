@@ -1,0 +1,241 @@
+//! An HTTP server in memory, implementing [`Transport`] with a scripted
+//! clock: it serves files (with or without Range support, as one piece or
+//! chunked), and misbehaves on cue: refuses connections, answers 5xx, cuts
+//! connections after N body bytes, redirects, or never answers.
+
+use super::{ConnId, NetError, NetErrorKind, Transport};
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+#[derive(Default)]
+struct Conn {
+    inbox: Vec<u8>,
+    outbox: VecDeque<u8>,
+    answered: bool,
+    /// Close after the outbox drains.
+    closing: bool,
+}
+
+#[derive(Default)]
+pub struct FakeServer {
+    pub now: u64,
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub ranges: bool,
+    pub chunked: bool,
+    pub etag: Option<String>,
+    /// Body bytes sent on the Nth response before the connection is cut.
+    pub cut_after: VecDeque<u64>,
+    /// Statuses answered (with an empty body) to the first requests.
+    pub fail_with: VecDeque<u16>,
+    /// Connections refused before one is accepted.
+    pub refuse: u32,
+    /// Requests that get no answer at all (the server hangs).
+    pub hang: u32,
+    /// path → Location
+    pub redirects: BTreeMap<String, String>,
+    /// Request heads received, in order.
+    pub requests: Vec<String>,
+    /// (path, body) of POSTs.
+    pub posts: Vec<(String, Vec<u8>)>,
+    /// Most bytes one recv returns (segmentation).
+    pub segment: usize,
+    conns: BTreeMap<usize, Conn>,
+    next: usize,
+}
+
+impl FakeServer {
+    pub fn serving(path: &str, data: Vec<u8>) -> FakeServer {
+        let mut s = FakeServer {
+            ranges: true,
+            segment: 7_001,
+            ..Default::default()
+        };
+        s.files.insert(path.to_string(), data);
+        s
+    }
+
+    fn respond(&mut self, head: &str, body_in: Vec<u8>) -> (Vec<u8>, bool) {
+        let first = head.lines().next().unwrap_or("");
+        let mut parts = first.split(' ');
+        let (method, path) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let header = |name: &str| {
+            head.lines().skip(1).find_map(|l| {
+                l.split_once(':')
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+        };
+        if method == "POST" {
+            self.posts.push((path, body_in));
+            return (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+                false,
+            );
+        }
+        if let Some(status) = self.fail_with.pop_front() {
+            return (
+                format!("HTTP/1.1 {status} Oops\r\nContent-Length: 0\r\n\r\n").into_bytes(),
+                false,
+            );
+        }
+        if let Some(loc) = self.redirects.get(&path) {
+            return (
+                format!("HTTP/1.1 302 Found\r\nLocation: {loc}\r\nContent-Length: 0\r\n\r\n")
+                    .into_bytes(),
+                false,
+            );
+        }
+        let Some(data) = self.files.get(&path).cloned() else {
+            return (
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                false,
+            );
+        };
+        let mut start = 0u64;
+        let mut status = "200 OK";
+        let etag = self.etag.clone();
+        let if_range_ok = match (header("If-Range"), &etag) {
+            (Some(v), Some(e)) => &v == e,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        if let (true, true, Some(r)) = (self.ranges, if_range_ok, header("Range")) {
+            start = r
+                .trim_start_matches("bytes=")
+                .trim_end_matches('-')
+                .parse()
+                .unwrap_or(0);
+            status = "206 Partial Content";
+        }
+        let body = &data[start as usize..];
+        let mut out = format!("HTTP/1.1 {status}\r\n");
+        if let Some(e) = &etag {
+            out += &format!("ETag: {e}\r\n");
+        }
+        if status.starts_with("206") {
+            out += &format!(
+                "Content-Range: bytes {start}-{}/{}\r\n",
+                data.len().saturating_sub(1),
+                data.len()
+            );
+        }
+        let cut = self.cut_after.pop_front();
+        let mut bytes;
+        if self.chunked {
+            out += "Transfer-Encoding: chunked\r\n\r\n";
+            bytes = out.into_bytes();
+            for piece in body.chunks(3000) {
+                bytes.extend(format!("{:x};x=y\r\n", piece.len()).as_bytes());
+                bytes.extend_from_slice(piece);
+                bytes.extend_from_slice(b"\r\n");
+            }
+            bytes.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            out += &format!("Content-Length: {}\r\n\r\n", body.len());
+            let head_len = out.len();
+            bytes = out.into_bytes();
+            bytes.extend_from_slice(body);
+            if let Some(n) = cut {
+                bytes.truncate(head_len + n as usize);
+                return (bytes, true);
+            }
+        }
+        (bytes, cut.is_some())
+    }
+}
+
+impl Transport for FakeServer {
+    fn now_ms(&mut self) -> u64 {
+        self.now
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.now += ms;
+    }
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u64) -> Result<ConnId, NetError> {
+        self.now += 1;
+        if host == "unresolvable.invalid" {
+            return Err(NetError::new(
+                NetErrorKind::Dns,
+                format!("cannot resolve {host}"),
+            ));
+        }
+        if self.refuse > 0 {
+            self.refuse -= 1;
+            let _ = timeout_ms;
+            return Err(NetError::new(
+                NetErrorKind::Refused,
+                format!("connection to {host}:{port} refused"),
+            ));
+        }
+        self.next += 1;
+        self.conns.insert(self.next, Conn::default());
+        Ok(ConnId(self.next))
+    }
+    fn send(&mut self, conn: ConnId, data: &[u8], _timeout_ms: u64) -> Result<(), NetError> {
+        let c = self
+            .conns
+            .get_mut(&conn.0)
+            .ok_or_else(|| NetError::new(NetErrorKind::Reset, "no such connection"))?;
+        c.inbox.extend_from_slice(data);
+        let Some(end) = c.inbox.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return Ok(());
+        };
+        let head = String::from_utf8_lossy(&c.inbox[..end + 4]).into_owned();
+        let body_len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        if c.answered || c.inbox.len() < end + 4 + body_len {
+            return Ok(());
+        }
+        c.answered = true;
+        let body = c.inbox[end + 4..end + 4 + body_len].to_vec();
+        self.requests.push(head.clone());
+        if self.hang > 0 {
+            self.hang -= 1;
+            return Ok(());
+        }
+        let (response, cut) = self.respond(&head, body);
+        let c = self.conns.get_mut(&conn.0).expect("checked above");
+        c.outbox.extend(response);
+        c.closing = cut;
+        Ok(())
+    }
+    fn recv(&mut self, conn: ConnId, buf: &mut [u8], timeout_ms: u64) -> Result<usize, NetError> {
+        let segment = self.segment.max(1);
+        let c = self
+            .conns
+            .get_mut(&conn.0)
+            .ok_or_else(|| NetError::new(NetErrorKind::Reset, "no such connection"))?;
+        if c.outbox.is_empty() {
+            if c.closing {
+                return Ok(0);
+            }
+            self.now += timeout_ms;
+            return Err(NetError::new(
+                NetErrorKind::Timeout,
+                format!("no data for {timeout_ms} ms"),
+            ));
+        }
+        let n = buf.len().min(c.outbox.len()).min(segment);
+        for (i, b) in c.outbox.drain(..n).enumerate() {
+            buf[i] = b;
+        }
+        if c.outbox.is_empty() && c.answered {
+            c.closing = true; // Connection: close semantics after the response
+        }
+        Ok(n)
+    }
+    fn close(&mut self, conn: ConnId) {
+        self.conns.remove(&conn.0);
+    }
+}

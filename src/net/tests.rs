@@ -1,0 +1,202 @@
+use super::client::{get, post_json, Download, Policy};
+use super::testing::FakeServer;
+use crate::stream::fill;
+use alloc::vec;
+use alloc::vec::Vec;
+
+fn image(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 7) as u8).collect()
+}
+
+fn read_all(d: &mut Download<'_, FakeServer>) -> Result<Vec<u8>, super::client::HttpError> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = fill(d, &mut buf)?;
+        out.extend_from_slice(&buf[..n]);
+        if n < buf.len() {
+            return Ok(out);
+        }
+    }
+}
+
+#[test]
+fn plain_download_knows_its_size() {
+    let data = image(300_000);
+    let mut s = FakeServer::serving("/img", data.clone());
+    let mut d = Download::start(&mut s, "http://10.0.2.2:8080/img", Policy::default()).unwrap();
+    assert_eq!(d.total(), Some(300_000));
+    assert_eq!(read_all(&mut d).unwrap(), data);
+    drop(d);
+    assert!(s.requests[0].starts_with("GET /img HTTP/1.1\r\nHost: 10.0.2.2:8080\r\n"));
+}
+
+#[test]
+fn dropped_connections_resume_with_range_and_if_range() {
+    let data = image(1_000_000);
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.etag = Some("\"v1\"".into());
+    s.cut_after = [100_000, 250_000].into();
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    let got = read_all(&mut d).unwrap();
+    assert_eq!(d.resumes, 2);
+    drop(d);
+    assert_eq!(got, data);
+    assert!(
+        s.requests[1].contains("Range: bytes=100000-\r\n"),
+        "{}",
+        s.requests[1]
+    );
+    assert!(s.requests[1].contains("If-Range: \"v1\"\r\n"));
+    assert!(s.requests[2].contains("Range: bytes=350000-\r\n"));
+}
+
+#[test]
+fn a_server_without_ranges_restarts_and_skips() {
+    let data = image(500_000);
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.ranges = false;
+    s.cut_after = [123_456].into();
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    let got = read_all(&mut d).unwrap();
+    assert_eq!((d.restarts, d.resumes), (1, 0));
+    assert_eq!(got, data, "bytes after a restart from 0 must line up");
+}
+
+#[test]
+fn chunked_bodies_decode_and_resume_from_scratch() {
+    let data = image(100_000);
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.chunked = true;
+    s.segment = 1_000;
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    assert_eq!(d.total(), None);
+    assert_eq!(read_all(&mut d).unwrap(), data);
+}
+
+#[test]
+fn refused_and_5xx_are_retried_with_backoff() {
+    let data = image(10_000);
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.refuse = 2;
+    s.fail_with = [503, 502].into();
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    assert_eq!(read_all(&mut d).unwrap(), data);
+    drop(d);
+    // Backoff 1 s, 2 s, 4 s, 8 s on the scripted clock.
+    assert!(s.now >= 15_000, "slept only {} ms", s.now);
+}
+
+#[test]
+fn failures_that_will_not_heal_are_final() {
+    let mut s = FakeServer::serving("/img", image(10));
+    let e = Download::start(&mut s, "http://h/missing", Policy::default())
+        .err()
+        .unwrap();
+    assert_eq!(e.status, Some(404));
+    assert_eq!(s.requests.len(), 1, "4xx must not be retried");
+
+    let mut s = FakeServer::serving("/img", image(10));
+    s.refuse = 100;
+    let e = Download::start(&mut s, "http://h/img", Policy::default())
+        .err()
+        .unwrap();
+    assert!(e.message.contains("giving up after 10 attempts"), "{e}");
+
+    let mut s = FakeServer::serving("/img", image(10));
+    s.hang = 100;
+    let policy = Policy {
+        retries: 1,
+        ..Policy::default()
+    };
+    let e = Download::start(&mut s, "http://h/img", policy)
+        .err()
+        .unwrap();
+    assert!(e.message.contains("no data for 60000 ms"), "{e}");
+
+    let mut s = FakeServer::serving("/img", image(10));
+    let e = Download::start(
+        &mut s,
+        "http://unresolvable.invalid/img",
+        Policy {
+            retries: 0,
+            ..Policy::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.message.contains("cannot resolve"), "{e}");
+    assert!(Download::start(&mut s, "https://h/img", Policy::default()).is_err());
+}
+
+#[test]
+fn redirects_are_followed_and_bounded() {
+    let data = image(1_000);
+    let mut s = FakeServer::serving("/real", data.clone());
+    s.redirects.insert("/a".into(), "/real".into());
+    let mut d = Download::start(&mut s, "http://h/a", Policy::default()).unwrap();
+    assert_eq!(read_all(&mut d).unwrap(), data);
+    drop(d);
+    s.redirects.insert("/loop".into(), "/loop".into());
+    let e = Download::start(&mut s, "http://h/loop", Policy::default())
+        .err()
+        .unwrap();
+    assert!(e.message.contains("more than 5 redirects"), "{e}");
+}
+
+#[test]
+fn small_gets_are_bounded_and_posts_arrive() {
+    let mut s = FakeServer::serving("/plan.json", b"{\"root_mb\": 10}".to_vec());
+    assert_eq!(
+        get(&mut s, "http://h/plan.json", 1024, Policy::default()).unwrap(),
+        b"{\"root_mb\": 10}"
+    );
+    let e = get(&mut s, "http://h/plan.json", 4, Policy::default()).unwrap_err();
+    assert!(
+        e.message.contains("15 bytes, more than the 4 allowed"),
+        "{e}"
+    );
+    s.fail_with = [500].into();
+    let (status, body) = post_json(
+        &mut s,
+        "http://h/callback",
+        b"{\"ok\": true}",
+        Policy::default(),
+    )
+    .unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"{}"[..]));
+    assert_eq!(
+        s.posts,
+        vec![("/callback".into(), b"{\"ok\": true}".to_vec())]
+    );
+}
+
+#[test]
+fn downloads_feed_the_deploy_engine() {
+    use crate::deploy::{self, device::MemDisk, testing::ScriptedEnv, Request};
+    let data = image(3 << 20);
+    let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Md5);
+    h.update(&data);
+    let plan = crate::plan::Plan::from_json(
+        alloc::format!(
+            r#"{{"image_type": "partition", "root_mb": 8, "checksum": "{}"}}"#,
+            h.finish_hex()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.cut_after = [1_500_000].into();
+    let mut src = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    let mut disk = MemDisk::new(64 << 20, 512);
+    let req = Request {
+        plan: &plan,
+        boot_mode: crate::plan::BootMode::Bios,
+        configdrive: None,
+        disk_path: "/dev/vda".into(),
+        buffer_size: 1 << 20,
+    };
+    let out = deploy::deploy(&mut disk, &mut src, &mut ScriptedEnv::default(), &req).unwrap();
+    assert_eq!(out.image_bytes, data.len() as u64);
+    assert_eq!(disk.bytes(1 << 20, data.len()), data);
+}
