@@ -3,8 +3,9 @@
 
 use super::args::Args;
 use rivet::deploy::{self, configdrive, result, ImageSource, Request};
-use rivet::linux::{blockdev::Disk, env::LinuxEnv, source::FileImage};
-use rivet::plan::{BootMode, Plan};
+use rivet::linux::{blockdev::Disk, env::LinuxEnv, packet::LinuxStack, source::FileImage};
+use rivet::net::client::{self, Download, Policy};
+use rivet::plan::{BootMode, Checksum, Plan};
 
 const HELP: &str = "\
 rivet deploy - write an image onto a disk as ironic-python-agent would
@@ -19,7 +20,7 @@ OPTIONS:
     --buffer SIZE       Streaming buffer, e.g. 4M, 256K [default: 4M]
     --boot-mode MODE    bios or uefi, when the plan does not say [default: uefi, Ironic's default]
     --sector-size N     Sector size to assume for a regular file: 512 or 4096 [default: 512]
-
+{NET}
 Progress goes to stderr; the result JSON (Ironic's \"root uuid\", \"efi system
 partition uuid\", \"partitions\", and rivet's figures) to stdout.
 ";
@@ -43,45 +44,66 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
-fn open_image(plan: &Plan, image: Option<&str>) -> Result<FileImage, String> {
+/// A local file to read the image from: --image, or a file:// URL.
+fn local_image(plan: &Plan, image: Option<&str>) -> Option<Result<FileImage, String>> {
     if let Some(path) = image {
-        return FileImage::open(path);
+        return Some(FileImage::open(path));
     }
-    for url in &plan.urls {
-        if let Some(path) = url.strip_prefix("file://") {
-            return FileImage::open(path);
+    plan.urls
+        .iter()
+        .find_map(|u| u.strip_prefix("file://"))
+        .map(FileImage::open)
+}
+
+/// Fetches what the plan points at besides the image: a checksum file and
+/// a config drive given as URLs.
+fn fetch_references(
+    plan: &mut Plan,
+    stack: &mut Option<LinuxStack>,
+) -> Result<Option<Vec<u8>>, String> {
+    let need_net = |what: &str, url: &str| {
+        format!("{what} {url}: pass --iface NAME to download it with rivet's network stack")
+    };
+    if let Checksum::Url(algo, url) = plan.checksum.clone() {
+        let stack = stack.as_mut().ok_or_else(|| need_net("checksum", &url))?;
+        let text = client::get(stack, &url, 1 << 20, Policy::default())
+            .map_err(|e| format!("checksum file: {e}"))?;
+        let image_url = plan.urls.first().cloned().unwrap_or_default();
+        plan.checksum =
+            rivet::plan::parse_checksum_file(&String::from_utf8_lossy(&text), &image_url, algo)
+                .map_err(|e| e.to_string())?;
+    }
+    match plan.configdrive.clone() {
+        None => Ok(None),
+        Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
+            let stack = stack.as_mut().ok_or_else(|| need_net("configdrive", &s))?;
+            let bytes = client::get(stack, &s, configdrive::MAX_DECODED, Policy::default())
+                .map_err(|e| format!("configdrive: {e}"))?;
+            Ok(Some(configdrive::decode_downloaded(bytes)?))
         }
-    }
-    match plan.urls.first() {
-        Some(url) => Err(format!(
-            "{url}: downloading over HTTP needs rivet's network stack (not in this build); \
-             fetch the image and pass --image FILE"
-        )),
-        None => Err("the plan has no urls; pass --image FILE".into()),
+        Some(s) => Ok(Some(configdrive::decode(&s)?)),
     }
 }
 
 pub fn run(argv: Vec<String>) -> Result<(), String> {
-    let args = Args::parse(
-        argv,
-        &[
-            "disk",
-            "plan",
-            "image",
-            "buffer",
-            "boot-mode",
-            "sector-size",
-        ],
-        &[],
-    )?;
+    let mut opts = vec![
+        "disk",
+        "plan",
+        "image",
+        "buffer",
+        "boot-mode",
+        "sector-size",
+    ];
+    opts.extend_from_slice(super::net::OPTIONS);
+    let args = Args::parse(argv, &opts, &[])?;
     if args.help {
-        print!("{HELP}");
+        print!("{}", HELP.replace("{NET}", super::net::HELP));
         return Ok(());
     }
     let disk_path = args.required("disk")?;
     let plan_path = args.required("plan")?;
     let text = std::fs::read(plan_path).map_err(|e| format!("{plan_path}: {e}"))?;
-    let plan = Plan::from_json(&text).map_err(|e| format!("{plan_path}: {e}"))?;
+    let mut plan = Plan::from_json(&text).map_err(|e| format!("{plan_path}: {e}"))?;
     let buffer_size = args
         .get("buffer")
         .map(parse_size)
@@ -93,35 +115,25 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         (None, Some("uefi") | None) => BootMode::Uefi,
         (None, Some(other)) => return Err(format!("--boot-mode '{other}': bios or uefi")),
     };
-    let configdrive = match &plan.configdrive {
-        None => None,
-        Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
-            return Err(format!(
-                "configdrive {s}: fetching it needs rivet's network stack (not in this build)"
-            ))
-        }
-        Some(s) => Some(configdrive::decode(s)?),
-    };
     let sector = args
         .get("sector-size")
         .map(|s| s.parse::<u32>())
         .transpose()
         .map_err(|_| "--sector-size: 512 or 4096")?;
+    let local = local_image(&plan, args.get("image")).transpose()?;
+    if local.is_none() && plan.urls.is_empty() {
+        return Err("the plan has no urls; pass --image FILE".into());
+    }
+    if local.is_none() && args.get("iface").is_none() {
+        return Err(format!(
+            "{}: pass --iface NAME to download it with rivet's network stack, or --image FILE",
+            plan.urls[0]
+        ));
+    }
+    let mut stack = super::net::stack(&args)?;
+    let configdrive = fetch_references(&mut plan, &mut stack)?;
     // Everything that can be checked without the disk has been: now open it.
-    let mut image = open_image(&plan, args.get("image"))?;
-    let mut disk = Disk::open(disk_path, sector.unwrap_or(512))?;
-    log::info!(
-        "deploying {} ({} bytes) onto {disk_path} ({} bytes, {}-byte sectors), {} image, boot mode {}",
-        image.describe(),
-        image.size().unwrap_or(0),
-        rivet::deploy::BlockDevice::size(&disk),
-        rivet::deploy::BlockDevice::logical_block(&disk),
-        match plan.image_type {
-            rivet::plan::ImageType::Partition => "partition",
-            rivet::plan::ImageType::WholeDisk => "whole-disk",
-        },
-        boot_mode.name()
-    );
+    let disk = Disk::open(disk_path, sector.unwrap_or(512))?;
     let request = Request {
         plan: &plan,
         boot_mode,
@@ -129,7 +141,47 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         disk_path: disk_path.to_string(),
         buffer_size,
     };
-    let outcome = deploy::deploy(&mut disk, &mut image, &mut LinuxEnv::default(), &request)
+    match (local, stack.as_mut()) {
+        (Some(mut image), _) => run_deploy(disk, &mut image, &request),
+        (None, Some(stack)) => {
+            let mut last = String::new();
+            for url in &plan.urls {
+                match Download::start(stack, url, Policy::default()) {
+                    Ok(mut image) => return run_deploy(disk, &mut image, &request),
+                    Err(e) => {
+                        log::warn!("{e}; trying the next URL");
+                        last = e.to_string();
+                    }
+                }
+            }
+            Err(format!("no image URL worked: {last}"))
+        }
+        (None, None) => Err("no image source".into()),
+    }
+}
+
+fn run_deploy<S: ImageSource>(
+    mut disk: Disk,
+    image: &mut S,
+    request: &Request,
+) -> Result<(), String>
+where
+    S::Error: std::fmt::Display,
+{
+    let disk_path = request.disk_path.as_str();
+    log::info!(
+        "deploying {} ({} bytes) onto {disk_path} ({} bytes, {}-byte sectors), {} image, boot mode {}",
+        image.describe(),
+        image.size().unwrap_or(0),
+        rivet::deploy::BlockDevice::size(&disk),
+        rivet::deploy::BlockDevice::logical_block(&disk),
+        match request.plan.image_type {
+            rivet::plan::ImageType::Partition => "partition",
+            rivet::plan::ImageType::WholeDisk => "whole-disk",
+        },
+        request.boot_mode.name()
+    );
+    let outcome = deploy::deploy(&mut disk, image, &mut LinuxEnv::default(), request)
         .map_err(|e| format!("deploy failed ({} step): {e}", e.step()))?;
     log::info!(
         "done: {} bytes in {:.2} s ({:.1} MB/s); root uuid {}",

@@ -2,8 +2,10 @@
 
 pub mod args;
 pub mod deploy;
+pub mod fetch;
 pub mod inspect;
 pub mod mkinitramfs;
+pub mod net;
 
 pub const USAGE: &str = "\
 rivet - a tiny deploy agent for bare metal
@@ -16,6 +18,7 @@ USAGE:
 
 COMMANDS:
     deploy        Write an image onto a disk or file as ironic-python-agent would
+    fetch         Download a URL with rivet's own TCP/IP over a raw NIC
     inspect       Show a disk's partition table and filesystems as JSON
     mkinitramfs   Build rivet's initramfs from an extracted kernel package
     version       Print rivet's version
@@ -36,6 +39,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         Some("deploy") => deploy::run(it.collect()),
+        Some("fetch") => fetch::run(it.collect()),
         Some("inspect") => inspect::run(it.collect()),
         Some("mkinitramfs") => mkinitramfs::run(it.collect()),
         Some(other) => Err(format!("unknown command '{other}'; run 'rivet --help'")),

@@ -8,6 +8,7 @@ pub mod fat;
 pub mod inventory;
 pub mod kernel_tree;
 pub mod logger;
+pub mod packet;
 pub mod pid1;
 pub mod source;
 pub mod sys;

@@ -140,3 +140,150 @@ pub fn random(buf: &mut [u8]) {
         }
     }
 }
+
+/// `struct sockaddr_ll` (packet(7)).
+#[repr(C)]
+struct SockaddrLl {
+    family: u16,
+    protocol: u16,
+    ifindex: i32,
+    hatype: u16,
+    pkttype: u8,
+    halen: u8,
+    addr: [u8; 8],
+}
+
+// SAFETY: with_sockaddr passes a pointer to a live, fully initialised
+// sockaddr_ll and its exact size, as the trait requires.
+unsafe impl rustix::net::addr::SocketAddrArg for SockaddrLl {
+    unsafe fn with_sockaddr<R>(
+        &self,
+        f: impl FnOnce(
+            *const rustix::net::addr::SocketAddrOpaque,
+            rustix::net::addr::SocketAddrLen,
+        ) -> R,
+    ) -> R {
+        f(
+            (self as *const SockaddrLl).cast(),
+            std::mem::size_of::<SockaddrLl>() as u32,
+        )
+    }
+}
+
+const ETH_P_ALL: u16 = 0x0003;
+const AF_PACKET: u16 = 17;
+
+/// A non-blocking AF_PACKET raw socket bound to interface `name`, with a
+/// receive buffer large enough for a 1 MiB TCP window (FACTS: the default
+/// 208 KiB overflows and drops).
+pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::PACKET,
+        SocketType::RAW,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        Some(rustix::net::eth::ALL),
+    )?;
+    let ifindex = rustix::net::netdevice::name_to_index(&fd, name)?;
+    let addr = SockaddrLl {
+        family: AF_PACKET,
+        protocol: ETH_P_ALL.to_be(),
+        ifindex: ifindex as i32,
+        hatype: 0,
+        pkttype: 0,
+        halen: 0,
+        addr: [0; 8],
+    };
+    rustix::net::bind(&fd, &addr)?;
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, 8 << 20).is_err() {
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 8 << 20);
+    }
+    Ok(fd)
+}
+
+#[repr(C)]
+struct IfReqInt {
+    name: [u8; 16],
+    value: i32,
+    _pad: [u8; 20],
+}
+
+#[repr(C)]
+struct IfReqPtr {
+    name: [u8; 16],
+    data: *mut std::ffi::c_void,
+    _pad: [u8; 16],
+}
+
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+const SIOCGIFMTU: rustix::ioctl::Opcode = 0x8921;
+const SIOCETHTOOL: rustix::ioctl::Opcode = 0x8946;
+const ETHTOOL_SGRO: u32 = 0x2c;
+
+fn ifname(name: &str) -> io::Result<[u8; 16]> {
+    if name.is_empty() || name.len() >= 16 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name length",
+        ));
+    }
+    let mut n = [0u8; 16];
+    n[..name.len()].copy_from_slice(name.as_bytes());
+    Ok(n)
+}
+
+/// The interface's IP MTU.
+pub fn interface_mtu(name: &str) -> io::Result<u32> {
+    let socket = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    let mut req = IfReqInt {
+        name: ifname(name)?,
+        value: 0,
+        _pad: [0; 20],
+    };
+    // SAFETY: SIOCGIFMTU fills ifr_mtu of the ifreq we own.
+    unsafe {
+        rustix::ioctl::ioctl(
+            &socket,
+            rustix::ioctl::Updater::<SIOCGIFMTU, _>::new(&mut req),
+        )?
+    };
+    Ok(req.value as u32)
+}
+
+/// Turns generic receive offload off: with it on, the packet socket sees
+/// merged frames larger than the MTU with partial checksums, and TCP stalls
+/// (FACTS). Errors are returned for logging; many drivers have no GRO.
+pub fn disable_gro(name: &str) -> io::Result<()> {
+    let socket = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_SGRO,
+        data: 0,
+    };
+    let mut req = IfReqPtr {
+        name: ifname(name)?,
+        data: (&mut value as *mut EthtoolValue).cast(),
+        _pad: [0; 16],
+    };
+    // SAFETY: SIOCETHTOOL reads the ethtool_value the ifreq points to; both
+    // live across the call.
+    unsafe {
+        rustix::ioctl::ioctl(
+            &socket,
+            rustix::ioctl::Updater::<SIOCETHTOOL, _>::new(&mut req),
+        )?
+    };
+    Ok(())
+}

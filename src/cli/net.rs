@@ -1,0 +1,55 @@
+//! Options shared by subcommands that use rivet's own network stack.
+
+use super::args::Args;
+use rivet::linux::packet::{open_stack, LinuxStack};
+use rivet::net::stack::Addressing;
+use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+
+pub const OPTIONS: &[&str] = &["iface", "ip", "gw", "dns"];
+
+pub const HELP: &str = "\
+    --iface NAME        Use rivet's own TCP/IP on NAME (AF_PACKET; DHCP unless --ip)
+    --ip CIDR           Static address, e.g. 10.0.0.5/24
+    --gw IP             Default gateway with --ip
+    --dns IP            DNS server with --ip (repeatable)
+";
+
+fn ipv4(s: &str, what: &str) -> Result<Ipv4Address, String> {
+    s.parse()
+        .map_err(|_| format!("{what} '{s}' is not an IPv4 address"))
+}
+
+/// The stack for --iface, with the address in place (waits for DHCP).
+pub fn stack(args: &Args) -> Result<Option<LinuxStack>, String> {
+    let Some(iface) = args.get("iface") else {
+        return Ok(None);
+    };
+    let addressing = match args.get("ip") {
+        None => Addressing::Dhcp,
+        Some(cidr) => {
+            let (addr, prefix) = cidr
+                .split_once('/')
+                .ok_or_else(|| format!("--ip '{cidr}': expected ADDRESS/PREFIX"))?;
+            let prefix: u8 = prefix
+                .parse()
+                .ok()
+                .filter(|p| *p <= 32)
+                .ok_or_else(|| format!("--ip '{cidr}': bad prefix"))?;
+            Addressing::Static {
+                cidr: Ipv4Cidr::new(ipv4(addr, "--ip")?, prefix),
+                gateway: args.get("gw").map(|g| ipv4(g, "--gw")).transpose()?,
+                dns: args
+                    .all("dns")
+                    .into_iter()
+                    .map(|d| ipv4(d, "--dns"))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+    };
+    let mut stack = open_stack(iface, addressing)?;
+    let lease = stack
+        .wait_for_address(30_000)
+        .map_err(|e| format!("{iface}: {e}"))?;
+    log::info!("{iface}: {}", rivet::net::stack::describe_lease(&lease));
+    Ok(Some(stack))
+}

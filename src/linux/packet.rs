@@ -1,0 +1,171 @@
+//! The boot NIC as a smoltcp device: an AF_PACKET raw socket, so rivet's own
+//! TCP/IP runs in process and the kernel holds no address on the NIC.
+
+use super::sys;
+use crate::net::stack::Wait;
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::time::Instant;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant as StdInstant;
+
+/// Ethernet header plus an 802.1Q tag.
+const LINK_HEADER: usize = 18;
+
+pub struct PacketDevice {
+    fd: OwnedFd,
+    mtu: usize,
+    rx: Vec<u8>,
+    pub rx_frames: u64,
+    pub rx_errors: u64,
+}
+
+impl PacketDevice {
+    /// Brings `name` up, turns GRO off and opens the raw socket.
+    pub fn open(name: &str) -> Result<PacketDevice, String> {
+        sys::set_link_up(name).map_err(|e| format!("{name}: bringing the link up: {e}"))?;
+        if let Err(e) = sys::disable_gro(name) {
+            log::debug!("{name}: GRO not turned off ({e})");
+        }
+        let mtu =
+            sys::interface_mtu(name).map_err(|e| format!("{name}: reading the MTU: {e}"))? as usize;
+        let fd = sys::packet_socket(name)
+            .map_err(|e| format!("{name}: opening a packet socket: {e}"))?;
+        Ok(PacketDevice {
+            fd,
+            mtu,
+            rx: vec![0u8; mtu + LINK_HEADER],
+            rx_frames: 0,
+            rx_errors: 0,
+        })
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// A duplicate of the socket, for a waiter that polls it.
+    pub fn poll_handle(&self) -> OwnedFd {
+        self.fd.try_clone().expect("dup of the packet socket")
+    }
+}
+
+pub struct Rx<'a>(&'a [u8]);
+pub struct Tx<'a>(&'a OwnedFd, usize);
+
+impl RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0u8; len];
+        let r = f(&mut frame);
+        if let Err(e) = rustix::net::send(self.0, &frame, rustix::net::SendFlags::DONTWAIT) {
+            // Dropped like a lost frame: TCP retransmits.
+            log::debug!("packet send failed: {e}");
+        }
+        let _ = self.1;
+        r
+    }
+}
+
+impl Device for PacketDevice {
+    type RxToken<'a> = Rx<'a>;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _t: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        match rustix::net::recv(&self.fd, &mut self.rx[..], rustix::net::RecvFlags::DONTWAIT) {
+            Ok((n, _)) if n > 0 => {
+                self.rx_frames += 1;
+                Some((Rx(&self.rx[..n.min(self.rx.len())]), Tx(&self.fd, self.mtu)))
+            }
+            Ok(_) => None,
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => None,
+            Err(e) => {
+                // ENETDOWN and friends: never panic, just report no frame.
+                self.rx_errors += 1;
+                if self.rx_errors.is_power_of_two() {
+                    log::warn!("packet receive failed: {e}");
+                }
+                None
+            }
+        }
+    }
+
+    fn transmit(&mut self, _t: Instant) -> Option<Tx<'_>> {
+        Some(Tx(&self.fd, self.mtu))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.mtu + 14;
+        caps
+    }
+}
+
+/// Waits with poll(2) on the packet socket; time from the monotonic clock.
+pub struct PollWait {
+    fd: OwnedFd,
+    start: StdInstant,
+}
+
+impl PollWait {
+    pub fn new(device: &PacketDevice) -> PollWait {
+        PollWait {
+            fd: device.poll_handle(),
+            start: StdInstant::now(),
+        }
+    }
+}
+
+impl Wait for PollWait {
+    fn now_ms(&mut self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn wait(&mut self, ms: u64) {
+        let mut fds = [rustix::event::PollFd::new(
+            &self.fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::time::Timespec {
+            tv_sec: (ms / 1000) as i64,
+            tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+        };
+        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+    }
+}
+
+/// The MAC address of `name`, from sysfs.
+pub fn mac_of(name: &str) -> Result<[u8; 6], String> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
+        .map_err(|e| format!("{name}: no such network interface ({e})"))?;
+    crate::cmdline::Mac::parse(text.trim())
+        .map(|m| m.0)
+        .ok_or_else(|| format!("{name}: unreadable MAC '{}'", text.trim()))
+}
+
+/// rivet's network stack on a Linux NIC.
+pub type LinuxStack = crate::net::stack::Stack<PacketDevice, PollWait>;
+
+/// Opens `name` and starts the stack (DHCP runs as the stack is polled).
+pub fn open_stack(
+    name: &str,
+    addressing: crate::net::stack::Addressing,
+) -> Result<LinuxStack, String> {
+    let mac = mac_of(name)?;
+    let device = PacketDevice::open(name)?;
+    let waiter = PollWait::new(&device);
+    let mut seed = [0u8; 8];
+    sys::random(&mut seed);
+    Ok(crate::net::stack::Stack::new(
+        device,
+        waiter,
+        mac,
+        addressing,
+        u64::from_le_bytes(seed),
+    ))
+}

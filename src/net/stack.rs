@@ -1,0 +1,428 @@
+//! rivet's own TCP/IP: a smoltcp interface over any Ethernet device, with
+//! DHCPv4 (kept running for renewals during long downloads) or a static
+//! address, DNS, and TCP connections exposed as a [`Transport`]. Time and
+//! waiting come from a [`Wait`] so the stack itself stays no_std.
+
+use super::{ConnId, NetError, NetErrorKind, Transport};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::Device;
+use smoltcp::socket::{dhcpv4, dns, tcp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    DnsQueryType, EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr,
+};
+
+/// TCP receive window: large enough for a fast LAN (FACTS: 1 MiB gave
+/// full speed, more added nothing).
+pub const TCP_RX_BUFFER: usize = 1 << 20;
+const TCP_TX_BUFFER: usize = 64 * 1024;
+
+/// The platform's clock and idle wait.
+pub trait Wait {
+    fn now_ms(&mut self) -> u64;
+    /// Sleeps until a frame may have arrived or `ms` passed.
+    fn wait(&mut self, ms: u64);
+}
+
+/// How the interface gets its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addressing {
+    Dhcp,
+    Static {
+        cidr: Ipv4Cidr,
+        gateway: Option<Ipv4Address>,
+        dns: Vec<Ipv4Address>,
+    },
+}
+
+/// The address configuration in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub address: Ipv4Cidr,
+    pub router: Option<Ipv4Address>,
+    pub dns: Vec<Ipv4Address>,
+}
+
+pub struct Stack<D: Device, W: Wait> {
+    pub device: D,
+    pub waiter: W,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    dhcp: Option<SocketHandle>,
+    dns: Option<SocketHandle>,
+    pub lease: Option<Lease>,
+    conns: Vec<Option<SocketHandle>>,
+    next_port: u16,
+}
+
+fn instant(ms: u64) -> Instant {
+    Instant::from_millis(ms as i64)
+}
+
+impl<D: Device, W: Wait> Stack<D, W> {
+    pub fn new(
+        mut device: D,
+        mut waiter: W,
+        mac: [u8; 6],
+        addressing: Addressing,
+        seed: u64,
+    ) -> Self {
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        config.random_seed = seed;
+        let now = instant(waiter.now_ms());
+        let iface = Interface::new(config, &mut device, now);
+        let mut stack = Stack {
+            device,
+            waiter,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            dhcp: None,
+            dns: None,
+            lease: None,
+            conns: Vec::new(),
+            next_port: 49152 + (seed % 8192) as u16,
+        };
+        match addressing {
+            Addressing::Dhcp => {
+                let socket = dhcpv4::Socket::new();
+                stack.dhcp = Some(stack.sockets.add(socket));
+            }
+            Addressing::Static { cidr, gateway, dns } => {
+                stack.apply(Lease {
+                    address: cidr,
+                    router: gateway,
+                    dns,
+                });
+            }
+        }
+        stack
+    }
+
+    fn apply(&mut self, lease: Lease) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            let _ = addrs.push(IpCidr::Ipv4(lease.address));
+        });
+        self.iface.routes_mut().remove_default_ipv4_route();
+        if let Some(router) = lease.router {
+            let _ = self.iface.routes_mut().add_default_ipv4_route(router);
+        }
+        let servers: Vec<IpAddress> = lease.dns.iter().map(|a| IpAddress::Ipv4(*a)).collect();
+        match self.dns {
+            Some(h) => self
+                .sockets
+                .get_mut::<dns::Socket>(h)
+                .update_servers(&servers),
+            None => self.dns = Some(self.sockets.add(dns::Socket::new(&servers, vec![]))),
+        }
+        self.lease = Some(lease);
+    }
+
+    /// Runs the interface once and handles DHCP events.
+    pub fn poll(&mut self) {
+        let now = instant(self.waiter.now_ms());
+        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        let Some(h) = self.dhcp else { return };
+        let event = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
+            Some(dhcpv4::Event::Configured(c)) => Some(Some(Lease {
+                address: c.address,
+                router: c.router,
+                dns: c.dns_servers.iter().copied().collect(),
+            })),
+            Some(dhcpv4::Event::Deconfigured) => Some(None),
+            None => None,
+        };
+        match event {
+            Some(Some(lease)) => {
+                if self.lease.as_ref() != Some(&lease) {
+                    log::info!(
+                        "DHCP: {} router {} dns {:?}",
+                        lease.address,
+                        lease
+                            .router
+                            .map(|r| format!("{r}"))
+                            .unwrap_or_else(|| "-".into()),
+                        lease.dns
+                    );
+                }
+                self.apply(lease);
+            }
+            Some(None) if self.lease.is_none() => {}
+            Some(None) => {
+                log::warn!("DHCP: lease lost");
+                self.iface.update_ip_addrs(|a| a.clear());
+                self.lease = None;
+            }
+            None => {}
+        }
+    }
+
+    /// Polls, then waits until smoltcp has work or `max_ms` passed.
+    fn turn(&mut self, max_ms: u64) {
+        self.poll();
+        let now = instant(self.waiter.now_ms());
+        let delay = self
+            .iface
+            .poll_delay(now, &self.sockets)
+            .map(|d| d.total_millis())
+            .unwrap_or(max_ms);
+        let d = delay.min(max_ms);
+        if d > 0 {
+            self.waiter.wait(d);
+        }
+    }
+
+    /// Waits for an address (DHCP lease or static), up to `timeout_ms`.
+    pub fn wait_for_address(&mut self, timeout_ms: u64) -> Result<Lease, NetError> {
+        let deadline = self.waiter.now_ms() + timeout_ms;
+        loop {
+            self.poll();
+            if let Some(l) = &self.lease {
+                return Ok(l.clone());
+            }
+            if self.waiter.now_ms() >= deadline {
+                return Err(NetError::new(
+                    NetErrorKind::Timeout,
+                    format!("no DHCP lease within {} s", timeout_ms / 1000),
+                ));
+            }
+            self.turn(100);
+        }
+    }
+
+    fn resolve(&mut self, host: &str, timeout_ms: u64) -> Result<Ipv4Address, NetError> {
+        if let Ok(a) = host.parse::<Ipv4Address>() {
+            return Ok(a);
+        }
+        let h = self.dns.ok_or_else(|| {
+            NetError::new(
+                NetErrorKind::Dns,
+                format!("cannot resolve {host}: no DNS server"),
+            )
+        })?;
+        let query = {
+            let socket = self.sockets.get_mut::<dns::Socket>(h);
+            socket
+                .start_query(self.iface.context(), host, DnsQueryType::A)
+                .map_err(|e| {
+                    NetError::new(NetErrorKind::Dns, format!("cannot resolve {host}: {e:?}"))
+                })?
+        };
+        let deadline = self.waiter.now_ms() + timeout_ms;
+        loop {
+            self.poll();
+            match self
+                .sockets
+                .get_mut::<dns::Socket>(h)
+                .get_query_result(query)
+            {
+                Ok(addrs) => {
+                    return addrs
+                        .iter()
+                        .find_map(|a| match a {
+                            IpAddress::Ipv4(v4) => Some(*v4),
+                            #[allow(unreachable_patterns)]
+                            _ => None,
+                        })
+                        .ok_or_else(|| {
+                            NetError::new(NetErrorKind::Dns, format!("{host} has no IPv4 address"))
+                        })
+                }
+                Err(dns::GetQueryResultError::Pending) => {}
+                Err(dns::GetQueryResultError::Failed) => {
+                    return Err(NetError::new(
+                        NetErrorKind::Dns,
+                        format!("cannot resolve {host}"),
+                    ))
+                }
+            }
+            if self.waiter.now_ms() >= deadline {
+                self.sockets.get_mut::<dns::Socket>(h).cancel_query(query);
+                return Err(NetError::new(
+                    NetErrorKind::Dns,
+                    format!("no DNS answer for {host}"),
+                ));
+            }
+            self.turn(50);
+        }
+    }
+
+    fn socket(&mut self, c: ConnId) -> Result<SocketHandle, NetError> {
+        self.conns
+            .get(c.0)
+            .copied()
+            .flatten()
+            .ok_or_else(|| NetError::new(NetErrorKind::Reset, "connection already closed"))
+    }
+}
+
+impl<D: Device, W: Wait> Transport for Stack<D, W> {
+    fn now_ms(&mut self) -> u64 {
+        self.waiter.now_ms()
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        let deadline = self.waiter.now_ms() + ms;
+        while self.waiter.now_ms() < deadline {
+            let left = deadline - self.waiter.now_ms();
+            self.turn(left.min(100));
+        }
+    }
+
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u64) -> Result<ConnId, NetError> {
+        if self.lease.is_none() {
+            self.wait_for_address(timeout_ms)?;
+        }
+        let addr = self.resolve(host, timeout_ms)?;
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; TCP_RX_BUFFER]),
+            tcp::SocketBuffer::new(vec![0u8; TCP_TX_BUFFER]),
+        );
+        socket.set_nagle_enabled(false);
+        socket.set_timeout(Some(Duration::from_millis(timeout_ms.max(1000))));
+        self.next_port = if self.next_port >= 65000 {
+            49152
+        } else {
+            self.next_port + 1
+        };
+        socket
+            .connect(
+                self.iface.context(),
+                (IpAddress::Ipv4(addr), port),
+                self.next_port,
+            )
+            .map_err(|e| {
+                NetError::new(
+                    NetErrorKind::Other,
+                    format!("connect to {host}:{port}: {e:?}"),
+                )
+            })?;
+        let handle = self.sockets.add(socket);
+        let deadline = self.waiter.now_ms() + timeout_ms;
+        loop {
+            self.poll();
+            let state = self.sockets.get::<tcp::Socket>(handle).state();
+            match state {
+                tcp::State::Established => break,
+                tcp::State::Closed => {
+                    self.sockets.remove(handle);
+                    return Err(NetError::new(
+                        NetErrorKind::Refused,
+                        format!("connection to {host}:{port} ({addr}) refused"),
+                    ));
+                }
+                _ => {}
+            }
+            if self.waiter.now_ms() >= deadline {
+                self.sockets.remove(handle);
+                return Err(NetError::new(
+                    NetErrorKind::Timeout,
+                    format!(
+                        "no connection to {host}:{port} ({addr}) within {} ms",
+                        timeout_ms
+                    ),
+                ));
+            }
+            self.turn(50);
+        }
+        let id = match self.conns.iter().position(Option::is_none) {
+            Some(i) => {
+                self.conns[i] = Some(handle);
+                i
+            }
+            None => {
+                self.conns.push(Some(handle));
+                self.conns.len() - 1
+            }
+        };
+        Ok(ConnId(id))
+    }
+
+    fn send(&mut self, c: ConnId, data: &[u8], timeout_ms: u64) -> Result<(), NetError> {
+        let h = self.socket(c)?;
+        let mut sent = 0;
+        let mut deadline = self.waiter.now_ms() + timeout_ms;
+        while sent < data.len() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(h);
+            if !socket.may_send() {
+                return Err(NetError::new(
+                    NetErrorKind::Reset,
+                    "connection closed while sending",
+                ));
+            }
+            let n = socket
+                .send_slice(&data[sent..])
+                .map_err(|e| NetError::new(NetErrorKind::Reset, format!("{e:?}")))?;
+            if n > 0 {
+                sent += n;
+                deadline = self.waiter.now_ms() + timeout_ms;
+            } else if self.waiter.now_ms() >= deadline {
+                return Err(NetError::new(
+                    NetErrorKind::Timeout,
+                    format!("could not send for {timeout_ms} ms"),
+                ));
+            }
+            self.turn(if n > 0 { 0 } else { 50 });
+        }
+        self.poll();
+        Ok(())
+    }
+
+    fn recv(&mut self, c: ConnId, buf: &mut [u8], timeout_ms: u64) -> Result<usize, NetError> {
+        let h = self.socket(c)?;
+        let deadline = self.waiter.now_ms() + timeout_ms;
+        loop {
+            let socket = self.sockets.get_mut::<tcp::Socket>(h);
+            if socket.can_recv() {
+                let n = socket
+                    .recv_slice(buf)
+                    .map_err(|e| NetError::new(NetErrorKind::Reset, format!("{e:?}")))?;
+                if n > 0 {
+                    // Hand the window update to the peer promptly.
+                    self.poll();
+                    return Ok(n);
+                }
+            }
+            if !socket.may_recv() {
+                return match socket.state() {
+                    // A reset or timeout leaves the socket Closed without a FIN.
+                    tcp::State::Closed if socket.remote_endpoint().is_none() => {
+                        Err(NetError::new(NetErrorKind::Reset, "connection reset"))
+                    }
+                    _ => Ok(0),
+                };
+            }
+            if self.waiter.now_ms() >= deadline {
+                return Err(NetError::new(
+                    NetErrorKind::Timeout,
+                    format!("no data for {timeout_ms} ms"),
+                ));
+            }
+            self.turn(100);
+        }
+    }
+
+    fn close(&mut self, c: ConnId) {
+        if let Some(Some(h)) = self.conns.get(c.0).copied() {
+            self.sockets.get_mut::<tcp::Socket>(h).abort();
+            self.poll();
+            self.sockets.remove(h);
+            self.conns[c.0] = None;
+        }
+    }
+}
+
+/// Host name for messages about an address.
+pub fn describe_lease(l: &Lease) -> String {
+    format!(
+        "{} via {}",
+        l.address,
+        l.router
+            .map(|r| format!("{r}"))
+            .unwrap_or_else(|| "no router".into())
+    )
+}

@@ -1,0 +1,182 @@
+//! Two network namespaces joined by a veth pair: a server side (dnsmasq,
+//! nginx, the fault server) and a client side where rivet runs on the raw
+//! NIC. Everything lives on 10.77.N.0/24 inside the namespaces and is torn
+//! down on drop.
+#![allow(dead_code)]
+
+use super::disk::ok;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub struct Net {
+    pub srv: String,
+    pub cli: String,
+    pub server_ip: String,
+    pub subnet: u8,
+    pub dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Net {
+    /// `n` (1-250) keeps parallel tests apart: names and subnet derive from it.
+    pub fn new(n: u8, dir: &Path) -> Net {
+        let pid = std::process::id() % 10_000;
+        let (srv, cli) = (format!("rvs{pid}-{n}"), format!("rvc{pid}-{n}"));
+        for ns in [&srv, &cli] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        ok("ip", &["netns", "add", &srv]);
+        ok("ip", &["netns", "add", &cli]);
+        let net = Net {
+            server_ip: format!("10.77.{n}.1"),
+            subnet: n,
+            srv,
+            cli,
+            dir: dir.to_path_buf(),
+            children: Vec::new(),
+        };
+        ok(
+            "ip",
+            &[
+                "link", "add", "rv0", "netns", &net.srv, "type", "veth", "peer", "name", "rv1",
+                "netns", &net.cli,
+            ],
+        );
+        ok(
+            "ip",
+            &[
+                "-n",
+                &net.srv,
+                "addr",
+                "add",
+                &format!("{}/24", net.server_ip),
+                "dev",
+                "rv0",
+            ],
+        );
+        ok("ip", &["-n", &net.srv, "link", "set", "rv0", "up"]);
+        ok("ip", &["-n", &net.srv, "link", "set", "lo", "up"]);
+        // veth leaves TCP checksums to "hardware" that is not there; a real
+        // NIC fills them in. Make the server side compute them.
+        net.in_srv("ethtool", &["-K", "rv0", "tx", "off"]);
+        net
+    }
+
+    pub fn in_srv(&self, cmd: &str, args: &[&str]) -> String {
+        let mut all = vec!["netns", "exec", &self.srv, cmd];
+        all.extend_from_slice(args);
+        ok("ip", &all)
+    }
+
+    fn spawn_in_srv(&mut self, cmd: &str, args: &[&str], log: &str) {
+        let logfile = std::fs::File::create(self.dir.join(log)).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.srv, cmd])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(logfile)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+
+    fn wait_for_port(&self, port: u16) {
+        let probe = format!(
+            "import socket,time\nfor _ in range(100):\n  try:\n    socket.create_connection(('{}',{port}),1); break\n  except OSError: time.sleep(0.05)",
+            self.server_ip
+        );
+        self.in_srv("python3", &["-c", &probe]);
+    }
+
+    pub fn dhcp(&mut self) {
+        let range = format!("10.77.{0}.100,10.77.{0}.200,1h", self.subnet);
+        let opt = format!("--dhcp-option=option:router,{}", self.server_ip);
+        self.spawn_in_srv(
+            "dnsmasq",
+            &[
+                "--no-daemon",
+                "--port=0",
+                "--interface=rv0",
+                "--bind-interfaces",
+                "--leasefile-ro",
+                &format!("--dhcp-range={range}"),
+                &opt,
+                "--pid-file=",
+            ],
+            "dnsmasq.log",
+        );
+    }
+
+    /// nginx serving `root` on port 8080 (Range, ETag, sendfile: the real thing).
+    pub fn nginx(&mut self, root: &Path) -> String {
+        let prefix = self.dir.join("nginx");
+        std::fs::create_dir_all(&prefix).unwrap();
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off; master_process off; worker_processes 1; pid {p}/nginx.pid; error_log {p}/error.log;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{ access_log off; sendfile on; server {{ listen {ip}:8080; root {root}; }} }}\n",
+                p = prefix.display(),
+                ip = self.server_ip,
+                root = root.display()
+            ),
+        )
+        .unwrap();
+        let (c, p) = (conf.display().to_string(), prefix.display().to_string());
+        self.spawn_in_srv("nginx", &["-c", &c, "-p", &p], "nginx.log");
+        self.wait_for_port(8080);
+        format!("http://{}:8080", self.server_ip)
+    }
+
+    /// The fault server on `port` serving `file` with extra flags.
+    pub fn fault(&mut self, port: u16, file: &Path, flags: &[&str]) -> String {
+        let script = super::repo().join("tests/fixtures/fault_server.py");
+        let mut args = vec![
+            script.to_str().unwrap().to_string(),
+            "--bind".into(),
+            self.server_ip.clone(),
+            "--port".into(),
+            port.to_string(),
+            "--file".into(),
+            file.display().to_string(),
+        ];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn_in_srv("python3", &refs, &format!("fault-{port}.log"));
+        self.wait_for_port(port);
+        format!("http://{}:{port}", self.server_ip)
+    }
+
+    /// Runs rivet in the client namespace.
+    pub fn rivet(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.cli, env!("CARGO_BIN_EXE_rivet")])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.srv])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.cli])
+            .status();
+    }
+}

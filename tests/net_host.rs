@@ -1,0 +1,223 @@
+//! rivet's own network stack on a veth NIC in a network namespace, against
+//! real peers: dnsmasq for DHCP, nginx for files, and a server that cuts
+//! connections, answers 5xx or never answers.
+
+mod common;
+use common::disk::{sha256_file, MIB};
+use common::netns::Net;
+use common::scratch;
+
+fn blob(dir: &std::path::Path, mib: usize) -> std::path::PathBuf {
+    let path = dir.join("blob.bin");
+    let data: Vec<u8> = (0..mib << 20)
+        .map(|i| ((i * 2654435761usize) >> 11) as u8)
+        .collect();
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn dhcp_lease_from_dnsmasq_and_download_from_nginx() {
+    let dir = scratch("net-nginx");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = blob(&www, 24);
+    let mut net = Net::new(11, &dir);
+    net.dhcp();
+    let base = net.nginx(&www);
+    let out = dir.join("out.bin");
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        &format!("{base}/blob.bin"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}\n{}", net.log("dnsmasq.log"));
+    assert!(log.contains("DHCP: 10.77.11."), "no lease logged:\n{log}");
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+}
+
+#[test]
+fn static_address_and_resume_against_nginx() {
+    let dir = scratch("net-static");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = blob(&www, 4);
+    let mut net = Net::new(12, &dir);
+    let base = net.nginx(&www);
+    let out = dir.join("out.bin");
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        "--ip",
+        "10.77.12.5/24",
+        &format!("{base}/blob.bin"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        "--ip",
+        "10.77.12.5/24",
+        &format!("{base}/missing"),
+        "--out",
+        "-",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("404"), "{}", stderr(&o));
+}
+
+#[test]
+fn cut_connections_resume_with_range_and_bytes_stay_identical() {
+    let dir = scratch("net-cut");
+    let src = blob(&dir, 16);
+    let mut net = Net::new(13, &dir);
+    net.dhcp();
+    let url = net.fault(
+        8081,
+        &src,
+        &["--cut", &(3 * MIB).to_string(), "--times", "2"],
+    );
+    let out = dir.join("out.bin");
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        &format!("{url}/img"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+    assert!(log.contains("resumed at byte 3145728"), "{log}");
+    assert!(log.contains("resumed at byte 6291456"), "{log}");
+    assert!(log.contains("2 resumes"), "{log}");
+    assert!(net.log("fault-8081.log").contains("range=bytes=6291456-"));
+}
+
+#[test]
+fn a_server_without_ranges_restarts_from_zero() {
+    let dir = scratch("net-noranges");
+    let src = blob(&dir, 8);
+    let mut net = Net::new(14, &dir);
+    net.dhcp();
+    let url = net.fault(8082, &src, &["--cut", &MIB.to_string(), "--no-ranges"]);
+    let out = dir.join("out.bin");
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        &format!("{url}/img"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("restarting from 0"), "{log}");
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+}
+
+#[test]
+fn server_errors_are_retried_and_silence_times_out() {
+    let dir = scratch("net-5xx");
+    let src = blob(&dir, 1);
+    let mut net = Net::new(15, &dir);
+    net.dhcp();
+    let url = net.fault(8083, &src, &["--fail", "503", "--times", "2"]);
+    let out = dir.join("out.bin");
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        &format!("{url}/img"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("server answered 503"), "{log}");
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+
+    let hang = net.fault(8084, &src, &["--hang", "--lifetime", "60"]);
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        "--timeout",
+        "2",
+        "--retries",
+        "1",
+        &format!("{hang}/img"),
+        "--out",
+        "-",
+    ]);
+    let log = stderr(&o);
+    assert!(!o.status.success(), "a silent server must fail the fetch");
+    assert!(
+        log.contains("no data for 2000 ms") && log.contains("giving up after 2 attempts"),
+        "{log}"
+    );
+
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        "--timeout",
+        "2",
+        "--retries",
+        "0",
+        "http://10.77.15.1:9/img",
+        "--out",
+        "-",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+}
+
+#[test]
+fn deploy_downloads_the_plan_urls_with_the_own_stack() {
+    let dir = scratch("net-deploy");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let img = common::disk::mkfs_image(&www, "ext4", 24, "net-root");
+    let mut net = Net::new(16, &dir);
+    net.dhcp();
+    let base = net.nginx(&www);
+    let plan = common::disk::plan_file(
+        &dir,
+        "plan.json",
+        serde_json::json!({"image_type": "partition", "root_mb": 32, "deploy_boot_mode": "bios",
+            "urls": [format!("{base}/ext4.img")], "os_hash_algo": "sha256", "os_hash_value": sha256_file(&img)}),
+    );
+    let disk = dir.join("disk.img");
+    common::disk::sparse(&disk, 256 * MIB);
+    let o = net.rivet(&[
+        "deploy",
+        "--disk",
+        disk.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--iface",
+        "rv1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let result: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        result["root uuid"],
+        common::disk::blkid_at(&disk, MIB)["UUID"].as_str()
+    );
+    assert!(common::disk::files_equal_at(&img, &disk, MIB, 24 * MIB));
+}
