@@ -26,6 +26,8 @@ pub mod stream;
 pub mod wire;
 
 #[cfg(feature = "std")]
+pub mod agent;
+#[cfg(feature = "std")]
 pub mod linux;
 
 /// The version printed by `rivet version` and logged at boot.

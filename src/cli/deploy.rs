@@ -2,10 +2,10 @@
 //! block device named with --disk.
 
 use super::args::Args;
-use rivet::deploy::{self, configdrive, result, ImageSource, Request};
-use rivet::linux::{blockdev::Disk, env::LinuxEnv, packet::LinuxStack, source::FileImage};
-use rivet::net::client::{self, Download, Policy};
-use rivet::plan::{BootMode, Checksum, Plan};
+use rivet::deploy::{result, ImageSource, Request};
+use rivet::linux::{blockdev::Disk, source::FileImage};
+use rivet::net::client::{Download, Policy};
+use rivet::plan::{BootMode, Plan};
 
 const HELP: &str = "\
 rivet deploy - write an image onto a disk as ironic-python-agent would
@@ -55,36 +55,6 @@ fn local_image(plan: &Plan, image: Option<&str>) -> Option<Result<FileImage, Str
         .map(FileImage::open)
 }
 
-/// Fetches what the plan points at besides the image: a checksum file and
-/// a config drive given as URLs.
-fn fetch_references(
-    plan: &mut Plan,
-    stack: &mut Option<LinuxStack>,
-) -> Result<Option<Vec<u8>>, String> {
-    let need_net = |what: &str, url: &str| {
-        format!("{what} {url}: pass --iface NAME to download it with rivet's network stack")
-    };
-    if let Checksum::Url(algo, url) = plan.checksum.clone() {
-        let stack = stack.as_mut().ok_or_else(|| need_net("checksum", &url))?;
-        let text = client::get(stack, &url, 1 << 20, Policy::default())
-            .map_err(|e| format!("checksum file: {e}"))?;
-        let image_url = plan.urls.first().cloned().unwrap_or_default();
-        plan.checksum =
-            rivet::plan::parse_checksum_file(&String::from_utf8_lossy(&text), &image_url, algo)
-                .map_err(|e| e.to_string())?;
-    }
-    match plan.configdrive.clone() {
-        None => Ok(None),
-        Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
-            let stack = stack.as_mut().ok_or_else(|| need_net("configdrive", &s))?;
-            let bytes = client::get(stack, &s, configdrive::MAX_DECODED, Policy::default())
-                .map_err(|e| format!("configdrive: {e}"))?;
-            Ok(Some(configdrive::decode_downloaded(bytes)?))
-        }
-        Some(s) => Ok(Some(configdrive::decode(&s)?)),
-    }
-}
-
 pub fn run(argv: Vec<String>) -> Result<(), String> {
     let mut opts = vec![
         "disk",
@@ -131,7 +101,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         ));
     }
     let mut stack = super::net::stack(&args)?;
-    let configdrive = fetch_references(&mut plan, &mut stack)?;
+    let configdrive = rivet::agent::references::resolve(&mut plan, stack.as_mut())?;
     // Everything that can be checked without the disk has been: now open it.
     let disk = Disk::open(disk_path, sector.unwrap_or(512))?;
     let request = Request {
@@ -168,33 +138,12 @@ fn run_deploy<S: ImageSource>(
 where
     S::Error: std::fmt::Display,
 {
-    let disk_path = request.disk_path.as_str();
-    log::info!(
-        "deploying {} ({} bytes) onto {disk_path} ({} bytes, {}-byte sectors), {} image, boot mode {}",
-        image.describe(),
-        image.size().unwrap_or(0),
-        rivet::deploy::BlockDevice::size(&disk),
-        rivet::deploy::BlockDevice::logical_block(&disk),
-        match request.plan.image_type {
-            rivet::plan::ImageType::Partition => "partition",
-            rivet::plan::ImageType::WholeDisk => "whole-disk",
-        },
-        request.boot_mode.name()
-    );
-    let outcome = deploy::deploy(&mut disk, image, &mut LinuxEnv::default(), request)
+    let outcome = rivet::agent::standalone::execute(&mut disk, image, request)
         .map_err(|e| format!("deploy failed ({} step): {e}", e.step()))?;
-    log::info!(
-        "done: {} bytes in {:.2} s ({:.1} MB/s); root uuid {}",
-        outcome.image_bytes,
-        outcome.image_ms as f64 / 1000.0,
-        if outcome.image_ms > 0 {
-            outcome.image_bytes as f64 / 1e3 / outcome.image_ms as f64
-        } else {
-            0.0
-        },
-        outcome.root_uuid
+    print!(
+        "{}",
+        result::render(&result::to_json(&outcome, &request.disk_path))
     );
-    print!("{}", result::render(&result::to_json(&outcome, disk_path)));
     Ok(())
 }
 

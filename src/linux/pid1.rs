@@ -79,7 +79,9 @@ pub fn main() -> ! {
     }
 
     bring_up_hardware(&cmdline);
-    end(cmdline.after)
+    let after = crate::agent::standalone::run(&cmdline).unwrap_or(cmdline.after);
+    END_ACTION.store(encode(after), Ordering::SeqCst);
+    end(after)
 }
 
 fn bring_up_hardware(cmdline: &Cmdline) {

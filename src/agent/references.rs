@@ -1,0 +1,40 @@
+//! What a plan points at besides the image: a checksum file and a config
+//! drive given as URLs, fetched before the disk is touched.
+
+use crate::deploy::configdrive;
+use crate::net::client::{self, Policy};
+use crate::net::Transport;
+use crate::plan::{self, Checksum, Plan};
+
+fn need_net(what: &str, url: &str) -> String {
+    format!("{what} {url}: downloading it needs rivet's network stack (--iface NAME)")
+}
+
+/// Replaces a checksum URL by its value and decodes the config drive
+/// (fetching it if it is a URL). `net` is None when there is no network.
+pub fn resolve<T: Transport>(
+    plan: &mut Plan,
+    mut net: Option<&mut T>,
+) -> Result<Option<Vec<u8>>, String> {
+    if let Checksum::Url(algo, url) = plan.checksum.clone() {
+        let t = net
+            .as_deref_mut()
+            .ok_or_else(|| need_net("checksum", &url))?;
+        let text = client::get(t, &url, 1 << 20, Policy::default())
+            .map_err(|e| format!("checksum file: {e}"))?;
+        let image_url = plan.urls.first().cloned().unwrap_or_default();
+        plan.checksum =
+            plan::parse_checksum_file(&String::from_utf8_lossy(&text), &image_url, algo)
+                .map_err(|e| e.to_string())?;
+    }
+    match plan.configdrive.clone() {
+        None => Ok(None),
+        Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
+            let t = net.ok_or_else(|| need_net("configdrive", &s))?;
+            let bytes = client::get(t, &s, configdrive::MAX_DECODED, Policy::default())
+                .map_err(|e| format!("configdrive: {e}"))?;
+            Ok(Some(configdrive::decode_downloaded(bytes)?))
+        }
+        Some(s) => Ok(Some(configdrive::decode(&s)?)),
+    }
+}

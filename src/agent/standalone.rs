@@ -1,0 +1,262 @@
+//! Standalone mode, driven by the kernel command line: `rivet.plan=URL`
+//! (Ironic's image_info JSON), `rivet.callback=URL` (where the result is
+//! POSTed), `rivet.disk=` (target hint). Every failure is reported — on the
+//! console always, to the callback when the network is up.
+
+use super::disks;
+use crate::cmdline::{Cmdline, EndAction, IpConfig};
+use crate::deploy::{self, result, ImageSource, Request};
+use crate::linux::blockdev::Disk;
+use crate::linux::env::LinuxEnv;
+use crate::linux::inventory::{self, Nic};
+use crate::linux::packet::{open_stack, LinuxStack};
+use crate::linux::sys::boot_seconds;
+use crate::net::client::{self, Download, Policy};
+use crate::net::stack::{describe_lease, Addressing};
+use crate::plan::{BootMode, Plan};
+use serde_json::{json, Value};
+use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+use std::path::Path;
+
+/// A failure: the step it happened in and what went wrong.
+pub struct Failure {
+    pub step: &'static str,
+    pub error: String,
+}
+
+fn fail(step: &'static str) -> impl Fn(String) -> Failure {
+    move |error| Failure { step, error }
+}
+
+/// The boot NIC: BOOTIF's MAC, else rivet.iface=, else ip='s device, else
+/// the first with carrier, else the first.
+pub fn choose_nic(cmdline: &Cmdline, nics: &[Nic]) -> Result<String, String> {
+    if let Some(mac) = cmdline.bootif {
+        return nics
+            .iter()
+            .find(|n| n.mac == Some(mac))
+            .map(|n| n.name.clone())
+            .ok_or_else(|| format!("BOOTIF {mac} matches no NIC"));
+    }
+    let wanted = cmdline
+        .rivet
+        .get("rivet.iface")
+        .cloned()
+        .or(match &cmdline.ip {
+            Some(IpConfig::Dhcp { device }) | Some(IpConfig::Static { device, .. }) => {
+                device.clone()
+            }
+            _ => None,
+        });
+    if let Some(name) = wanted {
+        return nics
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.name.clone())
+            .ok_or_else(|| format!("no NIC named {name}"));
+    }
+    nics.iter()
+        .find(|n| n.carrier == Some(true))
+        .or(nics.first())
+        .map(|n| n.name.clone())
+        .ok_or_else(|| "no network interface found".to_string())
+}
+
+fn addressing(ip: &Option<IpConfig>) -> Result<Addressing, String> {
+    match ip {
+        None | Some(IpConfig::Dhcp { .. }) => Ok(Addressing::Dhcp),
+        Some(IpConfig::Off) => Err("ip=off: rivet needs the network to fetch its plan".into()),
+        Some(IpConfig::Static {
+            address,
+            gateway,
+            netmask,
+            dns,
+            ..
+        }) => {
+            let prefix = netmask
+                .map(|m| u32::from_be_bytes(m).count_ones() as u8)
+                .unwrap_or(24);
+            Ok(Addressing::Static {
+                cidr: Ipv4Cidr::new(Ipv4Address::from(*address), prefix),
+                gateway: gateway.map(Ipv4Address::from),
+                dns: dns.iter().map(|d| Ipv4Address::from(*d)).collect(),
+            })
+        }
+    }
+}
+
+/// Runs the deploy engine on an opened disk and image, logging around it.
+pub fn execute<S: ImageSource>(
+    disk: &mut Disk,
+    image: &mut S,
+    request: &Request,
+) -> Result<deploy::Outcome, deploy::Error>
+where
+    S::Error: std::fmt::Display,
+{
+    use crate::deploy::BlockDevice;
+    log::info!(
+        "deploying {} ({} bytes) onto {} ({} bytes, {}-byte sectors), boot mode {}",
+        image.describe(),
+        image
+            .size()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        disk.name(),
+        disk.size(),
+        disk.logical_block(),
+        request.boot_mode.name()
+    );
+    let outcome = deploy::deploy(disk, image, &mut LinuxEnv::default(), request)?;
+    log::info!(
+        "image written: {} bytes in {:.2} s ({:.1} MB/s); root uuid {}",
+        outcome.image_bytes,
+        outcome.image_ms as f64 / 1000.0,
+        if outcome.image_ms > 0 {
+            outcome.image_bytes as f64 / 1e3 / outcome.image_ms as f64
+        } else {
+            0.0
+        },
+        outcome.root_uuid
+    );
+    Ok(outcome)
+}
+
+/// The boot mode the firmware booted us in.
+pub fn firmware_boot_mode() -> BootMode {
+    if Path::new("/sys/firmware/efi").exists() {
+        BootMode::Uefi
+    } else {
+        BootMode::Bios
+    }
+}
+
+fn deploy_from(
+    plan_url: &str,
+    cmdline: &Cmdline,
+    stack: &mut Option<LinuxStack>,
+    after: &mut Option<EndAction>,
+) -> Result<Value, Failure> {
+    let sys = Path::new("/sys");
+    let nic = choose_nic(cmdline, &inventory::nics(sys)).map_err(fail("network"))?;
+    let addressing = addressing(&cmdline.ip).map_err(fail("network"))?;
+    log::info!(
+        "network: {nic}, {}",
+        if addressing == Addressing::Dhcp {
+            "DHCP"
+        } else {
+            "static"
+        }
+    );
+    let s = stack.insert(open_stack(&nic, addressing).map_err(fail("network"))?);
+    let lease = s.wait_for_address(60_000).map_err(|e| Failure {
+        step: "network",
+        error: format!("{nic}: {e}"),
+    })?;
+    log::info!("network up: {nic} {}", describe_lease(&lease));
+
+    let text = client::get(s, plan_url, 1 << 20, Policy::default()).map_err(|e| Failure {
+        step: "plan",
+        error: e.to_string(),
+    })?;
+    let mut plan = Plan::from_json(&text).map_err(|e| Failure {
+        step: "plan",
+        error: e.to_string(),
+    })?;
+    *after = plan.after;
+    let configdrive = super::references::resolve(&mut plan, Some(&mut *s)).map_err(fail("plan"))?;
+    if plan.urls.is_empty() {
+        return Err(Failure {
+            step: "plan",
+            error: "the plan has no urls".into(),
+        });
+    }
+
+    let all = inventory::disks(sys);
+    let hint = plan
+        .target_disk
+        .clone()
+        .or(cmdline.rivet.get("rivet.disk").cloned());
+    let target = disks::choose(hint.as_deref(), &all).map_err(fail("disk"))?;
+    let disk_path = format!("/dev/{}", target.name);
+    log::info!("target disk {disk_path} ({} bytes)", target.size_bytes);
+    let boot_mode = plan.boot_mode.unwrap_or_else(firmware_boot_mode);
+    let mut disk = Disk::open(&disk_path, 512).map_err(fail("disk"))?;
+    let request = Request {
+        plan: &plan,
+        boot_mode,
+        configdrive,
+        disk_path: disk_path.clone(),
+        buffer_size: 4 << 20,
+    };
+
+    let mut last = String::new();
+    for url in &plan.urls {
+        match Download::start(s, url, Policy::default()) {
+            Ok(mut image) => {
+                let outcome = execute(&mut disk, &mut image, &request).map_err(|e| Failure {
+                    step: e.step(),
+                    error: e.to_string(),
+                })?;
+                let mut v = result::to_json(&outcome, &disk_path);
+                v["status"] = json!("succeeded");
+                v["image_url"] = json!(url);
+                return Ok(v);
+            }
+            Err(e) => {
+                log::warn!("{e}; trying the next URL");
+                last = e.to_string();
+            }
+        }
+    }
+    Err(Failure {
+        step: "image",
+        error: last,
+    })
+}
+
+/// Runs standalone mode if the command line asks for it. Returns the end
+/// action the plan asked for, if any.
+pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
+    let Some(plan_url) = cmdline.rivet.get("rivet.plan") else {
+        log::info!("no rivet.plan on the command line: nothing to deploy");
+        return None;
+    };
+    let callback = cmdline.rivet.get("rivet.callback");
+    let mut stack = None;
+    let mut after = None;
+    let mut report = match deploy_from(plan_url, cmdline, &mut stack, &mut after) {
+        Ok(v) => {
+            log::info!("deploy succeeded: root uuid {}", v["root uuid"]);
+            v
+        }
+        Err(f) => {
+            log::error!("deploy failed in step {}: {}", f.step, f.error);
+            json!({"status": "failed", "step": f.step, "error": f.error})
+        }
+    };
+    report["rivet_version"] = json!(crate::VERSION);
+    report["boot_to_report_seconds"] = json!((boot_seconds() * 1000.0).round() / 1000.0);
+    let body = serde_json::to_vec(&report).unwrap_or_default();
+    log::info!("result: {}", String::from_utf8_lossy(&body));
+    match (callback, stack.as_mut()) {
+        (Some(url), Some(s)) => match client::post_json(
+            s,
+            url,
+            &body,
+            Policy {
+                retries: 5,
+                ..Policy::default()
+            },
+        ) {
+            Ok((status, _)) if (200..300).contains(&status) => {
+                log::info!("result posted to {url} ({status})")
+            }
+            Ok((status, _)) => log::error!("callback {url} answered {status}"),
+            Err(e) => log::error!("callback failed: {e}"),
+        },
+        (Some(url), None) => log::error!("cannot post the result to {url}: the network is not up"),
+        (None, _) => {}
+    }
+    after
+}
