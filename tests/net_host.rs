@@ -221,3 +221,116 @@ fn deploy_downloads_the_plan_urls_with_the_own_stack() {
     );
     assert!(common::disk::files_equal_at(&img, &disk, MIB, 24 * MIB));
 }
+
+#[test]
+fn rivet_serves_http_with_keep_alive_concurrency_and_bounds() {
+    let dir = scratch("net-serve");
+    let mut net = Net::new(17, &dir);
+    net.spawn_rivet(
+        &[
+            "serve",
+            "--iface",
+            "rv1",
+            "--ip",
+            "10.77.17.5/24",
+            "--port",
+            "9999",
+            "--seconds",
+            "60",
+        ],
+        "serve.log",
+    );
+    let url = "http://10.77.17.5:9999";
+    // Wait until it answers (ARP, listen).
+    let mut up = false;
+    for _ in 0..100 {
+        let o = net.run_in_srv("curl", &["-sf", "-m", "1", &format!("{url}/v1/status")]);
+        if o.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "rivet serve never answered:\n{}", net.log("serve.log"));
+
+    // Keep-alive: two requests, one connection.
+    let o = net.run_in_srv(
+        "curl",
+        &[
+            "-s",
+            "-w",
+            "%{num_connects} ",
+            "-o",
+            "/dev/null",
+            &format!("{url}/"),
+            "-o",
+            "/dev/null",
+            &format!("{url}/v1/status"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "1 0",
+        "the second request did not reuse the connection"
+    );
+
+    // Several connections at once.
+    let urls: Vec<String> = (0..8).map(|i| format!("{url}/v1/status?n={i}")).collect();
+    let mut args = vec![
+        "-s",
+        "--parallel",
+        "--parallel-max",
+        "4",
+        "-w",
+        "%{http_code}\n",
+    ];
+    let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(refs.iter().flat_map(|u| ["-o", "/dev/null", *u]));
+    let o = net.run_in_srv("curl", &args);
+    let codes = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(codes.lines().filter(|l| *l == "200").count(), 8, "{codes}");
+
+    // Bounds and garbage: refused the way the agent API refuses, and rivet keeps serving.
+    let big = dir.join("big.json");
+    std::fs::write(&big, vec![b'x'; 2 << 20]).unwrap();
+    let o = net.run_in_srv(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            &format!("@{}", big.display()),
+            &format!("{url}/v1/commands/"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "413");
+    let garbage = "import socket; s=socket.create_connection(('10.77.17.5',9999)); s.sendall(b'\\x16\\x03\\x01 not http\\r\\n\\r\\n'); print(s.recv(100).split(b'\\r\\n')[0].decode())";
+    let o = net.run_in_srv("python3", &["-c", garbage]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "HTTP/1.1 400 Bad Request"
+    );
+    let o = net.run_in_srv(
+        "curl",
+        &[
+            "-s",
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            &format!("{url}/nope"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "404");
+    let o = net.run_in_srv("curl", &["-sf", &format!("{url}/v1/status")]);
+    assert!(
+        o.status.success(),
+        "rivet stopped serving:\n{}",
+        net.log("serve.log")
+    );
+}

@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod inspect;
 pub mod mkinitramfs;
 pub mod net;
+pub mod serve;
 
 pub const USAGE: &str = "\
 rivet - a tiny deploy agent for bare metal
@@ -21,6 +22,7 @@ COMMANDS:
     fetch         Download a URL with rivet's own TCP/IP over a raw NIC
     inspect       Show a disk's partition table and filesystems as JSON
     mkinitramfs   Build rivet's initramfs from an extracted kernel package
+    serve         Answer HTTP (the agent API's status routes) with rivet's own TCP/IP
     version       Print rivet's version
     help          Print this help (also: rivet COMMAND --help)
 
@@ -42,6 +44,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         Some("fetch") => fetch::run(it.collect()),
         Some("inspect") => inspect::run(it.collect()),
         Some("mkinitramfs") => mkinitramfs::run(it.collect()),
+        Some("serve") => serve::run(it.collect()),
         Some(other) => Err(format!("unknown command '{other}'; run 'rivet --help'")),
     }
 }

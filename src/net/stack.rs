@@ -426,3 +426,93 @@ pub fn describe_lease(l: &Lease) -> String {
             .unwrap_or_else(|| "no router".into())
     )
 }
+
+/// Listening sockets for one port: each slot holds one connection at a time.
+pub struct Listener {
+    port: u16,
+    slots: Vec<(SocketHandle, super::server::Conn, Vec<u8>)>,
+}
+
+impl<D: Device, W: Wait> Stack<D, W> {
+    /// Listens on `port` with `slots` concurrent connections.
+    pub fn listen(&mut self, port: u16, slots: usize) -> Listener {
+        let mut l = Listener {
+            port,
+            slots: Vec::new(),
+        };
+        for _ in 0..slots.max(1) {
+            let socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
+                tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
+            );
+            l.slots.push((
+                self.sockets.add(socket),
+                super::server::Conn::new(),
+                Vec::new(),
+            ));
+        }
+        l
+    }
+
+    /// Services the listener without blocking: accepts, reads, answers
+    /// complete requests with `handler`, writes, closes finished connections.
+    pub fn serve(
+        &mut self,
+        l: &mut Listener,
+        handler: &mut dyn FnMut(&super::server::Request) -> super::server::Response,
+    ) {
+        use super::server::{Conn, Event};
+        self.poll();
+        let mut chunk = [0u8; 4096];
+        for (handle, conn, outbox) in l.slots.iter_mut() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(*handle);
+            // Both sides have closed: free the slot now instead of holding
+            // it in TIME-WAIT while new clients find no listener.
+            if socket.state() == tcp::State::TimeWait {
+                socket.abort();
+            }
+            if !socket.is_open() {
+                *conn = Conn::new();
+                outbox.clear();
+                if let Err(e) = socket.listen(l.port) {
+                    log::warn!("cannot listen on port {}: {e:?}", l.port);
+                }
+                continue;
+            }
+            while socket.can_recv() && outbox.len() < 256 * 1024 {
+                let n = match socket.recv_slice(&mut chunk) {
+                    Ok(n) if n > 0 => n,
+                    _ => break,
+                };
+                let mut event = conn.feed(&chunk[..n]);
+                while let Some(e) = event {
+                    match e {
+                        Event::Request(req) => {
+                            let resp = handler(&req);
+                            outbox.extend(conn.respond(&resp));
+                            event = conn.feed(&[]);
+                        }
+                        Event::Reject(bytes) => {
+                            outbox.extend(bytes);
+                            event = None;
+                        }
+                    }
+                }
+            }
+            if !outbox.is_empty() && socket.can_send() {
+                if let Ok(n) = socket.send_slice(outbox) {
+                    outbox.drain(..n);
+                }
+            }
+            if outbox.is_empty() && (conn.closing() || !socket.may_recv()) && socket.may_send() {
+                socket.close();
+            }
+        }
+        self.poll();
+    }
+
+    /// Waits up to `ms` for network activity (for serve loops).
+    pub fn idle(&mut self, ms: u64) {
+        self.turn(ms);
+    }
+}

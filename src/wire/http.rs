@@ -420,3 +420,87 @@ ETag: \"6565b4b0-80000000\"\r\nContent-Range: bytes 100-199/2147483648\r\n\r\nBO
         assert_eq!(content_range("items 0-9/10"), None);
     }
 }
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    /// Path and query as sent.
+    pub target: String,
+    pub minor_version: u8,
+    pub headers: Vec<(String, String)>,
+    pub head_len: usize,
+}
+
+impl RequestHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn parse(buf: &[u8]) -> Result<RequestHead, Error> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut r = httparse::Request::new(&mut headers);
+        match r.parse(buf) {
+            Ok(httparse::Status::Complete(head_len)) if head_len <= MAX_HEAD => Ok(RequestHead {
+                method: r.method.unwrap_or("").to_string(),
+                target: r.path.unwrap_or("/").to_string(),
+                minor_version: r.version.unwrap_or(1),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).trim().to_string(),
+                        )
+                    })
+                    .collect(),
+                head_len,
+            }),
+            Ok(httparse::Status::Complete(_)) => Err(Error::HeadTooLarge),
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Err(Error::HeadTooLarge),
+            Ok(httparse::Status::Partial) => Err(Error::Incomplete),
+            Err(httparse::Error::TooManyHeaders) => Err(Error::HeadTooLarge),
+            Err(_) => Err(Error::BadHead("malformed request")),
+        }
+    }
+
+    /// HTTP/1.1 keeps the connection unless told to close; 1.0 the reverse.
+    pub fn keep_alive(&self) -> bool {
+        match self.header("connection").map(|c| c.to_ascii_lowercase()) {
+            Some(c) if c.contains("close") => false,
+            Some(c) if c.contains("keep-alive") => true,
+            _ => self.minor_version >= 1,
+        }
+    }
+}
+
+/// A complete response with a Content-Length body.
+pub fn response_bytes(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        _ => "Status",
+    };
+    let mut out = alloc::format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}

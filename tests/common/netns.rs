@@ -152,6 +152,28 @@ impl Net {
         format!("http://{}:{port}", self.server_ip)
     }
 
+    /// Starts rivet in the client namespace in the background (killed on drop).
+    pub fn spawn_rivet(&mut self, args: &[&str], log: &str) {
+        let logfile = std::fs::File::create(self.dir.join(log)).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.cli, env!("CARGO_BIN_EXE_rivet")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(logfile)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+
+    /// Runs a command in the server namespace; returns its output whatever the status.
+    pub fn run_in_srv(&self, cmd: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.srv, cmd])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Runs rivet in the client namespace.
     pub fn rivet(&self, args: &[&str]) -> Output {
         Command::new("ip")

@@ -1,0 +1,258 @@
+//! A small HTTP/1.1 server: per connection, a state machine that turns
+//! received bytes into requests (bounded head and body, keep-alive,
+//! pipelining) and takes the responses to send. No I/O here: the network
+//! stack feeds it (see `Stack::serve`), tests feed it literal bytes.
+
+use crate::wire::http::{self, RequestHead};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+/// Largest request body accepted (a deploy command's JSON is far smaller).
+pub const MAX_BODY: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// A query parameter's value (no percent-decoding beyond `+`-free tokens).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+}
+
+/// What the connection wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete request to answer.
+    Request(Request),
+    /// A malformed or oversized request: send these bytes, then close.
+    Reject(Vec<u8>),
+}
+
+#[derive(Default)]
+pub struct Conn {
+    buf: Vec<u8>,
+    /// The head of a request whose body is still arriving.
+    head: Option<RequestHead>,
+    keep_alive: bool,
+    closing: bool,
+}
+
+fn reject(status: u16, why: &str) -> Event {
+    let body =
+        alloc::format!("{{\"faultcode\": \"Client\", \"faultstring\": \"{status}: {why}\"}}");
+    Event::Reject(http::response_bytes(
+        status,
+        "application/json",
+        body.as_bytes(),
+        false,
+    ))
+}
+
+impl Conn {
+    pub fn new() -> Conn {
+        Conn::default()
+    }
+
+    /// Whether the connection should be closed once output is sent.
+    pub fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Adds received bytes; returns the next event, if a request is complete.
+    /// Call again with an empty slice after answering, for pipelined requests.
+    pub fn feed(&mut self, data: &[u8]) -> Option<Event> {
+        if self.closing {
+            return None;
+        }
+        self.buf.extend_from_slice(data);
+        if self.head.is_none() {
+            match RequestHead::parse(&self.buf) {
+                Ok(h) => self.head = Some(h),
+                Err(http::Error::Incomplete) => return None,
+                Err(http::Error::HeadTooLarge) => {
+                    self.closing = true;
+                    return Some(reject(431, "request head too large"));
+                }
+                Err(_) => {
+                    self.closing = true;
+                    return Some(reject(400, "malformed request"));
+                }
+            }
+        }
+        let head = self.head.as_ref().expect("set above");
+        if head.header("transfer-encoding").is_some() {
+            self.closing = true;
+            return Some(reject(501, "chunked request bodies are not supported"));
+        }
+        let length = match head.header("content-length").map(|v| v.parse::<usize>()) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                self.closing = true;
+                return Some(reject(400, "bad Content-Length"));
+            }
+        };
+        if length > MAX_BODY {
+            self.closing = true;
+            return Some(reject(413, "request body too large"));
+        }
+        let total = head.head_len + length;
+        if self.buf.len() < total {
+            return None;
+        }
+        let head = self.head.take().expect("set above");
+        let body = self.buf[head.head_len..total].to_vec();
+        self.buf.drain(..total);
+        self.keep_alive = head.keep_alive();
+        if !self.keep_alive {
+            self.closing = true;
+        }
+        let (path, query) = match head.target.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (head.target.clone(), String::new()),
+        };
+        Some(Event::Request(Request {
+            method: head.method,
+            path,
+            query,
+            headers: head.headers,
+            body,
+        }))
+    }
+
+    /// The bytes to send for `response` to the last request.
+    pub fn respond(&self, response: &Response) -> Vec<u8> {
+        http::response_bytes(
+            response.status,
+            response.content_type,
+            &response.body,
+            self.keep_alive && !self.closing,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn pipelined_keep_alive_requests_in_pieces() {
+        let mut c = Conn::new();
+        let wire = b"GET /v1/status HTTP/1.1\r\nHost: a\r\n\r\nPOST /v1/commands/?wait=true&agent_token=t HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\n\r\n{\"name\": \"x\"}";
+        let mut events = vec![];
+        for piece in wire.chunks(5) {
+            let mut e = c.feed(piece);
+            while let Some(ev) = e {
+                events.push(ev);
+                e = c.feed(&[]);
+            }
+        }
+        assert_eq!(events.len(), 2);
+        let Event::Request(first) = &events[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (first.method.as_str(), first.path.as_str()),
+            ("GET", "/v1/status")
+        );
+        let Event::Request(second) = &events[1] else {
+            panic!()
+        };
+        assert_eq!(second.path, "/v1/commands/");
+        assert_eq!(second.query_param("agent_token"), Some("t"));
+        assert_eq!(second.query_param("wait"), Some("true"));
+        assert_eq!(second.body, b"{\"name\": \"x\"}");
+        assert!(!c.closing());
+        let bytes = c.respond(&Response::json(200, "{}"));
+        assert!(bytes.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(bytes.windows(22).any(|w| w == b"Connection: keep-alive"));
+    }
+
+    #[test]
+    fn bounds_and_garbage_are_refused_then_closed() {
+        let mut c = Conn::new();
+        let Some(Event::Reject(r)) = c.feed(b"NOT HTTP AT ALL\r\n\r\n") else {
+            panic!()
+        };
+        assert!(r.starts_with(b"HTTP/1.1 400"));
+        assert!(c.closing());
+
+        let mut c = Conn::new();
+        let big = alloc::format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        let Some(Event::Reject(r)) = c.feed(big.as_bytes()) else {
+            panic!()
+        };
+        assert!(r.starts_with(b"HTTP/1.1 413"));
+
+        let mut c = Conn::new();
+        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        head.extend(vec![b'a'; http::MAX_HEAD]);
+        let Some(Event::Reject(r)) = c.feed(&head) else {
+            panic!()
+        };
+        assert!(r.starts_with(b"HTTP/1.1 431"));
+
+        let mut c = Conn::new();
+        let Some(Event::Reject(r)) = c.feed(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n") else {
+            panic!()
+        };
+        assert!(r.starts_with(b"HTTP/1.1 400"));
+    }
+
+    #[test]
+    fn http10_and_connection_close_end_the_connection() {
+        let mut c = Conn::new();
+        assert!(matches!(
+            c.feed(b"GET / HTTP/1.0\r\n\r\n"),
+            Some(Event::Request(_))
+        ));
+        assert!(c.closing());
+        assert!(c
+            .respond(&Response::json(200, "{}"))
+            .windows(17)
+            .any(|w| w == b"Connection: close"));
+        let mut c = Conn::new();
+        assert!(matches!(
+            c.feed(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            Some(Event::Request(_))
+        ));
+        assert!(c.closing());
+    }
+}
