@@ -11,10 +11,15 @@ use std::time::Instant as StdInstant;
 /// Ethernet header plus an 802.1Q tag.
 const LINK_HEADER: usize = 18;
 
+/// Bytes of the receive ring: at least twice the TCP window (FACTS: 0 drops
+/// from 2 MiB up with a 1 MiB window).
+const RING_BYTES: usize = 4 << 20;
+
 pub struct PacketDevice {
     fd: OwnedFd,
     mtu: usize,
     rx: Vec<u8>,
+    ring: Option<sys::RxRing>,
     pub rx_frames: u64,
     pub rx_errors: u64,
 }
@@ -30,10 +35,18 @@ impl PacketDevice {
             sys::interface_mtu(name).map_err(|e| format!("{name}: reading the MTU: {e}"))? as usize;
         let fd = sys::packet_socket(name)
             .map_err(|e| format!("{name}: opening a packet socket: {e}"))?;
+        let ring = match sys::RxRing::new(fd.as_fd(), mtu, RING_BYTES) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                log::warn!("{name}: no PACKET_MMAP receive ring ({e}); receiving frame by frame");
+                None
+            }
+        };
         Ok(PacketDevice {
             fd,
             mtu,
             rx: vec![0u8; mtu + LINK_HEADER],
+            ring,
             rx_frames: 0,
             rx_errors: 0,
         })
@@ -49,12 +62,19 @@ impl PacketDevice {
     }
 }
 
-pub struct Rx<'a>(&'a [u8]);
+pub enum Rx<'a> {
+    Ring(sys::RingFrame<'a>),
+    Copy(&'a [u8]),
+}
 pub struct Tx<'a>(&'a OwnedFd, usize);
 
 impl RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.0)
+        match self {
+            // The frame returns to the kernel when `frame` drops, after f.
+            Rx::Ring(frame) => f(&frame),
+            Rx::Copy(bytes) => f(bytes),
+        }
     }
 }
 
@@ -76,10 +96,18 @@ impl Device for PacketDevice {
     type TxToken<'a> = Tx<'a>;
 
     fn receive(&mut self, _t: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        if let Some(ring) = self.ring.as_mut() {
+            let frame = ring.next_frame()?;
+            self.rx_frames += 1;
+            return Some((Rx::Ring(frame), Tx(&self.fd, self.mtu)));
+        }
         match rustix::net::recv(&self.fd, &mut self.rx[..], rustix::net::RecvFlags::DONTWAIT) {
             Ok((n, _)) if n > 0 => {
                 self.rx_frames += 1;
-                Some((Rx(&self.rx[..n.min(self.rx.len())]), Tx(&self.fd, self.mtu)))
+                Some((
+                    Rx::Copy(&self.rx[..n.min(self.rx.len())]),
+                    Tx(&self.fd, self.mtu),
+                ))
             }
             Ok(_) => None,
             Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => None,

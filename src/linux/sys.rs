@@ -287,3 +287,153 @@ pub fn disable_gro(name: &str) -> io::Result<()> {
     };
     Ok(())
 }
+
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+
+#[repr(C)]
+struct TpacketReq {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+}
+
+/// A PACKET_MMAP (TPACKET_V2) receive ring: the kernel writes frames into
+/// memory shared with rivet, so receiving costs no syscall per frame (FACTS:
+/// half the system CPU of recv() per frame, and 1.5x the throughput).
+pub struct RxRing {
+    base: *mut u8,
+    size: usize,
+    frame_size: usize,
+    frames: usize,
+    next: usize,
+}
+
+// SAFETY: the mapping belongs to the ring alone; frames are handed out one
+// at a time through &mut self.
+unsafe impl Send for RxRing {}
+
+fn setsockopt<T>(fd: std::os::fd::BorrowedFd<'_>, name: libc::c_int, value: &T) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: value points to a live T of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl RxRing {
+    /// Sets up a ring of about `bytes` on a bound AF_PACKET socket.
+    pub fn new(fd: std::os::fd::BorrowedFd<'_>, mtu: usize, bytes: usize) -> io::Result<RxRing> {
+        use std::os::fd::AsRawFd;
+        setsockopt(fd, PACKET_VERSION, &TPACKET_V2)?;
+        // Header (32) + sockaddr_ll (20), aligned, plus the frame and a VLAN tag.
+        let frame_size = (96 + mtu + 18).next_power_of_two().max(2048);
+        let block_size = frame_size.max(1 << 16);
+        let block_nr = (bytes / block_size).max(1);
+        let req = TpacketReq {
+            block_size: block_size as u32,
+            block_nr: block_nr as u32,
+            frame_size: frame_size as u32,
+            frame_nr: (block_size / frame_size * block_nr) as u32,
+        };
+        setsockopt(fd, PACKET_RX_RING, &req)?;
+        let size = block_size * block_nr;
+        // SAFETY: maps the ring the kernel just allocated for this socket.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RxRing {
+            base: base.cast(),
+            size,
+            frame_size,
+            frames: req.frame_nr as usize,
+            next: 0,
+        })
+    }
+
+    fn status(&self, index: usize) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: tp_status is the first, 4-aligned u32 of each frame, inside
+        // the mapping; the kernel and rivet hand it back and forth atomically.
+        unsafe { &*(self.base.add(index * self.frame_size) as *const std::sync::atomic::AtomicU32) }
+    }
+
+    /// The next frame the kernel has filled, if any. It goes back to the
+    /// kernel when the returned [`RingFrame`] is dropped.
+    pub fn next_frame(&mut self) -> Option<RingFrame<'_>> {
+        use std::sync::atomic::Ordering;
+        let index = self.next;
+        if self.status(index).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+            return None;
+        }
+        self.next = (self.next + 1) % self.frames;
+        // SAFETY: the frame is ours until its status is set back to KERNEL;
+        // tpacket2_hdr: tp_snaplen at 8 (u32), tp_mac at 12 (u16).
+        let data = unsafe {
+            let frame = self.base.add(index * self.frame_size);
+            let snaplen = (frame.add(8) as *const u32).read_volatile() as usize;
+            let mac = (frame.add(12) as *const u16).read_volatile() as usize;
+            let len = snaplen.min(self.frame_size.saturating_sub(mac));
+            std::slice::from_raw_parts(frame.add(mac), len)
+        };
+        Some(RingFrame {
+            ring: self,
+            index,
+            data,
+        })
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in new().
+        unsafe { libc::munmap(self.base.cast(), self.size) };
+    }
+}
+
+/// One received frame, borrowed from the ring.
+pub struct RingFrame<'a> {
+    ring: &'a RxRing,
+    index: usize,
+    data: &'a [u8],
+}
+
+impl std::ops::Deref for RingFrame<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.data
+    }
+}
+
+impl Drop for RingFrame<'_> {
+    fn drop(&mut self) {
+        self.ring
+            .status(self.index)
+            .store(TP_STATUS_KERNEL, std::sync::atomic::Ordering::Release);
+    }
+}
