@@ -285,7 +285,6 @@ impl<D: Device, W: Wait> Transport for Stack<D, W> {
         socket.set_nagle_enabled(false);
         // smoltcp delays ACKs by 10 ms by default, which stalls a bulk sender
         // on the window; 1 ms measured best (tests/bench/net-stream).
-
         socket.set_ack_delay(Some(Duration::from_millis(1)));
         socket.set_timeout(Some(Duration::from_millis(timeout_ms.max(1000))));
         self.next_port = if self.next_port >= 65000 {
