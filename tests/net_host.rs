@@ -21,7 +21,7 @@ fn stderr(o: &std::process::Output) -> String {
 }
 
 #[test]
-fn dhcp_lease_from_dnsmasq_and_download_from_nginx() {
+fn dhcp_lease_and_dns_from_dnsmasq_and_download_from_nginx() {
     let dir = scratch("net-nginx");
     let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();

@@ -200,3 +200,22 @@ fn downloads_feed_the_deploy_engine() {
     assert_eq!(out.image_bytes, data.len() as u64);
     assert_eq!(disk.bytes(1 << 20, data.len()), data);
 }
+
+#[test]
+fn a_truncated_body_without_retries_is_an_error_naming_the_byte() {
+    let data = image(100_000);
+    let mut s = FakeServer::serving("/img", data);
+    s.cut_after = [40_000, 40_000].into();
+    s.ranges = false;
+    let policy = Policy {
+        retries: 1,
+        ..Policy::default()
+    };
+    let mut d = Download::start(&mut s, "http://h/img", policy).unwrap();
+    let e = read_all(&mut d).unwrap_err();
+    assert!(e.message.contains("giving up after 2 attempts"), "{e}");
+    assert!(
+        e.message.contains("bytes of the response missing") || e.message.contains("resume point"),
+        "{e}"
+    );
+}
