@@ -80,10 +80,12 @@ fn write_plan(dir: &Path, plan: Value) {
 fn pid1_deploys_a_partition_image_from_http_and_calls_back() {
     let dir = scratch("qemu-deploy");
     let (img, sum) = root_image(&dir);
-    let server = Server::start(&dir, &["--cut", &(5 * MIB).to_string(), "--times", "1"]);
+    // The server cuts the image connection twice.
+    let server = Server::start(&dir, &["--cut", &(5 * MIB).to_string(), "--times", "2"]);
     write_plan(
         &dir,
-        json!({"image_type": "partition", "root_mb": 64, "swap_mb": 16, "deploy_boot_mode": "bios",
+        json!({"image_type": "partition", "root_mb": 64, "swap_mb": 16, "ephemeral_mb": 32, "ephemeral_format": "vfat",
+               "deploy_boot_mode": "bios", "disk_label": "msdos",
                "urls": [server.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum}),
     );
     // A small disk first (not chosen: Ironic's default is the smallest ≥ 4 GiB).
@@ -108,19 +110,26 @@ fn pid1_deploys_a_partition_image_from_http_and_calls_back() {
     common::assert_logged(&lines, "DHCP: 10.0.2.15/24");
     common::assert_logged(&lines, "target disk /dev/vdb");
     common::assert_logged(&lines, "resumed at byte 5242880");
+    common::assert_logged(&lines, "resumed at byte 10485760");
     common::assert_logged(&lines, "checksum verified: sha256");
     common::assert_logged(&lines, "result posted to");
     let cb = server.callback();
     assert_eq!(cb["status"], "succeeded", "{cb}");
-    assert_eq!(cb["partitions"]["root"], "/dev/vdb2");
-    // Read back from the host: the root uuid on disk is the reported one.
-    let root = blkid_at(&target, 17 * MIB);
+    assert_eq!(cb["partitions"]["root"], "/dev/vdb3");
+    // Read back from the host: ephemeral (1 MiB), swap (33 MiB), root (49 MiB).
+    let root = blkid_at(&target, 49 * MIB);
     assert_eq!(cb["root uuid"], root["UUID"].as_str(), "{cb}");
     assert!(
-        files_equal_at(&img, &target, 17 * MIB, 48 * MIB),
+        files_equal_at(&img, &target, 49 * MIB, 48 * MIB),
         "root partition differs from the image"
     );
-    assert_eq!(blkid_at(&target, MIB)["LABEL"], "swap1");
+    assert_eq!(blkid_at(&target, 33 * MIB)["LABEL"], "swap1");
+    assert_eq!(blkid_at(&target, MIB)["LABEL"], "ephemeral0");
+    let (_, parts) = common::disk::sfdisk_parts(&target);
+    assert_eq!(
+        parts.iter().map(|p| (p.0 / 2048, p.3)).collect::<Vec<_>>(),
+        vec![(1, false), (33, false), (49, true)]
+    );
     assert_eq!(
         std::fs::read(&small)
             .unwrap()
@@ -172,6 +181,225 @@ fn checksum_mismatch_is_reported_to_the_callback() {
     assert!(
         !blkid_at(&target, MIB).contains_key("TYPE"),
         "a half-deployed root filesystem is visible"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Boots rivet with a plan served from `dir`; returns the console and the callback.
+fn deploy_in_qemu(
+    dir: &Path,
+    plan: impl FnOnce(&Server) -> Value,
+    disks: &[String],
+    mem: u32,
+    append: &str,
+) -> (String, Value) {
+    let server = Server::start(dir, &[]);
+    write_plan(dir, plan(&server));
+    let mut boot = Boot::new(dir, &initramfs("virtio")).arg("--mem", mem);
+    for d in disks {
+        boot = boot.arg("--disk", d);
+    }
+    let console = boot
+        .arg(
+            "--append",
+            format!(
+                "rivet.plan={} rivet.callback={} {append}",
+                server.url("plan.json"),
+                server.url("callback")
+            ),
+        )
+        .run("reboot: Power down");
+    let cb = server.callback();
+    (console, cb)
+}
+
+#[test]
+fn uefi_gpt_with_esp_and_config_drive() {
+    let dir = scratch("qemu-uefi");
+    let (img, sum) = root_image(&dir);
+    let cd = common::disk::mkfs_image(&dir, "vfat", 2, "config-2");
+    let configdrive = common::disk::ironic_configdrive(&cd);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let (_console, cb) = deploy_in_qemu(
+        &dir,
+        |s| {
+            json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "uefi",
+                   "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum, "configdrive": configdrive})
+        },
+        &[target.display().to_string()],
+        128,
+        "",
+    );
+    assert_eq!(cb["status"], "succeeded", "{cb}");
+    common::disk::assert_sgdisk_clean(&target);
+    let esp = blkid_at(&target, MIB);
+    assert_eq!(
+        (esp["TYPE"].as_str(), esp["LABEL"].as_str()),
+        ("vfat", "efi-part")
+    );
+    assert_eq!(cb["efi system partition uuid"], esp["UUID"].as_str());
+    let esp_loop = common::disk::Loop::range(&target, MIB, 550 * MIB);
+    common::disk::ok("fsck.vfat", &["-n", &esp_loop.dev]);
+    drop(esp_loop);
+    assert_eq!(blkid_at(&target, 551 * MIB)["LABEL"], "config-2");
+    assert_eq!(
+        cb["root uuid"],
+        blkid_at(&target, 553 * MIB)["UUID"].as_str()
+    );
+    assert!(files_equal_at(&img, &target, 553 * MIB, 48 * MIB));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn whole_disk_gpt_image_with_config_drive() {
+    let dir = scratch("qemu-whole");
+    let img = dir.join("whole.img");
+    sparse(&img, 64 * MIB);
+    common::disk::ok(
+        "sgdisk",
+        &["-n", "1:2048:+40M", "-t", "1:8300", img.to_str().unwrap()],
+    );
+    let fs = common::disk::mkfs_image(&dir, "ext4", 40, "whole-root");
+    common::disk::ok(
+        "dd",
+        &[
+            &format!("if={}", fs.display()),
+            &format!("of={}", img.display()),
+            "bs=1M",
+            "seek=1",
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    let sum = sha256_file(&img);
+    let cd = common::disk::mkfs_image(&dir, "vfat", 2, "config-2");
+    let configdrive = common::disk::ironic_configdrive(&cd);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let (_console, cb) = deploy_in_qemu(
+        &dir,
+        |s| json!({"urls": [s.url("whole.img")], "disk_format": "raw", "os_hash_algo": "sha256", "os_hash_value": sum, "configdrive": configdrive}),
+        &[target.display().to_string()],
+        128,
+        "",
+    );
+    assert_eq!(cb["status"], "succeeded", "{cb}");
+    assert_eq!(cb["root uuid"], "0x00000000");
+    common::disk::assert_sgdisk_clean(&target);
+    let (_, parts) = common::disk::sfdisk_parts(&target);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        parts[1].0 + parts[1].1,
+        (4u64 << 30) / 512 - 33,
+        "config drive must end at the last usable sector"
+    );
+    assert_eq!(blkid_at(&target, parts[1].0 * 512)["LABEL"], "config-2");
+    assert_eq!(blkid_at(&target, MIB)["LABEL"], "whole-root");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn four_k_sector_disk_and_a_hint_that_leaves_the_other_disk_alone() {
+    let dir = scratch("qemu-4k");
+    let (img, sum) = root_image(&dir);
+    // Both disks are candidates for Ironic's default; the hint picks the second.
+    let other = dir.join("other.img");
+    sparse(&other, 4 << 30);
+    common::disk::write_at(&other, 0, &[0xa5; 4096]);
+    let blocks_before = std::fs::metadata(&other)
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m))
+        .unwrap();
+    let target = dir.join("target.img");
+    sparse(&target, 8 << 30);
+    let (console, cb) = deploy_in_qemu(
+        &dir,
+        |s| {
+            json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "uefi",
+                   "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
+        },
+        &[
+            format!("{},serial=other", other.display()),
+            format!(
+                "{},serial=target,logical_block_size=4096,physical_block_size=4096",
+                target.display()
+            ),
+        ],
+        128,
+        "rivet.disk=serial=target",
+    );
+    assert_eq!(cb["status"], "succeeded", "{cb}");
+    assert!(rivet_lines(&console)
+        .iter()
+        .any(|l| l.contains("onto /dev/vdb (8589934592 bytes, 4096-byte sectors)")));
+    assert_eq!(
+        cb["root uuid"],
+        blkid_at(&target, 551 * MIB)["UUID"].as_str()
+    );
+    assert!(files_equal_at(&img, &target, 551 * MIB, 48 * MIB));
+    // The GPT is in 4096-byte sectors: the header sits at byte 4096.
+    assert_eq!(&common::disk::read_at(&target, 4096, 8)[..], b"EFI PART");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rivet"))
+        .args([
+            "inspect",
+            "--disk",
+            target.to_str().unwrap(),
+            "--sector-size",
+            "4096",
+        ])
+        .output()
+        .unwrap();
+    let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        inspected["partitions"][1]["filesystem"]["uuid"],
+        cb["root uuid"]
+    );
+    // The other disk: same allocated blocks, marker intact.
+    let blocks_after = std::fs::metadata(&other)
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m))
+        .unwrap();
+    assert_eq!(
+        blocks_before, blocks_after,
+        "something was written to the other disk"
+    );
+    assert_eq!(common::disk::read_at(&other, 0, 4096), vec![0xa5; 4096]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_1_gib_image_deploys_in_96_mib_of_ram() {
+    let dir = scratch("qemu-96m");
+    let img = dir.join("big.img");
+    sparse(&img, 1 << 30);
+    common::disk::ok(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", "big-root", img.to_str().unwrap()],
+    );
+    // Non-zero data spread over the image, so it is not all holes.
+    for i in 0..16u64 {
+        common::disk::write_at(&img, (i * 64 + 32) << 20, &vec![(i as u8) | 1; 1 << 20]);
+    }
+    let sum = common::disk::md5_file(&img);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let (_console, cb) = deploy_in_qemu(
+        &dir,
+        |s| {
+            json!({"image_type": "partition", "root_mb": 1100, "deploy_boot_mode": "bios",
+                   "urls": [s.url("big.img")], "checksum": sum})
+        },
+        &[target.display().to_string()],
+        96,
+        "",
+    );
+    assert_eq!(cb["status"], "succeeded", "{cb}");
+    assert_eq!(cb["image_bytes"], 1u64 << 30);
+    assert_eq!(cb["checksum"]["algorithm"], "md5");
+    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
+    assert!(files_equal_at(&img, &target, MIB, 1 << 30));
+    eprintln!(
+        "1 GiB in 96 MiB: {} MB/s, boot to report {} s",
+        cb["mb_per_s"], cb["boot_to_report_seconds"]
     );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,5 +1,5 @@
 //! Choosing the target disk as PID 1: by a hint (`vda`, `/dev/vda`,
-//! `serial=…`, `wwn=…`), else Ironic's default: the smallest disk of at
+//! `serial=…`, `wwn=…`, `by-path=pci-0000:00:04.0`), else Ironic's default: the smallest disk of at
 //! least 4 GiB (`ironic_python_agent.utils.guess_root_disk`).
 
 use crate::linux::inventory::Disk;
@@ -20,6 +20,14 @@ pub fn choose<'a>(hint: Option<&str>, disks: &'a [Disk]) -> Result<&'a Disk, Str
                 disks.iter().find(|d| d.serial.as_deref() == Some(serial))
             } else if let Some(wwn) = h.strip_prefix("wwn=") {
                 disks.iter().find(|d| d.wwn.as_deref() == Some(wwn))
+            } else if let Some(path) = h.strip_prefix("by-path=") {
+                // udev's path_id: pci-ADDR for virtio, pci-ADDR-scsi-…/-nvme-… below it.
+                disks.iter().find(|d| {
+                    d.pci.as_ref().is_some_and(|a| {
+                        let base = format!("pci-{a}");
+                        path == base || path.starts_with(&format!("{base}-"))
+                    })
+                })
             } else {
                 let name = h.strip_prefix("/dev/").unwrap_or(h);
                 disks.iter().find(|d| d.name == name)
@@ -52,6 +60,7 @@ mod tests {
             model: None,
             serial: Some(serial.into()),
             wwn: None,
+            pci: Some(format!("0000:00:0{}.0", name.len() % 10)),
         }
     }
 

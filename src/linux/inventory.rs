@@ -15,6 +15,25 @@ pub struct Disk {
     pub model: Option<String>,
     pub serial: Option<String>,
     pub wwn: Option<String>,
+    /// PCI address of the controller (`0000:00:04.0`), for by-path hints.
+    pub pci: Option<String>,
+}
+
+/// The last PCI address (`dddd:bb:dd.f`) in a sysfs device path.
+pub fn pci_address(path: &str) -> Option<String> {
+    path.split('/')
+        .filter(|c| {
+            let b = c.as_bytes();
+            b.len() == 12
+                && b[4] == b':'
+                && b[7] == b':'
+                && b[10] == b'.'
+                && c.replace([':', '.'], "")
+                    .bytes()
+                    .all(|x| x.is_ascii_hexdigit())
+        })
+        .last()
+        .map(str::to_string)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +86,9 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
                 model: first(&["device/model"]),
                 serial: first(&["serial", "device/serial"]),
                 wwn: first(&["wwid", "device/wwid"]),
+                pci: fs::canonicalize(&dir)
+                    .ok()
+                    .and_then(|p| pci_address(&p.to_string_lossy())),
                 name,
             })
         })
@@ -128,7 +150,7 @@ impl fmt::Display for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "disk {}: {} bytes ({}), sectors {}/{} (logical/physical), model {}, serial {}, wwn {}",
+            "disk {}: {} bytes ({}), sectors {}/{} (logical/physical), model {}, serial {}, wwn {}, pci {}",
             self.name,
             self.size_bytes,
             human_bytes(self.size_bytes),
@@ -137,6 +159,7 @@ impl fmt::Display for Disk {
             or_dash(&self.model),
             or_dash(&self.serial),
             or_dash(&self.wwn),
+            or_dash(&self.pci),
         )
     }
 }
@@ -201,7 +224,7 @@ mod tests {
         assert_eq!(
             disks[1].to_string(),
             "disk vda: 1073741824 bytes (1.0 GiB), sectors 4096/4096 (logical/physical), \
-             model -, serial disk-one, wwn -"
+             model -, serial disk-one, wwn -, pci -"
         );
         let nics = nics(&sys);
         assert_eq!(nics.len(), 1);
@@ -210,6 +233,20 @@ mod tests {
             "nic eth0: mac 52:54:00:12:34:56, carrier up, driver -"
         );
         fs::remove_dir_all(sys).unwrap();
+    }
+
+    #[test]
+    fn pci_addresses_from_sysfs_paths() {
+        assert_eq!(
+            pci_address("/sys/devices/pci0000:00/0000:00:04.0/virtio1/block/vda").as_deref(),
+            Some("0000:00:04.0")
+        );
+        assert_eq!(
+            pci_address("/sys/devices/pci0000:00/0000:00:1c.0/0000:02:00.0/nvme/nvme0/nvme0n1")
+                .as_deref(),
+            Some("0000:02:00.0")
+        );
+        assert_eq!(pci_address("/sys/devices/virtual/block/loop0"), None);
     }
 
     #[test]
