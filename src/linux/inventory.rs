@@ -21,19 +21,17 @@ pub struct Disk {
 
 /// The last PCI address (`dddd:bb:dd.f`) in a sysfs device path.
 pub fn pci_address(path: &str) -> Option<String> {
-    path.split('/')
-        .filter(|c| {
-            let b = c.as_bytes();
-            b.len() == 12
-                && b[4] == b':'
-                && b[7] == b':'
-                && b[10] == b'.'
-                && c.replace([':', '.'], "")
-                    .bytes()
-                    .all(|x| x.is_ascii_hexdigit())
-        })
-        .last()
-        .map(str::to_string)
+    let is_pci = |c: &&str| {
+        let b = c.as_bytes();
+        b.len() == 12
+            && b[4] == b':'
+            && b[7] == b':'
+            && b[10] == b'.'
+            && c.replace([':', '.'], "")
+                .bytes()
+                .all(|x| x.is_ascii_hexdigit())
+    };
+    path.split('/').rev().find(is_pci).map(str::to_string)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
