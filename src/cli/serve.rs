@@ -66,7 +66,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let mut handler = status_routes(started_at);
-    let mut listener = stack.listen(port, 4);
+    let mut listener = stack.listen(port, 16);
     log::info!("serving HTTP on port {port}");
     let start = std::time::Instant::now();
     while seconds.is_none_or(|s| start.elapsed().as_secs() < s) {

@@ -430,31 +430,43 @@ pub fn describe_lease(l: &Lease) -> String {
     )
 }
 
-/// Listening sockets for one port: each slot holds one connection at a time.
+/// Listening sockets for one port. smoltcp has no listen backlog: each
+/// socket takes one connection, so the pool keeps a few sockets in Listen
+/// at all times, growing up to `max` while connections are busy (or
+/// closing) and shrinking back as they end.
 pub struct Listener {
     port: u16,
+    max: usize,
     slots: Vec<(SocketHandle, super::server::Conn, Vec<u8>)>,
 }
 
 impl<D: Device, W: Wait> Stack<D, W> {
-    /// Listens on `port` with `slots` concurrent connections.
-    pub fn listen(&mut self, port: u16, slots: usize) -> Listener {
+    /// Listens on `port` with up to `max` concurrent connections.
+    pub fn listen(&mut self, port: u16, max: usize) -> Listener {
         let mut l = Listener {
             port,
+            max: max.max(1),
             slots: Vec::new(),
         };
-        for _ in 0..slots.max(1) {
-            let socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
-                tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
-            );
-            l.slots.push((
-                self.sockets.add(socket),
-                super::server::Conn::new(),
-                Vec::new(),
-            ));
+        for _ in 0..l.max.min(4) {
+            self.add_listening(&mut l);
         }
         l
+    }
+
+    fn add_listening(&mut self, l: &mut Listener) {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
+            tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
+        );
+        if let Err(e) = socket.listen(l.port) {
+            log::warn!("cannot listen on port {}: {e:?}", l.port);
+        }
+        l.slots.push((
+            self.sockets.add(socket),
+            super::server::Conn::new(),
+            Vec::new(),
+        ));
     }
 
     /// Services the listener without blocking: accepts, reads, answers
@@ -464,22 +476,17 @@ impl<D: Device, W: Wait> Stack<D, W> {
         l: &mut Listener,
         handler: &mut dyn FnMut(&super::server::Request) -> super::server::Response,
     ) {
-        use super::server::{Conn, Event};
+        use super::server::Event;
         self.poll();
         let mut chunk = [0u8; 4096];
         for (handle, conn, outbox) in l.slots.iter_mut() {
             let socket = self.sockets.get_mut::<tcp::Socket>(*handle);
-            // Both sides have closed: free the slot now instead of holding
-            // it in TIME-WAIT while new clients find no listener.
+            // Both sides have closed: free the socket now rather than hold
+            // it in TIME-WAIT.
             if socket.state() == tcp::State::TimeWait {
                 socket.abort();
             }
             if !socket.is_open() {
-                *conn = Conn::new();
-                outbox.clear();
-                if let Err(e) = socket.listen(l.port) {
-                    log::warn!("cannot listen on port {}: {e:?}", l.port);
-                }
                 continue;
             }
             while socket.can_recv() && outbox.len() < 256 * 1024 {
@@ -487,6 +494,8 @@ impl<D: Device, W: Wait> Stack<D, W> {
                     Ok(n) if n > 0 => n,
                     _ => break,
                 };
+                // After a rejection the rest of the request is read and
+                // dropped, so the client sees the answer, not a reset.
                 let mut event = conn.feed(&chunk[..n]);
                 while let Some(e) = event {
                     match e {
@@ -510,6 +519,35 @@ impl<D: Device, W: Wait> Stack<D, W> {
             if outbox.is_empty() && (conn.closing() || !socket.may_recv()) && socket.may_send() {
                 socket.close();
             }
+        }
+        // Like a listen backlog: keep SPARE sockets listening (closed ones
+        // are re-armed first), grow up to `max`, drop the surplus.
+        const SPARE: usize = 4;
+        let is_listening = |s: &tcp::Socket| s.state() == tcp::State::Listen;
+        let mut listening = l
+            .slots
+            .iter()
+            .filter(|(h, _, _)| is_listening(self.sockets.get(*h)))
+            .count();
+        let mut kept = Vec::new();
+        for (handle, mut conn, mut outbox) in l.slots.drain(..) {
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            if socket.is_open() {
+                kept.push((handle, conn, outbox));
+            } else if listening < SPARE {
+                conn = super::server::Conn::new();
+                outbox.clear();
+                let _ = socket.listen(l.port);
+                listening += 1;
+                kept.push((handle, conn, outbox));
+            } else {
+                self.sockets.remove(handle);
+            }
+        }
+        l.slots = kept;
+        while listening < SPARE && l.slots.len() < l.max {
+            self.add_listening(l);
+            listening += 1;
         }
         self.poll();
     }
