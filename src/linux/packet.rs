@@ -13,7 +13,7 @@ const LINK_HEADER: usize = 18;
 
 /// Bytes of the receive ring: at least twice the TCP window (FACTS: 0 drops
 /// from 2 MiB up with a 1 MiB window).
-const RING_BYTES: usize = 4 << 20;
+const RING_BYTES: usize = 2 << 20;
 
 pub struct PacketDevice {
     fd: OwnedFd,
