@@ -288,38 +288,6 @@ fn superblock_probes_agree_with_blkid() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A 64 MiB whole-disk image with a GPT (made by sgdisk) and an ext4
-/// filesystem in its one partition.
-fn gpt_whole_disk_image(dir: &std::path::Path) -> std::path::PathBuf {
-    let img = dir.join("whole.img");
-    sparse(&img, 64 * MIB);
-    ok(
-        "sgdisk",
-        &[
-            "-n",
-            "1:2048:+40M",
-            "-t",
-            "1:8300",
-            "-c",
-            "1:root",
-            img.to_str().unwrap(),
-        ],
-    );
-    let fs = mkfs_image(dir, "ext4", 40, "whole-root");
-    ok(
-        "dd",
-        &[
-            &format!("if={}", fs.display()),
-            &format!("of={}", img.display()),
-            "bs=1M",
-            "seek=1",
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
-    img
-}
-
 #[test]
 fn whole_disk_gpt_image_gets_backup_at_the_end_and_a_config_drive() {
     let dir = scratch("whole-gpt");
@@ -569,29 +537,9 @@ fn old_signatures_are_wiped() {
         ],
     );
     let xfs = mkfs_image(&dir, "xfs", 300, "old-xfs");
-    ok(
-        "dd",
-        &[
-            &format!("if={}", xfs.display()),
-            &format!("of={}", disk.display()),
-            "bs=1M",
-            "seek=1",
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
+    copy_into(&xfs, &disk, 1);
     let btrfs = mkfs_image(&dir, "btrfs", 120, "old-btrfs");
-    ok(
-        "dd",
-        &[
-            &format!("if={}", btrfs.display()),
-            &format!("of={}", disk.display()),
-            "bs=1M",
-            "seek=301",
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
+    copy_into(&btrfs, &disk, 301);
     assert_eq!(blkid_at(&disk, 301 * MIB)["TYPE"], "btrfs");
     let plan = plan_file(
         &dir,

@@ -80,32 +80,25 @@ fn write_plan(dir: &Path, plan: Value) {
 fn pid1_deploys_a_partition_image_from_http_and_calls_back() {
     let dir = scratch("qemu-deploy");
     let (img, sum) = root_image(&dir);
-    // The server cuts the image connection twice.
-    let server = Server::start(&dir, &["--cut", &(5 * MIB).to_string(), "--times", "2"]);
-    write_plan(
-        &dir,
-        json!({"image_type": "partition", "root_mb": 64, "swap_mb": 16, "ephemeral_mb": 32, "ephemeral_format": "vfat",
-               "deploy_boot_mode": "bios", "disk_label": "msdos",
-               "urls": [server.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum}),
-    );
     // A small disk first (not chosen: Ironic's default is the smallest ≥ 4 GiB).
     let small = dir.join("small.img");
     sparse(&small, 64 * MIB);
     let target = dir.join("target.img");
     sparse(&target, 4 << 30);
-    let console = Boot::new(&dir, &initramfs("virtio"))
-        .arg("--mem", 128)
-        .arg("--disk", small.display())
-        .arg("--disk", target.display())
-        .arg(
-            "--append",
-            format!(
-                "rivet.plan={} rivet.callback={}",
-                server.url("plan.json"),
-                server.url("callback")
-            ),
-        )
-        .run("reboot: Power down");
+    // The server cuts the image connection twice.
+    let cut = (5 * MIB).to_string();
+    let (console, cb) = deploy_in_qemu(
+        &dir,
+        &["--cut", &cut, "--times", "2"],
+        |s| {
+            json!({"image_type": "partition", "root_mb": 64, "swap_mb": 16, "ephemeral_mb": 32, "ephemeral_format": "vfat",
+                   "deploy_boot_mode": "bios", "disk_label": "msdos",
+                   "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
+        },
+        &[small.display().to_string(), target.display().to_string()],
+        128,
+        "",
+    );
     let lines = rivet_lines(&console);
     common::assert_logged(&lines, "DHCP: 10.0.2.15/24");
     common::assert_logged(&lines, "target disk /dev/vdb");
@@ -113,7 +106,6 @@ fn pid1_deploys_a_partition_image_from_http_and_calls_back() {
     common::assert_logged(&lines, "resumed at byte 10485760");
     common::assert_logged(&lines, "checksum verified: sha256");
     common::assert_logged(&lines, "result posted to");
-    let cb = server.callback();
     assert_eq!(cb["status"], "succeeded", "{cb}");
     assert_eq!(cb["partitions"]["root"], "/dev/vdb3");
     // Read back from the host: ephemeral (1 MiB), swap (33 MiB), root (49 MiB).
@@ -150,27 +142,20 @@ fn pid1_deploys_a_partition_image_from_http_and_calls_back() {
 fn checksum_mismatch_is_reported_to_the_callback() {
     let dir = scratch("qemu-mismatch");
     let (_img, sum) = root_image(&dir);
-    let server = Server::start(&dir, &[]);
     let wrong = "0".repeat(64);
-    write_plan(
-        &dir,
-        json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
-               "urls": [server.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": wrong}),
-    );
     let target = dir.join("target.img");
     sparse(&target, 4 << 30);
-    let console = Boot::new(&dir, &initramfs("virtio"))
-        .arg("--disk", target.display())
-        .arg(
-            "--append",
-            format!(
-                "rivet.plan={} rivet.callback={}",
-                server.url("plan.json"),
-                server.url("callback")
-            ),
-        )
-        .run("reboot: Power down");
-    let cb = server.callback();
+    let (console, cb) = deploy_in_qemu(
+        &dir,
+        &[],
+        |s| {
+            json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+                   "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": wrong})
+        },
+        &[target.display().to_string()],
+        128,
+        "",
+    );
     assert_eq!(cb["status"], "failed", "{cb}");
     assert_eq!(cb["step"], "checksum");
     let error = cb["error"].as_str().unwrap();
@@ -188,12 +173,13 @@ fn checksum_mismatch_is_reported_to_the_callback() {
 /// Boots rivet with a plan served from `dir`; returns the console and the callback.
 fn deploy_in_qemu(
     dir: &Path,
+    server_args: &[&str],
     plan: impl FnOnce(&Server) -> Value,
     disks: &[String],
     mem: u32,
     append: &str,
 ) -> (String, Value) {
-    let server = Server::start(dir, &[]);
+    let server = Server::start(dir, server_args);
     write_plan(dir, plan(&server));
     let mut boot = Boot::new(dir, &initramfs("virtio")).arg("--mem", mem);
     for d in disks {
@@ -223,6 +209,7 @@ fn uefi_gpt_with_esp_and_config_drive() {
     sparse(&target, 4 << 30);
     let (_console, cb) = deploy_in_qemu(
         &dir,
+        &[],
         |s| {
             json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "uefi",
                    "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum, "configdrive": configdrive})
@@ -254,24 +241,7 @@ fn uefi_gpt_with_esp_and_config_drive() {
 #[test]
 fn whole_disk_gpt_image_with_config_drive() {
     let dir = scratch("qemu-whole");
-    let img = dir.join("whole.img");
-    sparse(&img, 64 * MIB);
-    common::disk::ok(
-        "sgdisk",
-        &["-n", "1:2048:+40M", "-t", "1:8300", img.to_str().unwrap()],
-    );
-    let fs = common::disk::mkfs_image(&dir, "ext4", 40, "whole-root");
-    common::disk::ok(
-        "dd",
-        &[
-            &format!("if={}", fs.display()),
-            &format!("of={}", img.display()),
-            "bs=1M",
-            "seek=1",
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
+    let img = common::disk::gpt_whole_disk_image(&dir);
     let sum = sha256_file(&img);
     let cd = common::disk::mkfs_image(&dir, "vfat", 2, "config-2");
     let configdrive = common::disk::ironic_configdrive(&cd);
@@ -279,6 +249,7 @@ fn whole_disk_gpt_image_with_config_drive() {
     sparse(&target, 4 << 30);
     let (_console, cb) = deploy_in_qemu(
         &dir,
+        &[],
         |s| json!({"urls": [s.url("whole.img")], "disk_format": "raw", "os_hash_algo": "sha256", "os_hash_value": sum, "configdrive": configdrive}),
         &[target.display().to_string()],
         128,
@@ -314,6 +285,7 @@ fn four_k_sector_disk_and_a_hint_that_leaves_the_other_disk_alone() {
     sparse(&target, 8 << 30);
     let (console, cb) = deploy_in_qemu(
         &dir,
+        &[],
         |s| {
             json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "uefi",
                    "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
@@ -384,6 +356,7 @@ fn a_1_gib_image_deploys_in_96_mib_of_ram() {
     sparse(&target, 4 << 30);
     let (_console, cb) = deploy_in_qemu(
         &dir,
+        &[],
         |s| {
             json!({"image_type": "partition", "root_mb": 1100, "deploy_boot_mode": "bios",
                    "urls": [s.url("big.img")], "checksum": sum})

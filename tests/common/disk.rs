@@ -285,3 +285,40 @@ pub fn files_equal_at(a: &Path, b: &Path, b_offset: u64, len: u64) -> bool {
     );
     out.status.success()
 }
+
+/// Copies `src` into `dst` at `offset_mib` MiB, without truncating `dst`.
+pub fn copy_into(src: &Path, dst: &Path, offset_mib: u64) {
+    ok(
+        "dd",
+        &[
+            &format!("if={}", src.display()),
+            &format!("of={}", dst.display()),
+            "bs=1M",
+            &format!("seek={offset_mib}"),
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+}
+
+/// A 64 MiB whole-disk image with a GPT made by sgdisk and an ext4
+/// filesystem labelled `whole-root` in its one partition (at 1 MiB).
+pub fn gpt_whole_disk_image(dir: &Path) -> PathBuf {
+    let img = dir.join("whole.img");
+    sparse(&img, 64 * MIB);
+    ok(
+        "sgdisk",
+        &[
+            "-n",
+            "1:2048:+40M",
+            "-t",
+            "1:8300",
+            "-c",
+            "1:root",
+            img.to_str().unwrap(),
+        ],
+    );
+    let fs = mkfs_image(dir, "ext4", 40, "whole-root");
+    copy_into(&fs, &img, 1);
+    img
+}
