@@ -376,3 +376,73 @@ fn a_1_gib_image_deploys_in_96_mib_of_ram() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn plan_and_disk_failures_are_reported_and_the_machine_still_powers_off() {
+    let dir = scratch("qemu-failures");
+    let small = dir.join("small.img");
+    sparse(&small, 64 * MIB);
+    // (what the plan is, the step that must be named, a phrase of the error)
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"image_type": "floppy", "checksum": "d41d8cd98f00b204e9800998ecf8427e"}),
+            "plan",
+            "'floppy' is not partition or whole-disk",
+        ),
+        // Valid plan, but the only disk is smaller than Ironic's 4 GiB minimum.
+        (
+            json!({"image_type": "partition", "root_mb": 16, "urls": ["http://10.0.2.2:1/x.img"],
+                   "checksum": "d41d8cd98f00b204e9800998ecf8427e"}),
+            "disk",
+            "no disk of at least 4 GiB",
+        ),
+    ];
+    for (plan, step, phrase) in cases {
+        let (console, cb) = deploy_in_qemu(
+            &dir,
+            &[],
+            |_| plan.clone(),
+            &[small.display().to_string()],
+            128,
+            "rivet.after=poweroff",
+        );
+        assert_eq!(cb["status"], "failed", "{cb}");
+        assert_eq!(cb["step"], step, "{cb}");
+        assert!(cb["error"].as_str().unwrap().contains(phrase), "{cb}");
+        assert!(console.contains("reboot: Power down"));
+        let _ = std::fs::remove_file(dir.join("posted-callback.json"));
+    }
+    // A plan URL that does not exist: the failure still reaches the callback.
+    let server = Server::start(&dir, &[]);
+    let console = Boot::new(&dir, &initramfs("virtio"))
+        .arg("--disk", small.display())
+        .arg(
+            "--append",
+            format!(
+                "rivet.plan={} rivet.callback={}",
+                server.url("missing.json"),
+                server.url("callback")
+            ),
+        )
+        .run("reboot: Power down");
+    let cb = server.callback();
+    assert_eq!(
+        (cb["status"].as_str(), cb["step"].as_str()),
+        (Some("failed"), Some("plan")),
+        "{cb}"
+    );
+    assert!(cb["error"].as_str().unwrap().contains("404"), "{cb}");
+    assert!(rivet_lines(&console)
+        .iter()
+        .any(|l| l.contains("deploy failed in step plan")));
+    assert_eq!(
+        std::fs::read(&small)
+            .unwrap()
+            .iter()
+            .filter(|&&b| b != 0)
+            .count(),
+        0,
+        "a disk was touched"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
