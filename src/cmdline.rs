@@ -182,6 +182,9 @@ pub struct Cmdline {
     pub consoles: Vec<String>,
     /// Every `rivet.*` key as given (later values win), for later stages.
     pub rivet: BTreeMap<String, String>,
+    /// ironic-python-agent's keys (`ipa-api-url=`, `ipa-insecure=`, …) as
+    /// given; Ironic mode interprets them.
+    pub ipa: BTreeMap<String, String>,
     /// Malformed or unknown keys, one readable line each.
     pub warnings: Vec<String>,
 }
@@ -195,6 +198,7 @@ impl Default for Cmdline {
             ip: None,
             consoles: Vec::new(),
             rivet: BTreeMap::new(),
+            ipa: BTreeMap::new(),
             warnings: Vec::new(),
         }
     }
@@ -273,6 +277,9 @@ impl Cmdline {
                 }
                 _ => {}
             }
+            if key.starts_with("ipa-") {
+                cmd.ipa.insert(key.to_string(), value.to_string());
+            }
             if key.starts_with("rivet.") && RIVET_KEYS.contains(&key) {
                 cmd.rivet.insert(key.to_string(), value.to_string());
             }
@@ -300,6 +307,10 @@ mod tests {
         assert_eq!(
             c.rivet.get("rivet.after").map(String::as_str),
             Some("reboot")
+        );
+        assert_eq!(
+            c.ipa.get("ipa-api-url").map(String::as_str),
+            Some("http://10.0.0.1:6385")
         );
     }
 

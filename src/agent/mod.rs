@@ -3,5 +3,6 @@
 //! rivet.callback=URL); the host CLI shares `references` and `disks`.
 
 pub mod disks;
+pub mod ironic;
 pub mod references;
 pub mod standalone;

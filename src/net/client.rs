@@ -592,6 +592,31 @@ pub fn post_json<T: Transport>(
     body: &[u8],
     policy: Policy,
 ) -> Result<(u16, Vec<u8>), HttpError> {
+    exchange(
+        t,
+        "POST",
+        url,
+        &[("Content-Type", "application/json")],
+        Some(body),
+        policy,
+    )
+}
+
+/// Largest response body [`exchange`] keeps (API answers, not images).
+pub const MAX_EXCHANGE_BODY: usize = 1 << 20;
+
+/// One request with a small answer (an API call): sends `method` with
+/// `headers` and `body`, returns the status and the whole body whatever the
+/// status. Connection failures and 5xx answers are retried as `policy`
+/// allows; a 5xx that outlasts the retries is returned as an answer.
+pub fn exchange<T: Transport>(
+    t: &mut T,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    policy: Policy,
+) -> Result<(u16, Vec<u8>), HttpError> {
     let parsed = Url::parse(url).map_err(|m| HttpError {
         url: url.to_string(),
         status: None,
@@ -602,8 +627,20 @@ pub fn post_json<T: Transport>(
         status: None,
         message: m,
     };
+    if parsed.https {
+        return Err(fail("https is not supported by this build".into()));
+    }
+    let len = body.map(|b| b.len().to_string());
+    let mut all_headers: Vec<(&str, &str)> = vec![("User-Agent", USER_AGENT)];
+    all_headers.extend_from_slice(headers);
+    if let Some(len) = &len {
+        all_headers.push(("Content-Length", len));
+    }
+    all_headers.push(("Connection", "close"));
+    let head = http::request_head(method, &parsed.target, &parsed.host_header(), &all_headers);
     let mut backoff = policy.backoff_ms;
     let mut last = String::new();
+    let mut last_answer = None;
     for attempt in 0..=policy.retries {
         if attempt > 0 {
             log::warn!(
@@ -620,58 +657,114 @@ pub fn post_json<T: Transport>(
                 continue;
             }
         };
-        let len = body.len().to_string();
-        let head = http::request_head(
-            "POST",
-            &parsed.target,
-            &parsed.host_header(),
-            &[
-                ("User-Agent", USER_AGENT),
-                ("Content-Type", "application/json"),
-                ("Content-Length", &len),
-                ("Connection", "close"),
-            ],
-        );
         let result = (|| -> Result<(u16, Vec<u8>), NetError> {
             t.send(conn, &head, policy.idle_timeout_ms)?;
-            t.send(conn, body, policy.idle_timeout_ms)?;
-            let mut all = Vec::new();
-            let mut chunk = [0u8; 2048];
-            loop {
-                let n = t.recv(conn, &mut chunk, policy.idle_timeout_ms)?;
-                all.extend_from_slice(&chunk[..n]);
-                match Response::parse(&all) {
-                    Ok(r) => {
-                        let length = match r.framing("POST") {
-                            Ok(Framing::Length(n)) => n.min(64 * 1024) as usize,
-                            _ => 0,
-                        };
-                        while all.len() < r.head_len + length {
-                            let n = t.recv(conn, &mut chunk, policy.idle_timeout_ms)?;
-                            if n == 0 {
-                                break;
-                            }
-                            all.extend_from_slice(&chunk[..n]);
-                        }
-                        let end = (r.head_len + length).min(all.len());
-                        return Ok((r.status, all[r.head_len..end].to_vec()));
-                    }
-                    Err(http::Error::Incomplete) if n > 0 => continue,
-                    Err(e) => return Err(NetError::new(NetErrorKind::Other, e.to_string())),
-                }
+            if let Some(b) = body {
+                t.send(conn, b, policy.idle_timeout_ms)?;
             }
+            read_answer(t, conn, method, policy.idle_timeout_ms)
         })();
         t.close(conn);
         match result {
-            Ok((status, _)) if (500..600).contains(&status) => {
-                last = format!("server answered {status}")
+            Ok((status, b)) if (500..600).contains(&status) => {
+                last = format!("server answered {status}");
+                last_answer = Some((status, b));
             }
             Ok(r) => return Ok(r),
             Err(e) => last = e.message,
         }
     }
-    Err(fail(format!(
-        "giving up after {} attempts: {last}",
-        policy.retries + 1
-    )))
+    match last_answer {
+        Some(answer) => Ok(answer),
+        None => Err(fail(format!(
+            "giving up after {} attempts: {last}",
+            policy.retries + 1
+        ))),
+    }
+}
+
+/// Reads a response head and its body (Content-Length, chunked, or until
+/// close), bounded by [`MAX_EXCHANGE_BODY`].
+fn read_answer<T: Transport>(
+    t: &mut T,
+    conn: ConnId,
+    method: &str,
+    timeout_ms: u64,
+) -> Result<(u16, Vec<u8>), NetError> {
+    let other = |m: String| NetError::new(NetErrorKind::Other, m);
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let response = loop {
+        let n = t.recv(conn, &mut chunk, timeout_ms)?;
+        raw.extend_from_slice(&chunk[..n]);
+        match Response::parse(&raw) {
+            Ok(r) => break r,
+            Err(http::Error::Incomplete) if n > 0 => continue,
+            Err(http::Error::Incomplete) => {
+                return Err(other("connection closed before the response head".into()))
+            }
+            Err(e) => return Err(other(e.to_string())),
+        }
+    };
+    let mut rest = raw.split_off(response.head_len);
+    let framing = response.framing(method).map_err(|e| other(e.to_string()))?;
+    let too_big = || other(format!("response body over {MAX_EXCHANGE_BODY} bytes"));
+    match framing {
+        Framing::Length(n) => {
+            if n > MAX_EXCHANGE_BODY as u64 {
+                return Err(too_big());
+            }
+            while (rest.len() as u64) < n {
+                let got = t.recv(conn, &mut chunk, timeout_ms)?;
+                if got == 0 {
+                    return Err(other(format!("body ended at {} of {n} bytes", rest.len())));
+                }
+                rest.extend_from_slice(&chunk[..got]);
+            }
+            rest.truncate(n as usize);
+            Ok((response.status, rest))
+        }
+        Framing::Chunked => {
+            let mut decoder = Chunked::new();
+            let mut body = Vec::new();
+            let mut input = rest;
+            loop {
+                while !input.is_empty() && !decoder.is_done() {
+                    match decoder.step(&input).map_err(|e| other(e.to_string()))? {
+                        Step::Data(n) => {
+                            body.extend_from_slice(&input[..n]);
+                            input.drain(..n);
+                        }
+                        Step::Skip(n) | Step::End(n) => {
+                            input.drain(..n);
+                        }
+                    }
+                    if body.len() > MAX_EXCHANGE_BODY {
+                        return Err(too_big());
+                    }
+                }
+                if decoder.is_done() {
+                    return Ok((response.status, body));
+                }
+                let got = t.recv(conn, &mut chunk, timeout_ms)?;
+                if got == 0 {
+                    return Err(other("chunked body ended early".into()));
+                }
+                input.extend_from_slice(&chunk[..got]);
+            }
+        }
+        _ => {
+            loop {
+                let got = t.recv(conn, &mut chunk, timeout_ms)?;
+                if got == 0 {
+                    break;
+                }
+                rest.extend_from_slice(&chunk[..got]);
+                if rest.len() > MAX_EXCHANGE_BODY {
+                    return Err(too_big());
+                }
+            }
+            Ok((response.status, rest))
+        }
+    }
 }

@@ -52,6 +52,30 @@ impl Response {
     }
 }
 
+/// A handler's answer: now, or later for requests that wait on work in
+/// progress (the agent API's `wait=true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Now(Response),
+    /// Ask [`Handler::resume`] with this ticket until it answers.
+    Later(u64),
+}
+
+/// Answers requests; see `Stack::serve`.
+pub trait Handler {
+    fn handle(&mut self, request: &Request) -> Reply;
+    /// The answer for a deferred request, once there is one.
+    fn resume(&mut self, _ticket: u64) -> Option<Response> {
+        None
+    }
+}
+
+impl<F: FnMut(&Request) -> Response> Handler for F {
+    fn handle(&mut self, request: &Request) -> Reply {
+        Reply::Now(self(request))
+    }
+}
+
 /// What the connection wants next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -3,6 +3,7 @@
 //! address, DNS, and TCP connections exposed as a [`Transport`]. Time and
 //! waiting come from a [`Wait`] so the stack itself stays no_std.
 
+use super::server::{Conn, Event, Handler, Reply};
 use super::{ConnId, NetError, NetErrorKind, Transport};
 use alloc::format;
 use alloc::string::String;
@@ -437,7 +438,40 @@ pub fn describe_lease(l: &Lease) -> String {
 pub struct Listener {
     port: u16,
     max: usize,
-    slots: Vec<(SocketHandle, super::server::Conn, Vec<u8>)>,
+    slots: Vec<Slot>,
+}
+
+struct Slot {
+    handle: SocketHandle,
+    conn: Conn,
+    outbox: Vec<u8>,
+    /// A request whose answer the handler deferred.
+    waiting: Option<u64>,
+}
+
+impl Slot {
+    /// Answers `event` and any pipelined requests after it, until one is
+    /// deferred or the input runs out.
+    fn answer(&mut self, mut event: Option<Event>, handler: &mut dyn Handler) {
+        while let Some(e) = event {
+            match e {
+                Event::Request(req) => match handler.handle(&req) {
+                    Reply::Now(resp) => {
+                        self.outbox.extend(self.conn.respond(&resp));
+                        event = self.conn.feed(&[]);
+                    }
+                    Reply::Later(ticket) => {
+                        self.waiting = Some(ticket);
+                        return;
+                    }
+                },
+                Event::Reject(bytes) => {
+                    self.outbox.extend(bytes);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl<D: Device, W: Wait> Stack<D, W> {
@@ -462,61 +496,59 @@ impl<D: Device, W: Wait> Stack<D, W> {
         if let Err(e) = socket.listen(l.port) {
             log::warn!("cannot listen on port {}: {e:?}", l.port);
         }
-        l.slots.push((
-            self.sockets.add(socket),
-            super::server::Conn::new(),
-            Vec::new(),
-        ));
+        l.slots.push(Slot {
+            handle: self.sockets.add(socket),
+            conn: Conn::new(),
+            outbox: Vec::new(),
+            waiting: None,
+        });
     }
 
     /// Services the listener without blocking: accepts, reads, answers
-    /// complete requests with `handler`, writes, closes finished connections.
-    pub fn serve(
-        &mut self,
-        l: &mut Listener,
-        handler: &mut dyn FnMut(&super::server::Request) -> super::server::Response,
-    ) {
-        use super::server::Event;
+    /// complete requests with `handler` (or later, if it defers them),
+    /// writes, closes finished connections.
+    pub fn serve(&mut self, l: &mut Listener, handler: &mut dyn Handler) {
         self.poll();
         let mut chunk = [0u8; 4096];
-        for (handle, conn, outbox) in l.slots.iter_mut() {
-            let socket = self.sockets.get_mut::<tcp::Socket>(*handle);
+        for slot in l.slots.iter_mut() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
             // Both sides have closed: free the socket now rather than hold
             // it in TIME-WAIT.
             if socket.state() == tcp::State::TimeWait {
                 socket.abort();
             }
             if !socket.is_open() {
+                slot.waiting = None;
                 continue;
             }
-            while socket.can_recv() && outbox.len() < 256 * 1024 {
+            if let Some(ticket) = slot.waiting {
+                if let Some(resp) = handler.resume(ticket) {
+                    slot.waiting = None;
+                    slot.outbox.extend(slot.conn.respond(&resp));
+                    let next = slot.conn.feed(&[]);
+                    slot.answer(next, handler);
+                }
+            }
+            while slot.waiting.is_none() && socket.can_recv() && slot.outbox.len() < 256 * 1024 {
                 let n = match socket.recv_slice(&mut chunk) {
                     Ok(n) if n > 0 => n,
                     _ => break,
                 };
                 // After a rejection the rest of the request is read and
                 // dropped, so the client sees the answer, not a reset.
-                let mut event = conn.feed(&chunk[..n]);
-                while let Some(e) = event {
-                    match e {
-                        Event::Request(req) => {
-                            let resp = handler(&req);
-                            outbox.extend(conn.respond(&resp));
-                            event = conn.feed(&[]);
-                        }
-                        Event::Reject(bytes) => {
-                            outbox.extend(bytes);
-                            event = None;
-                        }
-                    }
+                let event = slot.conn.feed(&chunk[..n]);
+                slot.answer(event, handler);
+            }
+            if !slot.outbox.is_empty() && socket.can_send() {
+                if let Ok(n) = socket.send_slice(&slot.outbox) {
+                    slot.outbox.drain(..n);
                 }
             }
-            if !outbox.is_empty() && socket.can_send() {
-                if let Ok(n) = socket.send_slice(outbox) {
-                    outbox.drain(..n);
-                }
-            }
-            if outbox.is_empty() && (conn.closing() || !socket.may_recv()) && socket.may_send() {
+            if slot.outbox.is_empty()
+                && slot.waiting.is_none()
+                && (slot.conn.closing() || !socket.may_recv())
+                && socket.may_send()
+            {
                 socket.close();
             }
         }
@@ -527,21 +559,22 @@ impl<D: Device, W: Wait> Stack<D, W> {
         let mut listening = l
             .slots
             .iter()
-            .filter(|(h, _, _)| is_listening(self.sockets.get(*h)))
+            .filter(|s| is_listening(self.sockets.get(s.handle)))
             .count();
         let mut kept = Vec::new();
-        for (handle, mut conn, mut outbox) in l.slots.drain(..) {
-            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        for mut slot in l.slots.drain(..) {
+            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
             if socket.is_open() {
-                kept.push((handle, conn, outbox));
+                kept.push(slot);
             } else if listening < SPARE {
-                conn = super::server::Conn::new();
-                outbox.clear();
+                slot.conn = Conn::new();
+                slot.outbox.clear();
+                slot.waiting = None;
                 let _ = socket.listen(l.port);
                 listening += 1;
-                kept.push((handle, conn, outbox));
+                kept.push(slot);
             } else {
-                self.sockets.remove(handle);
+                self.sockets.remove(slot.handle);
             }
         }
         l.slots = kept;

@@ -39,6 +39,9 @@ pub struct FakeServer {
     pub requests: Vec<String>,
     /// (path, body) of POSTs.
     pub posts: Vec<(String, Vec<u8>)>,
+    /// Scripted answers (status, JSON body), given to the next requests of
+    /// any method before files are looked at: an API server in a test.
+    pub answers: VecDeque<(u16, String)>,
     /// Most bytes one recv returns (segmentation).
     pub segment: usize,
     conns: BTreeMap<usize, Conn>,
@@ -46,6 +49,15 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
+    /// A server that answers the given (status, body) pairs in order.
+    pub fn answering(answers: &[(u16, &str)]) -> FakeServer {
+        FakeServer {
+            segment: 7_001,
+            answers: answers.iter().map(|(s, b)| (*s, b.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
     pub fn serving(path: &str, data: Vec<u8>) -> FakeServer {
         let mut s = FakeServer {
             ranges: true,
@@ -70,6 +82,19 @@ impl FakeServer {
                     .map(|(_, v)| v.trim().to_string())
             })
         };
+        if let Some((status, body)) = self.answers.pop_front() {
+            if method == "POST" {
+                self.posts.push((path, body_in));
+            }
+            return (
+                format!(
+                    "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+                false,
+            );
+        }
         if method == "POST" {
             self.posts.push((path, body_in));
             return (

@@ -1,0 +1,524 @@
+//! The agent API on port 9999, as ironic-python-agent's `api/app.py`
+//! answers it: routes, token check, command dispatch, one command at a
+//! time. No I/O: requests come in, responses and jobs come out. Jobs (the
+//! asynchronous commands) are run by the caller, which reports back with
+//! [`Api::finish`]; until then their record says RUNNING.
+
+use super::commands::{fault, CommandResult, RestError, Status};
+use super::steps;
+use crate::net::server::{Reply, Request, Response};
+use serde_json::{json, Map, Value};
+
+/// What the machine does for the API beyond bookkeeping.
+pub trait Host {
+    /// Flushes file system buffers (`standby.sync`).
+    fn sync(&mut self) -> Result<(), String>;
+    /// The console log, packed as the conductor stores it (base64 gzip tar).
+    fn system_logs(&mut self) -> Result<String, String>;
+}
+
+/// An asynchronous command to run; `id` names its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub work: Work,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// `deploy.execute_deploy_step` write_image, or `standby.prepare_image`
+    /// (`step` is None): image_info with the config drive folded in.
+    WriteImage {
+        image_info: Value,
+        step: Option<Value>,
+        node: Value,
+    },
+    /// Wipe tables and signatures on every disk (deploy or clean step).
+    EraseMetadata {
+        step: Value,
+        clean: bool,
+    },
+    InstallBootloader {
+        params: Value,
+    },
+    PowerOff,
+    Reboot,
+}
+
+pub struct Api {
+    commands: Vec<CommandResult>,
+    token: Option<String>,
+    started_at: f64,
+    /// What the last image write found (`standby.get_partition_uuids`).
+    pub partition_uuids: Option<Value>,
+    /// The node as the conductor last sent it (root device hints, boot mode).
+    pub node: Value,
+    /// Whether the conductor allows md5 checksums (lookup config).
+    pub md5_enabled: bool,
+    job: Option<Job>,
+    rng: u64,
+}
+
+const NOT_FOUND: &str = "404 Not Found: The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.";
+const NOT_ALLOWED: &str =
+    "405 Method Not Allowed: The method is not allowed for the requested URL.";
+
+fn respond(status: u16, v: &Value) -> Response {
+    Response::json(status, v.to_string())
+}
+
+/// Compares without an early exit, so timing says nothing about the token.
+pub fn same_token(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let mut diff = (a.len() != b.len()) as u8;
+    for (i, expected) in b.iter().enumerate() {
+        diff |= a.get(i).copied().unwrap_or(0) ^ expected;
+    }
+    diff == 0
+}
+
+/// Decodes `%XX` and `+` in a query value.
+fn unescape(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Api {
+    pub fn new(token: Option<String>, started_at: f64, seed: u64) -> Api {
+        Api {
+            commands: Vec::new(),
+            token,
+            started_at,
+            partition_uuids: None,
+            node: Value::Null,
+            md5_enabled: true,
+            job: None,
+            rng: seed | 1,
+        }
+    }
+
+    fn uuid4(&mut self) -> String {
+        let mut b = [0u8; 16];
+        for chunk in b.chunks_mut(8) {
+            // xorshift64*: ids need to be unique, not secret.
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            let v = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+
+    pub fn commands(&self) -> &[CommandResult] {
+        &self.commands
+    }
+
+    /// The next asynchronous command to run, once.
+    pub fn take_job(&mut self) -> Option<Job> {
+        self.job.take()
+    }
+
+    /// Records how a job ended.
+    pub fn finish(&mut self, id: &str, outcome: Result<Value, RestError>) {
+        if let Some(c) = self.commands.iter_mut().find(|c| c.id == id) {
+            match &outcome {
+                Ok(_) => log::info!("command {} succeeded", c.name),
+                Err(e) => log::error!("command {} failed: {}: {}", c.name, e.message, e.details),
+            }
+            c.finish(outcome);
+        }
+    }
+
+    pub fn handle(&mut self, req: &Request, host: &mut dyn Host) -> Reply {
+        let path = req
+            .path
+            .strip_prefix("/v1")
+            .filter(|p| !p.is_empty())
+            .unwrap_or(&req.path);
+        let path = if req.path == "/v1" || req.path == "/v1/" {
+            "/v1/"
+        } else {
+            path
+        };
+        let wait = req
+            .query_param("wait")
+            .is_some_and(|w| w.eq_ignore_ascii_case("true"));
+        let root = format!("http://{}", req.header("host").unwrap_or("localhost"));
+        let get = req.method == "GET";
+        match path {
+            "/" if get => Reply::Now(respond(200, &root_doc(&root))),
+            "/v1/" if get => Reply::Now(respond(200, &v1_doc(&root))),
+            "/status" if get => Reply::Now(respond(
+                200,
+                &json!({"started_at": self.started_at, "version": crate::VERSION}),
+            )),
+            "/" | "/v1/" | "/status" => Reply::Now(respond(405, &fault(405, NOT_ALLOWED))),
+            _ => match path.strip_prefix("/commands") {
+                Some(rest) => {
+                    if let Some(refused) = self.refuse_token(req) {
+                        return Reply::Now(refused);
+                    }
+                    self.commands_route(req, rest, wait, host)
+                }
+                None => Reply::Now(respond(404, &fault(404, NOT_FOUND))),
+            },
+        }
+    }
+
+    fn refuse_token(&self, req: &Request) -> Option<Response> {
+        let given = req.query_param("agent_token").map(unescape);
+        let ok = matches!((&given, &self.token), (Some(g), Some(t)) if same_token(g, t));
+        if ok {
+            None
+        } else {
+            log::warn!(
+                "agent API: {} {} refused: {} agent token",
+                req.method,
+                req.path,
+                if given.is_some() { "wrong" } else { "missing" }
+            );
+            Some(respond(
+                401,
+                &fault(401, "401 Unauthorized: Token invalid."),
+            ))
+        }
+    }
+
+    fn commands_route(
+        &mut self,
+        req: &Request,
+        rest: &str,
+        wait: bool,
+        host: &mut dyn Host,
+    ) -> Reply {
+        match (req.method.as_str(), rest) {
+            ("GET", "" | "/") => {
+                let list: Vec<Value> = self.commands.iter().map(CommandResult::to_json).collect();
+                Reply::Now(respond(200, &json!({"commands": list})))
+            }
+            ("POST", "" | "/") => match self.run_command(&req.body, host) {
+                Ok(i) if wait && !self.commands[i].is_done() => Reply::Later(i as u64),
+                Ok(i) => Reply::Now(respond(200, &self.commands[i].to_json())),
+                Err((status, body)) => Reply::Now(respond(status, &body)),
+            },
+            ("GET", id) => {
+                let id = id.trim_start_matches('/');
+                match self.commands.iter().position(|c| c.id == id) {
+                    Some(i) if wait && !self.commands[i].is_done() => Reply::Later(i as u64),
+                    Some(i) => Reply::Now(respond(200, &self.commands[i].to_json())),
+                    None => Reply::Now(respond(
+                        404,
+                        &RestError::not_found("Command Result", id).fault(),
+                    )),
+                }
+            }
+            _ => Reply::Now(respond(405, &fault(405, NOT_ALLOWED))),
+        }
+    }
+
+    /// The answer to a `wait=true` request, once its command is done.
+    pub fn resume(&mut self, ticket: u64) -> Option<Response> {
+        let c = self.commands.get(ticket as usize)?;
+        c.is_done().then(|| respond(200, &c.to_json()))
+    }
+
+    /// Runs or starts a command; returns its record's index, or the HTTP
+    /// error the real agent answers with.
+    fn run_command(&mut self, body: &[u8], host: &mut dyn Host) -> Result<usize, (u16, Value)> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| {
+            (
+                400,
+                fault(
+                    400,
+                    &format!("400 Bad Request: Failed to decode JSON object: {e}"),
+                ),
+            )
+        })?;
+        let (Some(name), Some(Value::Object(params))) =
+            (v.get("name").and_then(Value::as_str), v.get("params"))
+        else {
+            return Err((
+                400,
+                fault(400, "400 Bad Request: Missing or invalid name or params"),
+            ));
+        };
+        let http = |e: RestError| (e.code, e.fault());
+        let Some((ext, cmd)) = name.split_once('.') else {
+            return Err(http(RestError::invalid_command(
+                "Command name must be of the form <extension>.<name>",
+            )));
+        };
+        if let Some(last) = self.commands.last() {
+            if !last.is_done() {
+                log::warn!("agent API: {name} refused, {} is still running", last.name);
+                return Err(http(RestError::busy(&last.name)));
+            }
+        }
+        log::info!("agent API: command {name}");
+        let known = [
+            "clean", "deploy", "image", "log", "standby", "flow", "poll", "rescue", "service",
+            "system",
+        ];
+        if !known.contains(&ext) {
+            return Err(http(RestError::new(
+                "RequestedObjectNotFoundError",
+                404,
+                "Not found",
+                format!("Extension with id {ext} not found."),
+            )));
+        }
+        let id = self.uuid4();
+        let mut record = CommandResult::running(id.clone(), cmd);
+        let work = match (ext, cmd) {
+            ("deploy", "get_deploy_steps") | ("clean", "get_clean_steps") => {
+                self.cache_node(params);
+                let kind = if ext == "deploy" {
+                    "deploy_steps"
+                } else {
+                    "clean_steps"
+                };
+                record.finish(Ok(steps::list(kind)));
+                None
+            }
+            ("deploy", "execute_deploy_step") | ("clean", "execute_clean_step") => {
+                self.cache_node(params);
+                match self.step_work(ext == "clean", params) {
+                    Ok(work) => Some(work),
+                    Err(e) => {
+                        record.finish(Err(e));
+                        None
+                    }
+                }
+            }
+            ("standby", "prepare_image") => {
+                let info = params.get("image_info").cloned().unwrap_or(Value::Null);
+                let cd = params.get("configdrive").cloned();
+                // Like the real agent's validator: refused before a record exists.
+                let image_info = self.check_image_info(info, cd).map_err(http)?;
+                Some(Work::WriteImage {
+                    image_info,
+                    step: None,
+                    node: self.node.clone(),
+                })
+            }
+            ("standby", "get_partition_uuids") => {
+                if self.partition_uuids.is_none() {
+                    log::warn!("get_partition_uuids before any image was written");
+                }
+                record.finish(Ok(self
+                    .partition_uuids
+                    .clone()
+                    .unwrap_or_else(|| json!({}))));
+                None
+            }
+            ("standby", "sync") => {
+                record.finish(
+                    host.sync()
+                        .map(|_| Value::Null)
+                        .map_err(RestError::execution),
+                );
+                None
+            }
+            ("standby", "power_off") => Some(Work::PowerOff),
+            ("standby", "run_image") => Some(Work::Reboot),
+            ("log", "collect_system_logs") => {
+                record.finish(
+                    host.system_logs()
+                        .map(|l| json!({"system_logs": l}))
+                        .map_err(RestError::execution),
+                );
+                None
+            }
+            ("image", "install_bootloader") => Some(Work::InstallBootloader {
+                params: Value::Object(params.clone()),
+            }),
+            _ => {
+                return Err(http(RestError::invalid_command(format!(
+                    "Unknown command: {cmd}"
+                ))))
+            }
+        };
+        if let Some(work) = work {
+            self.job = Some(Job {
+                id: id.clone(),
+                work,
+            });
+        }
+        self.commands.push(record);
+        Ok(self.commands.len() - 1)
+    }
+
+    fn cache_node(&mut self, params: &Map<String, Value>) {
+        if let Some(node) = params.get("node").filter(|n| n.is_object()) {
+            self.node = node.clone();
+        }
+    }
+
+    fn step_work(&mut self, clean: bool, params: &Map<String, Value>) -> Result<Work, RestError> {
+        let version_key = if clean {
+            "clean_version"
+        } else {
+            "deploy_version"
+        };
+        if let Some(v) = params.get(version_key).filter(|v| !v.is_null()) {
+            let ours = steps::versions();
+            if *v != ours {
+                return Err(RestError::new(
+                    "VersionMismatch",
+                    409,
+                    "Hardware managers version mismatch, reload agent with correct version",
+                    format!("Current versions: {ours}, versions used by ironic: {v}"),
+                ));
+            }
+        }
+        let step = params.get("step").cloned().unwrap_or(Value::Null);
+        let Some(name) = step.get("step").and_then(Value::as_str) else {
+            let kind = if clean { "clean" } else { "deploy" };
+            return Err(RestError::execution(format!(
+                "Malformed {kind}_step, no \"step\" key: {step}"
+            )));
+        };
+        let args = step.get("args").cloned().unwrap_or(json!({}));
+        match name {
+            "write_image" if !clean => {
+                let info = args.get("image_info").cloned().unwrap_or(Value::Null);
+                let cd = args.get("configdrive").cloned();
+                let image_info = self
+                    .check_image_info(info, cd)
+                    .map_err(|e| RestError::deployment(format!("{}: {}", e.message, e.details)))?;
+                Ok(Work::WriteImage {
+                    image_info,
+                    step: Some(step),
+                    node: self.node.clone(),
+                })
+            }
+            "erase_devices_metadata" => Ok(Work::EraseMetadata { step, clean }),
+            other => Err(RestError::new(
+                "HardwareManagerMethodNotFound",
+                500,
+                "No HardwareManager found to handle method",
+                format!("Could not find method: {other}"),
+            )),
+        }
+    }
+
+    /// Validates image_info before the disk is touched, as the real agent's
+    /// validator does, and folds the config drive argument into it.
+    fn check_image_info(
+        &self,
+        mut info: Value,
+        configdrive: Option<Value>,
+    ) -> Result<Value, RestError> {
+        let Some(o) = info.as_object_mut() else {
+            return Err(RestError::invalid_params("image_info must be an object"));
+        };
+        for field in ["id", "urls"] {
+            if !o.contains_key(field) {
+                return Err(RestError::invalid_params(format!(
+                    "Image is missing '{field}' field."
+                )));
+            }
+        }
+        match configdrive {
+            Some(cd) if !cd.is_null() => {
+                o.insert("configdrive".into(), cd);
+            }
+            _ => {}
+        }
+        let plan = crate::plan::Plan::from_value(&info)
+            .map_err(|e| RestError::invalid_params(e.to_string()))?;
+        if plan.urls.is_empty() {
+            return Err(RestError::invalid_params(
+                "Image 'urls' must be a list with at least one element.",
+            ));
+        }
+        if !self.md5_enabled
+            && matches!(
+                plan.checksum,
+                crate::plan::Checksum::Value(crate::plan::HashAlgo::Md5, _)
+            )
+        {
+            return Err(RestError::invalid_params("Image checksum is md5, which the conductor has disabled (agent_md5_checksum_enable)"));
+        }
+        Ok(info)
+    }
+
+    /// Whether the last command is still running (for logging and tests).
+    pub fn busy(&self) -> bool {
+        self.commands
+            .last()
+            .is_some_and(|c| c.status == Status::Running)
+    }
+}
+
+/// `Handler` for `Stack::serve`: the API plus the machine it runs on.
+pub struct Served<'a> {
+    pub api: &'a mut Api,
+    pub host: &'a mut dyn Host,
+}
+
+impl crate::net::server::Handler for Served<'_> {
+    fn handle(&mut self, request: &Request) -> Reply {
+        self.api.handle(request, self.host)
+    }
+    fn resume(&mut self, ticket: u64) -> Option<Response> {
+        self.api.resume(ticket)
+    }
+}
+
+fn link(href: String, rel: &str) -> Value {
+    json!({"href": href, "rel": rel})
+}
+
+fn version_doc(root: &str) -> Value {
+    json!({"id": "v1", "links": [link(format!("{root}/v1/"), "self"),
+        {"href": "https://docs.openstack.org/ironic-python-agent", "rel": "describedby", "type": "text/html"}]})
+}
+
+fn root_doc(root: &str) -> Value {
+    json!({"name": "OpenStack Ironic Python Agent API",
+           "description": "Ironic Python Agent is a provisioning agent for OpenStack Ironic (served by rivet)",
+           "versions": [version_doc(root)], "default_version": version_doc(root)})
+}
+
+fn v1_doc(root: &str) -> Value {
+    let mut v = json!({
+        "commands": [link(format!("{root}/v1/commands"), "self"), link(format!("{root}/commands"), "bookmark")],
+        "status": [link(format!("{root}/v1/status"), "self"), link(format!("{root}/status"), "bookmark")],
+        "media_types": [{"base": "application/json", "type": "application/vnd.openstack.ironic-python-agent.v1+json"}],
+    });
+    if let (Some(o), Value::Object(d)) = (v.as_object_mut(), version_doc(root)) {
+        o.extend(d);
+    }
+    v
+}

@@ -1,0 +1,217 @@
+//! ironic-python-agent's command records and error bodies, as the
+//! conductor reads them: a result has exactly `id`, `command_name` (the part
+//! after the dot), `command_status`, `command_error` (null or an object) and
+//! `command_result`; an error is a RESTError `{type, code, message,
+//! details}` whose text is `"<message>: <details>"`.
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+    /// The conductor's step list came from a different agent version.
+    VersionMismatch,
+}
+
+impl Status {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::VersionMismatch => "CLEAN_VERSION_MISMATCH",
+        }
+    }
+}
+
+/// An error as ironic-python-agent serializes its `RESTError`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestError {
+    /// The exception class name the conductor logs (`ImageChecksumError`…).
+    pub kind: &'static str,
+    pub code: u16,
+    pub message: &'static str,
+    pub details: String,
+}
+
+impl RestError {
+    pub fn new(
+        kind: &'static str,
+        code: u16,
+        message: &'static str,
+        details: impl Into<String>,
+    ) -> Self {
+        RestError {
+            kind,
+            code,
+            message,
+            details: details.into(),
+        }
+    }
+    pub fn invalid_params(details: impl Into<String>) -> Self {
+        Self::new(
+            "InvalidCommandParamsError",
+            400,
+            "Invalid command parameters",
+            details,
+        )
+    }
+    pub fn invalid_command(details: impl Into<String>) -> Self {
+        Self::new("InvalidCommandError", 400, "Invalid command", details)
+    }
+    pub fn execution(details: impl Into<String>) -> Self {
+        Self::new(
+            "CommandExecutionError",
+            500,
+            "Command execution failed",
+            details,
+        )
+    }
+    pub fn deployment(details: impl Into<String>) -> Self {
+        Self::new("DeploymentError", 500, "Deploy step failed", details)
+    }
+    pub fn cleaning(details: impl Into<String>) -> Self {
+        Self::new("CleaningError", 500, "Clean step failed", details)
+    }
+    pub fn busy(running: &str) -> Self {
+        Self::new(
+            "AgentIsBusy",
+            409,
+            "Agent is busy",
+            format!("executing command {running}"),
+        )
+    }
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            "NotFound",
+            404,
+            "Not found",
+            format!("{what} with id {id} not found."),
+        )
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"type": self.kind, "code": self.code, "message": self.message, "details": self.details})
+    }
+
+    /// The API's error body: WSME's `{faultcode, faultstring}`.
+    pub fn fault(&self) -> Value {
+        fault(self.code, &format!("{}: {}", self.message, self.details))
+    }
+}
+
+/// `{faultcode, faultstring}` as the agent API answers errors.
+pub fn fault(code: u16, faultstring: &str) -> Value {
+    json!({"faultcode": if code >= 500 { "Server" } else { "Client" }, "faultstring": faultstring})
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandResult {
+    pub id: String,
+    /// Without the extension: `execute_deploy_step`, not `deploy.execute_deploy_step`.
+    pub name: String,
+    pub status: Status,
+    pub error: Option<RestError>,
+    pub result: Option<Value>,
+}
+
+impl CommandResult {
+    pub fn running(id: String, name: &str) -> Self {
+        CommandResult {
+            id,
+            name: name.to_string(),
+            status: Status::Running,
+            error: None,
+            result: None,
+        }
+    }
+
+    /// Records how a command ended. A bare string result is wrapped the way
+    /// the real agent wraps it: `{"result": "<name>: <text>"}`.
+    pub fn finish(&mut self, outcome: Result<Value, RestError>) {
+        match outcome {
+            Ok(Value::String(s)) => {
+                self.result = Some(json!({"result": format!("{}: {s}", self.name)}));
+                self.status = Status::Succeeded;
+            }
+            Ok(v) => {
+                self.result = Some(v);
+                self.status = Status::Succeeded;
+            }
+            Err(e) => {
+                self.status = if e.kind == "VersionMismatch" {
+                    Status::VersionMismatch
+                } else {
+                    Status::Failed
+                };
+                self.error = Some(e);
+            }
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.status != Status::Running
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "command_name": self.name,
+            "command_status": self.status.name(),
+            "command_error": self.error.as_ref().map(RestError::to_json),
+            "command_result": self.result,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_have_exactly_the_five_keys_and_object_errors() {
+        let mut c = CommandResult::running("id-1".into(), "prepare_image");
+        assert_eq!(
+            c.to_json(),
+            json!({"id": "id-1", "command_name": "prepare_image", "command_status": "RUNNING",
+                   "command_error": null, "command_result": null})
+        );
+        c.finish(Ok(json!(
+            "image (x) written to device /dev/vda root_uuid=u"
+        )));
+        assert_eq!(c.to_json()["command_status"], "SUCCEEDED");
+        assert_eq!(
+            c.to_json()["command_result"]["result"],
+            "prepare_image: image (x) written to device /dev/vda root_uuid=u"
+        );
+        let mut f = CommandResult::running("id-2".into(), "execute_deploy_step");
+        f.finish(Err(RestError::new(
+            "ImageChecksumError",
+            500,
+            "Error verifying image checksum",
+            "a != b",
+        )));
+        let j = f.to_json();
+        assert_eq!(j["command_status"], "FAILED");
+        assert_eq!(
+            j["command_error"],
+            json!({"type": "ImageChecksumError", "code": 500, "message": "Error verifying image checksum", "details": "a != b"})
+        );
+        assert_eq!(j.as_object().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn faults_read_like_the_real_agent() {
+        assert_eq!(
+            RestError::busy("execute_deploy_step").fault(),
+            json!({"faultcode": "Client", "faultstring": "Agent is busy: executing command execute_deploy_step"})
+        );
+        assert_eq!(
+            RestError::invalid_command("Unknown command: fly").fault()["faultstring"],
+            "Invalid command: Unknown command: fly"
+        );
+        assert_eq!(RestError::execution("x").fault()["faultcode"], "Server");
+    }
+}

@@ -1,0 +1,20 @@
+//! Ironic mode: rivet speaks ironic-python-agent's protocol, so a stock
+//! Ironic conductor deploys (and cleans) through it. On the command line:
+//! `ipa-api-url=`. Flow: network → lookup (node, token, heartbeat timeout)
+//! → agent API on port 9999 + heartbeats → commands from the conductor.
+//!
+//! - `params`: the `ipa-*` kernel parameters rivet honours;
+//! - `conductor`: lookup and heartbeat against the Ironic API;
+//! - `heartbeat`: when to heartbeat;
+//! - `commands`, `steps`, `api`: the agent API (routes, records, errors);
+//! - `run`: the Linux side — the loop serving the API while jobs run.
+
+pub mod api;
+pub mod commands;
+pub mod conductor;
+pub mod heartbeat;
+pub mod params;
+pub mod steps;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,418 @@
+//! The agent API driven with the requests Ironic's `agent_client.py`
+//! sends, checked against what ironic-python-agent 13 answers.
+
+use super::api::{Api, Host, Work};
+use super::commands::RestError;
+use crate::net::server::{Reply, Request, Response};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "Vk3fQ0n8c5S5tYwq1VxKXb2aUQwJgq2x0dI8wYkq0bA";
+
+struct TestHost {
+    syncs: u32,
+}
+
+impl Host for TestHost {
+    fn sync(&mut self) -> Result<(), String> {
+        self.syncs += 1;
+        Ok(())
+    }
+    fn system_logs(&mut self) -> Result<String, String> {
+        Ok("H4sIAAAA".into())
+    }
+}
+
+fn req(method: &str, target: &str, body: &str) -> Request {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers: vec![("host".into(), "10.0.2.15:9999".into())],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn now(api: &mut Api, host: &mut TestHost, method: &str, target: &str, body: &str) -> (u16, Value) {
+    match api.handle(&req(method, target, body), host) {
+        Reply::Now(Response { status, body, .. }) => {
+            (status, serde_json::from_slice(&body).unwrap())
+        }
+        Reply::Later(t) => panic!("deferred ({t}) {method} {target}"),
+    }
+}
+
+fn post(api: &mut Api, host: &mut TestHost, wait: bool, name: &str, params: Value) -> (u16, Value) {
+    let body = json!({"name": name, "params": params}).to_string();
+    now(
+        api,
+        host,
+        "POST",
+        &format!("/v1/commands/?wait={wait}&agent_token={TOKEN}"),
+        &body,
+    )
+}
+
+fn image_info() -> Value {
+    json!({"id": "c5a1", "urls": ["http://10.0.2.2:8080/root.img"], "disk_format": "raw",
+           "stream_raw_images": true, "image_type": "partition", "root_mb": 64, "swap_mb": 0,
+           "ephemeral_mb": 0, "ephemeral_format": null, "preserve_ephemeral": false,
+           "os_hash_algo": "sha256", "os_hash_value": "ab".repeat(32), "node_uuid": "n1",
+           "deploy_boot_mode": "bios", "boot_option": "local"})
+}
+
+fn setup() -> (Api, TestHost) {
+    (
+        Api::new(Some(TOKEN.into()), 1764000000.5, 42),
+        TestHost { syncs: 0 },
+    )
+}
+
+#[test]
+fn status_routes_need_no_token_command_routes_refuse_missing_or_wrong_ones() {
+    let (mut api, mut host) = setup();
+    let (s, root) = now(&mut api, &mut host, "GET", "/", "");
+    assert_eq!(
+        (s, root["name"].as_str()),
+        (200, Some("OpenStack Ironic Python Agent API"))
+    );
+    assert_eq!(root["default_version"]["id"], "v1");
+    let (s, st) = now(&mut api, &mut host, "GET", "/v1/status", "");
+    assert_eq!((s, st["started_at"].as_f64()), (200, Some(1764000000.5)));
+    assert_eq!(now(&mut api, &mut host, "GET", "/v1/", "").1["id"], "v1");
+    let refused = json!({"faultcode": "Client", "faultstring": "401 Unauthorized: Token invalid."});
+    for target in [
+        "/v1/commands/",
+        "/v1/commands/?agent_token=wrong",
+        "/v1/commands/?agent_token=",
+        &format!("/v1/commands/?agent_token={TOKEN}x"),
+    ] {
+        assert_eq!(
+            now(&mut api, &mut host, "GET", target, ""),
+            (401, refused.clone()),
+            "{target}"
+        );
+    }
+    let body = json!({"name": "standby.sync", "params": {}}).to_string();
+    assert_eq!(
+        now(
+            &mut api,
+            &mut host,
+            "POST",
+            "/v1/commands/?wait=true",
+            &body
+        ),
+        (401, refused.clone())
+    );
+    assert_eq!(host.syncs, 0, "a refused command does not run");
+    assert_eq!(
+        now(
+            &mut api,
+            &mut host,
+            "GET",
+            &format!("/v1/commands/?agent_token={TOKEN}"),
+            ""
+        ),
+        (200, json!({"commands": []}))
+    );
+    // An agent without a token refuses every command route.
+    let mut tokenless = Api::new(None, 0.0, 1);
+    assert_eq!(
+        now(
+            &mut tokenless,
+            &mut host,
+            "GET",
+            "/v1/commands/?agent_token=",
+            ""
+        )
+        .0,
+        401
+    );
+    assert_eq!(now(&mut api, &mut host, "GET", "/v2/nothing", "").0, 404);
+}
+
+#[test]
+fn malformed_requests_get_the_real_agents_errors() {
+    let (mut api, mut host) = setup();
+    let t = format!("/v1/commands/?wait=true&agent_token={TOKEN}");
+    let (s, f) = now(&mut api, &mut host, "POST", &t, "{not json");
+    assert_eq!(s, 400);
+    assert!(
+        f["faultstring"]
+            .as_str()
+            .unwrap()
+            .starts_with("400 Bad Request: Failed to decode JSON object: "),
+        "{f}"
+    );
+    for body in [
+        json!({"name": "standby.sync"}),
+        json!({"params": {}}),
+        json!({"name": "standby.sync", "params": []}),
+    ] {
+        assert_eq!(
+            now(&mut api, &mut host, "POST", &t, &body.to_string()),
+            (
+                400,
+                json!({"faultcode": "Client", "faultstring": "400 Bad Request: Missing or invalid name or params"})
+            )
+        );
+    }
+    assert_eq!(
+        post(&mut api, &mut host, true, "standby.fly", json!({})),
+        (
+            400,
+            json!({"faultcode": "Client", "faultstring": "Invalid command: Unknown command: fly"})
+        )
+    );
+    assert_eq!(
+        post(&mut api, &mut host, true, "nodot", json!({})).1["faultstring"],
+        "Invalid command: Command name must be of the form <extension>.<name>"
+    );
+    assert_eq!(
+        post(&mut api, &mut host, true, "warp.drive", json!({})),
+        (
+            404,
+            json!({"faultcode": "Client", "faultstring": "Not found: Extension with id warp not found."})
+        )
+    );
+    let (s, f) = post(
+        &mut api,
+        &mut host,
+        false,
+        "standby.prepare_image",
+        json!({"image_info": {"urls": ["http://a/b"]}}),
+    );
+    assert_eq!(
+        (s, f["faultstring"].as_str()),
+        (
+            400,
+            Some("Invalid command parameters: Image is missing 'id' field.")
+        )
+    );
+    assert!(
+        api.commands().is_empty(),
+        "refused commands leave no record"
+    );
+    assert_eq!(
+        now(
+            &mut api,
+            &mut host,
+            "GET",
+            &format!("/v1/commands/nope?agent_token={TOKEN}"),
+            ""
+        ),
+        (
+            404,
+            json!({"faultcode": "Client", "faultstring": "Not found: Command Result with id nope not found."})
+        )
+    );
+}
+
+#[test]
+fn ironic_deploy_flow_write_image_runs_as_a_job_and_busy_is_409() {
+    let (mut api, mut host) = setup();
+    let node = json!({"uuid": "n1", "instance_info": {"root_device": {"name": "/dev/vdb"}}});
+    let (s, steps) = post(
+        &mut api,
+        &mut host,
+        true,
+        "deploy.get_deploy_steps",
+        json!({"node": node, "ports": []}),
+    );
+    assert_eq!(
+        (
+            s,
+            steps["command_status"].as_str(),
+            steps["command_name"].as_str()
+        ),
+        (200, Some("SUCCEEDED"), Some("get_deploy_steps"))
+    );
+    let result = &steps["command_result"];
+    let version = result["hardware_manager_version"].clone();
+    let listed: Vec<&str> = result["deploy_steps"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|l| l.as_array().unwrap())
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&"write_image"), "{listed:?}");
+    assert_eq!(api.node["instance_info"]["root_device"]["name"], "/dev/vdb");
+
+    let step = json!({"interface": "deploy", "step": "write_image", "priority": 80,
+                      "args": {"image_info": image_info(), "configdrive": "H4sI"}});
+    let (s, started) = post(
+        &mut api,
+        &mut host,
+        false,
+        "deploy.execute_deploy_step",
+        json!({"step": step, "node": node, "ports": [], "deploy_version": version}),
+    );
+    assert_eq!(
+        (s, started["command_status"].as_str()),
+        (200, Some("RUNNING"))
+    );
+    let id = started["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 36);
+    let job = api.take_job().expect("a job");
+    assert_eq!(job.id, id);
+    let Work::WriteImage {
+        image_info: info,
+        step: Some(echo),
+        ..
+    } = &job.work
+    else {
+        panic!("{job:?}")
+    };
+    assert_eq!(
+        info["configdrive"], "H4sI",
+        "configdrive arg folded into image_info"
+    );
+    assert_eq!(echo, &step);
+
+    assert_eq!(
+        post(&mut api, &mut host, true, "standby.sync", json!({})),
+        (
+            409,
+            json!({"faultcode": "Client", "faultstring": "Agent is busy: executing command execute_deploy_step"})
+        )
+    );
+    // wait=true on the running command is answered when it ends.
+    let waiting = api.handle(
+        &req(
+            "GET",
+            &format!("/v1/commands/{id}?wait=true&agent_token={TOKEN}"),
+            "",
+        ),
+        &mut host,
+    );
+    let Reply::Later(ticket) = waiting else {
+        panic!("{waiting:?}")
+    };
+    assert!(api.resume(ticket).is_none());
+    api.finish(&id, Ok(json!({"deploy_result": {"result": "prepare_image: image (c5a1) written to device /dev/vdb root_uuid=u"},
+                              "deploy_step": step})));
+    let done: Value = serde_json::from_slice(&api.resume(ticket).unwrap().body).unwrap();
+    assert_eq!(done["command_status"], "SUCCEEDED");
+    assert_eq!(done["command_result"]["deploy_step"], step);
+
+    api.partition_uuids = Some(json!({"root uuid": "u", "partitions": {"root": "/dev/vdb1"}}));
+    let (_, uuids) = post(
+        &mut api,
+        &mut host,
+        true,
+        "standby.get_partition_uuids",
+        json!({}),
+    );
+    assert_eq!(uuids["command_result"]["root uuid"], "u");
+    let (_, list) = now(
+        &mut api,
+        &mut host,
+        "GET",
+        &format!("/v1/commands/?agent_token={TOKEN}"),
+        "",
+    );
+    let names: Vec<&str> = list["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "get_deploy_steps",
+            "execute_deploy_step",
+            "get_partition_uuids"
+        ]
+    );
+    assert_eq!(
+        post(&mut api, &mut host, true, "standby.sync", json!({})).1["command_status"],
+        "SUCCEEDED"
+    );
+    assert_eq!(host.syncs, 1);
+}
+
+#[test]
+fn bad_steps_fail_as_records_not_as_http_errors() {
+    let (mut api, mut host) = setup();
+    let mut info = image_info();
+    info["os_hash_value"] = json!("zz");
+    let step = json!({"interface": "deploy", "step": "write_image", "args": {"image_info": info}});
+    let (s, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "deploy.execute_deploy_step",
+        json!({"step": step, "node": {}, "ports": []}),
+    );
+    assert_eq!(
+        (
+            s,
+            r["command_status"].as_str(),
+            r["command_error"]["type"].as_str()
+        ),
+        (200, Some("FAILED"), Some("DeploymentError"))
+    );
+    assert!(
+        r["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("os_hash_value"),
+        "{r}"
+    );
+    assert!(api.take_job().is_none(), "nothing runs");
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "deploy.execute_deploy_step",
+        json!({"step": {"interface": "deploy", "step": "write_image", "args": {}}, "node": {}, "ports": [], "deploy_version": {"other": "1"}}),
+    );
+    assert_eq!(r["command_status"], "CLEAN_VERSION_MISMATCH");
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "clean.execute_clean_step",
+        json!({"step": {"interface": "deploy", "step": "erase_devices", "priority": 10}, "node": {}, "ports": []}),
+    );
+    assert_eq!(r["command_error"]["type"], "HardwareManagerMethodNotFound");
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "clean.execute_clean_step",
+        json!({"step": {"interface": "deploy", "step": "erase_devices_metadata", "priority": 99}, "node": {}, "ports": []}),
+    );
+    assert_eq!(r["command_status"], "RUNNING");
+    let job = api.take_job().unwrap();
+    assert!(matches!(job.work, Work::EraseMetadata { clean: true, .. }));
+    api.finish(&job.id, Err(RestError::cleaning("disk vda: I/O error")));
+    let (_, list) = now(
+        &mut api,
+        &mut host,
+        "GET",
+        &format!("/v1/commands/?agent_token={TOKEN}"),
+        "",
+    );
+    assert_eq!(
+        list["commands"][3]["command_error"]["message"],
+        "Clean step failed"
+    );
+    // The conductor may disable md5.
+    api.md5_enabled = false;
+    let mut info = image_info();
+    info.as_object_mut().unwrap().remove("os_hash_algo");
+    info.as_object_mut().unwrap().remove("os_hash_value");
+    info["checksum"] = json!("d41d8cd98f00b204e9800998ecf8427e");
+    let (s, f) = post(
+        &mut api,
+        &mut host,
+        false,
+        "standby.prepare_image",
+        json!({"image_info": info}),
+    );
+    assert_eq!(s, 400);
+    assert!(f["faultstring"].as_str().unwrap().contains("md5"), "{f}");
+}
