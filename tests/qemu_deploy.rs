@@ -7,59 +7,32 @@ mod common;
 use common::disk::{blkid_at, ext4_put, files_equal_at, mkfs_image, sha256_file, sparse, MIB};
 use common::{initramfs, rivet_lines, scratch, Boot};
 use serde_json::{json, Value};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
-/// The host-side server; killed on drop.
+/// The host-side server (tests/fixtures/deploy_server.py).
 struct Server {
-    child: Child,
-    port: u16,
+    fixture: common::Fixture,
     dir: PathBuf,
 }
 
 impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new("python3")
-            .arg(common::repo().join("tests/fixtures/deploy_server.py"))
-            .args(["--dir", dir.to_str().unwrap(), "--lifetime", "600"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("ready ")
-            .expect("server did not start")
-            .parse()
-            .unwrap();
+        let mut args = vec!["--dir", dir.to_str().unwrap(), "--lifetime", "600"];
+        args.extend_from_slice(extra);
         Server {
-            child,
-            port,
+            fixture: common::Fixture::start("deploy_server.py", &args, &dir.join("server.log")),
             dir: dir.to_path_buf(),
         }
     }
 
     fn url(&self, name: &str) -> String {
-        format!("http://10.0.2.2:{}/{name}", self.port)
+        format!("http://10.0.2.2:{}/{name}", self.fixture.port)
     }
 
     fn callback(&self) -> Value {
         let text =
             std::fs::read(self.dir.join("posted-callback.json")).expect("no callback was posted");
         serde_json::from_slice(&text).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -12,7 +12,8 @@ use crate::linux::inventory::{self, Nic};
 use crate::linux::packet::{open_stack, LinuxStack};
 use crate::linux::sys::boot_seconds;
 use crate::net::client::{self, Download, Policy};
-use crate::net::stack::{describe_lease, Addressing};
+use crate::net::stack::{describe_lease, Addressing, Lease};
+use crate::net::Transport;
 use crate::plan::{BootMode, Plan};
 use serde_json::{json, Value};
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
@@ -164,15 +165,11 @@ pub fn firmware_boot_mode() -> BootMode {
     }
 }
 
-fn deploy_from(
-    plan_url: &str,
-    cmdline: &Cmdline,
-    stack: &mut Option<LinuxStack>,
-    after: &mut Option<EndAction>,
-) -> Result<Value, Failure> {
-    let sys = Path::new("/sys");
-    let nic = choose_nic(cmdline, &inventory::nics(sys)).map_err(fail("network"))?;
-    let addressing = addressing(&cmdline.ip).map_err(fail("network"))?;
+/// Brings up rivet's stack on the boot NIC and waits (bounded) for an
+/// address. Errors name the NIC.
+pub fn network(cmdline: &Cmdline) -> Result<(LinuxStack, Lease), String> {
+    let nic = choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?;
+    let addressing = addressing(&cmdline.ip)?;
     log::info!(
         "network: {nic}, {}",
         if addressing == Addressing::Dhcp {
@@ -181,39 +178,60 @@ fn deploy_from(
             "static"
         }
     );
-    let s = stack.insert(open_stack(&nic, addressing).map_err(fail("network"))?);
-    let lease = s.wait_for_address(60_000).map_err(|e| Failure {
-        step: "network",
-        error: format!("{nic}: {e}"),
-    })?;
+    let mut s = open_stack(&nic, addressing)?;
+    let lease = s
+        .wait_for_address(60_000)
+        .map_err(|e| format!("{nic}: {e}"))?;
     log::info!("network up: {nic} {}", describe_lease(&lease));
+    Ok((s, lease))
+}
 
+fn deploy_from(
+    plan_url: &str,
+    cmdline: &Cmdline,
+    stack: &mut Option<LinuxStack>,
+    after: &mut Option<EndAction>,
+) -> Result<Value, Failure> {
+    let s = stack.insert(network(cmdline).map_err(fail("network"))?.0);
     let text = client::get(s, plan_url, 1 << 20, Policy::default()).map_err(|e| Failure {
         step: "plan",
         error: e.to_string(),
     })?;
-    let mut plan = Plan::from_json(&text).map_err(|e| Failure {
+    let plan = Plan::from_json(&text).map_err(|e| Failure {
         step: "plan",
         error: e.to_string(),
     })?;
     *after = plan.after;
-    let configdrive = super::references::resolve(&mut plan, Some(&mut *s)).map_err(fail("plan"))?;
+    let hint = plan
+        .target_disk
+        .clone()
+        .or(cmdline.rivet.get("rivet.disk").cloned());
+    let boot_mode = plan.boot_mode.unwrap_or_else(firmware_boot_mode);
+    let (v, _) = write_plan(s, plan, hint.as_deref(), boot_mode)?;
+    Ok(v)
+}
+
+/// Writes a validated plan onto the disk `hint` picks (Ironic's default
+/// without one), streaming from the plan's URLs in turn; fetches checksum
+/// and config drive references first. Returns the result JSON and the
+/// image's deploy outcome. Shared by standalone and Ironic mode.
+pub fn write_plan<T: Transport>(
+    t: &mut T,
+    mut plan: Plan,
+    hint: Option<&str>,
+    boot_mode: BootMode,
+) -> Result<(Value, deploy::Outcome), Failure> {
+    let configdrive = super::references::resolve(&mut plan, Some(&mut *t)).map_err(fail("plan"))?;
     if plan.urls.is_empty() {
         return Err(Failure {
             step: "plan",
             error: "the plan has no urls".into(),
         });
     }
-
-    let all = inventory::disks(sys);
-    let hint = plan
-        .target_disk
-        .clone()
-        .or(cmdline.rivet.get("rivet.disk").cloned());
-    let target = disks::choose(hint.as_deref(), &all).map_err(fail("disk"))?;
+    let all = inventory::disks(Path::new("/sys"));
+    let target = disks::choose(hint, &all).map_err(fail("disk"))?;
     let disk_path = format!("/dev/{}", target.name);
     log::info!("target disk {disk_path} ({} bytes)", target.size_bytes);
-    let boot_mode = plan.boot_mode.unwrap_or_else(firmware_boot_mode);
     let mut disk = Disk::open(&disk_path, 512).map_err(fail("disk"))?;
     check_memory(buffer_for_ram()).map_err(fail("memory"))?;
     let request = Request {
@@ -226,7 +244,7 @@ fn deploy_from(
 
     let mut last = String::new();
     for url in &plan.urls {
-        match Download::start(s, url, Policy::default()) {
+        match Download::start(t, url, Policy::default()) {
             Ok(mut image) => {
                 let outcome = execute(&mut disk, &mut image, &request).map_err(|e| Failure {
                     step: e.step(),
@@ -235,7 +253,7 @@ fn deploy_from(
                 let mut v = result::to_json(&outcome, &disk_path);
                 v["status"] = json!("succeeded");
                 v["image_url"] = json!(url);
-                return Ok(v);
+                return Ok((v, outcome));
             }
             Err(e) => {
                 log::warn!("{e}; trying the next URL");

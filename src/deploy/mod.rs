@@ -674,3 +674,17 @@ fn find_config2(dev: &mut dyn BlockDevice, held: &[u8]) -> Result<Option<(u32, u
     }
     Ok(None)
 }
+
+/// Erases a disk's metadata as Ironic's `erase_devices_metadata` clean
+/// step does: both partition tables, the MBR, whole-disk signatures, and the
+/// signatures at both ends of every partition the old table listed.
+pub fn erase_metadata(dev: &mut dyn BlockDevice) -> Result<(), Error> {
+    let existing = table::read_existing(dev)?;
+    let zeros = AlignedBuf::new(MIB as usize, dev.logical_block().max(512) as usize);
+    table::wipe(dev, zeros.as_slice(), existing.as_ref(), &[])?;
+    dev.flush().map_err(|e| Error::device(dev, "flush", 0, e))?;
+    if let Err(e) = dev.reread_partitions() {
+        log::warn!("{}: re-reading the partition table: {e}", dev.name());
+    }
+    Ok(())
+}

@@ -501,3 +501,34 @@ fn mbr_config_drive_beyond_2_tib_is_refused_with_a_reason() {
         "the image's first MiB was written despite the failure"
     );
 }
+
+#[test]
+fn erase_metadata_leaves_no_table_and_no_filesystem_signature() {
+    let img = ext4_image(3 << 20);
+    let p = plan(
+        r#"{"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "uefi"}"#,
+        &img,
+    );
+    let mut disk = MemDisk::new(GIB, 512);
+    deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &request(&p, BootMode::Uefi),
+    )
+    .unwrap();
+    assert!(table::read_existing(&mut disk).unwrap().is_some());
+    let root = 551 * MIB;
+    assert!(superblock::probe(&disk.bytes(root, PROBE_LEN)).is_some());
+    // Data in the middle of a partition is not metadata: it stays.
+    let middle = disk.bytes(root + 2 * MIB, 4096);
+    erase_metadata(&mut disk).unwrap();
+    assert!(table::read_existing(&mut disk).unwrap().is_none());
+    assert_eq!(
+        disk.bytes(GIB - 33 * 512, 33 * 512),
+        vec![0u8; 33 * 512],
+        "backup GPT"
+    );
+    assert!(superblock::probe(&disk.bytes(root, PROBE_LEN)).is_none());
+    assert_eq!(disk.bytes(root + 2 * MIB, 4096), middle);
+}

@@ -4,7 +4,35 @@
 
 use super::sys::boot_seconds;
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::Mutex;
+
+/// The console's last lines, kept for `log.collect_system_logs`.
+const RING_BYTES: usize = 512 * 1024;
+static RING: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+static RING_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn keep(line: &str) {
+    use std::sync::atomic::Ordering;
+    let Ok(mut ring) = RING.lock() else { return };
+    let mut len = RING_LEN.load(Ordering::Relaxed) + line.len();
+    ring.push_back(line.to_string());
+    while len > RING_BYTES {
+        match ring.pop_front() {
+            Some(old) => len -= old.len(),
+            None => break,
+        }
+    }
+    RING_LEN.store(len, Ordering::Relaxed);
+}
+
+/// What rivet has logged, oldest first (the last 512 KiB).
+pub fn recent() -> String {
+    RING.lock()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .unwrap_or_default()
+}
 
 struct Console;
 
@@ -33,6 +61,7 @@ impl Log for Console {
             record.args()
         );
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        keep(&line);
     }
 
     fn flush(&self) {}

@@ -79,7 +79,12 @@ pub fn main() -> ! {
     }
 
     bring_up_hardware(&cmdline);
-    let after = crate::agent::standalone::run(&cmdline).unwrap_or(cmdline.after);
+    let after = if cmdline.ipa.contains_key("ipa-api-url") {
+        crate::agent::ironic::run::run(&cmdline)
+    } else {
+        crate::agent::standalone::run(&cmdline)
+    }
+    .unwrap_or(cmdline.after);
     END_ACTION.store(encode(after), Ordering::SeqCst);
     end(after)
 }

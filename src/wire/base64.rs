@@ -1,5 +1,6 @@
-//! Standard base64 (RFC 4648 §4) decoding, as Python's b64encode writes it
-//! (Ironic's inline config drive). Whitespace is skipped.
+//! Standard base64 (RFC 4648 §4), as Python's b64encode writes it: decoding
+//! (Ironic's inline config drive; whitespace is skipped) and encoding (the
+//! logs the conductor collects).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -30,6 +31,29 @@ fn value(c: u8) -> Option<u8> {
         b'/' => 63,
         _ => return None,
     })
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Encodes with padding, no line breaks.
+pub fn encode(data: &[u8]) -> alloc::string::String {
+    let mut out = alloc::string::String::with_capacity(data.len().div_ceil(3) * 4);
+    for group in data.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 pub fn decode(text: &[u8]) -> Result<Vec<u8>, Error> {
@@ -101,5 +125,24 @@ mod tests {
         assert_eq!(decode(b"Z==="), Err(Error::BadLength));
         assert_eq!(decode(b"Zg==Zm9v"), Err(Error::BadLength));
         assert_eq!(decode(b"Zg=a"), Err(Error::BadLength));
+    }
+
+    #[test]
+    fn encode_matches_rfc4648_vectors_and_round_trips() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, coded) in vectors {
+            assert_eq!(encode(plain.as_bytes()), coded);
+            assert_eq!(decode(coded.as_bytes()).unwrap(), plain.as_bytes());
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode(encode(&all).as_bytes()).unwrap(), all);
     }
 }

@@ -12,3 +12,4 @@ pub mod mbr;
 pub mod modinfo;
 pub mod superblock;
 pub mod swap;
+pub mod tar;

@@ -144,3 +144,50 @@ pub fn logged_at(console: &str, needle: &str) -> Option<f64> {
             inner.trim().parse().ok()
         })
 }
+
+/// A Python fixture server from tests/fixtures that prints "ready PORT"
+/// once listening; killed on drop.
+pub struct Fixture {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Fixture {
+    pub fn start(script: &str, args: &[&str], log: &Path) -> Fixture {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(repo().join("tests/fixtures").join(script))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("{script} did not start; see {}", log.display()))
+            .parse()
+            .unwrap();
+        Fixture { child, port }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port free on the loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

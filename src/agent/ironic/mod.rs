@@ -13,7 +13,9 @@ pub mod api;
 pub mod commands;
 pub mod conductor;
 pub mod heartbeat;
+pub mod node;
 pub mod params;
+pub mod run;
 pub mod steps;
 
 #[cfg(test)]

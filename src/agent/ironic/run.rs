@@ -1,0 +1,476 @@
+//! Ironic mode on the machine: network, lookup, then one loop that serves
+//! the agent API and heartbeats — and keeps doing both while a job (an
+//! image write, a wipe) runs, because jobs reach the network through
+//! [`Servicing`], which services the agent whenever the job waits on it.
+
+use super::api::{Api, Host, Job, Served, Work};
+use super::commands::RestError;
+use super::conductor::{self, IronicApi};
+use super::heartbeat::Schedule;
+use super::node;
+use super::params::Params;
+use crate::agent::standalone::{self, firmware_boot_mode, Failure};
+use crate::cmdline::{Cmdline, EndAction};
+use crate::linux::blockdev::Disk;
+use crate::linux::packet::LinuxStack;
+use crate::linux::{inventory, logger, sys};
+use crate::net::stack::Listener;
+use crate::net::{ConnId, NetError, NetErrorKind, Transport};
+use crate::plan::{ImageType, Plan};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// The machine's side of the API: sync and logs.
+struct Machine;
+
+impl Host for Machine {
+    fn sync(&mut self) -> Result<(), String> {
+        sys::sync();
+        Ok(())
+    }
+    fn system_logs(&mut self) -> Result<String, String> {
+        Ok(pack_logs())
+    }
+}
+
+/// rivet's console log and a few /proc files as base64(gzip(tar)), the
+/// form the conductor stores with `deploy_logs_collect`.
+fn pack_logs() -> String {
+    use crate::wire::{base64, gzip, tar::Tar};
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut tar = Tar::new();
+    let _ = tar.file("rivet.log", 0o644, mtime, logger::recent().as_bytes());
+    for (name, path) in [
+        ("cmdline", "/proc/cmdline"),
+        ("meminfo", "/proc/meminfo"),
+        ("partitions", "/proc/partitions"),
+        ("modules", "/proc/modules"),
+    ] {
+        if let Ok(data) = std::fs::read(path) {
+            let _ = tar.file(name, 0o644, mtime, &data);
+        }
+    }
+    base64::encode(&gzip::compress(&tar.finish(), 6))
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    sys::random(&mut b);
+    u64::from_le_bytes(b)
+}
+
+struct Agent {
+    api: Api,
+    listener: Listener,
+    schedule: Schedule,
+    ironic: IronicApi,
+    node_uuid: String,
+    callback_url: String,
+    token: Option<String>,
+    rng: u64,
+    accepted: u32,
+}
+
+impl Agent {
+    fn rand(&mut self) -> u32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 32) as u32
+    }
+
+    /// Answers what the API has received and heartbeats when due.
+    fn service(&mut self, stack: &mut LinuxStack) {
+        stack.serve(
+            &mut self.listener,
+            &mut Served {
+                api: &mut self.api,
+                host: &mut Machine,
+            },
+        );
+        if !self.schedule.due(stack.now_ms()) {
+            return;
+        }
+        let r = self.ironic.heartbeat(
+            stack,
+            &self.node_uuid,
+            &self.callback_url,
+            self.token.as_deref(),
+        );
+        match &r {
+            Ok(()) if self.accepted == 0 => log::info!(
+                "heartbeat accepted by {} (callback_url {})",
+                self.ironic.url,
+                self.callback_url
+            ),
+            Ok(()) => log::debug!("heartbeat accepted"),
+            Err(e) => log::warn!("{e}"),
+        }
+        self.accepted += r.is_ok() as u32;
+        let r2 = self.rand();
+        self.schedule.sent(stack.now_ms(), r.is_ok(), r2);
+    }
+}
+
+/// rivet's stack for a job, with the agent serviced at least every
+/// `SERVICE_MS` while the job waits on the network: commands get answers
+/// (busy, RUNNING) and heartbeats go out during a long image stream.
+struct Servicing<'a> {
+    stack: &'a mut LinuxStack,
+    agent: &'a mut Agent,
+    last_ms: u64,
+}
+
+const SERVICE_MS: u64 = 20;
+/// Blocking waits are cut into slices this long, servicing in between.
+const SLICE_MS: u64 = 200;
+
+impl Servicing<'_> {
+    fn tick(&mut self) {
+        let now = self.stack.now_ms();
+        if now >= self.last_ms + SERVICE_MS {
+            self.agent.service(self.stack);
+            self.last_ms = self.stack.now_ms();
+        }
+    }
+}
+
+impl Transport for Servicing<'_> {
+    fn now_ms(&mut self) -> u64 {
+        self.stack.now_ms()
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        let deadline = self.stack.now_ms() + ms;
+        loop {
+            self.tick();
+            let now = self.stack.now_ms();
+            if now >= deadline {
+                return;
+            }
+            self.stack.sleep_ms((deadline - now).min(SLICE_MS));
+        }
+    }
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u64) -> Result<ConnId, NetError> {
+        self.tick();
+        self.stack.connect(host, port, timeout_ms)
+    }
+    fn send(&mut self, conn: ConnId, data: &[u8], timeout_ms: u64) -> Result<(), NetError> {
+        self.tick();
+        self.stack.send(conn, data, timeout_ms)
+    }
+    fn recv(&mut self, conn: ConnId, buf: &mut [u8], timeout_ms: u64) -> Result<usize, NetError> {
+        let deadline = self.stack.now_ms() + timeout_ms;
+        loop {
+            self.tick();
+            let left = deadline.saturating_sub(self.stack.now_ms());
+            match self.stack.recv(conn, buf, left.min(SLICE_MS)) {
+                Err(e) if e.kind == NetErrorKind::Timeout && left > SLICE_MS => continue,
+                Err(e) if e.kind == NetErrorKind::Timeout => {
+                    return Err(NetError::new(
+                        NetErrorKind::Timeout,
+                        format!("no data for {timeout_ms} ms"),
+                    ))
+                }
+                other => return other,
+            }
+        }
+    }
+    fn close(&mut self, conn: ConnId) {
+        self.stack.close(conn)
+    }
+}
+
+/// A deploy failure as the real agent names it (the conductor logs the
+/// type and shows the message and details to the operator).
+fn ipa_error(f: Failure) -> RestError {
+    match f.step {
+        "checksum" => RestError::new(
+            "ImageChecksumError",
+            500,
+            "Error verifying image checksum",
+            f.error,
+        ),
+        "image" => RestError::new(
+            "ImageDownloadError",
+            500,
+            "Error downloading image",
+            f.error,
+        ),
+        "disk" => RestError::new(
+            "DeviceNotFound",
+            404,
+            "Error finding the disk or partition device to deploy the image onto",
+            f.error,
+        ),
+        "validate" | "plan" => RestError::invalid_params(f.error),
+        "memory" => RestError::execution(f.error),
+        _ => RestError::new(
+            "ImageWriteError",
+            500,
+            "Error writing image to device",
+            f.error,
+        ),
+    }
+}
+
+/// Writes the image; returns the command result and what
+/// get_partition_uuids will answer.
+fn write_image(
+    t: &mut Servicing,
+    image_info: &Value,
+    step: Option<&Value>,
+    node_json: &Value,
+) -> Result<Value, RestError> {
+    let plan =
+        Plan::from_value(image_info).map_err(|e| RestError::invalid_params(e.to_string()))?;
+    let hint = node::disk_hint(node_json).map_err(|e| {
+        ipa_error(Failure {
+            step: "disk",
+            error: e,
+        })
+    })?;
+    let boot_mode = plan
+        .boot_mode
+        .or_else(|| node::boot_mode(node_json))
+        .unwrap_or_else(firmware_boot_mode);
+    let id = image_info["id"].as_str().unwrap_or("").to_string();
+    let partition = plan.image_type == ImageType::Partition;
+    let (v, _) = standalone::write_plan(t, plan, hint.as_deref(), boot_mode).map_err(ipa_error)?;
+    let uuids = if partition {
+        json!({"root uuid": v["root uuid"], "efi system partition uuid": v["efi system partition uuid"],
+               "partitions": v["partitions"]})
+    } else {
+        json!({"root uuid": v["root uuid"]})
+    };
+    log::info!("partition uuids: {uuids}");
+    t.agent.api.partition_uuids = Some(uuids);
+    let mut msg = format!(
+        "image ({id}) written to device {} root_uuid={}",
+        v["disk"].as_str().unwrap_or(""),
+        v["root uuid"].as_str().unwrap_or("")
+    );
+    if let (Some("uefi"), Some(esp)) = (
+        image_info["deploy_boot_mode"].as_str(),
+        v["efi system partition uuid"].as_str(),
+    ) {
+        msg += &format!(" efi_system_partition_uuid={esp}");
+    }
+    Ok(match step {
+        Some(step) => {
+            json!({"deploy_result": {"result": format!("prepare_image: {msg}")}, "deploy_step": step})
+        }
+        None => Value::String(msg),
+    })
+}
+
+/// Ironic's `erase_devices_metadata` on every disk of the machine.
+fn erase_all() -> Result<(), String> {
+    let mut failed = Vec::new();
+    for d in inventory::disks(Path::new("/sys")) {
+        let path = format!("/dev/{}", d.name);
+        log::info!("erasing metadata on {path} ({} bytes)", d.size_bytes);
+        let r = Disk::open(&path, 512).and_then(|mut disk| {
+            crate::deploy::erase_metadata(&mut disk).map_err(|e| e.to_string())
+        });
+        if let Err(e) = r {
+            log::error!("{path}: {e}");
+            failed.push(format!("\"{path}\": {e}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Failed to erase the metadata on the device(s): {}",
+            failed.join("; ")
+        ))
+    }
+}
+
+/// Runs a job; returns its outcome and the end action it asks for.
+fn run_job(t: &mut Servicing, job: &Job) -> (Result<Value, RestError>, Option<EndAction>) {
+    match &job.work {
+        Work::WriteImage {
+            image_info,
+            step,
+            node,
+        } => (write_image(t, image_info, step.as_ref(), node), None),
+        Work::EraseMetadata { step, clean } => {
+            let outcome = erase_all().map_err(|e| {
+                RestError::new(
+                    "BlockDeviceEraseError",
+                    500,
+                    "Error erasing block device",
+                    e,
+                )
+            });
+            let key = if *clean { "clean" } else { "deploy" };
+            (
+                outcome
+                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step})),
+                None,
+            )
+        }
+        Work::InstallBootloader { params } => (install_bootloader(t, params), None),
+        Work::PowerOff => (Ok(Value::Null), Some(EndAction::Poweroff)),
+        Work::Reboot => (Ok(Value::Null), Some(EndAction::Reboot)),
+    }
+}
+
+/// `image.install_bootloader`. Partition images: refused, as
+/// ironic-python-agent 13 refuses them under Ironic 39's defaults (no
+/// grub-install). Whole-disk images carry their own boot loader; writing a
+/// UEFI NVRAM entry is not done yet, which is what the real agent does when
+/// it has no efibootmgr: the firmware boots the ESP's removable-media path.
+fn install_bootloader(t: &mut Servicing, params: &Value) -> Result<Value, RestError> {
+    let uuids = t.agent.api.partition_uuids.clone().unwrap_or(Value::Null);
+    if uuids.is_null() {
+        return Err(RestError::execution(
+            "no image has been written by this agent",
+        ));
+    }
+    if uuids.get("partitions").is_some() {
+        return Err(RestError::new(
+            "InvalidImage",
+            500,
+            "The provided image is not valid for use",
+            "rivet does not install a boot loader into a partition image (ironic-python-agent 13 does so only \
+             with [agent]enable_bios_bootloader_install); deploy a whole-disk image, which carries its own",
+        ));
+    }
+    let target = params["target_boot_mode"].as_str().unwrap_or("bios");
+    if target == "uefi" && firmware_boot_mode() == crate::plan::BootMode::Uefi {
+        log::warn!(
+            "whole-disk image, UEFI: no NVRAM boot entry written (not supported yet); \
+             the firmware must find \\EFI\\BOOT\\BOOTX64.EFI on the image's ESP"
+        );
+    } else {
+        log::info!("whole-disk image, {target} boot: the image's own boot loader is used");
+    }
+    Ok(Value::Null)
+}
+
+/// Sends what is queued (the answer to power_off) before the machine goes.
+fn drain(agent: &mut Agent, stack: &mut LinuxStack, ms: u64) {
+    let deadline = stack.now_ms() + ms;
+    while stack.now_ms() < deadline {
+        agent.service(stack);
+        stack.idle(20);
+    }
+}
+
+/// Runs Ironic mode if the command line asks for it (`ipa-api-url=`).
+/// Returns the end action: a power command's, or the command line's after
+/// a fatal error.
+pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
+    let params = Params::from_cmdline(cmdline)?;
+    for w in &params.warnings {
+        log::warn!("command line: {w}");
+    }
+    match serve(cmdline, &params) {
+        Ok(end) => Some(end),
+        Err(e) => {
+            log::error!("Ironic mode stopped: {e}");
+            Some(cmdline.after)
+        }
+    }
+}
+
+fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
+    if params.api_urls.is_empty() {
+        return Err("no usable ipa-api-url".into());
+    }
+    let (mut stack, lease) = standalone::network(cmdline)?;
+    let macs: Vec<String> = inventory::nics(Path::new("/sys"))
+        .iter()
+        .filter_map(|n| n.mac.map(|m| m.to_string()))
+        .collect();
+    let mut apis: Vec<IronicApi> = params
+        .api_urls
+        .iter()
+        .map(|u| IronicApi::new(u, params.global_request_id.clone()))
+        .collect();
+    if let Some(v) = params.api_version {
+        apis.iter_mut().for_each(|a| a.version = v);
+    }
+    log::info!(
+        "looking up this machine ({}) at {}",
+        macs.join(", "),
+        params.api_urls.join(", ")
+    );
+    let mut rng = random_u64() | 1;
+    let (i, found) = conductor::lookup(
+        &mut stack,
+        &mut apis,
+        &macs,
+        params.lookup_timeout_s * 1000,
+        params.lookup_interval_s * 1000,
+        &mut || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 32) as u32
+        },
+    )?;
+    let token = found.token.clone().or_else(|| params.agent_token.clone());
+    if token.is_none() && found.token_required {
+        return Err("the conductor requires an agent token but handed out none (lookup answered \"******\": \
+                    another agent already took it) and ipa-agent-token= is not given"
+            .into());
+    }
+    let host = params
+        .advertise_host
+        .clone()
+        .unwrap_or_else(|| lease.address.address().to_string());
+    let callback_url = format!("http://{host}:{}", params.advertise_port);
+    log::info!(
+        "node {}: heartbeat every ~{} s, agent API at {callback_url}",
+        found.node_uuid,
+        found.heartbeat_timeout_s * 45 / 100
+    );
+    let started_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut api = Api::new(token.clone(), started_at, random_u64());
+    api.node = found.node.clone();
+    api.md5_enabled = found.md5_enabled;
+    let listener = stack.listen(params.listen_port, 16);
+    let now = stack.now_ms();
+    let mut agent = Agent {
+        api,
+        listener,
+        schedule: Schedule::new(found.heartbeat_timeout_s, now),
+        ironic: apis.swap_remove(i),
+        node_uuid: found.node_uuid,
+        callback_url,
+        token,
+        rng: random_u64() | 1,
+        accepted: 0,
+    };
+    loop {
+        agent.service(&mut stack);
+        if let Some(job) = agent.api.take_job() {
+            let (outcome, end) = {
+                let mut t = Servicing {
+                    stack: &mut stack,
+                    agent: &mut agent,
+                    last_ms: 0,
+                };
+                run_job(&mut t, &job)
+            };
+            agent.api.finish(&job.id, outcome);
+            agent.schedule.force();
+            if let Some(end) = end {
+                drain(&mut agent, &mut stack, 1_000);
+                sys::sync();
+                log::info!("{end} requested by the conductor");
+                return Ok(end);
+            }
+        }
+        stack.idle(20);
+    }
+}

@@ -1,0 +1,282 @@
+//! Ironic mode in QEMU: rivet PXE-less boots with `ipa-api-url=`, looks
+//! itself up at a conductor stand-in (tests/fixtures/conductor.py, speaking
+//! what ironic 39's agent_client.py and agent_base.py send), heartbeats,
+//! and is driven through its agent API (QEMU forwards a host port to 9999):
+//! a partition-image deploy, a whole-disk deploy, and cleaning. Judged by
+//! what the stand-in recorded and by the disk files afterwards.
+
+mod common;
+use common::disk::{blkid_at, files_equal_at, mkfs_image, sha256_file, sparse, MIB};
+use common::{free_port, initramfs, rivet_lines, scratch, Boot, Fixture};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const MAC: &str = "52:54:00:12:34:56";
+
+/// Runs one conductor-driven session; returns the stand-in's record and
+/// the console.
+fn session(
+    dir: &Path,
+    mode: &str,
+    image_info: Option<Value>,
+    disks: &[&Path],
+    extra: &[&str],
+) -> (Value, String) {
+    let port = free_port();
+    let agent_port = free_port();
+    let mut args: Vec<String> = [
+        "--dir",
+        dir.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--agent-port",
+        &agent_port.to_string(),
+        "--mode",
+        mode,
+        "--mac",
+        MAC,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(mut info) = image_info {
+        info["urls"] = json!([format!(
+            "http://10.0.2.2:{port}/images/{}",
+            info["urls"][0].as_str().unwrap()
+        )]);
+        let path = dir.join("image_info.json");
+        std::fs::write(&path, info.to_string()).unwrap();
+        args.extend(["--image-info".into(), path.display().to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _conductor = Fixture::start("conductor.py", &argv, &dir.join("conductor.log"));
+    let mut boot = Boot::new(dir, &initramfs("virtio"))
+        .arg("--mem", 128)
+        .arg("--forward", format!("{agent_port}:9999"))
+        .arg("--append", format!("ipa-api-url=http://10.0.2.2:{port} ipa-global-request-id=req-6c1e0b51-91d5-4bde-8c19-0f3e1d2c4b5a BOOTIF=01-{}", MAC.replace(':', "-")));
+    for d in disks {
+        boot = boot.arg("--disk", d.display());
+    }
+    let console = boot.run("reboot: Power down");
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("conductor.json")).unwrap_or_else(|_| {
+            panic!(
+                "the stand-in recorded nothing; see {}",
+                dir.join("conductor.log").display()
+            )
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        record["errors"],
+        json!([]),
+        "{}",
+        record["errors"][0].as_str().unwrap_or("")
+    );
+    assert_eq!(record["done"], true, "{record:#}");
+    (record, console)
+}
+
+/// Lookup, heartbeats and the power-off every session shares.
+fn assert_protocol(record: &Value) {
+    let lookup = &record["lookups"][0];
+    assert_eq!(lookup["version"], "1.62");
+    assert!(
+        lookup["addresses"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(MAC)),
+        "{lookup}"
+    );
+    let beats = record["heartbeats"].as_array().unwrap();
+    assert!(!beats.is_empty());
+    for hb in beats {
+        assert_eq!(hb["refused"], Value::Null, "{hb}");
+        assert_eq!(hb["version"], "1.68");
+        assert_eq!(hb["body"]["callback_url"], "http://10.0.2.15:9999");
+        assert_eq!(hb["body"]["agent_token"].as_str().map(str::len), Some(43));
+        assert_eq!(hb["body"]["agent_version"], env!("CARGO_PKG_VERSION"));
+    }
+    assert_eq!(record["power_off"]["command_name"], "power_off");
+}
+
+fn root_image(dir: &Path) -> (PathBuf, String) {
+    let img = mkfs_image(dir, "ext4", 48, "ironic-root");
+    let path = dir.join("root.img");
+    std::fs::rename(&img, &path).unwrap();
+    let sum = sha256_file(&path);
+    (path, sum)
+}
+
+#[test]
+fn conductor_deploys_a_partition_image_and_refusals_leave_the_agent_serving() {
+    let dir = scratch("ironic-partition");
+    let (img, sum) = root_image(&dir);
+    let decoy = dir.join("decoy.img");
+    sparse(&decoy, 4 << 30);
+    common::disk::write_at(&decoy, 0, b"decoy disk: must stay as it is");
+    let decoy_sum = sha256_file(&decoy);
+    let target = dir.join("target.img");
+    sparse(&target, 5 << 30);
+    // What ironic's AgentDeploy.write_image sends for a partition image.
+    let info = json!({"id": "5f3c8a1e-image", "urls": ["root.img"], "disk_format": "raw", "container_format": "bare",
+        "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
+        "os_hash_algo": "sha256", "os_hash_value": sum, "image_type": "partition",
+        "root_gb": 0, "root_mb": 64, "swap_mb": 16, "ephemeral_mb": 0, "ephemeral_format": null,
+        "preserve_ephemeral": false, "configdrive": null, "deploy_boot_mode": "bios", "boot_option": "local"});
+    // Throttled so the stream outlasts a heartbeat interval (4 s × 0.3–0.6).
+    let (record, console) = session(
+        &dir,
+        "deploy",
+        Some(info),
+        &[&decoy, &target],
+        &["--root-device", "/dev/vdb", "--throttle", "6"],
+    );
+    assert_protocol(&record);
+
+    let r = &record["refusals"];
+    let token_refusal =
+        json!([401, {"faultcode": "Client", "faultstring": "401 Unauthorized: Token invalid."}]);
+    assert_eq!(r["missing_token"], token_refusal);
+    assert_eq!(r["wrong_token"], token_refusal);
+    assert_eq!(r["malformed_json"][0], 400);
+    assert!(
+        r["malformed_json"][1]["faultstring"]
+            .as_str()
+            .unwrap()
+            .starts_with("400 Bad Request: Failed to decode JSON object"),
+        "{r}"
+    );
+    assert_eq!(
+        r["no_params"],
+        json!([400, {"faultcode": "Client", "faultstring": "400 Bad Request: Missing or invalid name or params"}])
+    );
+    assert_eq!(
+        r["unknown_command"],
+        json!([400, {"faultcode": "Client", "faultstring": "Invalid command: Unknown command: teleport"}])
+    );
+    assert_eq!(r["unknown_extension"][0], 404);
+    assert_eq!(r["oversized"][0], 413, "{}", r["oversized"]);
+    assert_eq!(r["status"][1]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(r["root"][1]["default_version"]["id"], "v1");
+    assert_eq!(
+        r["commands_after"],
+        json!([200, {"commands": []}]),
+        "refusals leave no record"
+    );
+    assert_eq!(
+        r["busy"],
+        json!([409, {"faultcode": "Client", "faultstring": "Agent is busy: executing command execute_deploy_step"}])
+    );
+
+    assert!(
+        record["running_seen_at_heartbeat"].as_u64().unwrap() >= 1,
+        "heartbeats continue while the image streams: {:?}",
+        record["heartbeats"]
+    );
+    let write = &record["write_image"];
+    assert_eq!(write["command_status"], "SUCCEEDED", "{write}");
+    let root_uuid = blkid_at(&target, 17 * MIB)["UUID"].clone();
+    assert_eq!(
+        write["command_result"]["deploy_result"]["result"],
+        format!("prepare_image: image (5f3c8a1e-image) written to device /dev/vdb root_uuid={root_uuid}")
+    );
+    let uuids = &record["partition_uuids"];
+    assert_eq!(uuids["root uuid"], root_uuid.as_str());
+    assert_eq!(
+        uuids["partitions"],
+        json!({"swap": "/dev/vdb1", "root": "/dev/vdb2"})
+    );
+    assert!(files_equal_at(&img, &target, 17 * MIB, 48 * MIB));
+    assert_eq!(blkid_at(&target, MIB)["TYPE"], "swap");
+    assert_eq!(
+        sha256_file(&decoy),
+        decoy_sum,
+        "the disk the hint did not name is untouched"
+    );
+
+    let boot = &record["install_bootloader"];
+    assert_eq!(boot["command_status"], "FAILED");
+    assert!(
+        boot["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("partition image"),
+        "{boot}"
+    );
+    let logs = &record["logs"];
+    assert!(
+        logs["names"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rivet.log")),
+        "{logs}"
+    );
+    assert!(
+        logs["rivet.log"]
+            .as_str()
+            .unwrap()
+            .contains("command image.install_bootloader"),
+        "{logs}"
+    );
+    assert!(rivet_lines(&console)
+        .iter()
+        .any(|l| l.contains("poweroff requested by the conductor")));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn conductor_deploys_a_whole_disk_image_then_cleaning_erases_it() {
+    let dir = scratch("ironic-whole");
+    let img = common::disk::gpt_whole_disk_image(&dir);
+    let sum = sha256_file(&img);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    // Whole-disk images carry no image_type (ironic omits it); a UEFI node
+    // makes the conductor call install_bootloader.
+    let info = json!({"id": "whole-1", "urls": ["whole.img"], "disk_format": "raw", "container_format": "bare",
+        "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
+        "checksum": sum, "deploy_boot_mode": "uefi"});
+    let (record, _) = session(&dir, "deploy", Some(info), &[&target], &[]);
+    assert_protocol(&record);
+    assert_eq!(
+        record["write_image"]["command_status"], "SUCCEEDED",
+        "{}",
+        record["write_image"]
+    );
+    let sig = common::disk::read_at(&target, 440, 4);
+    let disk_id = format!("0x{:08x}", u32::from_le_bytes(sig.try_into().unwrap()));
+    assert_eq!(record["partition_uuids"], json!({"root uuid": disk_id}));
+    // The image brings its own boot loader; this guest's firmware is BIOS.
+    let boot = &record["install_bootloader"];
+    assert_eq!(boot["command_status"], "SUCCEEDED", "{boot}");
+    assert_eq!(boot["command_error"], Value::Null);
+    // The partition's bytes are the image's (its GPT header was rewritten
+    // to put the backup table at the disk's end).
+    let read = |f: &Path| common::disk::read_at(f, MIB, (40 * MIB) as usize);
+    assert!(read(&img) == read(&target));
+    assert_eq!(blkid_at(&target, MIB)["LABEL"], "whole-root");
+    common::disk::assert_sgdisk_clean(&target);
+
+    // Automated cleaning on the same machine: the metadata is gone after.
+    let clean_dir = dir.join("clean");
+    std::fs::create_dir_all(&clean_dir).unwrap();
+    let (record, _) = session(&clean_dir, "clean", None, &[&target], &[]);
+    assert_protocol(&record);
+    assert_eq!(record["clean_steps"][0]["step"], "erase_devices_metadata");
+    assert_eq!(record["clean_steps"][0]["priority"], 99);
+    let clean = &record["clean"];
+    assert_eq!(clean["command_status"], "SUCCEEDED", "{clean}");
+    assert_eq!(
+        clean["command_result"]["clean_step"]["step"],
+        "erase_devices_metadata"
+    );
+    let out = common::disk::run("sfdisk", &["--dump", target.to_str().unwrap()]);
+    assert!(!out.status.success(), "no partition table is left");
+    assert!(
+        blkid_at(&target, MIB).is_empty(),
+        "no filesystem signature where the root was"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
