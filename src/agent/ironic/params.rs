@@ -20,6 +20,8 @@ pub struct Params {
     /// `ipa-ironic-api-version`: skip discovery and use this version.
     pub api_version: Option<(u32, u32)>,
     pub insecure: bool,
+    /// `ipa-debug=1`: debug logging.
+    pub debug: bool,
     pub warnings: Vec<String>,
 }
 
@@ -47,6 +49,7 @@ impl Params {
             advertise_port: 9999,
             api_version: None,
             insecure: false,
+            debug: false,
             warnings: Vec::new(),
         };
         for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
@@ -93,9 +96,10 @@ impl Params {
                 )),
             }
         }
-        if let Some(v) = c.ipa.get("ipa-insecure") {
-            p.insecure = matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
-        }
+        let truthy =
+            |v: &String| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        p.insecure = c.ipa.get("ipa-insecure").is_some_and(truthy);
+        p.debug = c.ipa.get("ipa-debug").is_some_and(truthy);
         if let Some(v) = c.ipa.get("ipa-advertise-protocol") {
             if v != "http" {
                 p.warnings.push(format!(

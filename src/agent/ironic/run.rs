@@ -367,6 +367,9 @@ fn drain(agent: &mut Agent, stack: &mut LinuxStack, ms: u64) {
 /// a fatal error.
 pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
     let params = Params::from_cmdline(cmdline)?;
+    if params.debug {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
     for w in &params.warnings {
         log::warn!("command line: {w}");
     }
