@@ -200,5 +200,10 @@ impl Drop for Net {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.cli])
             .status();
+        // The scratch files go with a passing test; a failing one keeps
+        // them (logs, downloads) for inspection.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
