@@ -56,6 +56,14 @@ fn pack_logs() -> String {
     base64::encode(&gzip::compress(&tar.finish(), 6))
 }
 
+/// xorshift64: jitter for backoff and heartbeats, not secrets.
+fn next_random(state: &mut u64) -> u32 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 32) as u32
+}
+
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     sys::random(&mut b);
@@ -75,13 +83,6 @@ struct Agent {
 }
 
 impl Agent {
-    fn rand(&mut self) -> u32 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng >> 32) as u32
-    }
-
     /// Answers what the API has received and heartbeats when due.
     fn service(&mut self, stack: &mut LinuxStack) {
         stack.serve(
@@ -110,7 +111,7 @@ impl Agent {
             Err(e) => log::warn!("{e}"),
         }
         self.accepted += r.is_ok() as u32;
-        let r2 = self.rand();
+        let r2 = next_random(&mut self.rng);
         self.schedule.sent(stack.now_ms(), r.is_ok(), r2);
     }
 }
@@ -411,12 +412,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
         &macs,
         params.lookup_timeout_s * 1000,
         params.lookup_interval_s * 1000,
-        &mut || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng >> 32) as u32
-        },
+        &mut || next_random(&mut rng),
     )?;
     let token = found.token.clone().or_else(|| params.agent_token.clone());
     if token.is_none() && found.token_required {
