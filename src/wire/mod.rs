@@ -3,6 +3,7 @@
 
 pub mod base64;
 pub mod cpio;
+pub mod efi;
 pub mod elf;
 pub mod gpt;
 pub mod guid;
