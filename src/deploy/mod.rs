@@ -13,6 +13,7 @@ pub mod image;
 pub mod result;
 pub mod table;
 pub mod testing;
+pub mod uefi;
 pub mod whole_disk;
 
 #[cfg(test)]
