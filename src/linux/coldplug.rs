@@ -85,6 +85,15 @@ impl<'a> Coldplug<'a> {
         }
     }
 
+    /// Loads `name` and its dependencies whatever the devices say (for
+    /// filesystems such as efivarfs, which no modalias names).
+    pub fn load(&mut self, name: &str, reason: &str) -> usize {
+        if self.loaded.contains(name) {
+            return 0;
+        }
+        self.load_with_deps(name, reason)
+    }
+
     fn load_with_deps(&mut self, wanted: &str, alias: &str) -> usize {
         let mut count = 0;
         for name in self.index.load_order(wanted) {

@@ -3,6 +3,7 @@
 //! [`Window`] gives it a view of one partition with a write-back cache of
 //! whole blocks, so the device still sees aligned O_DIRECT writes.
 
+use crate::deploy::uefi::{self, Dir, Loader};
 use crate::deploy::BlockDevice;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -142,6 +143,73 @@ impl Seek for Window<'_> {
     }
 }
 
+type FatDir<'f, 'w> = fatfs::Dir<'f, &'w mut Window<'w>>;
+
+/// Lists `dir` and, depth first, its subdirectories, as Python's os.walk
+/// does (which is how ironic-python-agent meets the ESP's files).
+fn walk_dir(dir: &FatDir, path: &str, depth: usize, out: &mut Vec<Dir>) -> Result<(), String> {
+    // A corrupt FAT can loop; real ESPs are a few levels deep.
+    if depth > 16 || out.len() > 4096 {
+        return Err(format!("{path}: directory tree too deep or too large"));
+    }
+    let mut files = Vec::new();
+    let mut subdirs = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(|e| format!("reading directory '{path}': {e}"))?;
+        let name = entry.file_name();
+        if name == "." || name == ".." {
+            continue;
+        }
+        if entry.is_dir() {
+            subdirs.push((name, entry.to_dir()));
+        } else {
+            files.push(name);
+        }
+    }
+    out.push(Dir {
+        path: path.to_string(),
+        files,
+    });
+    for (name, sub) in subdirs {
+        let child = if path.is_empty() {
+            name
+        } else {
+            format!("{path}/{name}")
+        };
+        walk_dir(&sub, &child, depth + 1, out)?;
+    }
+    Ok(())
+}
+
+/// The boot loaders on the FAT filesystem at `offset` (an ESP), chosen as
+/// ironic-python-agent chooses them ([`uefi::find_loaders`]).
+pub fn esp_loaders(
+    dev: &mut dyn BlockDevice,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<Loader>, String> {
+    let what = format!("{} at offset {offset}", dev.name());
+    let mut window = Window::new(dev, offset, len);
+    let fs = fatfs::FileSystem::new(&mut window, fatfs::FsOptions::new())
+        .map_err(|e| format!("{what}: not a FAT filesystem: {e}"))?;
+    let root = fs.root_dir();
+    let mut walk = Vec::new();
+    walk_dir(&root, "", 0, &mut walk).map_err(|e| format!("{what}: {e}"))?;
+    uefi::find_loaders(&walk, &mut |path| {
+        let mut file = root
+            .open_file(path)
+            .map_err(|e| format!("{what}: opening {path}: {e}"))?;
+        let mut data = Vec::new();
+        // Boot CSVs are a line long; anything past 64 KiB is not one.
+        (&mut file)
+            .take(64 << 10)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("{what}: reading {path}: {e}"))?;
+        Ok(data)
+    })
+    .map_err(|e| format!("{what}: {e}"))
+}
+
 /// An 11-byte FAT label, space padded.
 fn fat_label(label: &str) -> [u8; 11] {
     let mut out = [b' '; 11];
@@ -207,5 +275,55 @@ mod tests {
             let fs = fatfs::FileSystem::new(&mut w, fatfs::FsOptions::new()).unwrap();
             assert_eq!(fs.fat_type(), fatfs::FatType::Fat32);
         }
+    }
+
+    #[test]
+    fn loaders_are_found_on_a_debian_like_esp() {
+        let mut disk = MemDisk::new(80 << 20, 512);
+        format(&mut disk, 1 << 20, 64 << 20, "ESP", 1).unwrap();
+        {
+            let mut w = Window::new(&mut disk, 1 << 20, 64 << 20);
+            {
+                let fs = fatfs::FileSystem::new(&mut w, fatfs::FsOptions::new()).unwrap();
+                let root = fs.root_dir();
+                let efi = root.create_dir("EFI").unwrap();
+                efi.create_dir("BOOT")
+                    .unwrap()
+                    .create_file("BOOTX64.EFI")
+                    .unwrap()
+                    .write_all(b"MZ")
+                    .unwrap();
+                let debian = efi.create_dir("debian").unwrap();
+                debian.create_file("shimx64.efi").unwrap();
+                let mut csv: Vec<u8> = vec![0xff, 0xfe];
+                csv.extend(
+                    "shimx64.efi,debian,,This is the boot entry for debian\n"
+                        .encode_utf16()
+                        .flat_map(u16::to_le_bytes),
+                );
+                debian
+                    .create_file("BOOTX64.CSV")
+                    .unwrap()
+                    .write_all(&csv)
+                    .unwrap();
+            }
+            w.flush_blocks().unwrap();
+        }
+        let loaders = esp_loaders(&mut disk, 1 << 20, 64 << 20).unwrap();
+        assert_eq!(
+            loaders,
+            vec![Loader {
+                path: "\\EFI\\debian\\shimx64.efi".into(),
+                label: "debian".into()
+            }]
+        );
+        // An empty ESP has none; something else is an error that says where.
+        format(&mut disk, 1 << 20, 64 << 20, "ESP", 2).unwrap();
+        assert_eq!(esp_loaders(&mut disk, 1 << 20, 64 << 20), Ok(vec![]));
+        let err = esp_loaders(&mut disk, 70 << 20, 8 << 20).unwrap_err();
+        assert!(
+            err.contains("offset 73400320: not a FAT filesystem"),
+            "{err}"
+        );
     }
 }

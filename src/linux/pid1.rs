@@ -4,7 +4,7 @@
 //! every failure is logged and leads to the configured end action.
 
 use super::coldplug::Coldplug;
-use super::{inventory, logger, sys};
+use super::{efivars, inventory, logger, sys};
 use crate::cmdline::{Cmdline, EndAction};
 use crate::initramfs::{INDEX_PATH, MODULE_DIR};
 use crate::modules::Index;
@@ -127,6 +127,9 @@ fn bring_up_hardware(cmdline: &Cmdline) {
         coldplug.settle(devices);
     }
     log::info!("coldplug done: {} modules loaded", coldplug.loaded().len());
+    if efivars::booted_uefi() {
+        mount_efivarfs(&index, &mut coldplug);
+    }
 
     // Links come up so carrier can be read (and the network stack needs them up).
     let nics = inventory::nics(sys);
@@ -155,6 +158,22 @@ fn bring_up_hardware(cmdline: &Cmdline) {
             Some(nic) => log::info!("boot NIC {} (BOOTIF {mac})", nic.name),
             None => log::warn!("BOOTIF {mac} matches no NIC"),
         }
+    }
+}
+
+/// Boot entries are written through efivarfs, which no device asks for:
+/// load it by name (where the kernel has it as a module) and mount it.
+fn mount_efivarfs(index: &Index, coldplug: &mut Coldplug) {
+    if index.modules.contains_key("efivarfs") {
+        coldplug.load("efivarfs", "UEFI firmware");
+    }
+    match sys::mount("efivarfs", efivars::MOUNT_POINT, "efivarfs") {
+        Ok(()) => log::info!("UEFI firmware: efivarfs mounted on {}", efivars::MOUNT_POINT),
+        Err(e) if e.raw_os_error() == Some(16) => {}
+        Err(e) => log::warn!(
+            "UEFI firmware, but efivarfs cannot be mounted on {}: {e}; boot entries cannot be written",
+            efivars::MOUNT_POINT
+        ),
     }
 }
 

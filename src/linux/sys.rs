@@ -30,6 +30,18 @@ pub fn load_module(path: &Path) -> Result<(), Errno> {
     }
 }
 
+/// Clears the immutable attribute efivarfs puts on variables it does not
+/// know to be safe to change (chattr -i), so they can be written or removed.
+pub fn clear_immutable(path: &Path) -> io::Result<()> {
+    use rustix::fs::IFlags;
+    let file = std::fs::File::open(path)?;
+    let flags = rustix::fs::ioctl_getflags(file.as_fd())?;
+    if flags.contains(IFlags::IMMUTABLE) {
+        rustix::fs::ioctl_setflags(file.as_fd(), flags - IFlags::IMMUTABLE)?;
+    }
+    Ok(())
+}
+
 /// Flushes all filesystems and block devices to stable storage.
 pub fn sync() {
     rustix::fs::sync();
