@@ -21,6 +21,7 @@ fn session(
     image_info: Option<Value>,
     disks: &[&Path],
     extra: &[&str],
+    boot_extra: &[(&str, String)],
 ) -> (Value, String) {
     let port = free_port();
     let agent_port = free_port();
@@ -57,6 +58,9 @@ fn session(
         .arg("--append", format!("ipa-api-url=http://10.0.2.2:{port} ipa-global-request-id=req-6c1e0b51-91d5-4bde-8c19-0f3e1d2c4b5a BOOTIF=01-{}", MAC.replace(':', "-")));
     for d in disks {
         boot = boot.arg("--disk", d.display());
+    }
+    for (flag, value) in boot_extra {
+        boot = boot.arg(flag, value);
     }
     let console = boot.run("reboot: Power down");
     let record: Value = serde_json::from_slice(
@@ -132,6 +136,7 @@ fn conductor_deploys_a_partition_image_and_refusals_leave_the_agent_serving() {
         Some(info),
         &[&decoy, &target],
         &["--root-device", "/dev/vdb", "--throttle", "6"],
+        &[],
     );
     assert_protocol(&record);
 
@@ -238,7 +243,7 @@ fn conductor_deploys_a_whole_disk_image_then_cleaning_erases_it() {
     let info = json!({"id": "whole-1", "urls": ["whole.img"], "disk_format": "raw", "container_format": "bare",
         "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
         "checksum": sum, "deploy_boot_mode": "uefi"});
-    let (record, _) = session(&dir, "deploy", Some(info), &[&target], &[]);
+    let (record, _) = session(&dir, "deploy", Some(info), &[&target], &[], &[]);
     assert_protocol(&record);
     assert_eq!(
         record["write_image"]["command_status"], "SUCCEEDED",
@@ -262,7 +267,7 @@ fn conductor_deploys_a_whole_disk_image_then_cleaning_erases_it() {
     // Automated cleaning on the same machine: the metadata is gone after.
     let clean_dir = dir.join("clean");
     std::fs::create_dir_all(&clean_dir).unwrap();
-    let (record, _) = session(&clean_dir, "clean", None, &[&target], &[]);
+    let (record, _) = session(&clean_dir, "clean", None, &[&target], &[], &[]);
     assert_protocol(&record);
     assert_eq!(record["clean_steps"][0]["step"], "erase_devices_metadata");
     assert_eq!(record["clean_steps"][0]["priority"], 99);
@@ -279,4 +284,100 @@ fn conductor_deploys_a_whole_disk_image_then_cleaning_erases_it() {
         "no filesystem signature where the root was"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// UEFI end to end: rivet runs under OVMF, the conductor deploys a
+/// whole-disk image whose ESP carries a shim-style BOOTX64.CSV, and
+/// install_bootloader writes the firmware entry (iPXE stands in for the
+/// image's loader). Then the machine is
+/// started again with the same variable store and no kernel: the judge is
+/// OVMF itself, which must load and start the entry rivet wrote.
+#[test]
+fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
+    let dir = scratch("ironic-uefi");
+    // iPXE's EFI build: a real loader that says on the console that it runs.
+    let loader = Path::new("/usr/lib/ipxe/ipxe.efi");
+    let (img, esp_partuuid) = common::disk::uefi_whole_disk_image(&dir, loader);
+    let sum = sha256_file(&img);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+    let info = json!({"id": "uefi-1", "urls": ["uefi-whole.img"], "disk_format": "raw",
+        "container_format": "bare", "stream_raw_images": true,
+        "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "checksum": sum, "deploy_boot_mode": "uefi"});
+    // OVMF (with the kernel's EFI stub) needs more than the 128 MiB rivet does.
+    let uefi = [
+        ("--uefi", vars.display().to_string()),
+        ("--mem", "192".into()),
+    ];
+    let (record, console) = session(&dir, "deploy", Some(info), &[&target], &[], &uefi);
+    assert_protocol(&record);
+    assert_eq!(
+        record["write_image"]["command_status"], "SUCCEEDED",
+        "{}",
+        record["write_image"]
+    );
+    let boot = &record["install_bootloader"];
+    assert_eq!(boot["command_status"], "SUCCEEDED", "{boot}");
+    let lines = rivet_lines(&console);
+    common::assert_logged(&lines, "efivarfs mounted on /sys/firmware/efi/efivars");
+    let written = format!(
+        "'rivet-test': HD(1,GPT,{esp_partuuid},0x800,0x14000)/File(\\EFI\\rivet\\ipxe.efi)"
+    );
+    common::assert_logged(&lines, &written);
+
+    // Power on again: the firmware must pick rivet's entry (first in
+    // BootOrder) over the disk's removable-media path, and start the kernel.
+    let again = dir.join("firmware");
+    std::fs::create_dir_all(&again).unwrap();
+    let log = again.join("console.log");
+    let out = std::process::Command::new(common::repo().join("qemu/boot"))
+        .args([
+            "--from-disk",
+            "--uefi",
+            vars.to_str().unwrap(),
+            "--mem",
+            "192",
+            "--timeout",
+            "180",
+        ])
+        .args([
+            "--disk",
+            target.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ])
+        .args(["--until", "iPXE initialising|BdsDxe: failed"])
+        .output()
+        .unwrap();
+    let firmware = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{firmware}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loading = regex_line(&firmware, "BdsDxe: loading Boot");
+    assert!(
+        loading.contains("\"rivet-test\"")
+            && loading
+                .to_lowercase()
+                .contains(&format!("hd(1,gpt,{esp_partuuid},0x800,0x14000)"))
+            && loading.contains("\\EFI\\rivet\\ipxe.efi"),
+        "the firmware's first choice: {loading}\n{firmware}"
+    );
+    assert!(
+        firmware.contains("BdsDxe: starting Boot") && firmware.contains("iPXE initialising"),
+        "the entry's loader did not start:\n{firmware}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The first console line containing `needle` ("" if none).
+fn regex_line(console: &str, needle: &str) -> String {
+    console
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or("")
+        .to_string()
 }

@@ -322,3 +322,69 @@ pub fn gpt_whole_disk_image(dir: &Path) -> PathBuf {
     copy_into(&fs, &img, 1);
     img
 }
+
+/// A UEFI whole-disk image the way distributions lay one out: a GPT with
+/// an ESP (p1, 1–41 MiB, FAT made by mkfs.vfat, files put by mtools) and
+/// an ext4 root (p2). The ESP holds a shim-style `EFI/rivet/BOOTX64.CSV`
+/// naming `ipxe.efi` (a copy of `loader`) with the label
+/// `rivet-test`, and a decoy `EFI/BOOT/BOOTX64.EFI` that the CSV outranks.
+/// Returns the image and the ESP's PARTUUID.
+pub fn uefi_whole_disk_image(dir: &Path, loader: &Path) -> (PathBuf, String) {
+    let img = dir.join("uefi-whole.img");
+    sparse(&img, 96 * MIB);
+    let p = img.to_str().unwrap();
+    ok(
+        "sgdisk",
+        &[
+            "-n",
+            "1:2048:+40M",
+            "-t",
+            "1:ef00",
+            "-c",
+            "1:EFI System",
+            "-n",
+            "2:0:+40M",
+            "-t",
+            "2:8300",
+            "-c",
+            "2:root",
+            p,
+        ],
+    );
+    let esp = dir.join("esp.img");
+    let e = esp.to_str().unwrap();
+    let _ = std::fs::remove_file(&esp);
+    ok(
+        "mkfs.vfat",
+        &["-C", "-n", "ESP", e, &(40 * 1024).to_string()],
+    );
+    ok("mmd", &["-i", e, "::EFI", "::EFI/BOOT", "::EFI/rivet"]);
+    let decoy = dir.join("decoy.efi");
+    std::fs::write(&decoy, b"MZ not a loader").unwrap();
+    let mut csv = vec![0xff, 0xfe];
+    csv.extend(
+        "ipxe.efi,rivet-test,,rivet test entry\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
+    let csv_file = dir.join("BOOTX64.CSV");
+    std::fs::write(&csv_file, csv).unwrap();
+    for (from, to) in [
+        (decoy.as_path(), "::EFI/BOOT/BOOTX64.EFI"),
+        (csv_file.as_path(), "::EFI/rivet/BOOTX64.CSV"),
+        (loader, "::EFI/rivet/ipxe.efi"),
+    ] {
+        ok("mcopy", &["-i", e, from.to_str().unwrap(), to]);
+    }
+    copy_into(&esp, &img, 1);
+    let fs = mkfs_image(dir, "ext4", 40, "whole-root");
+    copy_into(&fs, &img, 41);
+    let info = ok("sgdisk", &["-i", "1", p]);
+    let partuuid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Partition unique GUID: "))
+        .expect("sgdisk -i prints the unique GUID")
+        .trim()
+        .to_lowercase();
+    (img, partuuid)
+}

@@ -51,6 +51,8 @@ pub struct Api {
     started_at: f64,
     /// What the last image write found (`standby.get_partition_uuids`).
     pub partition_uuids: Option<Value>,
+    /// The disk that image went to (`image.install_bootloader` works on it).
+    pub image_disk: Option<String>,
     /// The node as the conductor last sent it (root device hints, boot mode).
     pub node: Value,
     /// Whether the conductor allows md5 checksums (lookup config).
@@ -109,6 +111,7 @@ impl Api {
             token,
             started_at,
             partition_uuids: None,
+            image_disk: None,
             node: Value::Null,
             md5_enabled: true,
             job: None,

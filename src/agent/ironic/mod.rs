@@ -7,9 +7,11 @@
 //! - `conductor`: lookup and heartbeat against the Ironic API;
 //! - `heartbeat`: when to heartbeat;
 //! - `commands`, `steps`, `api`: the agent API (routes, records, errors);
+//! - `bootloader`: image.install_bootloader (UEFI boot entries);
 //! - `run`: the Linux side — the loop serving the API while jobs run.
 
 pub mod api;
+pub mod bootloader;
 pub mod commands;
 pub mod conductor;
 pub mod heartbeat;

@@ -4,6 +4,7 @@
 //! [`Servicing`], which services the agent whenever the job waits on it.
 
 use super::api::{Api, Host, Job, Served, Work};
+use super::bootloader;
 use super::commands::RestError;
 use super::conductor::{self, IronicApi};
 use super::heartbeat::Schedule;
@@ -248,6 +249,7 @@ fn write_image(
     };
     log::info!("partition uuids: {uuids}");
     t.agent.api.partition_uuids = Some(uuids);
+    t.agent.api.image_disk = v["disk"].as_str().map(str::to_string);
     let mut msg = format!(
         "image ({id}) written to device {} root_uuid={}",
         v["disk"].as_str().unwrap_or(""),
@@ -315,43 +317,14 @@ fn run_job(t: &mut Servicing, job: &Job) -> (Result<Value, RestError>, Option<En
                 None,
             )
         }
-        Work::InstallBootloader { params } => (install_bootloader(t, params), None),
+        Work::InstallBootloader { params } => {
+            let uuids = t.agent.api.partition_uuids.clone().unwrap_or(Value::Null);
+            let disk = t.agent.api.image_disk.clone();
+            (bootloader::install(disk.as_deref(), &uuids, params), None)
+        }
         Work::PowerOff => (Ok(Value::Null), Some(EndAction::Poweroff)),
         Work::Reboot => (Ok(Value::Null), Some(EndAction::Reboot)),
     }
-}
-
-/// `image.install_bootloader`. Partition images: refused, as
-/// ironic-python-agent 13 refuses them under Ironic 39's defaults (no
-/// grub-install). Whole-disk images carry their own boot loader; writing a
-/// UEFI NVRAM entry is not done yet, which is what the real agent does when
-/// it has no efibootmgr: the firmware boots the ESP's removable-media path.
-fn install_bootloader(t: &mut Servicing, params: &Value) -> Result<Value, RestError> {
-    let uuids = t.agent.api.partition_uuids.clone().unwrap_or(Value::Null);
-    if uuids.is_null() {
-        return Err(RestError::execution(
-            "no image has been written by this agent",
-        ));
-    }
-    if uuids.get("partitions").is_some() {
-        return Err(RestError::new(
-            "InvalidImage",
-            500,
-            "The provided image is not valid for use",
-            "rivet does not install a boot loader into a partition image (ironic-python-agent 13 does so only \
-             with [agent]enable_bios_bootloader_install); deploy a whole-disk image, which carries its own",
-        ));
-    }
-    let target = params["target_boot_mode"].as_str().unwrap_or("bios");
-    if target == "uefi" && firmware_boot_mode() == crate::plan::BootMode::Uefi {
-        log::warn!(
-            "whole-disk image, UEFI: no NVRAM boot entry written (not supported yet); \
-             the firmware must find \\EFI\\BOOT\\BOOTX64.EFI on the image's ESP"
-        );
-    } else {
-        log::info!("whole-disk image, {target} boot: the image's own boot loader is used");
-    }
-    Ok(Value::Null)
 }
 
 /// Sends what is queued (the answer to power_off) before the machine goes.
