@@ -311,6 +311,47 @@ fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
         ("--uefi", vars.display().to_string()),
         ("--mem", "192".into()),
     ];
+
+    // First an image with no ESP: install_bootloader fails as the real
+    // agent's does, and the firmware's variables are left alone.
+    let no_esp_dir = dir.join("no-esp");
+    std::fs::create_dir_all(&no_esp_dir).unwrap();
+    let plain = common::disk::gpt_whole_disk_image(&no_esp_dir);
+    std::fs::rename(&plain, no_esp_dir.join("uefi-whole.img")).unwrap();
+    let mut no_esp_info = info.clone();
+    no_esp_info["checksum"] = json!(sha256_file(&no_esp_dir.join("uefi-whole.img")));
+    let (record, _) = session(
+        &no_esp_dir,
+        "deploy",
+        Some(no_esp_info),
+        &[&target],
+        &[],
+        &uefi,
+    );
+    let boot = &record["install_bootloader"];
+    assert_eq!(boot["command_status"], "FAILED", "{boot}");
+    assert_eq!(boot["command_error"]["type"], "DeviceNotFound", "{boot}");
+    assert!(
+        boot["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("No EFI partition could be detected on device /dev/vda"),
+        "{boot}"
+    );
+    assert!(record["logs"]["rivet.log"]
+        .as_str()
+        .unwrap()
+        .contains("No EFI partition"));
+    let label: Vec<u8> = "rivet-test"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let has_label = |store: &[u8]| store.windows(label.len()).any(|w| w == label);
+    assert!(
+        !has_label(&std::fs::read(&vars).unwrap()),
+        "no entry was written"
+    );
+
     let (record, console) = session(&dir, "deploy", Some(info), &[&target], &[], &uefi);
     assert_protocol(&record);
     assert_eq!(
@@ -326,6 +367,10 @@ fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
         "'rivet-test': HD(1,GPT,{esp_partuuid},0x800,0x14000)/File(\\EFI\\rivet\\ipxe.efi)"
     );
     common::assert_logged(&lines, &written);
+    assert!(
+        has_label(&std::fs::read(&vars).unwrap()),
+        "the entry is in OVMF's store"
+    );
 
     // Power on again: the firmware must pick rivet's entry (first in
     // BootOrder) over the disk's removable-media path, and start the kernel.
