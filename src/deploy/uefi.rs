@@ -359,7 +359,10 @@ mod tests {
             path: "\\EFI\\debian\\shimx64.efi".into(),
             label: "debian".into(),
         };
-        assert_eq!(register(&mut nv, &hd(), std::slice::from_ref(&loader)), Ok(vec![1]));
+        assert_eq!(
+            register(&mut nv, &hd(), std::slice::from_ref(&loader)),
+            Ok(vec![1])
+        );
         assert_eq!(
             efi::parse_boot_order(&nv.vars["BootOrder"]).unwrap(),
             vec![1, 0, 2]
