@@ -3,8 +3,10 @@
 //! address, DNS, and TCP connections exposed as a [`Transport`]. Time and
 //! waiting come from a [`Wait`] so the stack itself stays no_std.
 
+use super::secure::{Secure, SecureFactory};
 use super::server::{Conn, Event, Handler, Reply};
 use super::{ConnId, NetError, NetErrorKind, Transport};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -439,17 +441,69 @@ pub struct Listener {
     port: u16,
     max: usize,
     slots: Vec<Slot>,
+    /// TLS (or another record layer) for every connection, if set.
+    secure: Option<SecureFactory>,
+}
+
+impl Listener {
+    /// Serves every connection through `factory`'s record layer. Call it
+    /// before serving: the slots already listening are given one too.
+    pub fn secure(&mut self, mut factory: SecureFactory) {
+        for slot in &mut self.slots {
+            slot.tls = Some(factory());
+        }
+        self.secure = Some(factory);
+    }
 }
 
 struct Slot {
     handle: SocketHandle,
     conn: Conn,
+    /// Bytes for the wire (ciphertext under TLS).
     outbox: Vec<u8>,
     /// A request whose answer the handler deferred.
     waiting: Option<u64>,
+    tls: Option<Box<dyn Secure>>,
+    /// The closing alert has been queued.
+    notified: bool,
 }
 
 impl Slot {
+    fn fresh(&mut self, secure: &mut Option<SecureFactory>) {
+        self.conn = Conn::new();
+        self.outbox.clear();
+        self.waiting = None;
+        self.tls = secure.as_mut().map(|f| f());
+        self.notified = false;
+    }
+
+    /// Sends HTTP bytes, through the record layer if there is one.
+    fn emit(&mut self, bytes: &[u8]) {
+        match &mut self.tls {
+            Some(tls) => {
+                tls.send(bytes);
+                tls.outgoing(&mut self.outbox);
+            }
+            None => self.outbox.extend_from_slice(bytes),
+        }
+    }
+
+    /// Bytes from the wire → HTTP bytes (decrypted under TLS).
+    fn take_in(&mut self, wire: &[u8]) -> Result<Vec<u8>, String> {
+        match &mut self.tls {
+            Some(tls) => {
+                let r = tls.receive(wire);
+                // Handshake replies, or the alert that explains a failure.
+                tls.outgoing(&mut self.outbox);
+                r?;
+                let mut plain = Vec::new();
+                tls.plaintext(&mut plain);
+                Ok(plain)
+            }
+            None => Ok(wire.to_vec()),
+        }
+    }
+
     /// Answers `event` and any pipelined requests after it, until one is
     /// deferred or the input runs out.
     fn answer(&mut self, mut event: Option<Event>, handler: &mut dyn Handler) {
@@ -457,7 +511,8 @@ impl Slot {
             match e {
                 Event::Request(req) => match handler.handle(&req) {
                     Reply::Now(resp) => {
-                        self.outbox.extend(self.conn.respond(&resp));
+                        let bytes = self.conn.respond(&resp);
+                        self.emit(&bytes);
                         event = self.conn.feed(&[]);
                     }
                     Reply::Later(ticket) => {
@@ -466,7 +521,7 @@ impl Slot {
                     }
                 },
                 Event::Reject(bytes) => {
-                    self.outbox.extend(bytes);
+                    self.emit(&bytes);
                     return;
                 }
             }
@@ -481,6 +536,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
             port,
             max: max.max(1),
             slots: Vec::new(),
+            secure: None,
         };
         for _ in 0..l.max.min(4) {
             self.add_listening(&mut l);
@@ -501,6 +557,8 @@ impl<D: Device, W: Wait> Stack<D, W> {
             conn: Conn::new(),
             outbox: Vec::new(),
             waiting: None,
+            tls: l.secure.as_mut().map(|f| f()),
+            notified: false,
         });
     }
 
@@ -524,7 +582,8 @@ impl<D: Device, W: Wait> Stack<D, W> {
             if let Some(ticket) = slot.waiting {
                 if let Some(resp) = handler.resume(ticket) {
                     slot.waiting = None;
-                    slot.outbox.extend(slot.conn.respond(&resp));
+                    let bytes = slot.conn.respond(&resp);
+                    slot.emit(&bytes);
                     let next = slot.conn.feed(&[]);
                     slot.answer(next, handler);
                 }
@@ -534,9 +593,21 @@ impl<D: Device, W: Wait> Stack<D, W> {
                     Ok(n) if n > 0 => n,
                     _ => break,
                 };
+                let plain = match slot.take_in(&chunk[..n]) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        log::warn!("agent API: TLS from {:?}: {e}", socket.remote_endpoint());
+                        // The alert explaining why goes out before the FIN.
+                        let _ = socket.send_slice(&slot.outbox);
+                        slot.outbox.clear();
+                        slot.notified = true;
+                        socket.close();
+                        break;
+                    }
+                };
                 // After a rejection the rest of the request is read and
                 // dropped, so the client sees the answer, not a reset.
-                let event = slot.conn.feed(&chunk[..n]);
+                let event = slot.conn.feed(&plain);
                 slot.answer(event, handler);
             }
             if !slot.outbox.is_empty() && socket.can_send() {
@@ -549,7 +620,15 @@ impl<D: Device, W: Wait> Stack<D, W> {
                 && (slot.conn.closing() || !socket.may_recv())
                 && socket.may_send()
             {
-                socket.close();
+                match &mut slot.tls {
+                    // close_notify first, so TLS clients see a clean end.
+                    Some(tls) if !slot.notified => {
+                        tls.close();
+                        tls.outgoing(&mut slot.outbox);
+                        slot.notified = true;
+                    }
+                    _ => socket.close(),
+                }
             }
         }
         // Like a listen backlog: keep SPARE sockets listening (closed ones
@@ -567,9 +646,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
             if socket.is_open() {
                 kept.push(slot);
             } else if listening < SPARE {
-                slot.conn = Conn::new();
-                slot.outbox.clear();
-                slot.waiting = None;
+                slot.fresh(&mut l.secure);
                 let _ = socket.listen(l.port);
                 listening += 1;
                 kept.push(slot);
