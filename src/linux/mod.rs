@@ -13,3 +13,4 @@ pub mod packet;
 pub mod pid1;
 pub mod source;
 pub mod sys;
+pub mod tls;
