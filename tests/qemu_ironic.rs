@@ -98,11 +98,23 @@ fn assert_protocol(record: &Value) {
     for hb in beats {
         assert_eq!(hb["refused"], Value::Null, "{hb}");
         assert_eq!(hb["version"], "1.68");
-        assert_eq!(hb["body"]["callback_url"], "http://10.0.2.15:9999");
+        // Auto-TLS, as a stock conductor (require_tls=True) insists.
+        assert_eq!(hb["body"]["callback_url"], "https://10.0.2.15:9999");
+        assert!(
+            hb["body"]["agent_verify_ca"]
+                .as_str()
+                .is_some_and(|pem| pem.starts_with("-----BEGIN CERTIFICATE-----")),
+            "{hb}"
+        );
         assert_eq!(hb["body"]["agent_token"].as_str().map(str::len), Some(43));
         assert_eq!(hb["body"]["agent_version"], env!("CARGO_PKG_VERSION"));
     }
     assert_eq!(record["power_off"]["command_name"], "power_off");
+    // Every command went over TLS 1.3, verified against agent_verify_ca
+    // with the advertised IP as the name.
+    let versions = record["tls_versions"].as_array().unwrap();
+    assert!(!versions.is_empty());
+    assert!(versions.iter().all(|v| v == "TLSv1.3"), "{versions:?}");
 }
 
 fn root_image(dir: &Path) -> (PathBuf, String) {

@@ -31,6 +31,8 @@ pub struct Lookup {
     pub token: Option<String>,
     pub token_required: bool,
     pub md5_enabled: bool,
+    /// The lowest TLS version the agent API may speak ("1.2", "1.3").
+    pub tls_min_version: Option<String>,
 }
 
 /// A lookup attempt that did not find the node.
@@ -140,6 +142,11 @@ impl IronicApi {
         })
     }
 
+    /// Whether the conductor takes `agent_verify_ca` (auto-TLS, API 1.68).
+    pub fn supports_auto_tls(&self) -> bool {
+        self.version >= HEARTBEAT_VERSION
+    }
+
     /// `POST /v1/heartbeat/{node}`; Ok on 202, as the only success.
     pub fn heartbeat<T: Transport>(
         &self,
@@ -147,10 +154,14 @@ impl IronicApi {
         node: &str,
         callback_url: &str,
         token: Option<&str>,
+        verify_ca: Option<&str>,
     ) -> Result<(), String> {
         let mut body = json!({"callback_url": callback_url, "agent_version": crate::VERSION});
         if let Some(tok) = token {
             body["agent_token"] = json!(tok);
+        }
+        if let Some(pem) = verify_ca {
+            body["agent_verify_ca"] = json!(pem);
         }
         let bytes = body.to_string();
         let path = format!("/v1/heartbeat/{node}");
@@ -187,6 +198,7 @@ pub fn parse_lookup(j: &Value) -> Option<Lookup> {
         md5_enabled: config["agent_md5_checksum_enable"]
             .as_bool()
             .unwrap_or(true),
+        tls_min_version: config["tls_min_version"].as_str().map(str::to_string),
     })
 }
 
@@ -330,8 +342,15 @@ mod tests {
         ]);
         let mut api = IronicApi::new("http://10.0.2.2:6385", None);
         api.version = (1, 115);
-        api.heartbeat(&mut server, "n1", "http://10.0.2.15:9999", Some("tok"))
-            .unwrap();
+        assert!(api.supports_auto_tls());
+        api.heartbeat(
+            &mut server,
+            "n1",
+            "https://10.0.2.15:9999",
+            Some("tok"),
+            Some("-----BEGIN CERTIFICATE-----\n"),
+        )
+        .unwrap();
         let req = &server.requests[0];
         assert!(req.starts_with("POST /v1/heartbeat/n1 HTTP/1.1\r\n"));
         assert!(req.contains("X-OpenStack-Ironic-API-Version: 1.68\r\n"));
@@ -339,11 +358,16 @@ mod tests {
         let body: Value = serde_json::from_slice(&server.posts[0].1).unwrap();
         assert_eq!(
             body,
-            json!({"callback_url": "http://10.0.2.15:9999", "agent_token": "tok", "agent_version": crate::VERSION})
+            json!({"callback_url": "https://10.0.2.15:9999", "agent_token": "tok", "agent_version": crate::VERSION,
+                   "agent_verify_ca": "-----BEGIN CERTIFICATE-----\n"})
         );
         let err = api
-            .heartbeat(&mut server, "n1", "http://10.0.2.15:9999", None)
+            .heartbeat(&mut server, "n1", "http://10.0.2.15:9999", None, None)
             .unwrap_err();
+        let body: Value = serde_json::from_slice(&server.posts[1].1).unwrap();
+        assert_eq!(body.get("agent_verify_ca"), None, "only sent with TLS");
+        api.version = (1, 67);
+        assert!(!api.supports_auto_tls());
         assert!(err.contains("400") && err.contains("agent token"), "{err}");
     }
 }

@@ -20,6 +20,9 @@ pub struct Params {
     /// `ipa-ironic-api-version`: skip discovery and use this version.
     pub api_version: Option<(u32, u32)>,
     pub insecure: bool,
+    /// `ipa-advertise-protocol=http`: serve the agent API without TLS even
+    /// when the conductor could take it (the default is auto-TLS).
+    pub plain_http: bool,
     /// `ipa-debug=1`: debug logging.
     pub debug: bool,
     pub warnings: Vec<String>,
@@ -49,6 +52,7 @@ impl Params {
             advertise_port: 9999,
             api_version: None,
             insecure: false,
+            plain_http: false,
             debug: false,
             warnings: Vec::new(),
         };
@@ -100,12 +104,12 @@ impl Params {
             |v: &String| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
         p.insecure = c.ipa.get("ipa-insecure").is_some_and(truthy);
         p.debug = c.ipa.get("ipa-debug").is_some_and(truthy);
-        if let Some(v) = c.ipa.get("ipa-advertise-protocol") {
-            if v != "http" {
-                p.warnings.push(format!(
-                    "ipa-advertise-protocol={v}: this build serves plain http only"
-                ));
-            }
+        match c.ipa.get("ipa-advertise-protocol").map(String::as_str) {
+            None | Some("https") => {}
+            Some("http") => p.plain_http = true,
+            Some(v) => p.warnings.push(format!(
+                "ipa-advertise-protocol={v}: not http or https; using auto-TLS"
+            )),
         }
         for key in c.ipa.keys() {
             if !HONOURED.contains(&key.as_str()) {

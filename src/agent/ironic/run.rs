@@ -79,6 +79,8 @@ struct Agent {
     node_uuid: String,
     callback_url: String,
     token: Option<String>,
+    /// The certificate's PEM, sent as `agent_verify_ca` (auto-TLS only).
+    verify_ca: Option<String>,
     rng: u64,
     accepted: u32,
 }
@@ -101,6 +103,7 @@ impl Agent {
             &self.node_uuid,
             &self.callback_url,
             self.token.as_deref(),
+            self.verify_ca.as_deref(),
         );
         match &r {
             Ok(()) if self.accepted == 0 => log::info!(
@@ -397,7 +400,39 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
         .advertise_host
         .clone()
         .unwrap_or_else(|| lease.address.address().to_string());
-    let callback_url = format!("http://{host}:{}", params.advertise_port);
+    let ironic = apis.swap_remove(i);
+    let mut listener = stack.listen(params.listen_port, 16);
+    let verify_ca = if params.plain_http {
+        log::warn!("ipa-advertise-protocol=http: the agent API is plain HTTP (a stock conductor refuses it)");
+        None
+    } else if !ironic.supports_auto_tls() {
+        log::warn!(
+            "Ironic API {}.{} predates auto-TLS (1.68): the agent API is plain HTTP",
+            ironic.version.0,
+            ironic.version.1
+        );
+        None
+    } else {
+        let ip: std::net::IpAddr = host
+            .parse()
+            .map_err(|_| format!("ipa-advertise-host={host}: auto-TLS needs an IP address"))?;
+        let started = stack.now_ms();
+        let tls = crate::linux::tls::AgentTls::generate(
+            ip,
+            &host,
+            found.tls_min_version.as_deref(),
+            std::time::SystemTime::now(),
+        )?;
+        log::info!(
+            "TLS: P-384 key and certificate for {ip} in {} ms (TLS {}+)",
+            stack.now_ms() - started,
+            found.tls_min_version.as_deref().unwrap_or("1.2")
+        );
+        listener.secure(tls.factory());
+        Some(tls.pem)
+    };
+    let scheme = if verify_ca.is_some() { "https" } else { "http" };
+    let callback_url = format!("{scheme}://{host}:{}", params.advertise_port);
     log::info!(
         "node {}: heartbeat every ~{} s, agent API at {callback_url}",
         found.node_uuid,
@@ -410,16 +445,16 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     let mut api = Api::new(token.clone(), started_at, random_u64());
     api.node = found.node.clone();
     api.md5_enabled = found.md5_enabled;
-    let listener = stack.listen(params.listen_port, 16);
     let now = stack.now_ms();
     let mut agent = Agent {
         api,
         listener,
         schedule: Schedule::new(found.heartbeat_timeout_s, now),
-        ironic: apis.swap_remove(i),
+        ironic,
         node_uuid: found.node_uuid,
         callback_url,
         token,
+        verify_ca,
         rng: random_u64() | 1,
         accepted: 0,
     };
