@@ -414,7 +414,7 @@ fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
         "{}\n{firmware}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let loading = regex_line(&firmware, "BdsDxe: loading Boot");
+    let loading = first_line_with(&firmware, "BdsDxe: loading Boot");
     assert!(
         loading.contains("\"rivet-test\"")
             && loading
@@ -431,7 +431,7 @@ fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
 }
 
 /// The first console line containing `needle` ("" if none).
-fn regex_line(console: &str, needle: &str) -> String {
+fn first_line_with(console: &str, needle: &str) -> String {
     console
         .lines()
         .find(|l| l.contains(needle))

@@ -4,7 +4,7 @@
 use super::args::Args;
 use rivet::deploy::{table, BlockDevice};
 use rivet::linux::blockdev::Disk;
-use rivet::wire::superblock::{self, Filesystem, PROBE_LEN};
+use rivet::wire::superblock::Filesystem;
 use serde_json::{json, Value};
 
 const HELP: &str = "\
@@ -22,12 +22,7 @@ fn fs_json(fs: Option<Filesystem>) -> Value {
 }
 
 fn probe(disk: &mut Disk, offset: u64, len: u64) -> Result<Option<Filesystem>, String> {
-    let b = disk.logical_block() as u64;
-    let n = (PROBE_LEN as u64).min(len) / b * b;
-    let mut head = vec![0u8; n as usize];
-    disk.read_at(offset, &mut head)
-        .map_err(|e| format!("{}: read at {offset}: {e}", disk.name()))?;
-    Ok(superblock::probe(&head))
+    rivet::deploy::probe_at(disk, offset, len).map_err(|e| e.to_string())
 }
 
 pub fn run(argv: Vec<String>) -> Result<(), String> {

@@ -234,7 +234,12 @@ fn buffer_for(dev: &dyn BlockDevice, size: usize) -> Result<AlignedBuf, Error> {
     Ok(AlignedBuf::new(size, align))
 }
 
-fn probe_at(dev: &mut dyn BlockDevice, offset: u64, len: u64) -> Result<Option<Filesystem>, Error> {
+/// The filesystem (if any) whose superblock starts at `offset`.
+pub fn probe_at(
+    dev: &mut dyn BlockDevice,
+    offset: u64,
+    len: u64,
+) -> Result<Option<Filesystem>, Error> {
     let b = dev.logical_block() as u64;
     let n = (PROBE_LEN as u64).min(len) / b * b;
     let mut head = vec![0u8; n as usize];

@@ -469,12 +469,15 @@ struct Slot {
 }
 
 impl Slot {
-    fn fresh(&mut self, secure: &mut Option<SecureFactory>) {
-        self.conn = Conn::new();
-        self.outbox.clear();
-        self.waiting = None;
-        self.tls = secure.as_mut().map(|f| f());
-        self.notified = false;
+    fn new(handle: SocketHandle, secure: &mut Option<SecureFactory>) -> Slot {
+        Slot {
+            handle,
+            conn: Conn::new(),
+            outbox: Vec::new(),
+            waiting: None,
+            tls: secure.as_mut().map(|f| f()),
+            notified: false,
+        }
     }
 
     /// Sends HTTP bytes, through the record layer if there is one.
@@ -552,14 +555,8 @@ impl<D: Device, W: Wait> Stack<D, W> {
         if let Err(e) = socket.listen(l.port) {
             log::warn!("cannot listen on port {}: {e:?}", l.port);
         }
-        l.slots.push(Slot {
-            handle: self.sockets.add(socket),
-            conn: Conn::new(),
-            outbox: Vec::new(),
-            waiting: None,
-            tls: l.secure.as_mut().map(|f| f()),
-            notified: false,
-        });
+        let handle = self.sockets.add(socket);
+        l.slots.push(Slot::new(handle, &mut l.secure));
     }
 
     /// Services the listener without blocking: accepts, reads, answers
@@ -646,7 +643,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
             if socket.is_open() {
                 kept.push(slot);
             } else if listening < SPARE {
-                slot.fresh(&mut l.secure);
+                slot = Slot::new(slot.handle, &mut l.secure);
                 let _ = socket.listen(l.port);
                 listening += 1;
                 kept.push(slot);

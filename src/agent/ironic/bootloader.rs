@@ -10,7 +10,6 @@ use crate::deploy::{uefi, BlockDevice};
 use crate::linux::blockdev::Disk;
 use crate::linux::efivars::{self, Efivarfs};
 use crate::linux::fat;
-use crate::wire::superblock::{self, PROBE_LEN};
 use serde_json::Value;
 use std::path::Path;
 
@@ -29,10 +28,8 @@ fn partition_by_uuid<'t>(disk: &mut Disk, table: &'t Existing, uuid: &str) -> Op
         if p.partuuid.eq_ignore_ascii_case(uuid) {
             return true;
         }
-        let b = disk.logical_block() as u64;
-        let mut head = vec![0u8; ((PROBE_LEN as u64).min(p.len) / b * b) as usize];
-        disk.read_at(p.offset, &mut head).is_ok()
-            && superblock::probe(&head).is_some_and(|fs| fs.uuid.eq_ignore_ascii_case(uuid))
+        matches!(crate::deploy::probe_at(disk, p.offset, p.len),
+                 Ok(Some(fs)) if fs.uuid.eq_ignore_ascii_case(uuid))
     })
 }
 
