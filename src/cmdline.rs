@@ -168,7 +168,13 @@ pub const RIVET_KEYS: &[&str] = &[
     "rivet.disk",
     "rivet.iface",
     "rivet.loglevel",
+    "rivet.insecure",
 ];
+
+/// A boolean kernel parameter's value as ironic-python-agent reads them.
+pub fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+}
 
 /// Default bound on waiting for disks and NICs to appear, in seconds.
 pub const DEFAULT_WAIT_SECS: u32 = 10;

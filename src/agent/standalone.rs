@@ -11,6 +11,7 @@ use crate::linux::env::LinuxEnv;
 use crate::linux::inventory::{self, Nic};
 use crate::linux::packet::{open_stack, LinuxStack};
 use crate::linux::sys::boot_seconds;
+use crate::linux::tls::{Verify, CA_BUNDLE};
 use crate::net::client::{self, Download, Policy};
 use crate::net::stack::{describe_lease, Addressing, Lease};
 use crate::net::Transport;
@@ -167,7 +168,8 @@ pub fn firmware_boot_mode() -> BootMode {
 
 /// Brings up rivet's stack on the boot NIC and waits (bounded) for an
 /// address. Errors name the NIC.
-pub fn network(cmdline: &Cmdline) -> Result<(LinuxStack, Lease), String> {
+/// `insecure` turns off the check of https servers' certificates.
+pub fn network(cmdline: &Cmdline, insecure: bool) -> Result<(LinuxStack, Lease), String> {
     let nic = choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?;
     let addressing = addressing(&cmdline.ip)?;
     log::info!(
@@ -178,7 +180,12 @@ pub fn network(cmdline: &Cmdline) -> Result<(LinuxStack, Lease), String> {
             "static"
         }
     );
-    let mut s = open_stack(&nic, addressing)?;
+    let verify = if insecure {
+        Verify::Insecure
+    } else {
+        Verify::Bundle(CA_BUNDLE.into())
+    };
+    let mut s = open_stack(&nic, addressing, verify)?;
     let lease = s
         .wait_for_address(60_000)
         .map_err(|e| format!("{nic}: {e}"))?;
@@ -192,7 +199,11 @@ fn deploy_from(
     stack: &mut Option<LinuxStack>,
     after: &mut Option<EndAction>,
 ) -> Result<Value, Failure> {
-    let s = stack.insert(network(cmdline).map_err(fail("network"))?.0);
+    let insecure = cmdline
+        .rivet
+        .get("rivet.insecure")
+        .is_some_and(|v| crate::cmdline::truthy(v));
+    let s = stack.insert(network(cmdline, insecure).map_err(fail("network"))?.0);
     let text = client::get(s, plan_url, 1 << 20, Policy::default()).map_err(|e| Failure {
         step: "plan",
         error: e.to_string(),

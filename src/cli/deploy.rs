@@ -65,7 +65,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         "sector-size",
     ];
     opts.extend_from_slice(super::net::OPTIONS);
-    let args = Args::parse(argv, &opts, &[])?;
+    let args = Args::parse(argv, &opts, super::net::SWITCHES)?;
     if args.help {
         print!("{}", HELP.replace("{NET}", super::net::HELP));
         return Ok(());

@@ -25,7 +25,8 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         let mut it = argv.into_iter().peekable();
         while let Some(a) = it.next() {
             if a.starts_with("--") {
-                let takes = !a.contains('=') && a != "--help";
+                let takes =
+                    !a.contains('=') && a != "--help" && !super::net::SWITCHES.contains(&&a[2..]);
                 rest.push(a);
                 if takes {
                     if let Some(v) = it.next() {
@@ -40,7 +41,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     };
     let mut opts = super::net::OPTIONS.to_vec();
     opts.extend(["out", "timeout", "retries"]);
-    let args = Args::parse(rest, &opts, &[])?;
+    let args = Args::parse(rest, &opts, super::net::SWITCHES)?;
     if args.help {
         print!("{HELP_HEAD}{}", super::net::HELP);
         return Ok(());

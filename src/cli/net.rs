@@ -2,16 +2,20 @@
 
 use super::args::Args;
 use rivet::linux::packet::{open_stack, LinuxStack};
+use rivet::linux::tls::{Verify, CA_BUNDLE};
 use rivet::net::stack::Addressing;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
-pub const OPTIONS: &[&str] = &["iface", "ip", "gw", "dns"];
+pub const OPTIONS: &[&str] = &["iface", "ip", "gw", "dns", "ca-bundle"];
+pub const SWITCHES: &[&str] = &["insecure"];
 
 pub const HELP: &str = "\
     --iface NAME        Use rivet's own TCP/IP on NAME (AF_PACKET; DHCP unless --ip)
     --ip CIDR           Static address, e.g. 10.0.0.5/24
     --gw IP             Default gateway with --ip
     --dns IP            DNS server with --ip (repeatable)
+    --ca-bundle FILE    CA certificates for https URLs [default: /etc/ssl/certs/ca-certificates.crt]
+    --insecure          Do not verify https servers' certificates (says so loudly)
 ";
 
 fn ipv4(s: &str, what: &str) -> Result<Ipv4Address, String> {
@@ -46,7 +50,12 @@ pub fn stack(args: &Args) -> Result<Option<LinuxStack>, String> {
             }
         }
     };
-    let mut stack = open_stack(iface, addressing)?;
+    let verify = match (args.get("insecure"), args.get("ca-bundle")) {
+        (Some(_), Some(_)) => return Err("--insecure and --ca-bundle exclude each other".into()),
+        (Some(_), None) => Verify::Insecure,
+        (None, bundle) => Verify::Bundle(bundle.unwrap_or(CA_BUNDLE).to_string()),
+    };
+    let mut stack = open_stack(iface, addressing, verify)?;
     let lease = stack
         .wait_for_address(30_000)
         .map_err(|e| format!("{iface}: {e}"))?;

@@ -44,7 +44,7 @@ pub fn status_routes(started_at: f64) -> impl FnMut(&Request) -> Response {
 pub fn run(argv: Vec<String>) -> Result<(), String> {
     let mut opts = super::net::OPTIONS.to_vec();
     opts.extend(["port", "seconds"]);
-    let args = Args::parse(argv, &opts, &[])?;
+    let args = Args::parse(argv, &opts, super::net::SWITCHES)?;
     if args.help {
         print!("{HELP_HEAD}{}", super::net::HELP);
         return Ok(());

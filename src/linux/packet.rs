@@ -176,24 +176,26 @@ pub fn mac_of(name: &str) -> Result<[u8; 6], String> {
         .ok_or_else(|| format!("{name}: unreadable MAC '{}'", text.trim()))
 }
 
-/// rivet's network stack on a Linux NIC.
-pub type LinuxStack = crate::net::stack::Stack<PacketDevice, PollWait>;
+/// rivet's network stack on a Linux NIC, with TLS for https URLs.
+pub type LinuxStack =
+    crate::net::secure::TlsTransport<crate::net::stack::Stack<PacketDevice, PollWait>>;
 
-/// Opens `name` and starts the stack (DHCP runs as the stack is polled).
+/// Opens `name` and starts the stack (DHCP runs as the stack is polled);
+/// https servers are checked as `verify` says.
 pub fn open_stack(
     name: &str,
     addressing: crate::net::stack::Addressing,
+    verify: super::tls::Verify,
 ) -> Result<LinuxStack, String> {
     let mac = mac_of(name)?;
     let device = PacketDevice::open(name)?;
     let waiter = PollWait::new(&device);
     let mut seed = [0u8; 8];
     sys::random(&mut seed);
-    Ok(crate::net::stack::Stack::new(
-        device,
-        waiter,
-        mac,
-        addressing,
-        u64::from_le_bytes(seed),
+    let stack =
+        crate::net::stack::Stack::new(device, waiter, mac, addressing, u64::from_le_bytes(seed));
+    Ok(crate::net::secure::TlsTransport::new(
+        stack,
+        Some(super::tls::connector(verify)),
     ))
 }

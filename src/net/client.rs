@@ -118,13 +118,6 @@ impl<'t, T: Transport> Download<'t, T> {
             status: None,
             message: m,
         })?;
-        if parsed.https {
-            return Err(HttpError {
-                url: url.to_string(),
-                status: None,
-                message: "https is not supported by this build".into(),
-            });
-        }
         let mut d = Download {
             t,
             policy,
@@ -206,6 +199,14 @@ impl<'t, T: Transport> Download<'t, T> {
                 self.policy.connect_timeout_ms,
             )?;
             self.conn = Some(conn);
+            if self.url.https {
+                self.t
+                    .start_tls(conn, &self.url.host, self.policy.connect_timeout_ms)
+                    .map_err(|e| match e.kind {
+                        NetErrorKind::Tls => Attempt::Fatal(self.err(None, e.message)),
+                        _ => Attempt::Retry(e.message),
+                    })?;
+            }
             let range = format!("bytes={}-", self.pos);
             let mut headers: Vec<(&str, &str)> =
                 vec![("User-Agent", USER_AGENT), ("Accept", "*/*")];
@@ -233,13 +234,14 @@ impl<'t, T: Transport> Download<'t, T> {
                         .url
                         .join(location)
                         .map_err(|m| Attempt::Fatal(self.err(Some(status), m)))?;
-                    if next.https {
-                        return Err(Attempt::Fatal(self.err(
-                            Some(status),
-                            format!("redirect to {next}: https is not supported by this build"),
-                        )));
+                    if self.url.https && !next.https {
+                        log::warn!(
+                            "{}: redirected from https to {next}: the rest is not encrypted",
+                            self.original
+                        );
+                    } else {
+                        log::info!("{}: redirected to {next}", self.original);
                     }
-                    log::info!("{}: redirected to {next}", self.original);
                     self.url = next;
                 }
                 500..=599 => {
@@ -627,9 +629,6 @@ pub fn exchange<T: Transport>(
         status: None,
         message: m,
     };
-    if parsed.https {
-        return Err(fail("https is not supported by this build".into()));
-    }
     let len = body.map(|b| b.len().to_string());
     let mut all_headers: Vec<(&str, &str)> = vec![("User-Agent", USER_AGENT)];
     all_headers.extend_from_slice(headers);
@@ -658,6 +657,9 @@ pub fn exchange<T: Transport>(
             }
         };
         let result = (|| -> Result<(u16, Vec<u8>), NetError> {
+            if parsed.https {
+                t.start_tls(conn, &parsed.host, policy.connect_timeout_ms)?;
+            }
             t.send(conn, &head, policy.idle_timeout_ms)?;
             if let Some(b) = body {
                 t.send(conn, b, policy.idle_timeout_ms)?;
@@ -671,6 +673,8 @@ pub fn exchange<T: Transport>(
                 last_answer = Some((status, b));
             }
             Ok(r) => return Ok(r),
+            // A certificate fails the same way every time.
+            Err(e) if e.kind == NetErrorKind::Tls => return Err(fail(e.message)),
             Err(e) => last = e.message,
         }
     }

@@ -14,6 +14,7 @@ pub mod url;
 #[cfg(test)]
 mod tests;
 
+use alloc::format;
 use alloc::string::String;
 use core::fmt;
 
@@ -31,6 +32,9 @@ pub enum NetErrorKind {
     Timeout,
     /// The connection broke while in use.
     Reset,
+    /// The TLS handshake failed: the certificate, the protocol version.
+    /// Trying again would fail the same way.
+    Tls,
     Other,
 }
 
@@ -67,4 +71,13 @@ pub trait Transport {
     /// Returns at least one byte, or 0 when the peer closed cleanly.
     fn recv(&mut self, conn: ConnId, buf: &mut [u8], timeout_ms: u64) -> Result<usize, NetError>;
     fn close(&mut self, conn: ConnId);
+    /// Runs a TLS handshake on `conn` with `host` (the name checked against
+    /// the certificate); later sends and receives are encrypted.
+    fn start_tls(&mut self, conn: ConnId, host: &str, timeout_ms: u64) -> Result<(), NetError> {
+        let _ = (conn, timeout_ms);
+        Err(NetError::new(
+            NetErrorKind::Tls,
+            format!("https://{host}: this transport has no TLS client"),
+        ))
+    }
 }

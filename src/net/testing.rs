@@ -44,6 +44,11 @@ pub struct FakeServer {
     pub answers: VecDeque<(u16, String)>,
     /// Most bytes one recv returns (segmentation).
     pub segment: usize,
+    /// Hosts a TLS handshake was started with, in order. The connection
+    /// stays plaintext here: the record layer is tested in `linux::tls`.
+    pub tls_hosts: Vec<String>,
+    /// Every handshake fails with this (a certificate the client refuses).
+    pub tls_refusal: Option<String>,
     conns: BTreeMap<usize, Conn>,
     next: usize,
 }
@@ -262,5 +267,18 @@ impl Transport for FakeServer {
     }
     fn close(&mut self, conn: ConnId) {
         self.conns.remove(&conn.0);
+    }
+    fn start_tls(&mut self, conn: ConnId, host: &str, _timeout_ms: u64) -> Result<(), NetError> {
+        if !self.conns.contains_key(&conn.0) {
+            return Err(NetError::new(NetErrorKind::Reset, "no such connection"));
+        }
+        self.tls_hosts.push(host.to_string());
+        match &self.tls_refusal {
+            Some(why) => Err(NetError::new(
+                NetErrorKind::Tls,
+                format!("TLS with {host}: {why}"),
+            )),
+            None => Ok(()),
+        }
     }
 }

@@ -126,7 +126,66 @@ fn failures_that_will_not_heal_are_final() {
     .err()
     .unwrap();
     assert!(e.message.contains("cannot resolve"), "{e}");
-    assert!(Download::start(&mut s, "https://h/img", Policy::default()).is_err());
+}
+
+#[test]
+fn https_runs_a_handshake_with_the_url_host_and_follows_redirects_across_schemes() {
+    let data = image(5_000);
+    let mut s = FakeServer::serving("/real", data.clone());
+    s.redirects
+        .insert("/a".into(), "https://mirror.example:8443/b".into());
+    s.redirects
+        .insert("/b".into(), "http://plain.example/real".into());
+    let mut d = Download::start(&mut s, "http://h/a", Policy::default()).unwrap();
+    assert_eq!(read_all(&mut d).unwrap(), data);
+    drop(d);
+    // Only the https hop is encrypted, and it checks the host it names.
+    assert_eq!(s.tls_hosts, ["mirror.example"]);
+    assert_eq!(s.requests.len(), 3);
+
+    let (status, body) = crate::net::client::exchange(
+        &mut s,
+        "GET",
+        "https://api.example/v1",
+        &[],
+        None,
+        Policy::default(),
+    )
+    .unwrap();
+    assert_eq!((status, body.len()), (404, 0));
+    assert_eq!(s.tls_hosts.last().map(String::as_str), Some("api.example"));
+}
+
+#[test]
+fn a_refused_certificate_is_final_not_retried() {
+    let mut s = FakeServer::serving("/img", image(10));
+    s.tls_refusal = Some("invalid peer certificate: UnknownIssuer".into());
+    let e = Download::start(&mut s, "https://images.example/img", Policy::default())
+        .err()
+        .unwrap();
+    assert!(
+        e.message
+            .contains("TLS with images.example: invalid peer certificate"),
+        "{e}"
+    );
+    assert_eq!(
+        (s.tls_hosts.len(), s.requests.len()),
+        (1, 0),
+        "one handshake, no request"
+    );
+    assert_eq!(s.now, 1, "no backoff sleeps");
+
+    let e = crate::net::client::exchange(
+        &mut s,
+        "POST",
+        "https://api.example/v1",
+        &[],
+        Some(b"{}"),
+        Policy::default(),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("UnknownIssuer"), "{e}");
+    assert_eq!(s.tls_hosts.len(), 2);
 }
 
 #[test]

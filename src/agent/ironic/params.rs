@@ -57,14 +57,10 @@ impl Params {
             warnings: Vec::new(),
         };
         for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            if url.starts_with("http://") {
+            if url.starts_with("http://") || url.starts_with("https://") {
                 p.api_urls.push(url.trim_end_matches('/').to_string());
-            } else if url.starts_with("https://") {
-                p.warnings.push(format!(
-                    "ipa-api-url {url}: https is not supported by this build; skipped"
-                ));
             } else {
-                p.warnings.push(format!("ipa-api-url {url}: not an http:// URL (mdns discovery is not supported); skipped"));
+                p.warnings.push(format!("ipa-api-url {url}: not an http:// or https:// URL (mdns discovery is not supported); skipped"));
             }
         }
         let mut number = |key: &str, into: &mut u64| {
@@ -100,8 +96,7 @@ impl Params {
                 )),
             }
         }
-        let truthy =
-            |v: &String| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        let truthy = |v: &String| crate::cmdline::truthy(v);
         p.insecure = c.ipa.get("ipa-insecure").is_some_and(truthy);
         p.debug = c.ipa.get("ipa-debug").is_some_and(truthy);
         match c.ipa.get("ipa-advertise-protocol").map(String::as_str) {
@@ -143,17 +138,25 @@ mod tests {
     #[test]
     fn what_ironic_puts_on_the_command_line() {
         let c = Cmdline::parse(
-            "nofb vga=normal ipa-api-url=http://10.0.2.2:6385/,https://ironic.example:6385 \
+            "nofb vga=normal ipa-api-url=http://10.0.2.2:6385/,https://ironic.example:6385,mdns \
              ipa-global-request-id=req-1 BOOTIF=01-52-54-00-12-34-56 ipa-lookup-timeout=30 \
-             ipa-advertise-port=19999 ipa-inspection-collectors=default ipa-lookup-interval=x",
+             ipa-advertise-port=19999 ipa-inspection-collectors=default ipa-lookup-interval=x \
+             ipa-insecure=True",
         );
         let p = Params::from_cmdline(&c).expect("ironic mode");
-        assert_eq!(p.api_urls, vec!["http://10.0.2.2:6385"]);
+        assert_eq!(
+            p.api_urls,
+            vec!["http://10.0.2.2:6385", "https://ironic.example:6385"]
+        );
+        assert!(p.insecure);
         assert_eq!(p.global_request_id.as_deref(), Some("req-1"));
         assert_eq!((p.lookup_timeout_s, p.lookup_interval_s), (30, 1));
         assert_eq!((p.listen_port, p.advertise_port), (9999, 19999));
         let w = p.warnings.join("\n");
-        assert!(w.contains("https is not supported"), "{w}");
+        assert!(
+            w.contains("ipa-api-url mdns: not an http:// or https:// URL"),
+            "{w}"
+        );
         assert!(w.contains("ipa-inspection-collectors is not used"), "{w}");
         assert!(w.contains("ipa-lookup-interval='x'"), "{w}");
         assert!(Params::from_cmdline(&Cmdline::parse("rivet.plan=http://a/p")).is_none());

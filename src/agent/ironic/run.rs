@@ -186,6 +186,10 @@ impl Transport for Servicing<'_> {
     fn close(&mut self, conn: ConnId) {
         self.stack.close(conn)
     }
+    fn start_tls(&mut self, conn: ConnId, host: &str, timeout_ms: u64) -> Result<(), NetError> {
+        self.tick();
+        self.stack.start_tls(conn, host, timeout_ms)
+    }
 }
 
 /// A deploy failure as the real agent names it (the conductor logs the
@@ -363,7 +367,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     if params.api_urls.is_empty() {
         return Err("no usable ipa-api-url".into());
     }
-    let (mut stack, lease) = standalone::network(cmdline)?;
+    let (mut stack, lease) = standalone::network(cmdline, params.insecure)?;
     let macs: Vec<String> = inventory::nics(Path::new("/sys"))
         .iter()
         .filter_map(|n| n.mac.map(|m| m.to_string()))
