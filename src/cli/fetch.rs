@@ -24,9 +24,9 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         let mut rest = Vec::new();
         let mut it = argv.into_iter().peekable();
         while let Some(a) = it.next() {
-            if a.starts_with("--") {
+            if let Some(name) = a.strip_prefix("--") {
                 let takes =
-                    !a.contains('=') && a != "--help" && !super::net::SWITCHES.contains(&&a[2..]);
+                    !name.contains('=') && name != "help" && !super::net::SWITCHES.contains(&name);
                 rest.push(a);
                 if takes {
                     if let Some(v) = it.next() {
