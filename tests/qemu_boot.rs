@@ -64,7 +64,7 @@ fn pxe_boots_through_ipxe_over_tftp() {
         .arg("--disk", disk.display())
         .run("reboot: Power down");
     assert!(
-        console.contains("tftp://10.0.2.2/initrd.gz"),
+        console.contains("tftp://10.0.2.2/initrd.img"),
         "iPXE did not fetch over TFTP"
     );
     let lines = rivet_lines(&console);
@@ -111,21 +111,21 @@ fn end_action_and_bad_keys_come_from_the_command_line() {
 }
 
 #[test]
-fn default_class_boots_and_loads_only_what_the_hardware_needs() {
-    let dir = scratch("default-class");
+fn full_class_boots_and_loads_only_what_the_hardware_needs() {
+    let dir = scratch("full-class");
     let disk = blank_disk(&dir, "disk.img", 64);
-    let console = Boot::new(&dir, &initramfs("default"))
+    let console = Boot::new(&dir, &initramfs("full"))
         .arg("--disk", disk.display())
-        // An e1000 NIC besides the virtio one: its module must be found by alias.
+        // An e1000e NIC besides the virtio one: its module must be found by alias.
         .arg("--qemu-arg", "-device")
-        .arg("--qemu-arg", "e1000,netdev=n1,mac=52:54:00:00:00:02")
+        .arg("--qemu-arg", "e1000e,netdev=n1,mac=52:54:00:00:00:02")
         .arg("--qemu-arg", "-netdev")
         .arg("--qemu-arg", "user,id=n1")
         .run("reboot: Power down");
     let lines = rivet_lines(&console);
-    assert_logged(&lines, "module e1000 loaded (for pci:v00008086d0000100E");
-    assert_logged(&lines, "mac 52:54:00:00:00:02, carrier up, driver e1000");
-    for unneeded in ["ixgbe", "i40e", "nvme ", "igb"] {
+    assert_logged(&lines, "module e1000e loaded (for pci:v00008086d000010D3");
+    assert_logged(&lines, "mac 52:54:00:00:00:02, carrier up, driver e1000e");
+    for unneeded in ["ixgbe", "i40e", "nvme ", "igb", "e1000 "] {
         assert!(
             !lines
                 .iter()

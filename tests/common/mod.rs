@@ -4,6 +4,7 @@
 
 pub mod disk;
 pub mod netns;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,10 +44,14 @@ pub fn scratch(name: &str) -> PathBuf {
 /// `rivet mkinitramfs` for a class, built once per test process.
 pub fn initramfs(class: &'static str) -> PathBuf {
     static VIRTIO: OnceLock<PathBuf> = OnceLock::new();
-    static DEFAULT: OnceLock<PathBuf> = OnceLock::new();
-    let cell = if class == "virtio" { &VIRTIO } else { &DEFAULT };
+    static FULL: OnceLock<PathBuf> = OnceLock::new();
+    let cell = match class {
+        "virtio" => &VIRTIO,
+        "full" => &FULL,
+        _ => panic!("no cell for class {class}"),
+    };
     cell.get_or_init(|| {
-        let out = scratch(&format!("initrd-{class}")).join("initrd.gz");
+        let out = scratch(&format!("initrd-{class}")).join("initrd.img");
         let status = Command::new(env!("CARGO_BIN_EXE_rivet"))
             .args(["mkinitramfs", "--class", class, "--kernel"])
             .arg(kernel_dir())

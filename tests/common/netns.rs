@@ -112,6 +112,15 @@ impl Net {
 
     /// nginx serving `root` on port 8080 (Range, ETag, sendfile: the real thing).
     pub fn nginx(&mut self, root: &Path) -> String {
+        self.nginx_with(root, None)
+    }
+
+    /// nginx serving `root` over HTTPS on port 8443 with `cert`.
+    pub fn nginx_tls(&mut self, root: &Path, cert: &super::tls::ServerCert) -> String {
+        self.nginx_with(root, Some(cert))
+    }
+
+    fn nginx_with(&mut self, root: &Path, tls: Option<&super::tls::ServerCert>) -> String {
         let prefix = self.dir.join("nginx");
         std::fs::create_dir_all(&prefix).unwrap();
         let conf = prefix.join("nginx.conf");
@@ -120,17 +129,34 @@ impl Net {
             format!(
                 "daemon off; master_process off; worker_processes 1; pid {p}/nginx.pid; error_log {p}/error.log;\n\
                  events {{ worker_connections 64; }}\n\
-                 http {{ access_log off; sendfile on; server {{ listen {ip}:8080; root {root}; }} }}\n",
+                 http {{ access_log off; sendfile on; server {{ listen {ip}:{port}{ssl}; root {root}; {certs} }} }}\n",
                 p = prefix.display(),
                 ip = self.server_ip,
-                root = root.display()
+                root = root.display(),
+                port = if tls.is_some() { 8443 } else { 8080 },
+                ssl = if tls.is_some() { " ssl" } else { "" },
+                certs = tls
+                    .map(|t| format!(
+                        "ssl_certificate {}; ssl_certificate_key {};",
+                        t.cert.display(),
+                        t.key.display()
+                    ))
+                    .unwrap_or_default(),
             ),
         )
         .unwrap();
         let (c, p) = (conf.display().to_string(), prefix.display().to_string());
         self.spawn_in_srv("nginx", &["-c", &c, "-p", &p], "nginx.log");
-        self.wait_for_port(8080);
-        format!("http://{}:8080", self.server_ip)
+        match tls {
+            Some(_) => {
+                self.wait_for_port(8443);
+                format!("https://{}:8443", self.server_ip)
+            }
+            None => {
+                self.wait_for_port(8080);
+                format!("http://{}:8080", self.server_ip)
+            }
+        }
     }
 
     /// The fault server on `port` serving `file` with extra flags.
