@@ -7,14 +7,120 @@
 
 mod common;
 use common::disk::{blkid_at, files_equal_at, mkfs_image, sha256_file, sparse, MIB};
-use common::{free_port, initramfs, rivet_lines, scratch, Boot, Fixture};
+use common::tls::{ServerCert, TestCa};
+use common::{
+    assert_logged, free_port, initramfs, initramfs_with_ca, rivet_lines, scratch, Boot, Fixture,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 const MAC: &str = "52:54:00:12:34:56";
 
-/// Runs one conductor-driven session; returns the stand-in's record and
-/// the console.
+/// The conductor stand-in's API and images over HTTPS, signed by a test CA
+/// that the initramfs carries as its bundle.
+struct Https {
+    ca: TestCa,
+    cert: ServerCert,
+}
+
+impl Https {
+    fn new(dir: &Path) -> Https {
+        let ca = TestCa::new(dir, "ironic");
+        // 10.0.2.2: the host as QEMU's user network shows it to the guest.
+        let cert = ca.server(dir, "conductor", &["10.0.2.2"]);
+        Https { ca, cert }
+    }
+}
+
+/// A conductor stand-in running for one boot.
+struct Conductor {
+    _fixture: Fixture,
+    api_url: String,
+    agent_port: u16,
+    initrd: PathBuf,
+}
+
+impl Conductor {
+    fn start(
+        dir: &Path,
+        mode: &str,
+        image_info: Option<Value>,
+        extra: &[&str],
+        https: Option<&Https>,
+    ) -> Conductor {
+        let port = free_port();
+        let agent_port = free_port();
+        let scheme = if https.is_some() { "https" } else { "http" };
+        let mut args: Vec<String> = [
+            "--dir",
+            dir.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--agent-port",
+            &agent_port.to_string(),
+            "--mode",
+            mode,
+            "--mac",
+            MAC,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(mut info) = image_info {
+            info["urls"] = json!([format!(
+                "{scheme}://10.0.2.2:{port}/images/{}",
+                info["urls"][0].as_str().unwrap()
+            )]);
+            let path = dir.join("image_info.json");
+            std::fs::write(&path, info.to_string()).unwrap();
+            args.extend(["--image-info".into(), path.display().to_string()]);
+        }
+        if let Some(h) = https {
+            args.extend(["--tls-cert".into(), h.cert.cert.display().to_string()]);
+            args.extend(["--tls-key".into(), h.cert.key.display().to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let fixture = Fixture::start("conductor.py", &argv, &dir.join("conductor.log"));
+        Conductor {
+            _fixture: fixture,
+            api_url: format!("{scheme}://10.0.2.2:{port}"),
+            agent_port,
+            initrd: match https {
+                Some(h) => initramfs_with_ca(dir, &h.ca.pem),
+                None => initramfs("virtio"),
+            },
+        }
+    }
+
+    /// The machine, booted into Ironic mode against this conductor.
+    fn boot(&self, dir: &Path, disks: &[&Path], append: &str) -> Boot {
+        let mut boot = Boot::new(dir, &self.initrd)
+            .arg("--mem", 128)
+            .arg("--forward", format!("{}:9999", self.agent_port))
+            .arg("--append", format!("ipa-api-url={} ipa-global-request-id=req-6c1e0b51-91d5-4bde-8c19-0f3e1d2c4b5a BOOTIF=01-{} {append}", self.api_url, MAC.replace(':', "-")));
+        for d in disks {
+            boot = boot.arg("--disk", d.display());
+        }
+        boot
+    }
+}
+
+/// What the stand-in recorded.
+fn record(dir: &Path) -> Value {
+    serde_json::from_slice(
+        &std::fs::read(dir.join("conductor.json")).unwrap_or_else(|_| {
+            panic!(
+                "the stand-in recorded nothing; see {}",
+                dir.join("conductor.log").display()
+            )
+        }),
+    )
+    .unwrap()
+}
+
+/// Runs one conductor-driven session to the agent's power-off; returns
+/// the stand-in's record and the console.
 fn session(
     dir: &Path,
     mode: &str,
@@ -23,55 +129,25 @@ fn session(
     extra: &[&str],
     boot_extra: &[(&str, String)],
 ) -> (Value, String) {
-    let port = free_port();
-    let agent_port = free_port();
-    let mut args: Vec<String> = [
-        "--dir",
-        dir.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--agent-port",
-        &agent_port.to_string(),
-        "--mode",
-        mode,
-        "--mac",
-        MAC,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(mut info) = image_info {
-        info["urls"] = json!([format!(
-            "http://10.0.2.2:{port}/images/{}",
-            info["urls"][0].as_str().unwrap()
-        )]);
-        let path = dir.join("image_info.json");
-        std::fs::write(&path, info.to_string()).unwrap();
-        args.extend(["--image-info".into(), path.display().to_string()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _conductor = Fixture::start("conductor.py", &argv, &dir.join("conductor.log"));
-    let mut boot = Boot::new(dir, &initramfs("virtio"))
-        .arg("--mem", 128)
-        .arg("--forward", format!("{agent_port}:9999"))
-        .arg("--append", format!("ipa-api-url=http://10.0.2.2:{port} ipa-global-request-id=req-6c1e0b51-91d5-4bde-8c19-0f3e1d2c4b5a BOOTIF=01-{}", MAC.replace(':', "-")));
-    for d in disks {
-        boot = boot.arg("--disk", d.display());
-    }
+    https_session(dir, mode, image_info, disks, extra, boot_extra, None)
+}
+
+fn https_session(
+    dir: &Path,
+    mode: &str,
+    image_info: Option<Value>,
+    disks: &[&Path],
+    extra: &[&str],
+    boot_extra: &[(&str, String)],
+    https: Option<&Https>,
+) -> (Value, String) {
+    let conductor = Conductor::start(dir, mode, image_info, extra, https);
+    let mut boot = conductor.boot(dir, disks, "");
     for (flag, value) in boot_extra {
         boot = boot.arg(flag, value);
     }
     let console = boot.run("reboot: Power down");
-    let record: Value = serde_json::from_slice(
-        &std::fs::read(dir.join("conductor.json")).unwrap_or_else(|_| {
-            panic!(
-                "the stand-in recorded nothing; see {}",
-                dir.join("conductor.log").display()
-            )
-        }),
-    )
-    .unwrap();
+    let record = record(dir);
     assert_eq!(
         record["errors"],
         json!([]),
@@ -142,15 +218,25 @@ fn conductor_deploys_a_partition_image_and_refusals_leave_the_agent_serving() {
         "root_gb": 0, "root_mb": 64, "swap_mb": 16, "ephemeral_mb": 0, "ephemeral_format": null,
         "preserve_ephemeral": false, "configdrive": null, "deploy_boot_mode": "bios", "boot_option": "local"});
     // Throttled so the stream outlasts a heartbeat interval (4 s × 0.3–0.6).
-    let (record, console) = session(
+    // The API and the image over HTTPS, verified against the bundle the
+    // initramfs carries.
+    let https = Https::new(&dir);
+    let (record, console) = https_session(
         &dir,
         "deploy",
         Some(info),
         &[&decoy, &target],
         &["--root-device", "/dev/vdb", "--throttle", "6"],
         &[],
+        Some(&https),
     );
     assert_protocol(&record);
+    let lines = rivet_lines(&console);
+    assert_logged(
+        &lines,
+        "TLS: 1 CA certificates from /etc/ssl/certs/ca-certificates.crt",
+    );
+    assert_logged(&lines, "heartbeat accepted by https://10.0.2.2:");
 
     let r = &record["refusals"];
     let token_refusal =
@@ -437,4 +523,67 @@ fn first_line_with(console: &str, needle: &str) -> String {
         .find(|l| l.contains(needle))
         .unwrap_or("")
         .to_string()
+}
+
+/// Boots against a conductor that refuses the agent's heartbeats; stops
+/// once rivet has logged the refusal. Returns the record and rivet's lines.
+fn refused(dir: &Path, conductor_extra: &[&str], append: &str) -> (Value, Vec<String>) {
+    let conductor = Conductor::start(dir, "deploy", None, conductor_extra, None);
+    let console = conductor
+        .boot(dir, &[], append)
+        .arg("--until", "heartbeat refused")
+        .run("heartbeat refused \\(400\\)");
+    (record(dir), rivet_lines(&console))
+}
+
+#[test]
+fn a_stock_conductor_refuses_a_plain_http_callback_and_rivet_says_why() {
+    let dir = scratch("ironic-http-refused");
+    let (record, lines) = refused(&dir, &[], "ipa-advertise-protocol=http");
+    let hb = &record["heartbeats"][0];
+    assert_eq!(hb["body"]["callback_url"], "http://10.0.2.15:9999");
+    assert_eq!(hb["refused"], "TLS is required by configuration");
+    assert_logged(
+        &lines,
+        "heartbeat refused (400): TLS is required by configuration (the conductor requires TLS: drop ipa-advertise-protocol=http",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_conductor_holding_an_earlier_agents_certificate_refuses_and_rivet_says_why() {
+    let dir = scratch("ironic-old-cert");
+    // The certificate an earlier agent on this node sent (any other key).
+    let old = TestCa::new(&dir, "earlier-agent");
+    let (record, lines) = refused(
+        &dir,
+        &[
+            "--stored-verify-ca",
+            old.pem.to_str().unwrap(),
+            "--stored-agent-url",
+            "https://10.0.2.15:9999",
+        ],
+        "",
+    );
+    let hb = &record["heartbeats"][0];
+    assert_eq!(hb["body"]["callback_url"], "https://10.0.2.15:9999");
+    let sent = hb["body"]["agent_verify_ca"].as_str().unwrap();
+    assert!(sent.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_ne!(
+        sent.trim(),
+        std::fs::read_to_string(&old.pem).unwrap().trim()
+    );
+    assert_eq!(
+        hb["refused"],
+        "Detected change in ramdisk provided \"agent_verify_ca\""
+    );
+    // The conductor's side: talking to the agent with the PEM it holds
+    // fails the TLS check.
+    let call = record["old_pem_call"].to_string();
+    assert!(call.contains("CERTIFICATE_VERIFY_FAILED"), "{call}");
+    assert_logged(
+        &lines,
+        "heartbeat refused (400): Detected change in ramdisk provided \"agent_verify_ca\" (the conductor holds the certificate of an earlier agent",
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

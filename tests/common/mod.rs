@@ -52,19 +52,31 @@ pub fn initramfs(class: &'static str) -> PathBuf {
     };
     cell.get_or_init(|| {
         let out = scratch(&format!("initrd-{class}")).join("initrd.img");
-        let status = Command::new(env!("CARGO_BIN_EXE_rivet"))
-            .args(["mkinitramfs", "--class", class, "--kernel"])
-            .arg(kernel_dir())
-            .arg("--init")
-            .arg(init_binary())
-            .arg("--out")
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(status.success(), "rivet mkinitramfs failed");
+        build_initramfs(class, &out, &[]);
         out
     })
     .clone()
+}
+
+/// The virtio class carrying `ca` as its CA bundle, built into `dir`.
+pub fn initramfs_with_ca(dir: &Path, ca: &Path) -> PathBuf {
+    let out = dir.join("initrd-ca.img");
+    build_initramfs("virtio", &out, &["--ca-bundle", ca.to_str().unwrap()]);
+    out
+}
+
+fn build_initramfs(class: &str, out: &Path, extra: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_rivet"))
+        .args(["mkinitramfs", "--class", class, "--kernel"])
+        .arg(kernel_dir())
+        .arg("--init")
+        .arg(init_binary())
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(status.success(), "rivet mkinitramfs failed");
 }
 
 /// A sparse raw disk image of `mib` MiB.

@@ -167,15 +167,41 @@ impl IronicApi {
         let path = format!("/v1/heartbeat/{node}");
         match self.call(t, "POST", &path, HEARTBEAT_VERSION, Some(bytes.as_bytes()))? {
             (202, _) => Ok(()),
-            (409, b) => Err(format!(
-                "heartbeat conflict (409): {}",
-                String::from_utf8_lossy(&b)
-            )),
-            (s, b) => Err(format!(
-                "heartbeat answered {s}: {}",
-                String::from_utf8_lossy(&b)
-            )),
+            (409, b) => Err(format!("heartbeat conflict (409): {}", fault(&b))),
+            (s, b) => {
+                let why = fault(&b);
+                Err(format!("heartbeat refused ({s}): {why}{}", hint(&why)))
+            }
         }
+    }
+}
+
+/// The reason in an Ironic API error: `error_message` holds a JSON string
+/// whose `faultstring` says it (older APIs put the text there directly).
+pub fn fault(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body).into_owned();
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return text;
+    };
+    match v["error_message"].as_str() {
+        Some(inner) => serde_json::from_str::<Value>(inner)
+            .ok()
+            .and_then(|i| i["faultstring"].as_str().map(str::to_string))
+            .unwrap_or_else(|| inner.to_string()),
+        None => text,
+    }
+}
+
+/// What to do about the refusals an operator can act on.
+fn hint(why: &str) -> &'static str {
+    if why.contains("TLS is required") {
+        " (the conductor requires TLS: drop ipa-advertise-protocol=http, or set \
+         [agent]require_tls=False there)"
+    } else if why.contains("agent_verify_ca") {
+        " (the conductor holds the certificate of an earlier agent on this node; \
+         it forgets it when Ironic itself reboots the node into the ramdisk)"
+    } else {
+        ""
     }
 }
 
@@ -369,5 +395,25 @@ mod tests {
         api.version = (1, 67);
         assert!(!api.supports_auto_tls());
         assert!(err.contains("400") && err.contains("agent token"), "{err}");
+    }
+
+    #[test]
+    fn refusals_are_read_from_ironics_nested_faultstring() {
+        let nested = br#"{"error_message": "{\"faultstring\": \"TLS is required by configuration\", \"faultcode\": \"Client\", \"debuginfo\": null}"}"#;
+        assert_eq!(fault(nested), "TLS is required by configuration");
+        assert_eq!(
+            fault(br#"{"error_message": "Node not found"}"#),
+            "Node not found"
+        );
+        assert_eq!(fault(b"<html>502</html>"), "<html>502</html>");
+        let mut server = FakeServer::answering(&[(400, core::str::from_utf8(nested).unwrap())]);
+        let api = IronicApi::new("http://10.0.2.2:6385", None);
+        let err = api
+            .heartbeat(&mut server, "n1", "http://10.0.2.15:9999", Some("t"), None)
+            .unwrap_err();
+        assert!(
+            err.starts_with("heartbeat refused (400): TLS is required by configuration (the conductor requires TLS"),
+            "{err}"
+        );
     }
 }
