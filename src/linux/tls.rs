@@ -49,6 +49,7 @@ impl AgentTls {
         ip: IpAddr,
         common_name: &str,
         min_version: Option<&str>,
+        cipher_suites: Option<&str>,
         now: SystemTime,
     ) -> Result<AgentTls, String> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
@@ -71,7 +72,11 @@ impl AgentTls {
         let chain = vec![CertificateDer::from(cert.der().to_vec())];
         let private = PrivateKeyDer::try_from(key.serialize_der())
             .map_err(|e| format!("the TLS key: {e}"))?;
-        let config = rustls::ServerConfig::builder_with_provider(provider())
+        let mut server_provider = rustls::crypto::ring::default_provider();
+        if let Some(list) = cipher_suites {
+            server_provider.cipher_suites = suites(list)?;
+        }
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(server_provider))
             .with_protocol_versions(versions(min_version)?)
             .map_err(|e| format!("TLS versions: {e}"))?
             .with_no_client_auth()
@@ -96,6 +101,75 @@ impl AgentTls {
             }
         })
     }
+}
+
+/// OpenSSL's names of the TLS 1.2 suites rustls has, with the IANA names.
+const OPENSSL_NAMES: &[(&str, &str)] = &[
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+];
+
+/// The suites the lookup's `tls_cipher_suites` allows. As with OpenSSL's
+/// cipher string, it names TLS 1.2 suites (OpenSSL or IANA names); TLS 1.3
+/// suites stay unless the list names some (IANA names, `TLS_AES_…`).
+/// Names rustls lacks are skipped with a warning.
+fn suites(list: &str) -> Result<Vec<rustls::SupportedCipherSuite>, String> {
+    let all = rustls::crypto::ring::ALL_CIPHER_SUITES;
+    let iana = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+    let mut wanted = Vec::new();
+    for name in list.split(':').map(str::trim).filter(|n| !n.is_empty()) {
+        let name = OPENSSL_NAMES
+            .iter()
+            .find(|(o, _)| *o == name)
+            .map_or(name.to_string(), |(_, i)| i.to_string());
+        // rustls calls the TLS 1.3 suites TLS13_…, IANA TLS_AES_… and
+        // TLS_CHACHA20_POLY1305_SHA256.
+        let name = match name.strip_prefix("TLS_") {
+            Some(rest) if rest.starts_with("AES_") || rest.starts_with("CHACHA20_") => {
+                format!("TLS13_{rest}")
+            }
+            _ => name,
+        };
+        match all.iter().find(|s| iana(s) == name) {
+            Some(s) => wanted.push(*s),
+            None => log::warn!("tls_cipher_suites: {name} is not a suite rivet has; skipped"),
+        }
+    }
+    let names_13 = wanted
+        .iter()
+        .any(|s| s.version() == &rustls::version::TLS13);
+    let mut out: Vec<_> = all
+        .iter()
+        .filter(|s| s.version() == &rustls::version::TLS13 && !names_13)
+        .copied()
+        .collect();
+    out.extend(wanted);
+    if out.is_empty() {
+        return Err(format!("tls_cipher_suites '{list}': no suite rivet has"));
+    }
+    Ok(out)
 }
 
 /// Where rivet looks for CA certificates: Debian's bundle, on the build
@@ -374,18 +448,54 @@ mod tests {
     #[test]
     fn certificate_serves_tls13_and_min_version_is_honoured() {
         let ip: IpAddr = "10.0.2.15".parse().unwrap();
-        let tls = AgentTls::generate(ip, "rivet", Some("1.3"), SystemTime::now()).unwrap();
+        let tls = AgentTls::generate(ip, "rivet", Some("1.3"), None, SystemTime::now()).unwrap();
         assert!(tls.pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert_eq!(exchange(&tls, false).unwrap(), b"GET / HTTP/1.1\r\n\r\n");
         // tls_min_version 1.3: a TLS 1.2 client is refused.
         assert!(exchange(&tls, true).is_err());
-        let both = AgentTls::generate(ip, "rivet", Some("1.2"), SystemTime::now()).unwrap();
+        let both = AgentTls::generate(ip, "rivet", Some("1.2"), None, SystemTime::now()).unwrap();
         assert_eq!(exchange(&both, true).unwrap(), b"GET / HTTP/1.1\r\n\r\n");
         assert!(
-            AgentTls::generate(ip, "rivet", Some("1.1"), SystemTime::now())
+            AgentTls::generate(ip, "rivet", Some("1.1"), None, SystemTime::now())
                 .err()
                 .unwrap()
                 .contains("1.1")
+        );
+    }
+
+    #[test]
+    fn the_lookups_cipher_suites_limit_tls12() {
+        let ip: IpAddr = "10.0.2.15".parse().unwrap();
+        // Only an RSA suite: useless with an EC key, so TLS 1.2 fails and
+        // TLS 1.3 (not named) still works.
+        let rsa_only = AgentTls::generate(
+            ip,
+            "rivet",
+            Some("1.2"),
+            Some("ECDHE-RSA-AES128-GCM-SHA256:NO-SUCH-SUITE"),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(exchange(&rsa_only, true).is_err());
+        assert!(exchange(&rsa_only, false).is_ok());
+        let ecdsa = AgentTls::generate(
+            ip,
+            "rivet",
+            Some("1.2"),
+            Some("ECDHE-ECDSA-AES256-GCM-SHA384"),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(exchange(&ecdsa, true).is_ok());
+        assert!(
+            AgentTls::generate(ip, "rivet", None, Some("NULL-MD5"), SystemTime::now()).is_ok(),
+            "TLS 1.3 suites remain"
+        );
+        let only_13 = suites("TLS_AES_256_GCM_SHA384").unwrap();
+        assert_eq!(only_13.len(), 1);
+        assert_eq!(
+            format!("{:?}", only_13[0].suite()),
+            "TLS13_AES_256_GCM_SHA384"
         );
     }
 
@@ -394,6 +504,7 @@ mod tests {
         let tls = AgentTls::generate(
             "10.0.2.99".parse().unwrap(),
             "rivet",
+            None,
             None,
             SystemTime::now(),
         )
@@ -469,7 +580,8 @@ mod tests {
         // Distinct names: a bundle CA of the same name would be tried and
         // fail as BadSignature rather than UnknownIssuer.
         let cn = format!("test {}", random_u32());
-        let tls = AgentTls::generate(ip.parse().unwrap(), &cn, None, SystemTime::now()).unwrap();
+        let tls =
+            AgentTls::generate(ip.parse().unwrap(), &cn, None, None, SystemTime::now()).unwrap();
         let lb = Loopback {
             factory: tls.factory(),
             server: None,

@@ -33,6 +33,8 @@ pub struct Lookup {
     pub md5_enabled: bool,
     /// The lowest TLS version the agent API may speak ("1.2", "1.3").
     pub tls_min_version: Option<String>,
+    /// OpenSSL-style `A:B:C` list for the agent API's TLS 1.2 suites.
+    pub tls_cipher_suites: Option<String>,
 }
 
 /// A lookup attempt that did not find the node.
@@ -225,6 +227,10 @@ pub fn parse_lookup(j: &Value) -> Option<Lookup> {
             .as_bool()
             .unwrap_or(true),
         tls_min_version: config["tls_min_version"].as_str().map(str::to_string),
+        tls_cipher_suites: config["tls_cipher_suites"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
     })
 }
 

@@ -425,6 +425,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
             ip,
             &host,
             found.tls_min_version.as_deref(),
+            found.tls_cipher_suites.as_deref(),
             std::time::SystemTime::now(),
         )?;
         log::info!(
