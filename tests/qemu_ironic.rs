@@ -119,20 +119,9 @@ fn record(dir: &Path) -> Value {
     .unwrap()
 }
 
-/// Runs one conductor-driven session to the agent's power-off; returns
-/// the stand-in's record and the console.
+/// Runs one conductor-driven session to the agent's power-off (over
+/// HTTPS with `https`); returns the stand-in's record and the console.
 fn session(
-    dir: &Path,
-    mode: &str,
-    image_info: Option<Value>,
-    disks: &[&Path],
-    extra: &[&str],
-    boot_extra: &[(&str, String)],
-) -> (Value, String) {
-    https_session(dir, mode, image_info, disks, extra, boot_extra, None)
-}
-
-fn https_session(
     dir: &Path,
     mode: &str,
     image_info: Option<Value>,
@@ -221,7 +210,7 @@ fn conductor_deploys_a_partition_image_and_refusals_leave_the_agent_serving() {
     // The API and the image over HTTPS, verified against the bundle the
     // initramfs carries.
     let https = Https::new(&dir);
-    let (record, console) = https_session(
+    let (record, console) = session(
         &dir,
         "deploy",
         Some(info),
@@ -341,7 +330,7 @@ fn conductor_deploys_a_whole_disk_image_then_cleaning_erases_it() {
     let info = json!({"id": "whole-1", "urls": ["whole.img"], "disk_format": "raw", "container_format": "bare",
         "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
         "checksum": sum, "deploy_boot_mode": "uefi"});
-    let (record, _) = session(&dir, "deploy", Some(info), &[&target], &[], &[]);
+    let (record, _) = session(&dir, "deploy", Some(info), &[&target], &[], &[], None);
     assert_protocol(&record);
     assert_eq!(
         record["write_image"]["command_status"], "SUCCEEDED",
@@ -365,7 +354,7 @@ fn conductor_deploys_a_whole_disk_image_then_cleaning_erases_it() {
     // Automated cleaning on the same machine: the metadata is gone after.
     let clean_dir = dir.join("clean");
     std::fs::create_dir_all(&clean_dir).unwrap();
-    let (record, _) = session(&clean_dir, "clean", None, &[&target], &[], &[]);
+    let (record, _) = session(&clean_dir, "clean", None, &[&target], &[], &[], None);
     assert_protocol(&record);
     assert_eq!(record["clean_steps"][0]["step"], "erase_devices_metadata");
     assert_eq!(record["clean_steps"][0]["priority"], 99);
@@ -425,6 +414,7 @@ fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
         &[&target],
         &[],
         &uefi,
+        None,
     );
     let boot = &record["install_bootloader"];
     assert_eq!(boot["command_status"], "FAILED", "{boot}");
@@ -450,7 +440,7 @@ fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
         "no entry was written"
     );
 
-    let (record, console) = session(&dir, "deploy", Some(info), &[&target], &[], &uefi);
+    let (record, console) = session(&dir, "deploy", Some(info), &[&target], &[], &uefi, None);
     assert_protocol(&record);
     assert_eq!(
         record["write_image"]["command_status"], "SUCCEEDED",

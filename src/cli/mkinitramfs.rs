@@ -92,11 +92,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     }
     let kernel_dir = args.required("kernel")?;
     let out = args.required("out")?;
-    let compression = match args.get("compress").unwrap_or("xz") {
-        "xz" => Compression::Xz,
-        "gzip" => Compression::Gzip,
-        other => return Err(format!("--compress {other}: xz or gzip")),
-    };
+    let compression = Compression::parse(args.get("compress"))?;
     let bundle = ca_bundle(args.get("ca-bundle"))?;
     let tree = KernelTree::open(kernel_dir.as_ref(), args.get("kver"))?;
     let class = args.get("class").unwrap_or("default");
@@ -210,6 +206,14 @@ enum Compression {
 }
 
 impl Compression {
+    fn parse(arg: Option<&str>) -> Result<Compression, String> {
+        match arg.unwrap_or("xz") {
+            "xz" => Ok(Compression::Xz),
+            "gzip" => Ok(Compression::Gzip),
+            other => Err(format!("--compress {other}: xz or gzip")),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Compression::Gzip => "gzip",
@@ -302,5 +306,38 @@ mod tests {
         assert!(class_modules("toaster")
             .unwrap_err()
             .contains("unknown class 'toaster'"));
+    }
+
+    #[test]
+    fn bad_bundles_and_compressions_are_refused_before_building() {
+        let dir = std::env::temp_dir().join(format!("rivet-mkinit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        assert_eq!(
+            ca_bundle(Some(junk)).unwrap_err(),
+            format!("--ca-bundle {junk}: no PEM certificate in it")
+        );
+        let missing = ca_bundle(Some("/nonexistent/ca.pem")).unwrap_err();
+        assert!(
+            missing.starts_with("--ca-bundle /nonexistent/ca.pem: "),
+            "{missing}"
+        );
+        assert!(ca_bundle(Some("none")).unwrap().is_none());
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".repeat(2);
+        let good = dir.join("good.pem");
+        std::fs::write(&good, &pem).unwrap();
+        let (path, bytes) = ca_bundle(good.to_str()).unwrap().unwrap();
+        assert_eq!(
+            (path.as_str(), count_certificates(&bytes)),
+            (good.to_str().unwrap(), 2)
+        );
+        assert_eq!(
+            Compression::parse(Some("zip")).err().unwrap(),
+            "--compress zip: xz or gzip"
+        );
+        assert_eq!(Compression::parse(None).unwrap().name(), "xz");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

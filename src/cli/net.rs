@@ -23,6 +23,15 @@ fn ipv4(s: &str, what: &str) -> Result<Ipv4Address, String> {
         .map_err(|_| format!("{what} '{s}' is not an IPv4 address"))
 }
 
+/// How https servers are checked: --ca-bundle, --insecure, or the system bundle.
+fn verify(args: &Args) -> Result<Verify, String> {
+    match (args.get("insecure"), args.get("ca-bundle")) {
+        (Some(_), Some(_)) => Err("--insecure and --ca-bundle exclude each other".into()),
+        (Some(_), None) => Ok(Verify::Insecure),
+        (None, bundle) => Ok(Verify::Bundle(bundle.unwrap_or(CA_BUNDLE).to_string())),
+    }
+}
+
 /// The stack for --iface, with the address in place (waits for DHCP).
 pub fn stack(args: &Args) -> Result<Option<LinuxStack>, String> {
     let Some(iface) = args.get("iface") else {
@@ -50,15 +59,37 @@ pub fn stack(args: &Args) -> Result<Option<LinuxStack>, String> {
             }
         }
     };
-    let verify = match (args.get("insecure"), args.get("ca-bundle")) {
-        (Some(_), Some(_)) => return Err("--insecure and --ca-bundle exclude each other".into()),
-        (Some(_), None) => Verify::Insecure,
-        (None, bundle) => Verify::Bundle(bundle.unwrap_or(CA_BUNDLE).to_string()),
-    };
-    let mut stack = open_stack(iface, addressing, verify)?;
+    let mut stack = open_stack(iface, addressing, verify(args)?)?;
     let lease = stack
         .wait_for_address(30_000)
         .map_err(|e| format!("{iface}: {e}"))?;
     log::info!("{iface}: {}", rivet::net::stack::describe_lease(&lease));
     Ok(Some(stack))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Args {
+        let argv = line.split_whitespace().map(String::from).collect();
+        Args::parse(argv, OPTIONS, SWITCHES).unwrap()
+    }
+
+    #[test]
+    fn https_checking_comes_from_the_flags() {
+        assert_eq!(
+            verify(&parse("--iface x")).unwrap(),
+            Verify::Bundle(CA_BUNDLE.into())
+        );
+        assert_eq!(
+            verify(&parse("--ca-bundle /a.pem")).unwrap(),
+            Verify::Bundle("/a.pem".into())
+        );
+        assert_eq!(verify(&parse("--insecure")).unwrap(), Verify::Insecure);
+        assert_eq!(
+            verify(&parse("--insecure --ca-bundle /a.pem")).unwrap_err(),
+            "--insecure and --ca-bundle exclude each other"
+        );
+    }
 }

@@ -66,10 +66,6 @@ impl<T: Transport> TlsTransport<T> {
         }
     }
 
-    pub fn set_connector(&mut self, connector: Connector) {
-        self.connector = Some(connector);
-    }
-
     /// Sends what the record layer has queued.
     fn flush(inner: &mut T, layer: &mut dyn Secure, conn: ConnId, ms: u64) -> Result<(), NetError> {
         let mut out = Vec::new();

@@ -169,9 +169,9 @@ impl IronicApi {
         let path = format!("/v1/heartbeat/{node}");
         match self.call(t, "POST", &path, HEARTBEAT_VERSION, Some(bytes.as_bytes()))? {
             (202, _) => Ok(()),
-            (409, b) => Err(format!("heartbeat conflict (409): {}", fault(&b))),
+            (409, b) => Err(format!("heartbeat conflict (409): {}", refusal_reason(&b))),
             (s, b) => {
-                let why = fault(&b);
+                let why = refusal_reason(&b);
                 Err(format!("heartbeat refused ({s}): {why}{}", hint(&why)))
             }
         }
@@ -180,7 +180,7 @@ impl IronicApi {
 
 /// The reason in an Ironic API error: `error_message` holds a JSON string
 /// whose `faultstring` says it (older APIs put the text there directly).
-pub fn fault(body: &[u8]) -> String {
+fn refusal_reason(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body).into_owned();
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return text;
@@ -406,12 +406,12 @@ mod tests {
     #[test]
     fn refusals_are_read_from_ironics_nested_faultstring() {
         let nested = br#"{"error_message": "{\"faultstring\": \"TLS is required by configuration\", \"faultcode\": \"Client\", \"debuginfo\": null}"}"#;
-        assert_eq!(fault(nested), "TLS is required by configuration");
+        assert_eq!(refusal_reason(nested), "TLS is required by configuration");
         assert_eq!(
-            fault(br#"{"error_message": "Node not found"}"#),
+            refusal_reason(br#"{"error_message": "Node not found"}"#),
             "Node not found"
         );
-        assert_eq!(fault(b"<html>502</html>"), "<html>502</html>");
+        assert_eq!(refusal_reason(b"<html>502</html>"), "<html>502</html>");
         let mut server = FakeServer::answering(&[(400, core::str::from_utf8(nested).unwrap())]);
         let api = IronicApi::new("http://10.0.2.2:6385", None);
         let err = api

@@ -53,6 +53,17 @@ fn post(api: &mut Api, host: &mut TestHost, wait: bool, name: &str, params: Valu
     )
 }
 
+/// `GET /v1/commands/` with the token: the command list.
+fn commands(api: &mut Api, host: &mut TestHost) -> (u16, Value) {
+    now(
+        api,
+        host,
+        "GET",
+        &format!("/v1/commands/?agent_token={TOKEN}"),
+        "",
+    )
+}
+
 fn image_info() -> Value {
     json!({"id": "c5a1", "urls": ["http://10.0.2.2:8080/root.img"], "disk_format": "raw",
            "stream_raw_images": true, "image_type": "partition", "root_mb": 64, "swap_mb": 0,
@@ -106,13 +117,7 @@ fn status_routes_need_no_token_command_routes_refuse_missing_or_wrong_ones() {
     );
     assert_eq!(host.syncs, 0, "a refused command does not run");
     assert_eq!(
-        now(
-            &mut api,
-            &mut host,
-            "GET",
-            &format!("/v1/commands/?agent_token={TOKEN}"),
-            ""
-        ),
+        commands(&mut api, &mut host),
         (200, json!({"commands": []}))
     );
     // An agent without a token refuses every command route.
@@ -305,13 +310,7 @@ fn ironic_deploy_flow_write_image_runs_as_a_job_and_busy_is_409() {
         json!({}),
     );
     assert_eq!(uuids["command_result"]["root uuid"], "u");
-    let (_, list) = now(
-        &mut api,
-        &mut host,
-        "GET",
-        &format!("/v1/commands/?agent_token={TOKEN}"),
-        "",
-    );
+    let (_, list) = commands(&mut api, &mut host);
     let names: Vec<&str> = list["commands"]
         .as_array()
         .unwrap()
@@ -389,13 +388,7 @@ fn bad_steps_fail_as_records_not_as_http_errors() {
     let job = api.take_job().unwrap();
     assert!(matches!(job.work, Work::EraseMetadata { clean: true, .. }));
     api.finish(&job.id, Err(RestError::cleaning("disk vda: I/O error")));
-    let (_, list) = now(
-        &mut api,
-        &mut host,
-        "GET",
-        &format!("/v1/commands/?agent_token={TOKEN}"),
-        "",
-    );
+    let (_, list) = commands(&mut api, &mut host);
     assert_eq!(
         list["commands"][3]["command_error"]["message"],
         "Clean step failed"
