@@ -7,6 +7,7 @@
 
 mod common;
 use common::disk::{blkid_at, files_equal_at, mkfs_image, sha256_file, sparse, MIB};
+use common::netns::Net;
 use common::tls::{ServerCert, TestCa};
 use common::{
     assert_logged, free_port, initramfs, initramfs_with_ca, rivet_lines, scratch, Boot, Fixture,
@@ -38,6 +39,9 @@ struct Conductor {
     api_url: String,
     agent_port: u16,
     initrd: PathBuf,
+    /// The tap the machine's NIC goes on (`netns:ifname`), when the
+    /// stand-in runs in that namespace; else QEMU's user network.
+    tap: Option<String>,
 }
 
 impl Conductor {
@@ -48,9 +52,28 @@ impl Conductor {
         extra: &[&str],
         https: Option<&Https>,
     ) -> Conductor {
+        Conductor::start_at(dir, None, mode, image_info, extra, https)
+    }
+
+    /// The stand-in in `net`'s server namespace, next to the machine's tap,
+    /// as devstack and metal3-dev-env place the conductor.
+    fn start_on_tap(dir: &Path, net: &Net, mode: &str, image_info: Value) -> Conductor {
+        Conductor::start_at(dir, Some(net), mode, Some(image_info), &[], None)
+    }
+
+    fn start_at(
+        dir: &Path,
+        tap: Option<&Net>,
+        mode: &str,
+        image_info: Option<Value>,
+        extra: &[&str],
+        https: Option<&Https>,
+    ) -> Conductor {
         let port = free_port();
         let agent_port = free_port();
         let scheme = if https.is_some() { "https" } else { "http" };
+        // 10.0.2.2: the host as QEMU's user network shows it to the guest.
+        let host = tap.map_or("10.0.2.2", |n| n.server_ip.as_str());
         let mut args: Vec<String> = [
             "--dir",
             dir.to_str().unwrap(),
@@ -66,9 +89,13 @@ impl Conductor {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(net) = tap {
+            args.extend(["--bind".into(), net.server_ip.clone()]);
+            args.push("--agent-direct".into());
+        }
         if let Some(mut info) = image_info {
             info["urls"] = json!([format!(
-                "{scheme}://10.0.2.2:{port}/images/{}",
+                "{scheme}://{host}:{port}/images/{}",
                 info["urls"][0].as_str().unwrap()
             )]);
             let path = dir.join("image_info.json");
@@ -81,11 +108,17 @@ impl Conductor {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let fixture = Fixture::start("conductor.py", &argv, &dir.join("conductor.log"));
+        let fixture = Fixture::start_in(
+            tap.map(|n| n.srv.as_str()),
+            "conductor.py",
+            &argv,
+            &dir.join("conductor.log"),
+        );
         Conductor {
             _fixture: fixture,
-            api_url: format!("{scheme}://10.0.2.2:{port}"),
+            api_url: format!("{scheme}://{host}:{port}"),
             agent_port,
+            tap: tap.map(|n| format!("{}:{}", n.srv, n.link)),
             initrd: match https {
                 Some(h) => initramfs_with_ca(dir, &h.ca.pem),
                 None => initramfs("virtio"),
@@ -95,9 +128,12 @@ impl Conductor {
 
     /// The machine, booted into Ironic mode against this conductor.
     fn boot(&self, dir: &Path, disks: &[&Path], append: &str) -> Boot {
-        let mut boot = Boot::new(dir, &self.initrd)
-            .arg("--mem", 128)
-            .arg("--forward", format!("{}:9999", self.agent_port))
+        let mut boot = Boot::new(dir, &self.initrd).arg("--mem", 128);
+        boot = match &self.tap {
+            Some(tap) => boot.arg("--tap", tap),
+            None => boot.arg("--forward", format!("{}:9999", self.agent_port)),
+        };
+        boot = boot
             .arg("--append", format!("ipa-api-url={} ipa-global-request-id=req-6c1e0b51-91d5-4bde-8c19-0f3e1d2c4b5a BOOTIF=01-{} {append}", self.api_url, MAC.replace(':', "-")));
         for d in disks {
             boot = boot.arg("--disk", d.display());
@@ -316,6 +352,58 @@ fn conductor_deploys_a_partition_image_and_refusals_leave_the_agent_serving() {
         .iter()
         .any(|l| l.contains("poweroff requested by the conductor")));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// devstack, Bifrost and metal3-dev-env run Ironic next to its VMs: the
+/// machine's NIC on a tap with QEMU's default virtio-net offloads. The
+/// host's TCP and UDP then reach the guest with partial checksums, and
+/// virtio would merge segments into frames past the MTU unless rivet turns
+/// that off. DHCP (dnsmasq), lookup, heartbeats, the agent API and the image
+/// download must all go through.
+#[test]
+fn a_conductor_on_the_same_host_reaches_rivet_over_a_tap_with_default_offloads() {
+    let dir = scratch("ironic-tap");
+    let mut net = Net::with_tap(61, &dir);
+    net.dhcp();
+    let (img, sum) = root_image(&dir);
+    let target = dir.join("target.img");
+    sparse(&target, 5 << 30);
+    let info = json!({"id": "tap-image", "urls": ["root.img"], "disk_format": "raw", "container_format": "bare",
+        "os_hash_algo": "sha256", "os_hash_value": sum, "image_type": "partition",
+        "root_mb": 64, "swap_mb": 0, "ephemeral_mb": 0, "preserve_ephemeral": false,
+        "configdrive": null, "deploy_boot_mode": "bios", "boot_option": "local"});
+    let conductor = Conductor::start_on_tap(&dir, &net, "deploy", info);
+    let console = conductor
+        .boot(&dir, &[&target], "")
+        .run("reboot: Power down");
+    let record = record(&dir);
+    assert_eq!(record["errors"], json!([]), "{record:#}");
+    assert_eq!(record["done"], true, "{record:#}");
+    assert!(!record["lookups"].as_array().unwrap().is_empty());
+    let beats = record["heartbeats"].as_array().unwrap();
+    assert!(!beats.is_empty());
+    for hb in beats {
+        assert_eq!(hb["refused"], Value::Null, "{hb}");
+        let url = hb["body"]["callback_url"].as_str().unwrap();
+        assert!(
+            url.starts_with("https://10.77.61.1") && url.ends_with(":9999"),
+            "{url}"
+        );
+    }
+    let write = &record["write_image"];
+    assert_eq!(write["command_status"], "SUCCEEDED", "{write}");
+    // Root is the only partition: it starts at 1 MiB.
+    assert!(files_equal_at(&img, &target, MIB, 48 * MIB));
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, "DHCP: 10.77.61.1");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("wrong TCP/UDP checksum") || l.contains("larger than the ring")),
+        "every frame was taken whole:\n{}",
+        lines.join("\n")
+    );
+    drop(net);
 }
 
 #[test]

@@ -3,13 +3,17 @@
 
 use super::sys;
 use crate::net::stack::Wait;
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use crate::wire::checksum::{check_frame, Verdict};
+use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant as StdInstant;
 
 /// Ethernet header plus an 802.1Q tag.
 const LINK_HEADER: usize = 18;
+
+/// NIC features that merge received frames.
+const RECEIVE_OFFLOADS: [&str; 3] = ["rx-gro", "rx-gro-hw", "rx-lro"];
 
 /// Bytes of the receive ring: at least twice the TCP window (FACTS: 0 drops
 /// from 2 MiB up with a 1 MiB window).
@@ -22,14 +26,38 @@ pub struct PacketDevice {
     ring: Option<sys::RxRing>,
     pub rx_frames: u64,
     pub rx_errors: u64,
+    /// Frames dropped for a wrong TCP/UDP checksum.
+    pub rx_bad_checksums: u64,
+}
+
+/// Whether a received frame may reach the stack. smoltcp verifies no
+/// transport checksum itself (see `capabilities`): the kernel's word is
+/// taken where it gives one — a checksum left partial by a local sender (a
+/// conductor on the same hypervisor, a veth peer), or one the NIC verified —
+/// and every other TCP/UDP checksum is checked here.
+fn accept(status: u32, frame: &[u8]) -> bool {
+    status & (sys::TP_STATUS_CSUMNOTREADY | sys::TP_STATUS_CSUM_VALID) != 0
+        || check_frame(frame) != Verdict::Bad
+}
+
+fn note_bad_checksum(count: &mut u64) {
+    *count += 1;
+    if count.is_power_of_two() {
+        log::warn!("dropped {count} frame(s) with a wrong TCP/UDP checksum");
+    }
 }
 
 impl PacketDevice {
     /// Brings `name` up, turns GRO off and opens the raw socket.
     pub fn open(name: &str) -> Result<PacketDevice, String> {
         sys::set_link_up(name).map_err(|e| format!("{name}: bringing the link up: {e}"))?;
-        if let Err(e) = sys::disable_gro(name) {
-            log::debug!("{name}: GRO not turned off ({e})");
+        // Every frame must reach the packet socket as it was on the wire,
+        // at most one MTU: merged (GRO), hardware-merged (a virtio NIC's
+        // guest TSO, LRO) frames would not fit a ring slot, and their
+        // checksums are partial (FACTS).
+        match sys::disable_features(name, &RECEIVE_OFFLOADS) {
+            Ok(off) => log::debug!("{name}: turned off {}", off.join(", ")),
+            Err(e) => log::warn!("{name}: receive offloads not turned off ({e})"),
         }
         let mtu =
             sys::interface_mtu(name).map_err(|e| format!("{name}: reading the MTU: {e}"))? as usize;
@@ -39,6 +67,9 @@ impl PacketDevice {
             Ok(r) => Some(r),
             Err(e) => {
                 log::warn!("{name}: no PACKET_MMAP receive ring ({e}); receiving frame by frame");
+                if let Err(e) = sys::want_packet_status(fd.as_fd()) {
+                    log::warn!("{name}: no PACKET_AUXDATA ({e}): every checksum is verified");
+                }
                 None
             }
         };
@@ -49,6 +80,7 @@ impl PacketDevice {
             ring,
             rx_frames: 0,
             rx_errors: 0,
+            rx_bad_checksums: 0,
         })
     }
 
@@ -97,27 +129,37 @@ impl Device for PacketDevice {
 
     fn receive(&mut self, _t: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
         if let Some(ring) = self.ring.as_mut() {
-            let frame = ring.next_frame()?;
+            let bad = &mut self.rx_bad_checksums;
+            let frame = ring.next_frame_where(|status, frame| {
+                let ok = accept(status, frame);
+                if !ok {
+                    note_bad_checksum(bad);
+                }
+                ok
+            })?;
             self.rx_frames += 1;
             return Some((Rx::Ring(frame), Tx(&self.fd, self.mtu)));
         }
-        match rustix::net::recv(&self.fd, &mut self.rx[..], rustix::net::RecvFlags::DONTWAIT) {
-            Ok((n, _)) if n > 0 => {
-                self.rx_frames += 1;
-                Some((
-                    Rx::Copy(&self.rx[..n.min(self.rx.len())]),
-                    Tx(&self.fd, self.mtu),
-                ))
-            }
-            Ok(_) => None,
-            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => None,
-            Err(e) => {
-                // ENETDOWN and friends: never panic, just report no frame.
-                self.rx_errors += 1;
-                if self.rx_errors.is_power_of_two() {
-                    log::warn!("packet receive failed: {e}");
+        loop {
+            match sys::recv_with_status(self.fd.as_fd(), &mut self.rx[..]) {
+                Ok(Some((n, status))) if n > 0 => {
+                    let n = n.min(self.rx.len());
+                    if !accept(status, &self.rx[..n]) {
+                        note_bad_checksum(&mut self.rx_bad_checksums);
+                        continue;
+                    }
+                    self.rx_frames += 1;
+                    return Some((Rx::Copy(&self.rx[..n]), Tx(&self.fd, self.mtu)));
                 }
-                None
+                Ok(_) => return None,
+                Err(e) => {
+                    // ENETDOWN and friends: never panic, just report no frame.
+                    self.rx_errors += 1;
+                    if self.rx_errors.is_power_of_two() {
+                        log::warn!("packet receive failed: {e}");
+                    }
+                    return None;
+                }
             }
         }
     }
@@ -130,6 +172,11 @@ impl Device for PacketDevice {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.mtu + 14;
+        // Received TCP/UDP checksums are judged in `receive` (with the
+        // kernel's word per frame, which smoltcp cannot take); sent ones are
+        // still smoltcp's to compute.
+        caps.checksum.tcp = Checksum::Tx;
+        caps.checksum.udp = Checksum::Tx;
         caps
     }
 }
@@ -198,4 +245,34 @@ pub fn open_stack(
         stack,
         Some(super::tls::connector(verify)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10.0.2.2:67 → 10.0.2.15:68, "rivt", with its UDP checksum 0xfe60
+    /// replaced by what a local sender leaves (not the sum).
+    fn udp_frame(checksum: [u8; 2]) -> Vec<u8> {
+        let mut f = vec![
+            0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x52, 0x55, 10, 0, 2, 2, 0x08, 0x00,
+        ];
+        f.extend_from_slice(&[0x45, 0, 0, 0x20, 0, 1, 0, 0, 0x40, 0x11, 0x62, 0xbc]);
+        f.extend_from_slice(&[10, 0, 2, 2, 10, 0, 2, 15, 0, 0x43, 0, 0x44, 0, 0x0c]);
+        f.extend_from_slice(&checksum);
+        f.extend_from_slice(b"rivt");
+        f
+    }
+
+    #[test]
+    fn the_kernels_word_is_taken_and_other_frames_are_checked() {
+        let good = udp_frame([0xfe, 0x60]);
+        let partial = udp_frame([0x1e, 0x23]);
+        assert!(accept(0, &good));
+        assert!(!accept(0, &partial), "unvouched wrong checksum dropped");
+        assert!(accept(sys::TP_STATUS_CSUMNOTREADY | 1, &partial));
+        assert!(accept(sys::TP_STATUS_CSUM_VALID | 1, &partial));
+        // Other bits of tp_status (USER, LOSING, COPY) vouch for nothing.
+        assert!(!accept(1 | 1 << 2 | 1 << 1, &partial));
+    }
 }

@@ -227,15 +227,8 @@ struct IfReqPtr {
     _pad: [u8; 16],
 }
 
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
 const SIOCGIFMTU: rustix::ioctl::Opcode = 0x8921;
 const SIOCETHTOOL: rustix::ioctl::Opcode = 0x8946;
-const ETHTOOL_SGRO: u32 = 0x2c;
 
 fn ifname(name: &str) -> io::Result<[u8; 16]> {
     if name.is_empty() || name.len() >= 16 {
@@ -271,26 +264,25 @@ pub fn interface_mtu(name: &str) -> io::Result<u32> {
     Ok(req.value as u32)
 }
 
-/// Turns generic receive offload off: with it on, the packet socket sees
-/// merged frames larger than the MTU with partial checksums, and TCP stalls
-/// (FACTS). Errors are returned for logging; many drivers have no GRO.
-pub fn disable_gro(name: &str) -> io::Result<()> {
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+
+fn ethtool(name: &str, data: *mut std::ffi::c_void) -> io::Result<()> {
     let socket = rustix::net::socket(
         rustix::net::AddressFamily::INET,
         rustix::net::SocketType::DGRAM,
         None,
     )?;
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_SGRO,
-        data: 0,
-    };
     let mut req = IfReqPtr {
         name: ifname(name)?,
-        data: (&mut value as *mut EthtoolValue).cast(),
+        data,
         _pad: [0; 16],
     };
-    // SAFETY: SIOCETHTOOL reads the ethtool_value the ifreq points to; both
-    // live across the call.
+    // SAFETY: SIOCETHTOOL reads and writes the command buffer `data` points
+    // to; the callers size it for their command and keep it alive.
     unsafe {
         rustix::ioctl::ioctl(
             &socket,
@@ -300,12 +292,70 @@ pub fn disable_gro(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The NIC's feature names ("rx-gro-hw", …) in bit order. Bit numbers are
+/// kernel-internal, so they are looked up by name as ethtool(8) does.
+fn feature_names(name: &str) -> io::Result<Vec<String>> {
+    // ethtool_sset_info: cmd, reserved, sset_mask (u64), data[1].
+    let mut info = [0u32; 6];
+    info[0] = ETHTOOL_GSSET_INFO;
+    info[2] = 1 << ETH_SS_FEATURES;
+    ethtool(name, info.as_mut_ptr().cast())?;
+    let count = info[4] as usize;
+    if count == 0 || count > 4096 {
+        return Err(io::Error::other(format!("{count} feature names")));
+    }
+    // ethtool_gstrings: cmd, string_set, len, then len × 32 bytes.
+    let mut buf = vec![0u32; 3 + count * ETH_GSTRING_LEN / 4];
+    buf[0] = ETHTOOL_GSTRINGS;
+    buf[1] = ETH_SS_FEATURES;
+    buf[2] = count as u32;
+    ethtool(name, buf.as_mut_ptr().cast())?;
+    let bytes: Vec<u8> = buf[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    Ok(bytes
+        .chunks(ETH_GSTRING_LEN)
+        .map(|c| {
+            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+            String::from_utf8_lossy(&c[..end]).into_owned()
+        })
+        .collect())
+}
+
+/// Asks the NIC to turn off the features named `off`; returns the names it
+/// has (the kernel quietly keeps what a driver cannot change).
+pub fn disable_features<'a>(name: &str, off: &[&'a str]) -> io::Result<Vec<&'a str>> {
+    let names = feature_names(name)?;
+    let blocks = names.len().div_ceil(32);
+    // ethtool_sfeatures: cmd, size, then {valid, requested} per 32 bits.
+    let mut buf = vec![0u32; 2 + 2 * blocks];
+    buf[0] = ETHTOOL_SFEATURES;
+    buf[1] = blocks as u32;
+    let mut found = Vec::new();
+    for (bit, n) in names.iter().enumerate() {
+        if let Some(&want) = off.iter().find(|&&o| o == n) {
+            buf[2 + 2 * (bit / 32)] |= 1 << (bit % 32);
+            found.push(want);
+        }
+    }
+    if found.is_empty() {
+        return Ok(found);
+    }
+    ethtool(name, buf.as_mut_ptr().cast())?;
+    Ok(found)
+}
+
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_VERSION: libc::c_int = 10;
 const TPACKET_V2: libc::c_int = 1;
+const PACKET_AUXDATA: libc::c_int = 8;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_KERNEL: u32 = 0;
+/// The frame's transport checksum is partial: it was sent by this machine
+/// (a veth peer, a tap's local sender) and hardware that never saw it was
+/// to finish it. The kernel vouches for the data.
+pub const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+/// The NIC (or the host behind virtio) verified the transport checksum.
+pub const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
 
 #[repr(C)]
 struct TpacketReq {
@@ -324,6 +374,8 @@ pub struct RxRing {
     frame_size: usize,
     frames: usize,
     next: usize,
+    /// Frames too large for a ring slot, dropped.
+    cut: u64,
 }
 
 // SAFETY: the mapping belongs to the ring alone; frames are handed out one
@@ -386,6 +438,7 @@ impl RxRing {
             frame_size,
             frames: req.frame_nr as usize,
             next: 0,
+            cut: 0,
         })
     }
 
@@ -395,30 +448,147 @@ impl RxRing {
         unsafe { &*(self.base.add(index * self.frame_size) as *const std::sync::atomic::AtomicU32) }
     }
 
-    /// The next frame the kernel has filled, if any. It goes back to the
-    /// kernel when the returned [`RingFrame`] is dropped.
-    pub fn next_frame(&mut self) -> Option<RingFrame<'_>> {
-        use std::sync::atomic::Ordering;
-        let index = self.next;
-        if self.status(index).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
-            return None;
-        }
-        self.next = (self.next + 1) % self.frames;
-        // SAFETY: the frame is ours until its status is set back to KERNEL;
-        // tpacket2_hdr: tp_snaplen at 8 (u32), tp_mac at 12 (u16).
-        let data = unsafe {
+    /// The frame at `index`: its status word and its bytes.
+    ///
+    /// # Safety
+    /// The frame must be rivet's (status USER) until it is handed back.
+    unsafe fn frame(&self, index: usize, status: u32) -> (u32, &[u8]) {
+        // SAFETY: tpacket2_hdr: tp_snaplen at 8 (u32), tp_mac at 12 (u16),
+        // inside the frame the caller owns.
+        unsafe {
             let frame = self.base.add(index * self.frame_size);
             let snaplen = (frame.add(8) as *const u32).read_volatile() as usize;
             let mac = (frame.add(12) as *const u16).read_volatile() as usize;
             let len = snaplen.min(self.frame_size.saturating_sub(mac));
-            std::slice::from_raw_parts(frame.add(mac), len)
-        };
-        Some(RingFrame {
-            ring: self,
-            index,
-            data,
-        })
+            (status, std::slice::from_raw_parts(frame.add(mac), len))
+        }
     }
+
+    /// The frame's length on the wire when the ring had to cut it.
+    ///
+    /// # Safety
+    /// As for [`RxRing::frame`].
+    unsafe fn cut_length(&self, index: usize) -> Option<usize> {
+        // SAFETY: tp_len at 4 and tp_snaplen at 8, inside the owned frame.
+        let (len, snaplen) = unsafe {
+            let frame = self.base.add(index * self.frame_size);
+            (
+                (frame.add(4) as *const u32).read_volatile(),
+                (frame.add(8) as *const u32).read_volatile(),
+            )
+        };
+        (len > snaplen).then_some(len as usize)
+    }
+
+    /// The next frame the kernel has filled that `keep` accepts (given the
+    /// frame's tp_status and bytes); frames it refuses go straight back to
+    /// the kernel. The returned [`RingFrame`] goes back when dropped.
+    pub fn next_frame_where(
+        &mut self,
+        mut keep: impl FnMut(u32, &[u8]) -> bool,
+    ) -> Option<RingFrame<'_>> {
+        use std::sync::atomic::Ordering;
+        loop {
+            let index = self.next;
+            let status = self.status(index).load(Ordering::Acquire);
+            if status & TP_STATUS_USER == 0 {
+                return None;
+            }
+            self.next = (self.next + 1) % self.frames;
+            // SAFETY: the status says USER: the frame is ours until reset.
+            if let Some(len) = unsafe { self.cut_length(index) } {
+                // A frame past the MTU: the sender's segmentation offload
+                // (TSO/GSO, or a NIC's LRO) reached us unsegmented. Cut, it
+                // is useless; say why once in a while.
+                self.cut += 1;
+                if self.cut.is_power_of_two() {
+                    log::warn!(
+                        "{} frame(s) larger than the ring's {} bytes (last {len}): \
+                         unsegmented TSO/GSO/LRO frames; turn segmentation offload off on the sender",
+                        self.cut,
+                        self.frame_size
+                    );
+                }
+                self.status(index)
+                    .store(TP_STATUS_KERNEL, Ordering::Release);
+                continue;
+            }
+            // SAFETY: as above.
+            let (status, data) = unsafe { self.frame(index, status) };
+            if keep(status, data) {
+                // SAFETY: as above; the RingFrame hands it back on drop.
+                let (_, data) = unsafe { self.frame(index, status) };
+                return Some(RingFrame {
+                    ring: self,
+                    index,
+                    data,
+                });
+            }
+            self.status(index)
+                .store(TP_STATUS_KERNEL, Ordering::Release);
+        }
+    }
+}
+
+#[repr(C)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// Asks for each frame's tp_status alongside recv()'s bytes (the fallback
+/// when there is no receive ring), as [`recv_with_status`] reads it.
+pub fn want_packet_status(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt(fd, PACKET_AUXDATA, &1 as &libc::c_int)
+}
+
+/// One frame into `buf` without blocking: its length and tp_status (0 when
+/// the kernel sent no PACKET_AUXDATA). `Ok(None)` when nothing is waiting.
+pub fn recv_with_status(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, u32)>> {
+    use std::os::fd::AsRawFd;
+    // u64 alignment for the cmsghdr that the kernel writes here.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid "no name" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: iov and control point into live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let mut status = 0;
+    // SAFETY: walks the control messages the kernel wrote into `control`,
+    // with libc's own bounds-checked cursor macros.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == SOL_PACKET && (*cmsg).cmsg_type == PACKET_AUXDATA {
+                let aux = (libc::CMSG_DATA(cmsg) as *const TpacketAuxdata).read_unaligned();
+                status = aux.tp_status;
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(Some((n as usize, status)))
 }
 
 impl Drop for RxRing {

@@ -289,7 +289,9 @@ impl<D: Device, W: Wait> Transport for Stack<D, W> {
         // smoltcp delays ACKs by 10 ms by default, which stalls a bulk sender
         // on the window; 1 ms measured best (tests/bench/net-stream).
         socket.set_ack_delay(Some(Duration::from_millis(1)));
-        socket.set_timeout(Some(Duration::from_millis(timeout_ms.max(1000))));
+        // No socket timeout during the handshake: smoltcp would close the
+        // socket on it, which reads as "refused" below. The deadline says it.
+        socket.set_timeout(None);
         self.next_port = if self.next_port >= 65000 {
             49152
         } else {
@@ -313,7 +315,13 @@ impl<D: Device, W: Wait> Transport for Stack<D, W> {
             self.poll();
             let state = self.sockets.get::<tcp::Socket>(handle).state();
             match state {
-                tcp::State::Established => break,
+                tcp::State::Established => {
+                    let idle = Duration::from_millis(timeout_ms.max(1000));
+                    self.sockets
+                        .get_mut::<tcp::Socket>(handle)
+                        .set_timeout(Some(idle));
+                    break;
+                }
                 tcp::State::Closed => {
                     self.sockets.remove(handle);
                     return Err(NetError::new(
@@ -328,8 +336,12 @@ impl<D: Device, W: Wait> Transport for Stack<D, W> {
                 return Err(NetError::new(
                     NetErrorKind::Timeout,
                     format!(
-                        "no connection to {host}:{port} ({addr}) within {} ms",
-                        timeout_ms
+                        "no connection to {host}:{port} ({addr}) within {timeout_ms} ms: {}",
+                        if state == tcp::State::SynSent {
+                            "the TCP handshake never completed (no SYN-ACK arrived, or none was accepted)"
+                        } else {
+                            "the TCP handshake did not finish"
+                        }
                     ),
                 ));
             }

@@ -282,3 +282,59 @@ impl Transport for FakeServer {
         }
     }
 }
+
+/// A network that swallows every frame: connections never complete their
+/// handshake. Time is scripted: each wait advances the clock.
+pub struct Silent {
+    pub sent: usize,
+}
+
+pub struct SilentTx<'a>(&'a mut usize);
+
+impl smoltcp::phy::TxToken for SilentTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        *self.0 += 1;
+        f(&mut alloc::vec![0u8; len])
+    }
+}
+
+impl smoltcp::phy::RxToken for SilentTx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&[])
+    }
+}
+
+impl smoltcp::phy::Device for Silent {
+    type RxToken<'a> = SilentTx<'a>;
+    type TxToken<'a> = SilentTx<'a>;
+
+    fn receive(&mut self, _t: smoltcp::time::Instant) -> Option<(SilentTx<'_>, SilentTx<'_>)> {
+        None
+    }
+
+    fn transmit(&mut self, _t: smoltcp::time::Instant) -> Option<SilentTx<'_>> {
+        Some(SilentTx(&mut self.sent))
+    }
+
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        let mut caps = smoltcp::phy::DeviceCapabilities::default();
+        caps.medium = smoltcp::phy::Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+/// A clock that only moves when the stack waits.
+#[derive(Default)]
+pub struct ScriptedWait {
+    pub now: u64,
+}
+
+impl super::stack::Wait for ScriptedWait {
+    fn now_ms(&mut self) -> u64 {
+        self.now
+    }
+    fn wait(&mut self, ms: u64) {
+        self.now += ms.max(1);
+    }
+}

@@ -278,3 +278,33 @@ fn a_truncated_body_without_retries_is_an_error_naming_the_byte() {
         "{e}"
     );
 }
+
+#[test]
+fn a_handshake_that_never_completes_is_a_timeout_not_a_refusal() {
+    use super::stack::{Addressing, Stack};
+    use super::testing::{ScriptedWait, Silent};
+    use super::{NetErrorKind, Transport};
+    use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+    let addressing = Addressing::Static {
+        cidr: Ipv4Cidr::new(Ipv4Address::new(10, 77, 1, 100), 24),
+        gateway: None,
+        dns: vec![],
+    };
+    let mut stack = Stack::new(
+        Silent { sent: 0 },
+        ScriptedWait::default(),
+        [0x52, 0x54, 0, 0x12, 0x34, 0x56],
+        addressing,
+        7,
+    );
+    let err = stack.connect("10.77.1.1", 6385, 10_000).unwrap_err();
+    assert_eq!(err.kind, NetErrorKind::Timeout, "{}", err.message);
+    assert!(
+        err.message.contains("10.77.1.1:6385") && err.message.contains("handshake never completed"),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains("refused"), "{}", err.message);
+    assert!(stack.waiter.now >= 10_000, "the whole deadline was waited");
+    assert!(stack.device.sent > 0, "it did try");
+}

@@ -2,6 +2,7 @@
 //! constructor and explicit field offsets; parsing is kept apart from policy.
 
 pub mod base64;
+pub mod checksum;
 pub mod cpio;
 pub mod efi;
 pub mod elf;

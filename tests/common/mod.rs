@@ -171,8 +171,21 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start(script: &str, args: &[&str], log: &Path) -> Fixture {
+        Fixture::start_in(None, script, args, log)
+    }
+
+    /// The fixture inside network namespace `netns` (or the host's).
+    pub fn start_in(netns: Option<&str>, script: &str, args: &[&str], log: &Path) -> Fixture {
         use std::io::BufRead;
-        let mut child = Command::new("python3")
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "python3"]);
+                c
+            }
+            None => Command::new("python3"),
+        };
+        let mut child = command
             .arg(repo().join("tests/fixtures").join(script))
             .args(args)
             .stdout(std::process::Stdio::piped())
