@@ -17,6 +17,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod deploy;
+pub mod fs;
 pub mod initramfs;
 pub mod layout;
 pub mod modules;
