@@ -3,6 +3,7 @@
 //! [`Window`] gives it a view of one partition with a write-back cache of
 //! whole blocks, so the device still sees aligned O_DIRECT writes.
 
+use crate::deploy::bootchain::EspFile;
 use crate::deploy::uefi::{self, Dir, Loader};
 use crate::deploy::BlockDevice;
 use std::collections::BTreeMap;
@@ -210,6 +211,144 @@ pub fn esp_loaders(
     .map_err(|e| format!("{what}: {e}"))
 }
 
+/// Writes `files` (paths from the root, `/`-separated) onto the FAT
+/// filesystem at `offset`, making directories and replacing files that are
+/// there; everything reaches the device before this returns.
+pub fn write_files(
+    dev: &mut dyn BlockDevice,
+    offset: u64,
+    len: u64,
+    files: &[EspFile],
+) -> Result<(), String> {
+    let what = format!("{} at offset {offset}", dev.name());
+    let mut window = Window::new(dev, offset, len);
+    {
+        let fs = fatfs::FileSystem::new(&mut window, fatfs::FsOptions::new())
+            .map_err(|e| format!("{what}: not a FAT filesystem: {e}"))?;
+        for f in files {
+            let root = fs.root_dir();
+            let (dir_path, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+            let mut dir = root;
+            for part in dir_path.split('/').filter(|p| !p.is_empty()) {
+                dir = dir
+                    .create_dir(part)
+                    .map_err(|e| format!("{what}: making {dir_path}: {e}"))?;
+            }
+            let mut file = dir
+                .create_file(name)
+                .map_err(|e| format!("{what}: creating {}: {e}", f.path))?;
+            file.truncate()
+                .and_then(|_| file.write_all(&f.data))
+                .and_then(|_| file.flush())
+                .map_err(|e| format!("{what}: writing {} ({} bytes): {e}", f.path, f.data.len()))?;
+        }
+        fs.unmount()
+            .map_err(|e| format!("{what}: closing the filesystem: {e}"))?;
+    }
+    repair_dot_entries(&mut window).map_err(|e| format!("{what}: {e}"))?;
+    window
+        .flush_blocks()
+        .map_err(|e| format!("{what}: writing back: {e}"))?;
+    window
+        .dev
+        .flush()
+        .map_err(|e| format!("{what}: flush: {e}"))
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+const DIR_ENTRY: usize = 32;
+const ATTR_DIR: u8 = 0x10;
+const ATTR_LFN: u8 = 0x0f;
+const DOT: &[u8; 11] = b".          ";
+const DOTDOT: &[u8; 11] = b"..         ";
+
+/// fatfs 0.3.6 puts a long-name entry before the `.` and `..` of every
+/// directory it makes, and points `..` at the root's cluster instead of 0:
+/// firmware copes, but the FAT specification and fsck.vfat want `.` and
+/// `..` as the first two entries. Walks a FAT32 tree and, where a
+/// directory begins [LFN, `.`, LFN, `..`], rewrites it [`.`, `..`, deleted,
+/// deleted]; directories made by other tools are left as they are.
+fn repair_dot_entries(w: &mut Window) -> io::Result<()> {
+    let mut boot = [0u8; 512];
+    w.seek(SeekFrom::Start(0))?;
+    w.read_exact(&mut boot)?;
+    let bps = u64::from(le16(&boot, 11));
+    let spc = u64::from(boot[13]);
+    let (reserved, fats) = (u64::from(le16(&boot, 14)), u64::from(boot[16]));
+    let (fat16_size, fat32_size, root) =
+        (le16(&boot, 22), u64::from(le32(&boot, 36)), le32(&boot, 44));
+    if fat16_size != 0 || bps == 0 || spc == 0 {
+        return Ok(()); // FAT12/16: the ESP rivet makes is FAT32
+    }
+    let fat_at = reserved * bps;
+    let data_at = (reserved + fats * fat32_size) * bps;
+    let cluster_bytes = (spc * bps) as usize;
+    let cluster_at = |c: u32| data_at + (u64::from(c).saturating_sub(2)) * cluster_bytes as u64;
+    let mut todo = vec![(root, 0u32)];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some((dir, parent)) = todo.pop() {
+        // A corrupt FAT could loop or fan out: ESPs are small.
+        if !seen.insert(dir) || seen.len() > 4096 {
+            continue;
+        }
+        let mut cluster = dir;
+        let mut first = true;
+        for _ in 0..64 {
+            let mut data = vec![0u8; cluster_bytes];
+            w.seek(SeekFrom::Start(cluster_at(cluster)))?;
+            w.read_exact(&mut data)?;
+            if first
+                && dir != root
+                && &data[DIR_ENTRY..DIR_ENTRY + 11] == DOT
+                && &data[3 * DIR_ENTRY..3 * DIR_ENTRY + 11] == DOTDOT
+                && data[11] == ATTR_LFN
+                && data[2 * DIR_ENTRY + 11] == ATTR_LFN
+            {
+                let mut head = [0u8; 4 * DIR_ENTRY];
+                head[..DIR_ENTRY].copy_from_slice(&data[DIR_ENTRY..2 * DIR_ENTRY]);
+                head[DIR_ENTRY..2 * DIR_ENTRY].copy_from_slice(&data[3 * DIR_ENTRY..4 * DIR_ENTRY]);
+                // `..` of a directory in the root names cluster 0.
+                head[DIR_ENTRY + 20..DIR_ENTRY + 22]
+                    .copy_from_slice(&((parent >> 16) as u16).to_le_bytes());
+                head[DIR_ENTRY + 26..DIR_ENTRY + 28]
+                    .copy_from_slice(&(parent as u16).to_le_bytes());
+                head[2 * DIR_ENTRY] = 0xe5;
+                head[3 * DIR_ENTRY] = 0xe5;
+                data[..head.len()].copy_from_slice(&head);
+                w.seek(SeekFrom::Start(cluster_at(cluster)))?;
+                w.write_all(&head)?;
+            }
+            first = false;
+            for e in data.chunks_exact(DIR_ENTRY) {
+                if e[0] == 0 {
+                    break;
+                }
+                if e[0] == 0xe5 || e[11] == ATTR_LFN || e[11] & ATTR_DIR == 0 || e[0] == b'.' {
+                    continue;
+                }
+                let child = u32::from(le16(e, 20)) << 16 | u32::from(le16(e, 26));
+                if child >= 2 {
+                    todo.push((child, if dir == root { 0 } else { dir }));
+                }
+            }
+            let mut next = [0u8; 4];
+            w.seek(SeekFrom::Start(fat_at + u64::from(cluster) * 4))?;
+            w.read_exact(&mut next)?;
+            cluster = u32::from_le_bytes(next) & 0x0fff_ffff;
+            if !(2..0x0fff_fff8).contains(&cluster) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An 11-byte FAT label, space padded.
 fn fat_label(label: &str) -> [u8; 11] {
     let mut out = [b' '; 11];
@@ -325,5 +464,66 @@ mod tests {
             err.contains("offset 73400320: not a FAT filesystem"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+    use crate::deploy::device::MemDisk;
+
+    /// fsck.vfat -n: whether it found nothing to fix, and what it said.
+    fn fsck(dev: &mut MemDisk, len: u64, name: &str) -> (bool, String) {
+        let path =
+            std::env::temp_dir().join(format!("rivet-fat-{}-{name}.img", std::process::id()));
+        let mut data = vec![0u8; len as usize];
+        dev.read_at(0, &mut data).unwrap();
+        std::fs::write(&path, &data).unwrap();
+        let out = std::process::Command::new("fsck.vfat")
+            .arg("-n")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
+    #[test]
+    fn files_written_onto_a_fresh_esp_leave_a_clean_filesystem() {
+        let len = 550u64 << 20;
+        let mut dev = MemDisk::new(len, 512);
+        format(&mut dev, 0, len, "efi-part", 0x730cae59).unwrap();
+        let file = |p: &str, n: usize| EspFile {
+            path: p.into(),
+            from: "test".into(),
+            data: vec![0x5a; n],
+        };
+        let files = [
+            file("EFI/debian/shimx64.efi", 1_048_504),
+            file("EFI/debian/grubx64.efi", 4_183_488),
+            file("EFI/debian/grub.cfg", 116),
+            file("EFI/BOOT/BOOTX64.EFI", 1_048_504),
+            file("EFI/BOOT/grub.cfg", 116),
+            file("EFI/debian/BOOTX64.CSV", 108),
+        ];
+        write_files(&mut dev, 0, len, &files).unwrap();
+        // Twice, as a re-run of install_bootloader does: files replaced.
+        write_files(&mut dev, 0, len, &files).unwrap();
+        let (ok, report) = fsck(&mut dev, len, "esp");
+        assert!(ok && !report.contains("Expected"), "{report}");
+        // What fatfs reads back is what was written.
+        let mut window = Window::new(&mut dev, 0, len);
+        let fs = fatfs::FileSystem::new(&mut window, fatfs::FsOptions::new()).unwrap();
+        for f in &files {
+            let mut data = Vec::new();
+            fs.root_dir()
+                .open_file(&f.path)
+                .unwrap()
+                .read_to_end(&mut data)
+                .unwrap();
+            assert_eq!(data, f.data, "{}", f.path);
+        }
     }
 }
