@@ -4,5 +4,6 @@
 
 pub mod disks;
 pub mod ironic;
+pub mod partition_boot;
 pub mod references;
 pub mod standalone;

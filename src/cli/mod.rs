@@ -4,6 +4,7 @@ pub mod args;
 pub mod deploy;
 pub mod fetch;
 pub mod inspect;
+pub mod install_bootloader;
 pub mod mkinitramfs;
 pub mod net;
 pub mod serve;
@@ -21,6 +22,7 @@ COMMANDS:
     deploy        Write an image onto a disk or file as ironic-python-agent would
     fetch         Download a URL with rivet's own TCP/IP over a raw NIC
     inspect       Show a disk's partition table and filesystems as JSON
+    install-bootloader  Put a partition image's UEFI boot loader (shim, grub) on the disk's ESP
     mkinitramfs   Build rivet's initramfs from an extracted kernel package
     serve         Answer HTTP (the agent API's status routes) with rivet's own TCP/IP
     version       Print rivet's version
@@ -43,6 +45,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         Some("deploy") => deploy::run(it.collect()),
         Some("fetch") => fetch::run(it.collect()),
         Some("inspect") => inspect::run(it.collect()),
+        Some("install-bootloader") => install_bootloader::run(it.collect()),
         Some("mkinitramfs") => mkinitramfs::run(it.collect()),
         Some("serve") => serve::run(it.collect()),
         Some(other) => Err(format!("unknown command '{other}'; run 'rivet --help'")),

@@ -7,6 +7,7 @@
 //! → verify checksum → swap, ESP, ephemeral → the held MiB → flush. A failed
 //! checksum therefore leaves a root partition without a filesystem signature.
 
+pub mod bootchain;
 pub mod configdrive;
 pub mod device;
 pub mod image;

@@ -7,6 +7,7 @@
 pub mod ext4;
 pub mod partition;
 pub mod path;
+pub mod testing;
 pub mod xfs;
 
 use alloc::string::String;

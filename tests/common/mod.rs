@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod ironic;
 pub mod netns;
 pub mod tls;
 

@@ -57,6 +57,8 @@ pub struct Api {
     pub node: Value,
     /// Whether the conductor allows md5 checksums (lookup config).
     pub md5_enabled: bool,
+    /// The lookup's enable_bios_bootloader_install.
+    pub bios_bootloader_install: bool,
     job: Option<Job>,
     rng: u64,
 }
@@ -114,6 +116,7 @@ impl Api {
             image_disk: None,
             node: Value::Null,
             md5_enabled: true,
+            bios_bootloader_install: false,
             job: None,
             rng: seed | 1,
         }

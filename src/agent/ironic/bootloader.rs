@@ -1,11 +1,14 @@
 //! `image.install_bootloader`, as ironic-python-agent 13 runs it
 //! (`extensions/image.py`, `efi_utils.manage_uefi`): on a machine booted
-//! by UEFI, register the image's loaders in the firmware's boot entries;
-//! then, for partition images, refuse (rivet installs no GRUB — IPA 13
-//! does so only with `[agent]enable_bios_bootloader_install`).
+//! by UEFI, register the image's loaders in the firmware's boot entries.
+//! A partition image's ESP is empty: where IPA 13 would run grub-install
+//! in a chroot of the image (disabled on stock Ironic 39), rivet first
+//! copies the distribution's signed shim and grub onto it
+//! ([`partition_boot`]). BIOS partition images stay refused, as there.
 
 use super::commands::RestError;
-use crate::deploy::table::{self, Existing, Found};
+use crate::agent::partition_boot::{self, partition_by_uuid, Failure};
+use crate::deploy::table::{self, Existing};
 use crate::deploy::{uefi, BlockDevice};
 use crate::linux::blockdev::Disk;
 use crate::linux::efivars::{self, Efivarfs};
@@ -20,17 +23,6 @@ fn device_not_found(details: String) -> RestError {
         "Error finding the disk or partition device to deploy the image onto",
         details,
     )
-}
-
-/// The partition carrying `uuid` as its PARTUUID or its filesystem's UUID.
-fn partition_by_uuid<'t>(disk: &mut Disk, table: &'t Existing, uuid: &str) -> Option<&'t Found> {
-    table.parts.iter().find(|p| {
-        if p.partuuid.eq_ignore_ascii_case(uuid) {
-            return true;
-        }
-        matches!(crate::deploy::probe_at(disk, p.offset, p.len),
-                 Ok(Some(fs)) if fs.uuid.eq_ignore_ascii_case(uuid))
-    })
 }
 
 /// Registers the ESP's loaders; `Ok(false)` when the ESP has none.
@@ -74,14 +66,65 @@ fn manage_uefi(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
     Ok(true)
 }
 
+fn invalid_image(details: impl Into<String>) -> RestError {
+    RestError::new(
+        "InvalidImage",
+        500,
+        "The provided image is not valid for use",
+        details,
+    )
+}
+
+impl From<Failure> for RestError {
+    fn from(f: Failure) -> RestError {
+        match f {
+            Failure::DeviceNotFound(m) => device_not_found(m),
+            Failure::InvalidImage(m) => invalid_image(m),
+            Failure::Failed(m) => RestError::execution(m),
+        }
+    }
+}
+
 /// Runs the command on the disk the last image went to. `uuids` is what
-/// get_partition_uuids answers (its `partitions` key marks a partition image).
-pub fn install(disk: Option<&str>, uuids: &Value, params: &Value) -> Result<Value, RestError> {
+/// get_partition_uuids answers (its `partitions` key marks a partition
+/// image); `bios_asked` is the lookup's enable_bios_bootloader_install.
+pub fn install(
+    disk: Option<&str>,
+    uuids: &Value,
+    params: &Value,
+    bios_asked: bool,
+) -> Result<Value, RestError> {
+    let ignore = params["ignore_bootloader_failure"]
+        .as_bool()
+        .unwrap_or(false);
+    match install_strict(disk, uuids, params, bios_asked) {
+        Err(e) if ignore => {
+            log::error!(
+                "Error setting up bootloader. Error {}; ignored (ignore_bootloader_failure)",
+                e.details
+            );
+            Ok(Value::Null)
+        }
+        other => other,
+    }
+}
+
+fn install_strict(
+    disk: Option<&str>,
+    uuids: &Value,
+    params: &Value,
+    bios_asked: bool,
+) -> Result<Value, RestError> {
     let Some(disk) = disk else {
         return Err(RestError::execution(
             "no image has been written by this agent",
         ));
     };
+    if disk.starts_with("/dev/md") {
+        return Err(RestError::execution(format!(
+            "{disk} is a software RAID device: rivet does not install boot loaders onto software RAID"
+        )));
+    }
     let partition_image = uuids.get("partitions").is_some();
     let uefi = efivars::booted_uefi();
     let current = if uefi { "uefi" } else { "bios" };
@@ -93,20 +136,31 @@ pub fn install(disk: Option<&str>, uuids: &Value, params: &Value) -> Result<Valu
             );
         }
     }
+    let root_uuid = params["root_uuid"]
+        .as_str()
+        .filter(|u| !u.is_empty() && *u != "0x00000000");
+    let efi_uuid = params["efi_system_part_uuid"].as_str();
+    let mut installed = Value::Null;
     if uefi {
-        let efi_uuid = params["efi_system_part_uuid"].as_str();
+        if let (true, Some(root)) = (partition_image, root_uuid) {
+            let done = partition_boot::install(disk, root, efi_uuid, 512)?;
+            installed = done.to_json();
+        }
         if manage_uefi(disk, efi_uuid, Path::new(efivars::MOUNT_POINT))? {
-            return Ok(Value::Null);
+            return Ok(installed);
         }
     }
     if partition_image {
-        return Err(RestError::new(
-            "InvalidImage",
-            500,
-            "The provided image is not valid for use",
-            "rivet does not install a boot loader into a partition image (ironic-python-agent 13 does so only \
-             with [agent]enable_bios_bootloader_install); deploy a whole-disk image, which carries its own",
-        ));
+        let why = if bios_asked {
+            "enable_bios_bootloader_install is set, but rivet never runs grub-install from an image"
+        } else {
+            "Install of legacy BIOS bootloaders disabled by CONF.enable_bios_bootloader_install as \
+             part of CVE-2026-43003 mitigation"
+        };
+        return Err(invalid_image(format!(
+            "{why}: a partition image boots with rivet only under UEFI (the distribution's signed \
+             shim and grub are copied to the ESP); deploy BIOS machines with a whole-disk image"
+        )));
     }
     log::info!("whole-disk image, {current} boot: the image's own boot loader is used");
     Ok(Value::Null)

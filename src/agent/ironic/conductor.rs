@@ -35,6 +35,9 @@ pub struct Lookup {
     pub tls_min_version: Option<String>,
     /// OpenSSL-style `A:B:C` list for the agent API's TLS 1.2 suites.
     pub tls_cipher_suites: Option<String>,
+    /// `[agent]enable_bios_bootloader_install`: asks for grub-install,
+    /// which rivet never runs (said by name when it matters).
+    pub bios_bootloader_install: bool,
 }
 
 /// A lookup attempt that did not find the node.
@@ -231,6 +234,9 @@ pub fn parse_lookup(j: &Value) -> Option<Lookup> {
             .as_str()
             .filter(|s| !s.is_empty())
             .map(str::to_string),
+        bios_bootloader_install: config["enable_bios_bootloader_install"]
+            .as_bool()
+            .unwrap_or(false),
     })
 }
 

@@ -327,7 +327,11 @@ fn run_job(t: &mut Servicing, job: &Job) -> (Result<Value, RestError>, Option<En
         Work::InstallBootloader { params } => {
             let uuids = t.agent.api.partition_uuids.clone().unwrap_or(Value::Null);
             let disk = t.agent.api.image_disk.clone();
-            (bootloader::install(disk.as_deref(), &uuids, params), None)
+            let bios_asked = t.agent.api.bios_bootloader_install;
+            (
+                bootloader::install(disk.as_deref(), &uuids, params, bios_asked),
+                None,
+            )
         }
         Work::PowerOff => (Ok(Value::Null), Some(EndAction::Poweroff)),
         Work::Reboot => (Ok(Value::Null), Some(EndAction::Reboot)),
@@ -450,6 +454,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     let mut api = Api::new(token.clone(), started_at, random_u64());
     api.node = found.node.clone();
     api.md5_enabled = found.md5_enabled;
+    api.bios_bootloader_install = found.bios_bootloader_install;
     let now = stack.now_ms();
     let mut agent = Agent {
         api,
