@@ -1,13 +1,21 @@
 //! rivet: a tiny deploy agent for bare metal.
 //!
 //! The library is layered so that each layer reads only downwards:
-//! - [`wire`]: byte formats (cpio newc, ELF `.modinfo`, gzip framing), views over
-//!   byte buffers with checked constructors; no policy, no I/O.
-//! - [`cmdline`], [`modules`], [`initramfs`]: pure logic over those formats
-//!   (kernel command line, module alias matching and dependency order,
-//!   initramfs assembly).
+//! - [`wire`]: byte formats (GPT, MBR, superblocks, cpio, ELF `.modinfo`,
+//!   gzip, HTTP, EFI load options, TCP/UDP checksums): views over byte
+//!   buffers with checked constructors; no policy, no I/O.
+//! - [`cmdline`], [`modules`], [`initramfs`], [`plan`], [`layout`],
+//!   [`stream`]: pure logic over those formats (kernel command line, module
+//!   order, initramfs assembly, Ironic's image_info, partition layout, the
+//!   aligned streaming buffer and hashers).
+//! - [`fs`]: read-only filesystem readers (ext4, XFS) over byte sources.
+//! - [`deploy`]: the engine, written against traits (block device, image
+//!   source, environment, NVRAM); [`net`]: rivet's TCP/IP, HTTP client and
+//!   server over a device and a clock passed in.
 //! - [`linux`] (feature `std`): the thin glue that touches syscalls: PID 1
-//!   duties, coldplug, inventory, the initramfs builder's file walking.
+//!   duties, coldplug, O_DIRECT disks, the packet socket, fatfs, efivarfs, TLS.
+//! - [`agent`] (feature `std`): orchestration: standalone and Ironic mode,
+//!   boot files for partition images.
 //!
 //! Without the `std` feature the crate is `no_std` + `alloc`.
 #![cfg_attr(not(feature = "std"), no_std)]
