@@ -124,11 +124,13 @@ pub fn install(
         Some(Kind::Xfs) => Box::new(
             Xfs::load(Box::new(part)).map_err(|e| Failure::InvalidImage(format!("{at}: {e}")))?,
         ),
-        Some(other) => return Err(Failure::InvalidImage(format!(
+        Some(other) => {
+            return Err(Failure::InvalidImage(format!(
             "{at}: the root filesystem is {}; rivet reads ext2/3/4 and XFS root filesystems for \
                  their boot loaders",
             other.name()
-        ))),
+        )))
+        }
         None => {
             return Err(Failure::InvalidImage(format!(
                 "{at}: no filesystem rivet recognises"
