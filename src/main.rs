@@ -6,7 +6,7 @@ mod cli;
 
 fn main() {
     if std::process::id() == 1 {
-        rivet::linux::pid1::main();
+        rivet::linux::pid1::main(rivet::agent::run);
     }
     rivet::linux::logger::init(log::LevelFilter::Info);
     if let Err(e) = cli::run(std::env::args().skip(1).collect()) {

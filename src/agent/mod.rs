@@ -3,7 +3,16 @@
 //! rivet.callback=URL); the host CLI shares `references` and `disks`.
 
 pub mod disks;
+pub mod hints;
 pub mod ironic;
 pub mod partition_boot;
 pub mod references;
 pub mod standalone;
+
+/// PID 1's mode for this command line: Ironic mode when it names an Ironic
+/// API or an inspection callback, else standalone; the end action.
+pub fn run(cmdline: &crate::cmdline::Cmdline) -> crate::cmdline::EndAction {
+    ironic::run::run(cmdline)
+        .or_else(|| standalone::run(cmdline))
+        .unwrap_or(cmdline.after)
+}

@@ -33,7 +33,12 @@ fn decode(v: u8) -> EndAction {
     }
 }
 
-pub fn main() -> ! {
+/// What runs once the machine is up: the agent's mode for this command
+/// line, returning the end action. Passed in from above, so this glue never
+/// calls up into the agent layer.
+pub type Mode = fn(&Cmdline) -> EndAction;
+
+pub fn main(mode: Mode) -> ! {
     logger::init(log::LevelFilter::Info);
     // A panic aborts the process, which would panic the kernel: end cleanly
     // from inside the hook instead, before the abort can happen.
@@ -79,12 +84,7 @@ pub fn main() -> ! {
     }
 
     bring_up_hardware(&cmdline);
-    let after = if cmdline.ipa.contains_key("ipa-api-url") {
-        crate::agent::ironic::run::run(&cmdline)
-    } else {
-        crate::agent::standalone::run(&cmdline)
-    }
-    .unwrap_or(cmdline.after);
+    let after = mode(&cmdline);
     END_ACTION.store(encode(after), Ordering::SeqCst);
     end(after)
 }
