@@ -58,6 +58,7 @@ mod tests {
             logical_block: 512,
             physical_block: 512,
             model: None,
+            extra: Default::default(),
             serial: Some(serial.into()),
             wwn: None,
             pci: Some(format!("0000:00:0{}.0", name.len() % 10)),

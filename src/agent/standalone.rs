@@ -170,6 +170,15 @@ pub fn firmware_boot_mode() -> BootMode {
 /// address. Errors name the NIC.
 /// `insecure` turns off the check of https servers' certificates.
 pub fn network(cmdline: &Cmdline, insecure: bool) -> Result<(LinuxStack, Lease), String> {
+    network_verified(cmdline, insecure, CA_BUNDLE).map(|(s, l, _)| (s, l))
+}
+
+/// The boot NIC's stack, https checked against `ca_bundle`; and the NIC's name.
+pub fn network_verified(
+    cmdline: &Cmdline,
+    insecure: bool,
+    ca_bundle: &str,
+) -> Result<(LinuxStack, Lease, String), String> {
     let nic = choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?;
     let addressing = addressing(&cmdline.ip)?;
     log::info!(
@@ -183,14 +192,14 @@ pub fn network(cmdline: &Cmdline, insecure: bool) -> Result<(LinuxStack, Lease),
     let verify = if insecure {
         Verify::Insecure
     } else {
-        Verify::Bundle(CA_BUNDLE.into())
+        Verify::Bundle(ca_bundle.into())
     };
     let mut s = open_stack(&nic, addressing, verify)?;
     let lease = s
         .wait_for_address(60_000)
         .map_err(|e| format!("{nic}: {e}"))?;
     log::info!("network up: {nic} {}", describe_lease(&lease));
-    Ok((s, lease))
+    Ok((s, lease, nic))
 }
 
 fn deploy_from(
@@ -218,7 +227,7 @@ fn deploy_from(
         .clone()
         .or(cmdline.rivet.get("rivet.disk").cloned());
     let boot_mode = plan.boot_mode.unwrap_or_else(firmware_boot_mode);
-    let (v, _) = write_plan(s, plan, hint.as_deref(), boot_mode)?;
+    let (v, _) = write_plan(s, plan, Target::Hint(hint.as_deref()), boot_mode)?;
     Ok(v)
 }
 
@@ -226,10 +235,18 @@ fn deploy_from(
 /// without one), streaming from the plan's URLs in turn; fetches checksum
 /// and config drive references first. Returns the result JSON and the
 /// image's deploy outcome. Shared by standalone and Ironic mode.
+/// How the target disk is chosen.
+pub enum Target<'a> {
+    /// `rivet.disk=` (or the plan's `target_disk`); none: Ironic's default.
+    Hint(Option<&'a str>),
+    /// Ironic's root device hints.
+    Hints(&'a crate::agent::hints::Hints),
+}
+
 pub fn write_plan<T: Transport>(
     t: &mut T,
     mut plan: Plan,
-    hint: Option<&str>,
+    target: Target<'_>,
     boot_mode: BootMode,
 ) -> Result<(Value, deploy::Outcome), Failure> {
     let configdrive = super::references::resolve(&mut plan, Some(&mut *t)).map_err(fail("plan"))?;
@@ -240,7 +257,19 @@ pub fn write_plan<T: Transport>(
         });
     }
     let all = inventory::disks(Path::new("/sys"));
-    let target = disks::choose(hint, &all).map_err(fail("disk"))?;
+    let target = match target {
+        Target::Hint(hint) => disks::choose(hint, &all),
+        Target::Hints(hints) => hints.choose(&all).ok_or_else(|| {
+            format!(
+                "No device found that matches the root device hints (disks: {})",
+                all.iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }),
+    }
+    .map_err(fail("disk"))?;
     let disk_path = format!("/dev/{}", target.name);
     log::info!("target disk {disk_path} ({} bytes)", target.size_bytes);
     let mut disk = Disk::open(&disk_path, 512).map_err(fail("disk"))?;

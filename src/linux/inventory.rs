@@ -17,6 +17,70 @@ pub struct Disk {
     pub wwn: Option<String>,
     /// PCI address of the controller (`0000:00:04.0`), for by-path hints.
     pub pci: Option<String>,
+    /// The rest of what inspection reports and root device hints match.
+    pub extra: DiskExtra,
+}
+
+/// Disk facts for inspection and root device hints, as ironic-python-agent
+/// reads them from lsblk and udev (rivet from sysfs: there is no udev).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DiskExtra {
+    pub rotational: Option<bool>,
+    pub vendor: Option<String>,
+    /// SCSI host:channel:target:lun (SCSI, SATA and USB disks).
+    pub hctl: Option<String>,
+    /// lsblk's TRAN: sata, nvme, usb, … (none for virtio).
+    pub tran: Option<String>,
+    /// udev's /dev/disk/by-path/ name.
+    pub by_path: Option<String>,
+}
+
+/// The `hctl` and transport of a disk from its canonical sysfs path.
+fn scsi_facts(canonical: &str, name: &str) -> (Option<String>, Option<String>) {
+    let hctl = canonical
+        .split('/')
+        .rfind(|c| {
+            let parts: Vec<&str> = c.split(':').collect();
+            parts.len() == 4
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string);
+    let tran = if name.starts_with("nvme") {
+        Some("nvme")
+    } else if canonical.contains("/usb") {
+        Some("usb")
+    } else if canonical.contains("/ata") {
+        Some("sata")
+    } else {
+        None
+    };
+    (hctl, tran.map(str::to_string))
+}
+
+/// udev's path_id for the disk: `pci-ADDR` (virtio), `pci-ADDR-nvme-N`,
+/// `pci-ADDR-ata-N` (AHCI port N).
+fn by_path(canonical: &str, name: &str, pci: Option<&str>) -> Option<String> {
+    let pci = pci?;
+    let base = format!("/dev/disk/by-path/pci-{pci}");
+    if let Some(ns) = name
+        .strip_prefix("nvme")
+        .and_then(|r| r.split_once('n'))
+        .map(|(_, n)| n)
+    {
+        return Some(format!("{base}-nvme-{ns}"));
+    }
+    if let Some(port) = canonical.split('/').find_map(|c| {
+        c.strip_prefix("ata")
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    }) {
+        return Some(format!("{base}-ata-{port}"));
+    }
+    if canonical.contains("/virtio") {
+        return Some(base);
+    }
+    None
 }
 
 /// The last PCI address (`dddd:bb:dd.f`) in a sysfs device path.
@@ -41,6 +105,11 @@ pub struct Nic {
     /// None when the kernel cannot tell (link down).
     pub carrier: Option<bool>,
     pub driver: Option<String>,
+    /// PCI vendor and device ids as sysfs prints them (`0x1af4`).
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+    pub speed_mbps: Option<u64>,
+    pub pci: Option<String>,
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
@@ -76,6 +145,18 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
             }
             let queue = dir.join("queue");
             let first = |names: &[&str]| names.iter().find_map(|n| read_trimmed(&dir.join(n)));
+            let canonical = fs::canonicalize(&dir)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let pci = pci_address(&canonical);
+            let (hctl, tran) = scsi_facts(&canonical, &name);
+            let extra = DiskExtra {
+                rotational: read_number(&queue.join("rotational")).map(|r| r == 1),
+                vendor: first(&["device/vendor"]),
+                hctl,
+                tran,
+                by_path: by_path(&canonical, &name, pci.as_deref()),
+            };
             Some(Disk {
                 size_bytes,
                 logical_block: read_number(&queue.join("logical_block_size")).unwrap_or(512) as u32,
@@ -84,9 +165,8 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
                 model: first(&["device/model"]),
                 serial: first(&["serial", "device/serial"]),
                 wwn: first(&["wwid", "device/wwid"]),
-                pci: fs::canonicalize(&dir)
-                    .ok()
-                    .and_then(|p| pci_address(&p.to_string_lossy())),
+                pci,
+                extra,
                 name,
             })
         })
@@ -116,6 +196,14 @@ pub fn nics(sys: &Path) -> Vec<Nic> {
                 mac: read_trimmed(&dir.join("address")).and_then(|a| Mac::parse(&a)),
                 carrier: read_trimmed(&dir.join("carrier")).map(|c| c == "1"),
                 driver,
+                vendor: read_trimmed(&dir.join("device/vendor")),
+                product: read_trimmed(&dir.join("device/device")),
+                // -1 or an error while the link is down: unknown.
+                speed_mbps: read_number(&dir.join("speed"))
+                    .filter(|&s| s > 0 && s < u32::MAX as u64),
+                pci: fs::canonicalize(dir.join("device"))
+                    .ok()
+                    .and_then(|p| pci_address(&p.to_string_lossy())),
                 name,
             })
         })
@@ -252,5 +340,36 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(64 << 20), "64.0 MiB");
         assert_eq!(human_bytes(1536 << 30), "1.5 TiB");
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn hctl_transport_and_by_path_from_sysfs_paths() {
+        let sata = "/sys/devices/pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0/block/sda";
+        assert_eq!(
+            scsi_facts(sata, "sda"),
+            (Some("2:0:0:0".into()), Some("sata".into()))
+        );
+        assert_eq!(
+            by_path(sata, "sda", Some("0000:00:1f.2")).as_deref(),
+            Some("/dev/disk/by-path/pci-0000:00:1f.2-ata-3")
+        );
+        let virtio = "/sys/devices/pci0000:00/0000:00:04.0/virtio1/block/vda";
+        assert_eq!(scsi_facts(virtio, "vda"), (None, None));
+        assert_eq!(
+            by_path(virtio, "vda", Some("0000:00:04.0")).as_deref(),
+            Some("/dev/disk/by-path/pci-0000:00:04.0")
+        );
+        let nvme = "/sys/devices/pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1";
+        assert_eq!(scsi_facts(nvme, "nvme0n1").1.as_deref(), Some("nvme"));
+        assert_eq!(
+            by_path(nvme, "nvme0n1", Some("0000:00:05.0")).as_deref(),
+            Some("/dev/disk/by-path/pci-0000:00:05.0-nvme-1")
+        );
+        assert_eq!(by_path("/sys/devices/virtual/block/md0", "md0", None), None);
     }
 }

@@ -1,45 +1,20 @@
 //! What the node record the conductor sends says about the target disk and
 //! the boot mode, read the way ironic-python-agent reads it.
 
+use crate::agent::hints::Hints;
 use crate::plan::BootMode;
 use serde_json::Value;
 
 /// Root device hints (`instance_info.root_device`, else
-/// `properties.root_device`) as a `rivet.disk`-style hint. rivet matches one
-/// of name, serial, wwn or by_path; other hints are refused rather than
-/// ignored, so a deploy never lands on a disk the operator did not mean.
-pub fn disk_hint(node: &Value) -> Result<Option<String>, String> {
+/// `properties.root_device`), checked as Ironic checks them: every hint
+/// and operator Ironic takes; a bad one is an error before any write.
+pub fn root_device_hints(node: &Value) -> Result<Option<Hints>, String> {
     let hints = node["instance_info"]
         .get("root_device")
         .filter(|h| h.as_object().is_some_and(|o| !o.is_empty()))
         .or_else(|| node["properties"].get("root_device"))
-        .and_then(Value::as_object);
-    let Some(hints) = hints.filter(|h| !h.is_empty()) else {
-        return Ok(None);
-    };
-    let text = |v: &Value| {
-        v.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())
-    };
-    let unsupported: Vec<&str> = hints
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !matches!(*k, "name" | "serial" | "wwn" | "by_path"))
-        .collect();
-    if !unsupported.is_empty() || hints.len() > 1 {
-        return Err(format!(
-            "root device hints {} are not supported by rivet (it matches exactly one of name, serial, wwn, by_path)",
-            Value::Object(hints.clone())
-        ));
-    }
-    let (key, value) = hints.iter().next().expect("one hint");
-    let value = text(value);
-    Ok(Some(match key.as_str() {
-        "name" => value,
-        "by_path" => format!("by-path={}", value.trim_start_matches("/dev/disk/by-path/")),
-        other => format!("{other}={value}"),
-    }))
+        .unwrap_or(&Value::Null);
+    Hints::parse(hints)
 }
 
 /// `instance_info.deploy_boot_mode`, then the `boot_mode` capability
@@ -82,27 +57,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn hints_map_to_rivet_disk_hints_and_unknown_ones_are_refused() {
-        assert_eq!(disk_hint(&json!({})), Ok(None));
+    fn hints_come_from_instance_info_else_properties_and_bad_ones_are_refused() {
+        assert_eq!(root_device_hints(&json!({})), Ok(None));
+        let h = root_device_hints(
+            &json!({"instance_info": {"root_device": {"name": "/dev/vdb"}},
+            "properties": {"root_device": {"size": 5}}}),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(
-            disk_hint(&json!({"instance_info": {"root_device": {"name": "/dev/vdb"}}})),
-            Ok(Some("/dev/vdb".into()))
+            h,
+            Hints::parse(&json!({"name": "/dev/vdb"})).unwrap().unwrap()
         );
-        assert_eq!(
-            disk_hint(
-                &json!({"instance_info": {}, "properties": {"root_device": {"serial": "s-2"}}})
-            ),
-            Ok(Some("serial=s-2".into()))
-        );
-        assert_eq!(
-            disk_hint(
-                &json!({"properties": {"root_device": {"by_path": "/dev/disk/by-path/pci-0000:00:05.0"}}})
-            ),
-            Ok(Some("by-path=pci-0000:00:05.0".into()))
-        );
-        let err =
-            disk_hint(&json!({"properties": {"root_device": {"size": ">= 10"}}})).unwrap_err();
-        assert!(err.contains("size"), "{err}");
+        let h = root_device_hints(&json!({"instance_info": {"root_device": {}},
+            "properties": {"root_device": {"size": ">= 10"}}}))
+        .unwrap()
+        .unwrap();
+        assert_eq!(h, Hints::parse(&json!({"size": ">= 10"})).unwrap().unwrap());
+        let err = root_device_hints(&json!({"properties": {"root_device": {"colour": "red"}}}))
+            .unwrap_err();
+        assert!(err.contains("colour"), "{err}");
     }
 
     #[test]
