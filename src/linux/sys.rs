@@ -189,17 +189,30 @@ const AF_PACKET: u16 = 17;
 /// receive buffer large enough for a 1 MiB TCP window (FACTS: the default
 /// 208 KiB overflows and drops).
 pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
-    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let (fd, _) = bound_packet_socket(name, ETH_P_ALL)?;
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, 8 << 20).is_err() {
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 8 << 20);
+    }
+    Ok(fd)
+}
+
+/// A non-blocking AF_PACKET socket on `name` for one ethertype, and the
+/// interface's index.
+fn bound_packet_socket(name: &str, ethertype: u16) -> io::Result<(std::os::fd::OwnedFd, u32)> {
+    use rustix::net::{AddressFamily, Protocol, SocketFlags, SocketType};
+    let protocol = std::num::NonZeroU32::new(u32::from(ethertype.to_be()))
+        .map(Protocol::from_raw)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "ethertype 0"))?;
     let fd = rustix::net::socket_with(
         AddressFamily::PACKET,
         SocketType::RAW,
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        Some(rustix::net::eth::ALL),
+        Some(protocol),
     )?;
     let ifindex = rustix::net::netdevice::name_to_index(&fd, name)?;
     let addr = SockaddrLl {
         family: AF_PACKET,
-        protocol: ETH_P_ALL.to_be(),
+        protocol: ethertype.to_be(),
         ifindex: ifindex as i32,
         hatype: 0,
         pkttype: 0,
@@ -207,9 +220,39 @@ pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
         addr: [0; 8],
     };
     rustix::net::bind(&fd, &addr)?;
-    if rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, 8 << 20).is_err() {
-        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 8 << 20);
-    }
+    Ok((fd, ifindex))
+}
+
+#[repr(C)]
+struct PacketMreq {
+    ifindex: i32,
+    kind: u16,
+    alen: u16,
+    address: [u8; 8],
+}
+
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_MULTICAST: u16 = 0;
+
+/// A socket receiving `ethertype` frames sent to the multicast `group` on
+/// `name` (the membership lets the NIC's filter pass them; it goes with the
+/// socket).
+pub fn multicast_packet_socket(
+    name: &str,
+    ethertype: u16,
+    group: [u8; 6],
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let (fd, ifindex) = bound_packet_socket(name, ethertype)?;
+    let mut address = [0u8; 8];
+    address[..6].copy_from_slice(&group);
+    let mreq = PacketMreq {
+        ifindex: ifindex as i32,
+        kind: PACKET_MR_MULTICAST,
+        alen: 6,
+        address,
+    };
+    setsockopt(fd.as_fd(), PACKET_ADD_MEMBERSHIP, &mreq)?;
     Ok(fd)
 }
 

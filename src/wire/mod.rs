@@ -10,6 +10,7 @@ pub mod gpt;
 pub mod guid;
 pub mod gzip;
 pub mod http;
+pub mod lldp;
 pub mod mbr;
 pub mod modinfo;
 pub mod superblock;

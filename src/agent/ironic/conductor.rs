@@ -7,7 +7,7 @@ use crate::net::Transport;
 use serde_json::{json, Value};
 
 /// Lowest API version with the ramdisk endpoints and agent_version.
-const MIN_VERSION: (u32, u32) = (1, 31);
+pub const MIN_VERSION: (u32, u32) = (1, 31);
 /// Lookup asks for ≥ 1.62 to receive the agent token.
 const LOOKUP_VERSION: (u32, u32) = (1, 62);
 /// Heartbeat at 1.68 carries agent_verify_ca (sent only with TLS).

@@ -1,10 +1,14 @@
 //! Ironic mode: rivet speaks ironic-python-agent's protocol, so a stock
 //! Ironic conductor deploys (and cleans) through it. On the command line:
-//! `ipa-api-url=`. Flow: network → lookup (node, token, heartbeat timeout)
-//! → agent API on port 9999 + heartbeats → commands from the conductor.
+//! `ipa-api-url=` and/or `ipa-inspection-callback-url=`. Flow: network →
+//! inspection when asked → lookup (node, token, heartbeat timeout) → agent
+//! API on port 9999 + heartbeats → commands from the conductor, in every
+//! state Ironic allows (fast track: inspection, cleaning and deploy in one
+//! boot).
 //!
 //! - `params`: the `ipa-*` kernel parameters rivet honours;
 //! - `conductor`: lookup and heartbeat against the Ironic API;
+//! - `inspection`: the inventory and its POST to continue_inspection;
 //! - `heartbeat`: when to heartbeat;
 //! - `commands`, `steps`, `api`: the agent API (routes, records, errors);
 //! - `bootloader`: image.install_bootloader (UEFI boot entries);
@@ -15,6 +19,7 @@ pub mod bootloader;
 pub mod commands;
 pub mod conductor;
 pub mod heartbeat;
+pub mod inspection;
 pub mod node;
 pub mod params;
 pub mod run;

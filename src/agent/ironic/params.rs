@@ -1,5 +1,6 @@
 //! The kernel parameters ironic-python-agent reads, as far as they mean
-//! something to rivet. Ironic mode is on when `ipa-api-url=` is given.
+//! something to rivet. Ironic mode is on when `ipa-api-url=` or
+//! `ipa-inspection-callback-url=` is given.
 
 use crate::cmdline::Cmdline;
 
@@ -25,6 +26,20 @@ pub struct Params {
     pub plain_http: bool,
     /// `ipa-debug=1`: debug logging.
     pub debug: bool,
+    /// Where inspection data goes (`ipa-inspection-callback-url`, else
+    /// `{api}/v1/continue_inspection` when collectors are named); empty:
+    /// no inspection.
+    pub inspection_urls: Vec<String>,
+    /// `ipa-inspection-collectors` as given.
+    pub inspection_collectors: Option<String>,
+    /// `ipa-collect-lldp=1` and how long to listen (`ipa-lldp-timeout`).
+    pub collect_lldp: bool,
+    pub lldp_timeout_s: u64,
+    /// `ipa-inspection-dhcp-all-interfaces=1`.
+    pub dhcp_all_interfaces: bool,
+    /// `ipa-cafile=`: the CA the Ironic API's certificate is checked
+    /// against (else [`ironic_ca`] finds Metal3's).
+    pub cafile: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -36,7 +51,12 @@ fn version(s: &str) -> Option<(u32, u32)> {
 impl Params {
     /// None when the command line does not ask for Ironic mode.
     pub fn from_cmdline(c: &Cmdline) -> Option<Params> {
-        let urls = c.ipa.get("ipa-api-url")?;
+        let callback = c.ipa.get("ipa-inspection-callback-url");
+        let urls = match (c.ipa.get("ipa-api-url"), callback) {
+            (Some(u), _) => u.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => return None,
+        };
         let mut p = Params {
             api_urls: Vec::new(),
             agent_token: c
@@ -54,6 +74,12 @@ impl Params {
             insecure: false,
             plain_http: false,
             debug: false,
+            inspection_urls: Vec::new(),
+            inspection_collectors: c.ipa.get("ipa-inspection-collectors").cloned(),
+            collect_lldp: false,
+            lldp_timeout_s: 30,
+            dhcp_all_interfaces: false,
+            cafile: c.ipa.get("ipa-cafile").cloned(),
             warnings: Vec::new(),
         };
         for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
@@ -62,6 +88,27 @@ impl Params {
             } else {
                 p.warnings.push(format!("ipa-api-url {url}: not an http:// or https:// URL (mdns discovery is not supported); skipped"));
             }
+        }
+        match callback.map(String::as_str) {
+            Some("mdns") => p
+                .warnings
+                .push("ipa-inspection-callback-url=mdns: mDNS discovery is not supported".into()),
+            Some(list) => {
+                p.inspection_urls = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                    .map(str::to_string)
+                    .collect()
+            }
+            None if p.inspection_collectors.is_some() => {
+                p.inspection_urls = p
+                    .api_urls
+                    .iter()
+                    .map(|u| format!("{u}/v1/continue_inspection"))
+                    .collect()
+            }
+            None => {}
         }
         let mut number = |key: &str, into: &mut u64| {
             if let Some(v) = c.ipa.get(key) {
@@ -75,6 +122,7 @@ impl Params {
         };
         number("ipa-lookup-timeout", &mut p.lookup_timeout_s);
         number("ipa-lookup-interval", &mut p.lookup_interval_s);
+        number("ipa-lldp-timeout", &mut p.lldp_timeout_s);
         for (key, into) in [
             ("ipa-listen-port", &mut p.listen_port),
             ("ipa-advertise-port", &mut p.advertise_port),
@@ -99,6 +147,11 @@ impl Params {
         let truthy = |v: &String| crate::cmdline::truthy(v);
         p.insecure = c.ipa.get("ipa-insecure").is_some_and(truthy);
         p.debug = c.ipa.get("ipa-debug").is_some_and(truthy);
+        p.collect_lldp = c.ipa.get("ipa-collect-lldp").is_some_and(truthy);
+        p.dhcp_all_interfaces = c
+            .ipa
+            .get("ipa-inspection-dhcp-all-interfaces")
+            .is_some_and(truthy);
         match c.ipa.get("ipa-advertise-protocol").map(String::as_str) {
             None | Some("https") => {}
             Some("http") => p.plain_http = true,
@@ -129,7 +182,61 @@ pub const HONOURED: &[&str] = &[
     "ipa-ironic-api-version",
     "ipa-insecure",
     "ipa-debug",
+    "ipa-inspection-callback-url",
+    "ipa-inspection-collectors",
+    "ipa-collect-lldp",
+    "ipa-lldp-timeout",
+    "ipa-inspection-dhcp-all-interfaces",
+    "ipa-cafile",
 ];
+
+/// Where Metal3 puts the CA of Ironic's API: a second initrd carrying
+/// `/etc/ironic-python-agent/ironic.crt` and a config file naming it
+/// (`[DEFAULT] cafile = …` in `/etc/ironic-python-agent.d/*.conf`).
+pub const METAL3_CA: &str = "/etc/ironic-python-agent/ironic.crt";
+pub const CONF_DIR: &str = "/etc/ironic-python-agent.d";
+
+/// `cafile = PATH` of an oslo.config file's [DEFAULT] section.
+pub fn conf_cafile(text: &str) -> Option<String> {
+    let mut section = "DEFAULT".to_string();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_string();
+        } else if section == "DEFAULT" {
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == "cafile" && !v.trim().is_empty() {
+                    return Some(v.trim().to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The CA bundle for Ironic's API: `ipa-cafile=`, else a config file's
+/// `cafile`, else Metal3's `ironic.crt` when present; `None`: the system's.
+pub fn ironic_ca(param: Option<&str>, root: &std::path::Path) -> Option<String> {
+    if let Some(p) = param {
+        return Some(p.to_string());
+    }
+    let mut confs: Vec<_> = std::fs::read_dir(root.join(CONF_DIR.trim_start_matches('/')))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    confs.sort();
+    for conf in confs
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+    {
+        if let Some(ca) = std::fs::read_to_string(conf)
+            .ok()
+            .and_then(|t| conf_cafile(&t))
+        {
+            return Some(ca);
+        }
+    }
+    let metal3 = root.join(METAL3_CA.trim_start_matches('/'));
+    metal3.exists().then(|| METAL3_CA.to_string())
+}
 
 #[cfg(test)]
 mod tests {
@@ -157,8 +264,60 @@ mod tests {
             w.contains("ipa-api-url mdns: not an http:// or https:// URL"),
             "{w}"
         );
-        assert!(w.contains("ipa-inspection-collectors is not used"), "{w}");
         assert!(w.contains("ipa-lookup-interval='x'"), "{w}");
+        // Collectors with an API URL: inspection at the API.
+        assert_eq!(
+            p.inspection_urls,
+            [
+                "http://10.0.2.2:6385/v1/continue_inspection",
+                "https://ironic.example:6385/v1/continue_inspection"
+            ]
+        );
         assert!(Params::from_cmdline(&Cmdline::parse("rivet.plan=http://a/p")).is_none());
+    }
+
+    #[test]
+    fn the_ca_comes_from_the_parameter_a_config_file_or_metal3s_second_initrd() {
+        let root = std::env::temp_dir().join(format!("rivet-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(ironic_ca(None, &root), None);
+        std::fs::create_dir_all(root.join("etc/ironic-python-agent")).unwrap();
+        std::fs::write(root.join("etc/ironic-python-agent/ironic.crt"), "PEM").unwrap();
+        assert_eq!(ironic_ca(None, &root).as_deref(), Some(METAL3_CA));
+        std::fs::create_dir_all(root.join("etc/ironic-python-agent.d")).unwrap();
+        std::fs::write(
+            root.join("etc/ironic-python-agent.d/ironic-tls.conf"),
+            "[DEFAULT]\ncafile = /etc/ironic-python-agent/other.crt\n[agent]\ncafile = no\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ironic_ca(None, &root).as_deref(),
+            Some("/etc/ironic-python-agent/other.crt")
+        );
+        assert_eq!(ironic_ca(Some("/x.pem"), &root).as_deref(), Some("/x.pem"));
+        assert_eq!(conf_cafile("[agent]\ncafile=/a\n"), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn what_metal3_puts_on_the_command_line_for_inspection() {
+        let c = Cmdline::parse(
+            "ipa-inspection-callback-url=https://172.22.0.2:6385/v1/continue_inspection              ipa-inspection-collectors=default,logs ipa-enable-vlan-interfaces=all              ipa-inspection-dhcp-all-interfaces=1 ipa-collect-lldp=1 ipa-lldp-timeout=5 ipa-insecure=1",
+        );
+        let p = Params::from_cmdline(&c).expect("inspection alone is Ironic mode");
+        assert!(p.api_urls.is_empty());
+        assert_eq!(
+            p.inspection_urls,
+            ["https://172.22.0.2:6385/v1/continue_inspection"]
+        );
+        assert_eq!(p.inspection_collectors.as_deref(), Some("default,logs"));
+        assert!(p.collect_lldp && p.dhcp_all_interfaces && p.insecure);
+        assert_eq!(p.lldp_timeout_s, 5);
+        let w = p.warnings.join("\n");
+        assert!(w.contains("ipa-enable-vlan-interfaces is not used"), "{w}");
+        let mdns =
+            Params::from_cmdline(&Cmdline::parse("ipa-inspection-callback-url=mdns")).unwrap();
+        assert!(mdns.inspection_urls.is_empty());
+        assert!(mdns.warnings[0].contains("mDNS"), "{:?}", mdns.warnings);
     }
 }

@@ -8,6 +8,7 @@ use super::bootloader;
 use super::commands::RestError;
 use super::conductor::{self, IronicApi};
 use super::heartbeat::Schedule;
+use super::inspection::{self, Facts};
 use super::node;
 use super::params::Params;
 use crate::agent::standalone::{self, firmware_boot_mode, Failure};
@@ -15,10 +16,12 @@ use crate::cmdline::{Cmdline, EndAction};
 use crate::linux::blockdev::Disk;
 use crate::linux::packet::LinuxStack;
 use crate::linux::{inventory, logger, sys};
+use crate::net::stack::Lease;
 use crate::net::stack::Listener;
 use crate::net::{ConnId, NetError, NetErrorKind, Transport};
 use crate::plan::{ImageType, Plan};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The machine's side of the API: sync and logs.
@@ -235,7 +238,7 @@ fn write_image(
 ) -> Result<Value, RestError> {
     let plan =
         Plan::from_value(image_info).map_err(|e| RestError::invalid_params(e.to_string()))?;
-    let hint = node::disk_hint(node_json).map_err(|e| {
+    let hints = node::root_device_hints(node_json).map_err(|e| {
         ipa_error(Failure {
             step: "disk",
             error: e,
@@ -247,7 +250,11 @@ fn write_image(
         .unwrap_or_else(firmware_boot_mode);
     let id = image_info["id"].as_str().unwrap_or("").to_string();
     let partition = plan.image_type == ImageType::Partition;
-    let (v, _) = standalone::write_plan(t, plan, hint.as_deref(), boot_mode).map_err(ipa_error)?;
+    let target = match &hints {
+        Some(h) => standalone::Target::Hints(h),
+        None => standalone::Target::Hint(None),
+    };
+    let (v, _) = standalone::write_plan(t, plan, target, boot_mode).map_err(ipa_error)?;
     let uuids = if partition {
         json!({"root uuid": v["root uuid"], "efi system partition uuid": v["efi system partition uuid"],
                "partitions": v["partitions"]})
@@ -367,11 +374,148 @@ pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
     }
 }
 
+/// Other NICs with carrier get a lease from rivet's stack on each, for the
+/// inventory's `ipv4_address` (`ipa-inspection-dhcp-all-interfaces`).
+fn lease_other_nics(boot_nic: &str, ipv4: &mut BTreeMap<String, String>) {
+    for nic in inventory::nics(Path::new("/sys")) {
+        if nic.name == boot_nic || nic.carrier == Some(false) {
+            continue;
+        }
+        let opened = crate::linux::packet::open_stack(
+            &nic.name,
+            crate::net::stack::Addressing::Dhcp,
+            crate::linux::tls::Verify::Insecure,
+        );
+        match opened.map(|mut s| s.wait_for_address(15_000)) {
+            Ok(Ok(lease)) => {
+                log::info!("inspection: {} has {}", nic.name, lease.address);
+                ipv4.insert(nic.name.clone(), lease.address.address().to_string());
+            }
+            Ok(Err(e)) => log::warn!("inspection: {}: no DHCP lease ({e})", nic.name),
+            Err(e) => log::warn!("inspection: {}: {e}", nic.name),
+        }
+    }
+}
+
+/// What inspection reports about this machine.
+fn facts(
+    cmdline: &Cmdline,
+    ipv4: BTreeMap<String, String>,
+    lldp: BTreeMap<String, Vec<(u8, Vec<u8>)>>,
+) -> Facts {
+    use crate::linux::hardware;
+    let (sys_dir, proc_dir) = (Path::new("/sys"), Path::new("/proc"));
+    let (memory_total, memory_physical_mb) = hardware::memory(proc_dir, sys_dir);
+    Facts {
+        nics: inventory::nics(sys_dir),
+        disks: inventory::disks(sys_dir),
+        cpu: hardware::cpu(proc_dir),
+        memory_total,
+        memory_physical_mb,
+        vendor: hardware::system_vendor(sys_dir),
+        uefi: crate::linux::efivars::booted_uefi(),
+        pxe_mac: cmdline.bootif.map(|m| m.to_string()),
+        hostname: hardware::hostname(),
+        ipv4,
+        lldp,
+    }
+}
+
+/// Inspection: the inventory POSTed as ironic-python-agent posts it. The
+/// answer's lookup payload when Ironic gives one (API ≥ 1.84). A failure is
+/// logged and the lookup goes on, as the real agent does.
+fn inspect(
+    cmdline: &Cmdline,
+    params: &Params,
+    stack: &mut LinuxStack,
+    lease: &Lease,
+    boot_nic: &str,
+    apis: &mut [IronicApi],
+) -> Option<conductor::Lookup> {
+    let collectors = inspection::collectors(params.inspection_collectors.as_deref());
+    log::info!(
+        "inspection is enabled with collectors {}",
+        collectors.join(", ")
+    );
+    let mut ipv4 = BTreeMap::new();
+    ipv4.insert(boot_nic.to_string(), lease.address.address().to_string());
+    if params.dhcp_all_interfaces {
+        lease_other_nics(boot_nic, &mut ipv4);
+    }
+    let lldp = if params.collect_lldp {
+        let names: Vec<String> = inventory::nics(Path::new("/sys"))
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        crate::linux::lldp::listen(
+            &names,
+            std::time::Duration::from_secs(params.lldp_timeout_s),
+        )
+    } else {
+        BTreeMap::new()
+    };
+    let facts = facts(cmdline, ipv4, lldp);
+    let logs = collectors.iter().any(|c| c == "logs").then(pack_logs);
+    let body = inspection::body(&facts, &collectors, logs, params.collect_lldp, Vec::new());
+    // Ironic's own endpoint answers with the lookup from 1.84 on; an
+    // inspector elsewhere gets no version header, as from the real agent.
+    let version = match apis.first_mut() {
+        Some(api)
+            if params
+                .inspection_urls
+                .iter()
+                .all(|u| u.starts_with(&api.url)) =>
+        {
+            if api.version == conductor::MIN_VERSION {
+                api.discover_version(stack);
+            }
+            (api.version >= inspection::LOOKUP_IN_ANSWER).then_some(inspection::LOOKUP_IN_ANSWER)
+        }
+        _ => None,
+    };
+    let data = serde_json::to_vec(&body).expect("JSON");
+    match inspection::post(
+        stack,
+        &params.inspection_urls,
+        &data,
+        version,
+        params.global_request_id.as_deref(),
+    ) {
+        Ok(answer) => match inspection::read_answer(&answer) {
+            inspection::Answer::Lookup(found) => {
+                log::info!(
+                    "inspection finished: node {} (lookup in the answer)",
+                    found.node_uuid
+                );
+                Some(*found)
+            }
+            inspection::Answer::Uuid(uuid) => {
+                log::info!("inspection finished: node {uuid}");
+                None
+            }
+            inspection::Answer::Nothing => {
+                log::info!("inspection finished");
+                None
+            }
+        },
+        Err(e) => {
+            log::error!("Failed to perform inspection: {e}. Processing with lookup");
+            None
+        }
+    }
+}
+
 fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
-    if params.api_urls.is_empty() {
+    if params.api_urls.is_empty() && params.inspection_urls.is_empty() {
         return Err("no usable ipa-api-url".into());
     }
-    let (mut stack, lease) = standalone::network(cmdline, params.insecure)?;
+    let ca = super::params::ironic_ca(params.cafile.as_deref(), Path::new("/"));
+    if let Some(ca) = &ca {
+        log::info!("Ironic's CA: {ca}");
+    }
+    let bundle = ca.as_deref().unwrap_or(crate::linux::tls::CA_BUNDLE);
+    let (mut stack, lease, boot_nic) =
+        standalone::network_verified(cmdline, params.insecure, bundle)?;
     let macs: Vec<String> = inventory::nics(Path::new("/sys"))
         .iter()
         .filter_map(|n| n.mac.map(|m| m.to_string()))
@@ -389,15 +533,27 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
         macs.join(", "),
         params.api_urls.join(", ")
     );
+    let inspected = if params.inspection_urls.is_empty() {
+        None
+    } else {
+        inspect(cmdline, params, &mut stack, &lease, &boot_nic, &mut apis)
+    };
+    if apis.is_empty() {
+        log::info!("No ipa-api-url configured, heartbeat and lookup skipped after inspection");
+        return Ok(EndAction::Stay);
+    }
     let mut rng = random_u64() | 1;
-    let (i, found) = conductor::lookup(
-        &mut stack,
-        &mut apis,
-        &macs,
-        params.lookup_timeout_s * 1000,
-        params.lookup_interval_s * 1000,
-        &mut || next_random(&mut rng),
-    )?;
+    let (i, found) = match inspected {
+        Some(found) => (0, found),
+        None => conductor::lookup(
+            &mut stack,
+            &mut apis,
+            &macs,
+            params.lookup_timeout_s * 1000,
+            params.lookup_interval_s * 1000,
+            &mut || next_random(&mut rng),
+        )?,
+    };
     let token = found.token.clone().or_else(|| params.agent_token.clone());
     if token.is_none() && found.token_required {
         return Err("the conductor requires an agent token but handed out none (lookup answered \"******\": \
