@@ -203,7 +203,7 @@ fn a_conductor_on_the_same_host_reaches_rivet_over_a_tap_with_default_offloads()
         "os_hash_algo": "sha256", "os_hash_value": sum, "image_type": "partition",
         "root_mb": 64, "swap_mb": 0, "ephemeral_mb": 0, "preserve_ephemeral": false,
         "configdrive": null, "deploy_boot_mode": "bios", "boot_option": "local"});
-    let conductor = Conductor::start_on_tap(&dir, &net, "deploy", info);
+    let conductor = Conductor::start_on_tap(&dir, &net, "deploy", info, &[]);
     let console = conductor
         .boot(&dir, &[&target], "")
         .run("reboot: Power down");

@@ -35,6 +35,29 @@ pub struct DiskExtra {
     pub by_path: Option<String>,
 }
 
+/// The unit serial number of a SCSI VPD page 0x80 (SATA and SAS disks
+/// have no sysfs `serial` file).
+fn vpd_serial(page: &[u8]) -> Option<String> {
+    if page.len() < 4 || page[1] != 0x80 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([page[2], page[3]]));
+    let text = String::from_utf8_lossy(page.get(4..4 + len)?)
+        .trim()
+        .to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// A WWN as udev's ID_WWN gives it (`0x5000c500…`) from sysfs's `wwid`:
+/// NAA and EUI-64 identifiers; a T10 vendor id is not a WWN.
+fn wwn_from_wwid(wwid: &str) -> Option<String> {
+    let w = wwid.trim();
+    ["naa.", "eui."]
+        .iter()
+        .find_map(|p| w.strip_prefix(p))
+        .map(|hex| format!("0x{}", hex.to_ascii_lowercase()))
+}
+
 /// The `hctl` and transport of a disk from its canonical sysfs path.
 fn scsi_facts(canonical: &str, name: &str) -> (Option<String>, Option<String>) {
     let hctl = canonical
@@ -163,8 +186,12 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
                 physical_block: read_number(&queue.join("physical_block_size")).unwrap_or(512)
                     as u32,
                 model: first(&["device/model"]),
-                serial: first(&["serial", "device/serial"]),
-                wwn: first(&["wwid", "device/wwid"]),
+                serial: first(&["serial", "device/serial"]).or_else(|| {
+                    fs::read(dir.join("device/vpd_pg80"))
+                        .ok()
+                        .and_then(|p| vpd_serial(&p))
+                }),
+                wwn: first(&["wwid", "device/wwid"]).and_then(|w| wwn_from_wwid(&w)),
                 pci,
                 extra,
                 name,
@@ -346,6 +373,28 @@ mod tests {
 #[cfg(test)]
 mod path_tests {
     use super::*;
+
+    #[test]
+    fn serials_from_vpd_and_wwns_from_wwid() {
+        let mut page = vec![0, 0x80, 0, 8];
+        page.extend_from_slice(b"  SSD-77");
+        assert_eq!(vpd_serial(&page).as_deref(), Some("SSD-77"));
+        assert_eq!(vpd_serial(&[0, 0x83, 0, 0]), None);
+        assert_eq!(
+            vpd_serial(&[0, 0x80, 0, 9, b'x']),
+            None,
+            "length past the page"
+        );
+        assert_eq!(
+            wwn_from_wwid("naa.5000C500A1B2C3D4").as_deref(),
+            Some("0x5000c500a1b2c3d4")
+        );
+        assert_eq!(
+            wwn_from_wwid("eui.0025388b71b2c3d4\n").as_deref(),
+            Some("0x0025388b71b2c3d4")
+        );
+        assert_eq!(wwn_from_wwid("t10.ATA     QEMU HARDDISK   SSD-77"), None);
+    }
 
     #[test]
     fn hctl_transport_and_by_path_from_sysfs_paths() {

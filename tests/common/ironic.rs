@@ -32,7 +32,7 @@ pub struct Conductor {
     _fixture: Fixture,
     pub api_url: String,
     pub agent_port: u16,
-    initrd: PathBuf,
+    pub initrd: PathBuf,
     /// The tap the machine's NIC goes on (`netns:ifname`), when the
     /// stand-in runs in that namespace; else QEMU's user network.
     tap: Option<String>,
@@ -51,8 +51,14 @@ impl Conductor {
 
     /// The stand-in in `net`'s server namespace, next to the machine's tap,
     /// as devstack and metal3-dev-env place the conductor.
-    pub fn start_on_tap(dir: &Path, net: &Net, mode: &str, image_info: Value) -> Conductor {
-        Conductor::start_at(dir, Some(net), mode, Some(image_info), &[], None)
+    pub fn start_on_tap(
+        dir: &Path,
+        net: &Net,
+        mode: &str,
+        image_info: Value,
+        extra: &[&str],
+    ) -> Conductor {
+        Conductor::start_at(dir, Some(net), mode, Some(image_info), extra, None)
     }
 
     fn start_at(

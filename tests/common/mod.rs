@@ -46,9 +46,11 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn initramfs(class: &'static str) -> PathBuf {
     static VIRTIO: OnceLock<PathBuf> = OnceLock::new();
     static FULL: OnceLock<PathBuf> = OnceLock::new();
+    static DEFAULT: OnceLock<PathBuf> = OnceLock::new();
     let cell = match class {
         "virtio" => &VIRTIO,
         "full" => &FULL,
+        "default" => &DEFAULT,
         _ => panic!("no cell for class {class}"),
     };
     cell.get_or_init(|| {
