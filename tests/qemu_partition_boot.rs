@@ -10,7 +10,7 @@
 //! the removable path with a fresh variable store.
 
 mod common;
-use common::disk::{sha256_file, sparse};
+use common::disk::{ok, plan_file, rivet_deploy, sha256_file, sparse};
 use common::ironic::{first_line_with, session};
 use common::{assert_logged, repo, rivet_lines, scratch};
 use serde_json::{json, Value};
@@ -27,16 +27,8 @@ const MEM: &str = "512";
 fn debian_image(kind: &str) -> PathBuf {
     static BUILD: Mutex<()> = Mutex::new(());
     let _one_at_a_time = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let out = Command::new(repo().join("tests/fixtures/debian-image"))
-        .arg(kind)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "debian-image {kind}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    let script = repo().join("tests/fixtures/debian-image");
+    PathBuf::from(ok(script.to_str().unwrap(), &[kind]).trim())
 }
 
 fn fresh_vars(dir: &Path) -> PathBuf {
@@ -134,6 +126,15 @@ fn ironic_deploy_and_boot(kind: &str) -> (Value, String, String) {
     (record, console, firmware)
 }
 
+/// `rivet install-bootloader` on the host.
+fn install_bootloader(disk: &Path, params: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rivet"))
+        .args(["install-bootloader", "--disk", disk.to_str().unwrap()])
+        .args(["--params", params.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
 fn files(result: &Value) -> Vec<(String, String)> {
     result["files"]
         .as_array()
@@ -214,35 +215,19 @@ fn ironic_deploys_an_xfs_partition_image_with_a_rhel_style_esp_tree_that_boots()
 fn host_deploy_and_install_bootloader_boot_through_the_removable_path() {
     let dir = scratch("partition-boot-host");
     let image = debian_image("ext4");
-    let rivet = env!("CARGO_BIN_EXE_rivet");
     let disk = dir.join("disk.img");
     sparse(&disk, 3 << 30);
-    let plan = dir.join("plan.json");
     let root_mb = std::fs::metadata(&image).unwrap().len().div_ceil(1 << 20);
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        &dir,
+        "plan.json",
         json!({"image_type": "partition", "urls": [format!("file://{}", image.display())],
             "os_hash_algo": "sha256", "os_hash_value": sha256_file(&image), "disk_format": "raw",
-            "root_mb": root_mb, "deploy_boot_mode": "uefi"})
-        .to_string(),
-    )
-    .unwrap();
-    let out = Command::new(rivet)
-        .args([
-            "deploy",
-            "--disk",
-            disk.to_str().unwrap(),
-            "--plan",
-            plan.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "root_mb": root_mb, "deploy_boot_mode": "uefi"}),
     );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deployed = rivet_deploy(&disk, &plan, &[]);
+    assert!(deployed.ok, "{}", deployed.stderr);
+    let result = deployed.result;
     assert_eq!(result["root uuid"], ROOT_UUID);
 
     // The parameters Ironic sends, from what the deploy reported.
@@ -254,11 +239,7 @@ fn host_deploy_and_install_bootloader_boot_through_the_removable_path() {
         .to_string(),
     )
     .unwrap();
-    let out = Command::new(rivet)
-        .args(["install-bootloader", "--disk", disk.to_str().unwrap()])
-        .args(["--params", params.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = install_bootloader(&disk, &params);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("no firmware boot entry written"), "{log}");
@@ -296,16 +277,7 @@ fn host_deploy_and_install_bootloader_boot_through_the_removable_path() {
         json!({"root_uuid": ROOT_UUID, "target_boot_mode": "bios"}).to_string(),
     )
     .unwrap();
-    let out = Command::new(rivet)
-        .args([
-            "install-bootloader",
-            "--disk",
-            disk.to_str().unwrap(),
-            "--params",
-            bad.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = install_bootloader(&disk, &bad);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("target_boot_mode bios"));
     std::fs::write(
@@ -313,16 +285,7 @@ fn host_deploy_and_install_bootloader_boot_through_the_removable_path() {
         json!({"root_uuid": "0b9e2b9c-0000-4000-8000-000000000000"}).to_string(),
     )
     .unwrap();
-    let out = Command::new(rivet)
-        .args([
-            "install-bootloader",
-            "--disk",
-            disk.to_str().unwrap(),
-            "--params",
-            bad.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = install_bootloader(&disk, &bad);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds the root filesystem 0b9e2b9c"));
 
