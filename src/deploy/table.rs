@@ -58,15 +58,38 @@ pub fn read_existing(dev: &mut dyn BlockDevice) -> Result<Option<Existing>, Erro
         let Ok(header) = gpt::Header::new_checked(&sector[..]) else {
             continue;
         };
-        let len = header.entries_len().div_ceil(ss as usize) * ss as usize;
-        let entries_at = header.entries_lba().saturating_mul(ss);
-        if entries_at.saturating_add(len as u64) > dev.size() {
+        // Where the spec puts things, on this disk: else the header is
+        // garbage left behind (wiped as such), never trusted.
+        let entries_sectors = (header.entries_len() as u64).div_ceil(ss);
+        let entries_end = header.entries_lba().checked_add(entries_sectors);
+        let (first, last) = (header.first_usable(), header.last_usable());
+        let placed = if header_lba == 1 {
+            header.entries_lba() >= 2 && entries_end.is_some_and(|e| e <= first)
+        } else {
+            header.entries_lba() > last && entries_end.is_some_and(|e| e <= header_lba)
+        };
+        if !placed || first > last || last >= sectors {
+            log::warn!(
+                "{}: GPT header at sector {header_lba} describes entries or a usable area off the disk; ignored",
+                dev.name()
+            );
             continue;
         }
-        let entries = read(dev, entries_at, len)?;
+        let len = (entries_sectors * ss) as usize;
+        let entries = read(dev, header.entries_lba() * ss, len)?;
         let Ok(parts) = gpt::parse_entries(&header, &entries) else {
             continue;
         };
+        if let Some((n, _)) = parts
+            .iter()
+            .find(|(_, p)| p.first_lba < first || p.last_lba > last || p.first_lba > p.last_lba)
+        {
+            log::warn!(
+                "{}: GPT partition {n} lies outside the usable area {first}..={last}; table ignored",
+                dev.name()
+            );
+            continue;
+        }
         let parts = parts
             .into_iter()
             .map(|(number, p)| Found {
@@ -99,6 +122,17 @@ pub fn read_existing(dev: &mut dyn BlockDevice) -> Result<Option<Existing>, Erro
         return Ok(None); // a FAT boot sector also ends in 0x55AA
     }
     let sig = m.disk_signature();
+    if let Some((n, _)) = m.partitions().into_iter().find(|(_, p)| {
+        (p.first_lba as u64)
+            .checked_add(p.sectors as u64)
+            .is_none_or(|end| end > sectors)
+    }) {
+        log::warn!(
+            "{}: MBR partition {n} ends past the disk; table ignored",
+            dev.name()
+        );
+        return Ok(None);
+    }
     let parts = m
         .partitions()
         .into_iter()

@@ -532,3 +532,116 @@ fn erase_metadata_leaves_no_table_and_no_filesystem_signature() {
     assert!(superblock::probe(&disk.bytes(root, PROBE_LEN)).is_none());
     assert_eq!(disk.bytes(root + 2 * MIB, 4096), middle);
 }
+
+/// A disk that remembers the largest single read asked of it.
+struct Watched {
+    disk: MemDisk,
+    largest_read: usize,
+}
+
+impl BlockDevice for Watched {
+    fn name(&self) -> &str {
+        self.disk.name()
+    }
+    fn size(&self) -> u64 {
+        self.disk.size()
+    }
+    fn logical_block(&self) -> u32 {
+        self.disk.logical_block()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.largest_read = self.largest_read.max(buf.len());
+        self.disk.read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
+        self.disk.write_at(offset, buf)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.disk.flush()
+    }
+}
+
+fn primary_header(sectors: u64, entry_count: u32, entry_size: u32, entries: &[u8]) -> Vec<u8> {
+    gpt::header_sector(gpt::HeaderFields {
+        sector_size: 512,
+        my_lba: 1,
+        alternate_lba: sectors - 1,
+        first_usable: 2048,
+        last_usable: sectors - 34,
+        disk_guid: crate::wire::guid::Guid([7; 16]),
+        entries_lba: 2,
+        entry_count,
+        entry_size,
+        entries_crc: gpt::entries_crc(entries),
+    })
+}
+
+#[test]
+fn a_hostile_gpt_header_is_garbage_not_a_2_gib_allocation() {
+    // 4096 entries of 512 KiB, valid CRC: 2 GiB of "entries" on a 1 TiB disk.
+    let sectors = (1u64 << 40) / 512;
+    let mut disk = Watched {
+        disk: MemDisk::new(1 << 40, 512),
+        largest_read: 0,
+    };
+    let header = primary_header(sectors, 4096, 512 << 10, &[]);
+    disk.write_at(512, &header).unwrap();
+    assert_eq!(table::read_existing(&mut disk).unwrap(), None);
+    assert!(
+        disk.largest_read <= 4096,
+        "read {} bytes at once",
+        disk.largest_read
+    );
+    // The wipe treats it as what it is: garbage on the disk.
+    erase_metadata(&mut disk).unwrap();
+    assert_eq!(disk.disk.bytes(512, 8), vec![0u8; 8]);
+}
+
+#[test]
+fn partitions_past_the_disk_make_the_table_untrusted_and_preserve_ephemeral_refuses() {
+    let img = ext4_image(2 << 20);
+    let json = r#"{"image_type": "partition", "root_mb": 64, "ephemeral_mb": 16, "ephemeral_format": "vfat", "disk_label": "gpt"}"#;
+    let mut disk = MemDisk::new(GIB, 512);
+    deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &request(&plan(json, &img), BootMode::Bios),
+    )
+    .unwrap();
+    // Every partition moved by 2^55 sectors: multiplied by 512 unchecked,
+    // the byte offsets wrap round to where the plan would put them.
+    let sectors = GIB / 512;
+    let existing = table::read_existing(&mut disk)
+        .unwrap()
+        .expect("the deploy's GPT");
+    let mut entries = disk.bytes(1024, 128 * 128);
+    for part in &existing.parts {
+        let n = part.number as usize;
+        let e = &mut entries[(n - 1) * 128..n * 128];
+        for field in [32usize, 40] {
+            let lba = u64::from_le_bytes(e[field..field + 8].try_into().unwrap()) + (1 << 55);
+            e[field..field + 8].copy_from_slice(&lba.to_le_bytes());
+        }
+    }
+    disk.write_at(1024, &entries).unwrap();
+    disk.write_at(512, &primary_header(sectors, 128, 128, &entries))
+        .unwrap();
+    disk.write_at((sectors - 1) * 512, &[0u8; 512]).unwrap(); // no backup to fall back on
+    assert_eq!(table::read_existing(&mut disk).unwrap(), None);
+    let preserve = json.replace(
+        r#""root_mb": 64"#,
+        r#""root_mb": 64, "preserve_ephemeral": true"#,
+    );
+    let err = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &request(&plan(&preserve, &img), BootMode::Bios),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("no partition table to preserve"),
+        "{err}"
+    );
+}

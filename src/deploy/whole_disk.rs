@@ -28,9 +28,12 @@ pub fn image_table(held: &[u8], ss: u32) -> ImageTable {
     let ss_us = ss as usize;
     if held.len() >= 2 * ss_us {
         if let Ok(h) = gpt::Header::new_checked(&held[ss_us..2 * ss_us]) {
-            let at = h.entries_lba() as usize * ss_us;
+            let at = usize::try_from(h.entries_lba())
+                .ok()
+                .and_then(|lba| lba.checked_mul(ss_us));
             let len = h.entries_len();
-            if h.my_lba() == 1 && at.checked_add(len).is_some_and(|end| end <= held.len()) {
+            let end = at.and_then(|at| at.checked_add(len));
+            if let (1, Some(at), true) = (h.my_lba(), at, end.is_some_and(|e| e <= held.len())) {
                 let entries = held[at..at + len].to_vec();
                 if gpt::parse_entries(&h, &entries).is_ok() {
                     return ImageTable::Gpt {

@@ -13,6 +13,10 @@ pub const SIGNATURE: &[u8; 8] = b"EFI PART";
 pub const REVISION_1_0: u32 = 0x0001_0000;
 pub const HEADER_SIZE: u32 = 92;
 pub const ENTRY_SIZE: u32 = 128;
+/// Largest entry size accepted (sgdisk and the kernel use 128).
+pub const MAX_ENTRY_SIZE: u32 = 4096;
+/// Largest entry array accepted: 1 MiB (128 entries of 128 bytes is 16 KiB).
+pub const MAX_ENTRIES_BYTES: usize = 1 << 20;
 /// The usual entry count (16 KiB of entries), what sgdisk and parted write.
 pub const ENTRY_COUNT: u32 = 128;
 
@@ -120,8 +124,16 @@ impl<T: AsRef<[u8]>> Header<T> {
             return Err(Error::BadHeaderCrc);
         }
         let header = Header { buffer };
+        // The spec's 128 × 2^n, within bounds no real table comes near: a
+        // header from a previous tenant must not make rivet allocate
+        // gigabytes (4096 entries of 512 KiB would be 2 GiB).
         let entry_size = header.entry_size();
-        if entry_size < ENTRY_SIZE || entry_size % ENTRY_SIZE != 0 || header.entry_count() > 4096 {
+        if !(ENTRY_SIZE..=MAX_ENTRY_SIZE).contains(&entry_size)
+            || !(entry_size / ENTRY_SIZE).is_power_of_two()
+            || entry_size % ENTRY_SIZE != 0
+            || header.entry_count() > 4096
+            || header.entries_len() > MAX_ENTRIES_BYTES
+        {
             return Err(Error::BadEntryGeometry);
         }
         Ok(header)
@@ -159,7 +171,7 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
     /// Bytes of the entry array.
     pub fn entries_len(&self) -> usize {
-        self.entry_count() as usize * self.entry_size() as usize
+        (self.entry_count() as usize).saturating_mul(self.entry_size() as usize)
     }
 }
 
