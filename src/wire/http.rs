@@ -19,6 +19,10 @@ pub enum Error {
     BadHead(&'static str),
     BadContentLength,
     BadChunk,
+    /// A chunk-size line (extensions included) longer than
+    /// [`MAX_CHUNK_LINE`], or trailers longer than [`MAX_TRAILERS`]: framing
+    /// that never ends would otherwise count no body bytes and never stop.
+    ChunkFramingTooLarge,
     /// Transfer-Encoding other than chunked.
     UnsupportedEncoding(String),
 }
@@ -34,6 +38,10 @@ impl fmt::Display for Error {
             Error::BadHead(why) => write!(f, "malformed HTTP response head: {why}"),
             Error::BadContentLength => f.write_str("malformed or conflicting Content-Length"),
             Error::BadChunk => f.write_str("malformed chunked encoding"),
+            Error::ChunkFramingTooLarge => write!(
+                f,
+                "chunked encoding: a chunk line longer than {MAX_CHUNK_LINE} bytes or trailers longer than {MAX_TRAILERS}"
+            ),
             Error::UnsupportedEncoding(e) => write!(f, "unsupported Transfer-Encoding '{e}'"),
         }
     }
@@ -160,12 +168,19 @@ pub fn request_head(method: &str, target: &str, host: &str, headers: &[(&str, &s
     out
 }
 
+/// Longest chunk-size line accepted, extensions included.
+pub const MAX_CHUNK_LINE: usize = 4096;
+/// Most trailer bytes accepted after the last chunk.
+pub const MAX_TRAILERS: usize = 16 * 1024;
+
 /// Incremental decoder of the chunked transfer coding. Feed it bytes; it
 /// says which of them are body data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunked {
     state: ChunkState,
     size_digits: u32,
+    /// Framing bytes since the last data byte (a size line, or trailers).
+    framing: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +227,7 @@ impl Chunked {
         Chunked {
             state: ChunkState::Size(0),
             size_digits: 0,
+            framing: 0,
         }
     }
 
@@ -234,6 +250,14 @@ impl Chunked {
         let mut used = 0;
         for &b in input {
             used += 1;
+            self.framing += 1;
+            let bound = match self.state {
+                Trailer { .. } | TrailerLf { .. } => MAX_TRAILERS,
+                _ => MAX_CHUNK_LINE,
+            };
+            if self.framing > bound {
+                return Err(Error::ChunkFramingTooLarge);
+            }
             self.state = match (self.state, b) {
                 (Size(v), b) if b.is_ascii_hexdigit() => {
                     self.size_digits += 1;
@@ -246,9 +270,13 @@ impl Chunked {
                 (Size(v), b'\r') if self.size_digits > 0 => SizeLf(v),
                 (Extension(v), b'\r') => SizeLf(v),
                 (Extension(v), _) => Extension(v),
-                (SizeLf(0), b'\n') => Trailer { line_empty: true },
+                (SizeLf(0), b'\n') => {
+                    self.framing = 0;
+                    Trailer { line_empty: true }
+                }
                 (SizeLf(v), b'\n') => {
                     self.state = Data(v);
+                    self.framing = 0;
                     return Ok(Step::Skip(used));
                 }
                 (DataCr, b'\r') => DataLf,
@@ -391,6 +419,28 @@ ETag: \"6565b4b0-80000000\"\r\nContent-Range: bytes 100-199/2147483648\r\n\r\nBO
             assert_eq!(data, b"Wikipedia in \r\n\r\nchunks.", "piece {piece}");
             assert_eq!(&body[used..], b"NEXT");
         }
+    }
+
+    #[test]
+    fn endless_extensions_and_trailers_are_errors_not_hangs() {
+        let mut endless_ext = b"4;".to_vec();
+        endless_ext.extend(core::iter::repeat_n(b'x', MAX_CHUNK_LINE));
+        assert_eq!(decode(&endless_ext, 1000), Err(Error::ChunkFramingTooLarge));
+        let mut endless_trailer = b"0\r\n".to_vec();
+        for _ in 0..MAX_TRAILERS / 8 + 1 {
+            endless_trailer.extend_from_slice(b"X: yyy\r\n");
+        }
+        assert_eq!(
+            decode(&endless_trailer, 333),
+            Err(Error::ChunkFramingTooLarge)
+        );
+        // The bounds are per size line: many chunks with extensions are fine.
+        let mut many = Vec::new();
+        for _ in 0..100 {
+            many.extend_from_slice(b"1;name=value-under-the-bound\r\na\r\n");
+        }
+        many.extend_from_slice(b"0\r\nT: 1\r\n\r\n");
+        assert_eq!(decode(&many, 64).unwrap().0, vec![b'a'; 100]);
     }
 
     #[test]
