@@ -52,6 +52,12 @@ pub struct Streamed {
 
 /// Copies the image to `offset`, refusing to write past `limit` bytes.
 /// Returns with the first [`HOLD_BACK`] bytes held in memory.
+/// Runs once the first [`HOLD_BACK`] bytes are held (or the whole image,
+/// if shorter), before anything is written: a last check of the image's
+/// head, and what must happen only when it passes.
+pub type BeforeWrite<'a> = &'a mut dyn FnMut(&mut dyn BlockDevice, &[u8]) -> Result<(), Error>;
+
+#[allow(clippy::too_many_arguments)]
 pub fn stream<S: ImageSource + ?Sized>(
     dev: &mut dyn BlockDevice,
     env: &mut dyn Env,
@@ -60,6 +66,7 @@ pub fn stream<S: ImageSource + ?Sized>(
     limit: u64,
     buf: &mut [u8],
     mut hasher: Hasher,
+    before_write: BeforeWrite<'_>,
 ) -> Result<Streamed, Error>
 where
     S::Error: core::fmt::Display,
@@ -68,6 +75,7 @@ where
     let mut meter = Meter::new(start_ms, 5_000, src.size());
     let mut held = Vec::new();
     let mut pos = 0u64;
+    let mut checked = false;
     loop {
         let n = fill(src, buf).map_err(|e| Error::Image {
             source: src.describe(),
@@ -91,6 +99,10 @@ where
             held.extend_from_slice(&buf[..skip]);
         }
         if skip < n {
+            if !checked {
+                before_write(dev, &held)?;
+                checked = true;
+            }
             write_any_len(dev, offset + pos + skip as u64, &buf[skip..n])?;
         }
         pos += n as u64;
@@ -100,6 +112,9 @@ where
         if n < buf.len() {
             break; // the source ended inside this buffer
         }
+    }
+    if !checked {
+        before_write(dev, &held)?;
     }
     let elapsed_ms = env.now_ms().saturating_sub(start_ms);
     Ok(Streamed {

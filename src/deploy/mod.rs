@@ -6,6 +6,10 @@
 //! metadata → partition table → config drive → image (first MiB held back)
 //! → verify checksum → swap, ESP, ephemeral → the held MiB → flush. A failed
 //! checksum therefore leaves a root partition without a filesystem signature.
+//! Whole-disk image: validate → the image's first MiB held and its table
+//! checked (room for a config drive) → wipe old metadata → the rest of the
+//! image → verify → backup GPT / config drive → the held MiB → flush; a
+//! refusal on the image's table leaves the disk untouched.
 
 pub mod bootchain;
 pub mod configdrive;
@@ -441,6 +445,7 @@ where
         root.len(),
         buf.as_mut_slice(),
         Hasher::new(digest.0),
+        &mut |_, _| Ok(()),
     )?;
     verify(digest, &streamed, &image.describe())?;
 
@@ -545,13 +550,22 @@ where
         }
     }
     let existing = table::read_existing(dev)?;
-    buf.as_mut_slice().fill(0);
-    table::wipe(dev, buf.as_slice(), existing.as_ref(), &[])?;
     log::info!(
         "streaming {} onto {} from byte 0",
         image.describe(),
         dev.name()
     );
+    // The image's own table decides whether a config drive can be added:
+    // check it in the held first MiB, and wipe the old metadata only then,
+    // so a refusal leaves the disk as it was.
+    let wants_configdrive = req.configdrive.is_some();
+    let mut before_write = |dev: &mut dyn BlockDevice, head: &[u8]| -> Result<(), Error> {
+        if wants_configdrive && find_config2(dev, head)?.is_none() {
+            whole_disk::configdrive_precheck(dev, head)?;
+        }
+        let zeros = AlignedBuf::new(MIB as usize, dev.logical_block().max(512) as usize);
+        table::wipe(dev, zeros.as_slice(), existing.as_ref(), &[])
+    };
     let mut streamed = image::stream(
         dev,
         env,
@@ -560,6 +574,7 @@ where
         size,
         buf.as_mut_slice(),
         Hasher::new(digest.0),
+        &mut before_write,
     )?;
     verify(digest, &streamed, &image.describe())?;
 

@@ -464,14 +464,36 @@ fn whole_disk_mbr_gets_config_drive_in_last_64_mib_and_reports_signature() {
     let p = plan(r#"{"disk_format": "raw"}"#, &four);
     let mut req = request(&p, BootMode::Bios);
     req.configdrive = Some(vec![1; 1000]);
+    // On a disk that holds the first deploy: the refusal must come before
+    // the wipe and the image's first bytes, and leave it as it was.
+    let before = disk.bytes(0, 16 << 20);
+    let end_before = disk.bytes(GIB - (64 << 20), 64 << 20);
+    let writes = disk.writes;
     let err = deploy(
-        &mut MemDisk::new(GIB, 512),
+        &mut disk,
         &mut SliceImage::new(&four),
         &mut ScriptedEnv::default(),
         &req,
     )
     .unwrap_err();
     assert!(err.to_string().contains("4 primary partitions"), "{err}");
+    assert_eq!(disk.writes, writes, "nothing written");
+    assert_eq!(disk.bytes(0, 16 << 20), before);
+    assert_eq!(disk.bytes(GIB - (64 << 20), 64 << 20), end_before);
+    // An image without a table is refused as early.
+    let bare = vec![0x5au8; 4 << 20];
+    let p = plan(r#"{"disk_format": "raw"}"#, &bare);
+    let mut req = request(&p, BootMode::Bios);
+    req.configdrive = Some(vec![1; 1000]);
+    let err = deploy(
+        &mut disk,
+        &mut SliceImage::new(&bare),
+        &mut ScriptedEnv::default(),
+        &req,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no partition table"), "{err}");
+    assert_eq!(disk.writes, writes, "nothing written");
 }
 
 #[test]

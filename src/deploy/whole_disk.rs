@@ -145,6 +145,24 @@ pub fn finish_gpt(
     Ok(added)
 }
 
+/// Whether a config drive can be added to the image whose first MiB is
+/// `head`, judged before anything is written: an MBR image needs a free
+/// primary slot, room at the end and a disk within 2 TiB (unless it has a
+/// `config-2` partition to reuse); an image without a table cannot take one.
+/// GPT images are checked where their backup is moved.
+pub fn configdrive_precheck(dev: &mut dyn BlockDevice, head: &[u8]) -> Result<(), Error> {
+    match image_table(head, dev.logical_block()) {
+        ImageTable::Mbr => {
+            let mut copy = head.to_vec();
+            add_mbr_configdrive(dev, &mut copy).map(|_| ())
+        }
+        ImageTable::None => Err(Error::ConfigDrive(
+            "the image has no partition table to add a config drive partition to".into(),
+        )),
+        ImageTable::Gpt { .. } => Ok(()),
+    }
+}
+
 /// Adds the config drive as a new primary MBR partition over the disk's last
 /// 64 MiB (type 0x0c, as parted's fat32 writes it), inside `held`.
 pub fn add_mbr_configdrive(
