@@ -6,9 +6,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// Decompressed size beyond which a config drive is refused (a guard
-/// against gzip bombs; Ironic's own whole-disk limit is 64 MiB).
-pub const MAX_DECODED: usize = 256 << 20;
+/// Decompressed size beyond which a config drive is refused: Ironic's own
+/// limit (a config drive partition is 64 MiB). Inflating stops there, so a
+/// gzip bomb costs at most this much memory.
+pub const MAX_DECODED: usize = (crate::layout::MAX_CONFIGDRIVE_MB << 20) as usize;
 
 /// Decodes an inline config drive: base64, then gunzip.
 pub fn decode(text: &str) -> Result<Vec<u8>, String> {
@@ -30,14 +31,13 @@ fn gunzip_limited(compressed: &[u8]) -> Result<Vec<u8>, String> {
     if compressed.len() < 2 || compressed[..2] != [0x1f, 0x8b] {
         return Err("config drive is not gzip-compressed (Ironic sends base64 of gzip)".into());
     }
-    let data = gzip::decompress(compressed).map_err(|e| format!("config drive: {e}"))?;
-    if data.len() > MAX_DECODED {
-        return Err(format!(
-            "config drive decompresses to {} bytes, more than {MAX_DECODED}",
-            data.len()
-        ));
-    }
-    Ok(data)
+    gzip::decompress_limited(compressed, MAX_DECODED).map_err(|e| match e {
+        gzip::Error::TooLarge(_) => format!(
+            "config drive decompresses to more than {MAX_DECODED} bytes (Ironic's limit is {} MiB)",
+            crate::layout::MAX_CONFIGDRIVE_MB
+        ),
+        e => format!("config drive: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -49,6 +49,26 @@ mod tests {
         // printf 'config-2 image' | gzip -n | base64
         let text = "H4sIAAAAAAAAA0vOz0vLTNc1UsjMTUxPBQBsyUo9DgAAAA==";
         assert_eq!(decode(text).unwrap(), b"config-2 image");
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        // 700 MB of zeros compress to under a megabyte; inflating must stop
+        // at 64 MiB instead of allocating it all.
+        let zeros = alloc::vec![0u8; MAX_DECODED + 1];
+        let bomb = gzip::compress(&zeros, 9);
+        drop(zeros);
+        assert!(bomb.len() < 1 << 20);
+        let err = decode(&base64::encode(&bomb)).unwrap_err();
+        assert!(err.contains("more than 67108864 bytes"), "{err}");
+        // Exactly the limit is fine.
+        let ok = gzip::compress(&alloc::vec![7u8; MAX_DECODED], 9);
+        assert_eq!(
+            decode_downloaded(base64::encode(&ok).into_bytes())
+                .unwrap()
+                .len(),
+            MAX_DECODED
+        );
     }
 
     #[test]

@@ -25,11 +25,15 @@ pub enum Error {
     BadDeflate,
     /// CRC32 or length in the trailer does not match the data.
     BadTrailer,
+    /// The data would exceed the caller's limit (a gzip bomb, or simply
+    /// too large): inflating stopped there.
+    TooLarge(usize),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Error::TooLarge(limit) => return write!(f, "gzip data larger than {limit} bytes"),
             Error::Truncated => "gzip stream truncated",
             Error::BadMagic => "not a gzip stream",
             Error::Unsupported => "gzip stream uses an unsupported method or flags",
@@ -53,6 +57,13 @@ pub fn compress(data: &[u8], level: u8) -> Vec<u8> {
 
 /// Decompresses a single gzip member.
 pub fn decompress(stream: &[u8]) -> Result<Vec<u8>, Error> {
+    decompress_limited(stream, usize::MAX)
+}
+
+/// Decompresses a single gzip member, stopping with [`Error::TooLarge`]
+/// as soon as the output would pass `limit` bytes: memory stays bounded by
+/// the limit whatever the stream claims.
+pub fn decompress_limited(stream: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
     if stream.len() < 2 {
         return Err(Error::Truncated);
     }
@@ -84,8 +95,11 @@ pub fn decompress(stream: &[u8]) -> Result<Vec<u8>, Error> {
     if at > body_end {
         return Err(Error::Truncated);
     }
-    let data = miniz_oxide::inflate::decompress_to_vec(&stream[at..body_end])
-        .map_err(|_| Error::BadDeflate)?;
+    let data = miniz_oxide::inflate::decompress_to_vec_with_limit(&stream[at..body_end], limit)
+        .map_err(|e| match e.status {
+            miniz_oxide::inflate::TINFLStatus::HasMoreOutput => Error::TooLarge(limit),
+            _ => Error::BadDeflate,
+        })?;
     let t = &stream[body_end..];
     let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
     let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
