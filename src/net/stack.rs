@@ -1,12 +1,10 @@
 //! rivet's own TCP/IP: a smoltcp interface over any Ethernet device, with
 //! DHCPv4 (kept running for renewals during long downloads) or a static
-//! address, DNS, and TCP connections exposed as a [`Transport`]. Time and
+//! address, DNS, and TCP connections exposed as a [`Transport`] (serving
+//! is in [`super::listener`]). Time and
 //! waiting come from a [`Wait`] so the stack itself stays no_std.
 
-use super::secure::{Secure, SecureFactory};
-use super::server::{Conn, Event, Handler, Reply};
 use super::{ConnId, NetError, NetErrorKind, Transport};
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -54,7 +52,7 @@ pub struct Stack<D: Device, W: Wait> {
     pub device: D,
     pub waiter: W,
     iface: Interface,
-    sockets: SocketSet<'static>,
+    pub(super) sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
     dns: Option<SocketHandle>,
     pub lease: Option<Lease>,
@@ -165,7 +163,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
     }
 
     /// Polls, then waits until smoltcp has work or `max_ms` passed.
-    fn turn(&mut self, max_ms: u64) {
+    pub(super) fn turn(&mut self, max_ms: u64) {
         self.poll();
         let now = instant(self.waiter.now_ms());
         let delay = self
@@ -443,236 +441,4 @@ pub fn describe_lease(l: &Lease) -> String {
             .map(|r| format!("{r}"))
             .unwrap_or_else(|| "no router".into())
     )
-}
-
-/// Listening sockets for one port. smoltcp has no listen backlog: each
-/// socket takes one connection, so the pool keeps a few sockets in Listen
-/// at all times, growing up to `max` while connections are busy (or
-/// closing) and shrinking back as they end.
-pub struct Listener {
-    port: u16,
-    max: usize,
-    slots: Vec<Slot>,
-    /// TLS (or another record layer) for every connection, if set.
-    secure: Option<SecureFactory>,
-}
-
-impl Listener {
-    /// Serves every connection through `factory`'s record layer. Call it
-    /// before serving: the slots already listening are given one too.
-    pub fn secure(&mut self, mut factory: SecureFactory) {
-        for slot in &mut self.slots {
-            slot.tls = Some(factory());
-        }
-        self.secure = Some(factory);
-    }
-}
-
-struct Slot {
-    handle: SocketHandle,
-    conn: Conn,
-    /// Bytes for the wire (ciphertext under TLS).
-    outbox: Vec<u8>,
-    /// A request whose answer the handler deferred.
-    waiting: Option<u64>,
-    tls: Option<Box<dyn Secure>>,
-    /// The closing alert has been queued.
-    notified: bool,
-}
-
-impl Slot {
-    fn new(handle: SocketHandle, secure: &mut Option<SecureFactory>) -> Slot {
-        Slot {
-            handle,
-            conn: Conn::new(),
-            outbox: Vec::new(),
-            waiting: None,
-            tls: secure.as_mut().map(|f| f()),
-            notified: false,
-        }
-    }
-
-    /// Sends HTTP bytes, through the record layer if there is one.
-    fn emit(&mut self, bytes: &[u8]) {
-        match &mut self.tls {
-            Some(tls) => {
-                tls.send(bytes);
-                tls.outgoing(&mut self.outbox);
-            }
-            None => self.outbox.extend_from_slice(bytes),
-        }
-    }
-
-    /// Bytes from the wire → HTTP bytes (decrypted under TLS).
-    fn take_in(&mut self, wire: &[u8]) -> Result<Vec<u8>, String> {
-        match &mut self.tls {
-            Some(tls) => {
-                let r = tls.receive(wire);
-                // Handshake replies, or the alert that explains a failure.
-                tls.outgoing(&mut self.outbox);
-                r?;
-                let mut plain = Vec::new();
-                tls.plaintext(&mut plain);
-                Ok(plain)
-            }
-            None => Ok(wire.to_vec()),
-        }
-    }
-
-    /// Answers `event` and any pipelined requests after it, until one is
-    /// deferred or the input runs out.
-    fn answer(&mut self, mut event: Option<Event>, handler: &mut dyn Handler) {
-        while let Some(e) = event {
-            match e {
-                Event::Request(req) => match handler.handle(&req) {
-                    Reply::Now(resp) => {
-                        let bytes = self.conn.respond(&resp);
-                        self.emit(&bytes);
-                        event = self.conn.feed(&[]);
-                    }
-                    Reply::Later(ticket) => {
-                        self.waiting = Some(ticket);
-                        return;
-                    }
-                },
-                Event::Reject(bytes) => {
-                    self.emit(&bytes);
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl<D: Device, W: Wait> Stack<D, W> {
-    /// Listens on `port` with up to `max` concurrent connections.
-    pub fn listen(&mut self, port: u16, max: usize) -> Listener {
-        let mut l = Listener {
-            port,
-            max: max.max(1),
-            slots: Vec::new(),
-            secure: None,
-        };
-        for _ in 0..l.max.min(4) {
-            self.add_listening(&mut l);
-        }
-        l
-    }
-
-    fn add_listening(&mut self, l: &mut Listener) {
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
-            tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
-        );
-        if let Err(e) = socket.listen(l.port) {
-            log::warn!("cannot listen on port {}: {e:?}", l.port);
-        }
-        let handle = self.sockets.add(socket);
-        l.slots.push(Slot::new(handle, &mut l.secure));
-    }
-
-    /// Services the listener without blocking: accepts, reads, answers
-    /// complete requests with `handler` (or later, if it defers them),
-    /// writes, closes finished connections.
-    pub fn serve(&mut self, l: &mut Listener, handler: &mut dyn Handler) {
-        self.poll();
-        let mut chunk = [0u8; 4096];
-        for slot in l.slots.iter_mut() {
-            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-            // Both sides have closed: free the socket now rather than hold
-            // it in TIME-WAIT.
-            if socket.state() == tcp::State::TimeWait {
-                socket.abort();
-            }
-            if !socket.is_open() {
-                slot.waiting = None;
-                continue;
-            }
-            if let Some(ticket) = slot.waiting {
-                if let Some(resp) = handler.resume(ticket) {
-                    slot.waiting = None;
-                    let bytes = slot.conn.respond(&resp);
-                    slot.emit(&bytes);
-                    let next = slot.conn.feed(&[]);
-                    slot.answer(next, handler);
-                }
-            }
-            while slot.waiting.is_none() && socket.can_recv() && slot.outbox.len() < 256 * 1024 {
-                let n = match socket.recv_slice(&mut chunk) {
-                    Ok(n) if n > 0 => n,
-                    _ => break,
-                };
-                let plain = match slot.take_in(&chunk[..n]) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        log::warn!("agent API: TLS from {:?}: {e}", socket.remote_endpoint());
-                        // The alert explaining why goes out before the FIN.
-                        let _ = socket.send_slice(&slot.outbox);
-                        slot.outbox.clear();
-                        slot.notified = true;
-                        socket.close();
-                        break;
-                    }
-                };
-                // After a rejection the rest of the request is read and
-                // dropped, so the client sees the answer, not a reset.
-                let event = slot.conn.feed(&plain);
-                slot.answer(event, handler);
-            }
-            if !slot.outbox.is_empty() && socket.can_send() {
-                if let Ok(n) = socket.send_slice(&slot.outbox) {
-                    slot.outbox.drain(..n);
-                }
-            }
-            if slot.outbox.is_empty()
-                && slot.waiting.is_none()
-                && (slot.conn.closing() || !socket.may_recv())
-                && socket.may_send()
-            {
-                match &mut slot.tls {
-                    // close_notify first, so TLS clients see a clean end.
-                    Some(tls) if !slot.notified => {
-                        tls.close();
-                        tls.outgoing(&mut slot.outbox);
-                        slot.notified = true;
-                    }
-                    _ => socket.close(),
-                }
-            }
-        }
-        // Like a listen backlog: keep SPARE sockets listening (closed ones
-        // are re-armed first), grow up to `max`, drop the surplus.
-        const SPARE: usize = 4;
-        let is_listening = |s: &tcp::Socket| s.state() == tcp::State::Listen;
-        let mut listening = l
-            .slots
-            .iter()
-            .filter(|s| is_listening(self.sockets.get(s.handle)))
-            .count();
-        let mut kept = Vec::new();
-        for mut slot in l.slots.drain(..) {
-            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-            if socket.is_open() {
-                kept.push(slot);
-            } else if listening < SPARE {
-                slot = Slot::new(slot.handle, &mut l.secure);
-                let _ = socket.listen(l.port);
-                listening += 1;
-                kept.push(slot);
-            } else {
-                self.sockets.remove(slot.handle);
-            }
-        }
-        l.slots = kept;
-        while listening < SPARE && l.slots.len() < l.max {
-            self.add_listening(l);
-            listening += 1;
-        }
-        self.poll();
-    }
-
-    /// Waits up to `ms` for network activity (for serve loops).
-    pub fn idle(&mut self, ms: u64) {
-        self.turn(ms);
-    }
 }
