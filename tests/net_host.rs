@@ -392,4 +392,58 @@ fn rivet_serves_http_with_keep_alive_concurrency_and_bounds() {
         "rivet stopped serving:\n{}",
         net.log("serve.log")
     );
+
+    // Clients that hold connections (idle, a request head a byte at a
+    // time) must not lock the API out, and lose their slots in time.
+    let hold = r#"
+import socket, time, subprocess, sys
+held = []
+for i in range(20):
+    try:
+        s = socket.create_connection(("10.77.17.5", 9999), 2)
+        if i % 2:
+            s.sendall(b"GET /v1/sta")  # a head that never completes
+        held.append(s)
+    except OSError:
+        pass
+# While all of them are held, the API still answers.
+r = subprocess.run(["curl", "-sf", "-m", "5", "http://10.77.17.5:9999/v1/status"], capture_output=True)
+print("status", r.returncode)
+# Past the head deadline rivet has closed every one of them.
+time.sleep(12)
+closed = 0
+for s in held:
+    s.settimeout(1)
+    try:
+        closed += s.recv(10) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        closed += 1
+    except socket.timeout:
+        pass
+print("held", len(held), "closed", closed)
+"#;
+    let o = net.run_in_srv("python3", &["-c", hold]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("status 0"),
+        "locked out:\n{out}\n{}",
+        net.log("serve.log")
+    );
+    let (held, closed) = out
+        .lines()
+        .find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"held")).then(|| {
+                (
+                    w[1].parse::<usize>().unwrap(),
+                    w[3].parse::<usize>().unwrap(),
+                )
+            })
+        })
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(held >= 16, "{out}");
+    assert_eq!(
+        closed, held,
+        "idle connections outlived the deadline: {out}"
+    );
 }

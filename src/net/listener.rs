@@ -35,9 +35,20 @@ impl Listener {
     }
 }
 
+/// From accepting a connection, or answering its last request, to the
+/// next complete request head (TLS handshake included): slow or idle
+/// clients give their slot back.
+pub const HEAD_DEADLINE_MS: u64 = 10_000;
+/// From a complete head to the whole body (bodies are at most 1 MiB).
+pub const BODY_DEADLINE_MS: u64 = 120_000;
+
 struct Slot {
     handle: SocketHandle,
     conn: Conn,
+    /// When the connection was accepted or last answered (None: listening).
+    since_ms: Option<u64>,
+    /// Requests answered or deferred so far.
+    requests: u64,
     /// Bytes for the wire (ciphertext under TLS).
     outbox: Vec<u8>,
     /// A request whose answer the handler deferred.
@@ -52,6 +63,8 @@ impl Slot {
         Slot {
             handle,
             conn: Conn::new(),
+            since_ms: None,
+            requests: 0,
             outbox: Vec::new(),
             waiting: None,
             tls: secure.as_mut().map(|f| f()),
@@ -91,17 +104,20 @@ impl Slot {
     fn answer(&mut self, mut event: Option<Event>, handler: &mut dyn Handler) {
         while let Some(e) = event {
             match e {
-                Event::Request(req) => match handler.handle(&req) {
-                    Reply::Now(resp) => {
-                        let bytes = self.conn.respond(&resp);
-                        self.emit(&bytes);
-                        event = self.conn.feed(&[]);
+                Event::Request(req) => {
+                    self.requests += 1;
+                    match handler.handle(&req) {
+                        Reply::Now(resp) => {
+                            let bytes = self.conn.respond(&resp);
+                            self.emit(&bytes);
+                            event = self.conn.feed(&[]);
+                        }
+                        Reply::Later(ticket) => {
+                            self.waiting = Some(ticket);
+                            return;
+                        }
                     }
-                    Reply::Later(ticket) => {
-                        self.waiting = Some(ticket);
-                        return;
-                    }
-                },
+                }
                 Event::Reject(bytes) => {
                     self.emit(&bytes);
                     return;
@@ -143,6 +159,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
     /// writes, closes finished connections.
     pub fn serve(&mut self, l: &mut Listener, handler: &mut dyn Handler) {
         self.poll();
+        let now = self.waiter.now_ms();
         let mut chunk = [0u8; 4096];
         for slot in l.slots.iter_mut() {
             let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
@@ -155,6 +172,28 @@ impl<D: Device, W: Wait> Stack<D, W> {
                 slot.waiting = None;
                 continue;
             }
+            if socket.state() == tcp::State::Listen {
+                continue;
+            }
+            let since = *slot.since_ms.get_or_insert(now);
+            let deadline = if slot.conn.awaiting_head() {
+                HEAD_DEADLINE_MS
+            } else {
+                BODY_DEADLINE_MS
+            };
+            if slot.waiting.is_none()
+                && slot.outbox.is_empty()
+                && now.saturating_sub(since) > deadline
+            {
+                log::debug!(
+                    "agent API: closing {:?}: no complete request within {} s",
+                    socket.remote_endpoint(),
+                    deadline / 1000
+                );
+                socket.abort();
+                continue;
+            }
+            let answered = slot.requests;
             if let Some(ticket) = slot.waiting {
                 if let Some(resp) = handler.resume(ticket) {
                     slot.waiting = None;
@@ -186,6 +225,9 @@ impl<D: Device, W: Wait> Stack<D, W> {
                 let event = slot.conn.feed(&plain);
                 slot.answer(event, handler);
             }
+            if slot.requests != answered {
+                slot.since_ms = Some(now);
+            }
             if !slot.outbox.is_empty() && socket.can_send() {
                 if let Ok(n) = socket.send_slice(&slot.outbox) {
                     slot.outbox.drain(..n);
@@ -216,6 +258,29 @@ impl<D: Device, W: Wait> Stack<D, W> {
             .iter()
             .filter(|s| is_listening(self.sockets.get(s.handle)))
             .count();
+        // Every slot taken: the oldest idle connection makes room, so the
+        // conductor can always connect (an idle client can hold no slot
+        // the conductor needs).
+        if listening == 0 && l.slots.len() >= l.max {
+            let idle = l
+                .slots
+                .iter()
+                .filter(|s| s.waiting.is_none() && s.outbox.is_empty() && s.conn.awaiting_head())
+                .filter(|s| self.sockets.get::<tcp::Socket>(s.handle).is_open())
+                .min_by_key(|s| s.since_ms.unwrap_or(0));
+            if let Some(oldest) = idle {
+                let socket = self.sockets.get_mut::<tcp::Socket>(oldest.handle);
+                log::debug!(
+                    "agent API: all {} connections busy; closing the oldest idle one ({:?})",
+                    l.max,
+                    socket.remote_endpoint()
+                );
+                socket.abort();
+            }
+        }
+        // Send the resets of aborted connections now: re-arming a socket
+        // below (listen) forgets its peer, and the RST with it.
+        self.poll();
         let mut kept = Vec::new();
         for mut slot in l.slots.drain(..) {
             let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);

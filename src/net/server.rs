@@ -115,6 +115,11 @@ impl Conn {
         self.closing
     }
 
+    /// No request head is complete yet (a new or idle connection).
+    pub fn awaiting_head(&self) -> bool {
+        self.head.is_none()
+    }
+
     /// Adds received bytes; returns the next event, if a request is complete.
     /// Call again with an empty slice after answering, for pipelined requests.
     pub fn feed(&mut self, data: &[u8]) -> Option<Event> {
