@@ -275,12 +275,12 @@ impl<'t, T: Transport> Download<'t, T> {
                 return Err(Attempt::Retry("connection closed before a response".into()));
             }
             head.extend_from_slice(&chunk[..n]);
-            match Response::parse(&head) {
-                Ok(r) => {
+            match Response::parse_final(&mut head) {
+                Ok(Some(r)) => {
                     let rest = head[r.head_len..].to_vec();
                     return Ok((r, rest));
                 }
-                Err(http::Error::Incomplete) => continue,
+                Ok(None) => continue,
                 Err(e) => return Err(Attempt::Fatal(self.err(None, e.to_string()))),
             }
         }
@@ -701,12 +701,10 @@ fn read_answer<T: Transport>(
     let response = loop {
         let n = t.recv(conn, &mut chunk, timeout_ms)?;
         raw.extend_from_slice(&chunk[..n]);
-        match Response::parse(&raw) {
-            Ok(r) => break r,
-            Err(http::Error::Incomplete) if n > 0 => continue,
-            Err(http::Error::Incomplete) => {
-                return Err(other("connection closed before the response head".into()))
-            }
+        match Response::parse_final(&mut raw) {
+            Ok(Some(r)) => break r,
+            Ok(None) if n > 0 => continue,
+            Ok(None) => return Err(other("connection closed before the response head".into())),
             Err(e) => return Err(other(e.to_string())),
         }
     };

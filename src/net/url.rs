@@ -15,13 +15,20 @@ pub struct Url {
 
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
-        let (https, rest) = if let Some(r) = s.strip_prefix("http://") {
-            (false, r)
-        } else if let Some(r) = s.strip_prefix("https://") {
-            (true, r)
-        } else {
-            return Err(format!("'{s}': not an http:// or https:// URL"));
+        // Schemes are case-insensitive (RFC 3986 3.1).
+        let (https, rest) = match scheme(s) {
+            Some((sc, rest)) if sc.eq_ignore_ascii_case("http") => (false, rest),
+            Some((sc, rest)) if sc.eq_ignore_ascii_case("https") => (true, rest),
+            Some((sc, _)) => {
+                return Err(format!(
+                    "'{s}': the scheme {sc}: is not supported (http:// or https:// only)"
+                ))
+            }
+            None => return Err(format!("'{s}': not an http:// or https:// URL")),
         };
+        let rest = rest
+            .strip_prefix("//")
+            .ok_or_else(|| format!("'{s}': no //host after the scheme"))?;
         let (authority, target) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
             Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -50,8 +57,27 @@ impl Url {
                 None => (authority.to_string(), default_port),
             }
         };
-        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        if host.is_empty() {
             return Err(format!("'{s}': no host"));
+        }
+        // A name or IPv4 address; inside brackets an IPv6 address (with an
+        // optional %zone). Anything else would be a different host to
+        // different parsers.
+        let ok = if authority.starts_with('[') {
+            let (addr, zone) = host.split_once('%').unwrap_or((&host, ""));
+            addr.contains(':')
+                && addr
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                && zone
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        } else {
+            host.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        };
+        if !ok {
+            return Err(format!("'{s}': '{host}' is not a host name or address"));
         }
         if target.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(format!("'{s}': whitespace in the path"));
@@ -81,14 +107,15 @@ impl Url {
 
     /// Resolves a Location header against this URL.
     pub fn join(&self, location: &str) -> Result<Url, String> {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            return Url::parse(location);
+        let this = if self.https { "https" } else { "http" };
+        if scheme(location).is_some() {
+            // http(s) as such; file:, ftp: and the rest refused by name.
+            return Url::parse(location).map_err(|e| format!("redirect to {e}"));
         }
-        let base = format!(
-            "{}://{}",
-            if self.https { "https" } else { "http" },
-            self.host_header()
-        );
+        if location.starts_with("//") {
+            return Url::parse(&format!("{this}:{location}"));
+        }
+        let base = format!("{this}://{}", self.host_header());
         if location.starts_with('/') {
             return Url::parse(&format!("{base}{location}"));
         }
@@ -98,6 +125,16 @@ impl Url {
         };
         Url::parse(&format!("{base}{dir}{location}"))
     }
+}
+
+/// A URL's scheme (RFC 3986: a letter, then letters, digits, `+-.`) and
+/// what follows its colon.
+fn scheme(s: &str) -> Option<(&str, &str)> {
+    let (sc, rest) = s.split_once(':')?;
+    let mut b = sc.bytes();
+    let first = b.next()?;
+    (first.is_ascii_alphabetic() && b.all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(&c)))
+        .then_some((sc, rest))
 }
 
 impl fmt::Display for Url {
@@ -145,5 +182,38 @@ mod tests {
             "http://h:8080/a/b/c.img"
         );
         assert_eq!(u.join("https://o/z").unwrap().to_string(), "https://o/z");
+        // Scheme-relative: another host, same scheme.
+        assert_eq!(
+            u.join("//mirror:81/p").unwrap().to_string(),
+            "http://mirror:81/p"
+        );
+        assert_eq!(u.join("HTTPS://o/z").unwrap().to_string(), "https://o/z");
+        let e = u.join("file:///etc/shadow").unwrap_err();
+        assert!(e.contains("scheme file: is not supported"), "{e}");
+        assert!(u.join("ftp://o/x").unwrap_err().contains("ftp:"));
+    }
+
+    #[test]
+    fn hosts_that_are_not_hosts_are_refused() {
+        for bad in [
+            "http://a[b]/x",
+            "http://a:b:80/x",
+            "http://[fd00::1/x",
+            "http://[zz::1]/x",
+            "http://h%2f/x",
+            "http:/h/x",
+            "http:h/x",
+        ] {
+            assert!(Url::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Url::parse("HTTP://Host.Example/x").unwrap().host,
+            "Host.Example"
+        );
+        assert_eq!(
+            Url::parse("http://[fe80::1%eth0]:8080/").unwrap().host,
+            "fe80::1%eth0"
+        );
+        assert_eq!(Url::parse("http://user@h/x").unwrap().host, "h");
     }
 }

@@ -69,6 +69,23 @@ pub struct Response {
 }
 
 impl Response {
+    /// The final response head at the start of `buf`, after dropping any
+    /// interim 1xx heads (`100 Continue`, `103 Early Hints`) from `buf`;
+    /// `None` while the head is incomplete. 101 is final: rivet never asks
+    /// to switch protocols.
+    pub fn parse_final(buf: &mut Vec<u8>) -> Result<Option<Response>, Error> {
+        loop {
+            match Response::parse(buf) {
+                Ok(r) if (100..200).contains(&r.status) && r.status != 101 => {
+                    buf.drain(..r.head_len);
+                }
+                Ok(r) => return Ok(Some(r)),
+                Err(Error::Incomplete) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -139,18 +156,36 @@ impl Response {
                 Err(Error::UnsupportedEncoding(te.to_string()))
             };
         }
-        let mut length: Option<u64> = None;
-        for (name, value) in &self.headers {
-            if name == "content-length" {
-                let v: u64 = value.parse().map_err(|_| Error::BadContentLength)?;
-                if length.is_some_and(|l| l != v) {
-                    return Err(Error::BadContentLength);
-                }
-                length = Some(v);
-            }
-        }
-        Ok(length.map(Framing::Length).unwrap_or(Framing::Close))
+        Ok(
+            content_length(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?
+                .map(Framing::Length)
+                .unwrap_or(Framing::Close),
+        )
     }
+}
+
+/// The one Content-Length among `headers` (lower-case names): digits only
+/// (RFC 9110 8.6: no sign, no spaces inside); several that differ are an
+/// error (RFC 9112 6.3), as is one that does not parse.
+pub fn content_length<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<u64>, Error> {
+    let mut length: Option<u64> = None;
+    for (name, value) in headers {
+        if name != "content-length" {
+            continue;
+        }
+        let value = value.trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::BadContentLength);
+        }
+        let v: u64 = value.parse().map_err(|_| Error::BadContentLength)?;
+        if length.is_some_and(|l| l != v) {
+            return Err(Error::BadContentLength);
+        }
+        length = Some(v);
+    }
+    Ok(length)
 }
 
 /// Writes a request head. `headers` are added after Host.
@@ -369,6 +404,19 @@ ETag: \"6565b4b0-80000000\"\r\nContent-Range: bytes 100-199/2147483648\r\n\r\nBO
     }
 
     #[test]
+    fn interim_heads_are_skipped() {
+        let mut buf =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec();
+        let r = Response::parse_final(&mut buf).unwrap().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(&buf[r.head_len..], b"ok");
+        let mut part = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2".to_vec();
+        assert_eq!(Response::parse_final(&mut part).unwrap(), None);
+        assert_eq!(part, b"HTTP/1.1 2", "the interim head is consumed");
+    }
+
+    #[test]
     fn framing_rules() {
         let r =
             Response::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
@@ -376,6 +424,16 @@ ETag: \"6565b4b0-80000000\"\r\nContent-Range: bytes 100-199/2147483648\r\n\r\nBO
         assert_eq!(r.framing("GET"), Err(Error::BadContentLength));
         let r = Response::parse(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n").unwrap();
         assert_eq!(r.framing("GET"), Err(Error::BadContentLength));
+        let r = Response::parse(b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n").unwrap();
+        assert_eq!(r.framing("GET"), Err(Error::BadContentLength));
+        let r =
+            Response::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+                .unwrap();
+        assert_eq!(
+            r.framing("GET"),
+            Ok(Framing::Length(5)),
+            "repeated but equal is fine"
+        );
         let r = Response::parse(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n",
         )
