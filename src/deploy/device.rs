@@ -10,6 +10,9 @@ use core::fmt;
 /// An I/O error from a device: errno (0 if none) and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IoError {
+    /// The byte offset that failed, when it is not the one the caller
+    /// asked about (a write queued earlier failed on a later call).
+    pub at: Option<u64>,
     pub errno: i32,
     pub message: String,
 }
@@ -73,12 +76,14 @@ impl MemDisk {
         let b = self.block as u64;
         if offset % b != 0 || len as u64 % b != 0 {
             return Err(IoError {
+                at: None,
                 errno: 22,
                 message: alloc::format!("unaligned I/O at {offset}+{len}"),
             });
         }
         if offset + len as u64 > self.size {
             return Err(IoError {
+                at: None,
                 errno: 28,
                 message: alloc::format!("I/O past the end at {offset}+{len}"),
             });
@@ -163,6 +168,7 @@ impl<D: BlockDevice> BlockDevice for FailingDisk<D> {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
         if offset <= self.fail_at && self.fail_at < offset + buf.len() as u64 {
             return Err(IoError {
+                at: None,
                 errno: 5,
                 message: "Input/output error".to_string(),
             });

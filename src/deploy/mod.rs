@@ -100,11 +100,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// `offset` is where the caller was; a write that failed behind it
+    /// (queued earlier) names its own.
     pub fn device(dev: &dyn BlockDevice, op: &'static str, offset: u64, error: IoError) -> Error {
         Error::Device {
             disk: dev.name().to_string(),
             op,
-            offset,
+            offset: error.at.unwrap_or(offset),
             error,
         }
     }

@@ -667,3 +667,25 @@ fn partitions_past_the_disk_make_the_table_untrusted_and_preserve_ephemeral_refu
         "{err}"
     );
 }
+
+#[test]
+fn a_write_that_failed_behind_the_caller_is_reported_at_its_own_offset() {
+    // The writer thread reports a queued write's failure on the next call.
+    let disk = MemDisk::new(GIB, 512);
+    let e = Error::device(
+        &disk,
+        "write",
+        8 << 20,
+        IoError {
+            at: Some(4 << 20),
+            errno: 5,
+            message: "Input/output error".into(),
+        },
+    );
+    let text = e.to_string();
+    assert!(text.contains("write at byte 4194304"), "{text}");
+    assert!(
+        !text.contains("8388608"),
+        "one offset, the right one: {text}"
+    );
+}

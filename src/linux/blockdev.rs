@@ -43,6 +43,7 @@ fn pwrite_all(fd: &OwnedFd, data: &[u8], offset: u64) -> Result<(), IoError> {
         match rustix::io::pwrite(fd, &data[done..], offset + done as u64) {
             Ok(0) => {
                 return Err(IoError {
+                    at: None,
                     errno: 0,
                     message: "device accepted no bytes".into(),
                 })
@@ -65,8 +66,9 @@ impl Writer {
                 for job in job_rx {
                     let result = pwrite_all(&fd, &job.buf.as_slice()[..job.len], job.offset)
                         .map_err(|e| IoError {
+                            at: Some(job.offset),
                             errno: e.errno,
-                            message: format!("{} (write at byte {})", e.message, job.offset),
+                            message: e.message,
                         });
                     if done_tx
                         .send(Done {
@@ -103,6 +105,7 @@ impl Writer {
                 }
                 Err(_) => {
                     self.failed.get_or_insert(IoError {
+                        at: None,
                         errno: 0,
                         message: "writer thread ended".into(),
                     });
@@ -133,6 +136,7 @@ impl Writer {
                 Ok(())
             }
             _ => Err(IoError {
+                at: None,
                 errno: 0,
                 message: "writer thread ended".into(),
             }),
@@ -163,6 +167,7 @@ pub struct Disk {
 
 fn io_err(e: rustix::io::Errno) -> IoError {
     IoError {
+        at: None,
         errno: e.raw_os_error(),
         message: std::io::Error::from(e).to_string(),
     }
@@ -285,6 +290,7 @@ impl BlockDevice for Disk {
             match rustix::io::pread(&self.fd, &mut target[done..], offset + done as u64) {
                 Ok(0) => {
                     return Err(IoError {
+                        at: None,
                         errno: 0,
                         message: "unexpected end of device".into(),
                     })
@@ -303,6 +309,7 @@ impl BlockDevice for Disk {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
         if offset + buf.len() as u64 > self.size {
             return Err(IoError {
+                at: None,
                 errno: 28,
                 message: format!("write past the end of {} bytes", self.size),
             });
@@ -331,6 +338,7 @@ impl BlockDevice for Disk {
             return Ok(());
         }
         sys::reread_partitions(&self.fd).map_err(|e| IoError {
+            at: None,
             errno: e.raw_os_error().unwrap_or(0),
             message: e.to_string(),
         })
