@@ -118,7 +118,8 @@ impl fmt::Display for Error {
         match self {
             Error::DoesNotFit { needed_mib, disk_mib } => write!(
                 f,
-                "the layout needs {needed_mib} MiB (1 MiB lead-in, the partitions, 1 MiB left free at the end) \
+                "the layout needs {needed_mib} MiB (1 MiB lead-in, the partitions from root_mb, swap_mb, \
+                 ephemeral_mb and the ESP/BIOS boot/config drive, 1 MiB left free at the end) \
                  but the disk has {disk_mib} MiB"
             ),
             Error::BeyondMbrLimit { role, end_sector } => write!(

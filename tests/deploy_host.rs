@@ -6,6 +6,7 @@ mod common;
 use common::disk::*;
 use common::scratch;
 use serde_json::json;
+use std::path::Path;
 
 /// A real ext4 root image with a file in it, and its sha256.
 fn root_image(dir: &std::path::Path, mib: u64) -> (std::path::PathBuf, String) {
@@ -409,6 +410,7 @@ fn bad_input_is_refused_before_the_disk_is_touched() {
         ),
         (with("root_mb", json!(-1)), "\"root_mb\""),
         (with("swap_mb", json!("lots")), "\"lots\""),
+        (with("root_mb", json!(4096)), "partitions from root_mb"),
         (with("root_mb", json!(4096)), "the disk has 256 MiB"),
         (with("os_hash_value", json!("abc")), "not a sha256 digest"),
         (with("disk_format", json!("qcow2")), "streams raw images"),
@@ -565,5 +567,28 @@ fn old_signatures_are_wiped() {
         b"EFI PART",
         "backup GPT left behind"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_read_only_device_and_an_endless_plan_are_refused_before_anything_is_written() {
+    let dir = scratch("read-only");
+    let (img, sum) = root_image(&dir, 24);
+    let backing = dir.join("disk.img");
+    sparse(&backing, 256 << 20);
+    common::disk::write_at(&backing, 0, b"a disk that must not change");
+    let before = sha256_file(&backing);
+    let plan = plan_file(&dir, "plan.json", partition_plan(&img, &sum, json!({})));
+    let lo = Loop::read_only(&backing);
+    let d = rivet_deploy(Path::new(&lo.dev), &plan, &[]);
+    assert!(!d.ok);
+    assert!(d.stderr.contains("the device is read-only"), "{}", d.stderr);
+    drop(lo);
+    assert_eq!(sha256_file(&backing), before);
+    // A plan that never ends is not read until memory runs out.
+    let d = rivet_deploy(&backing, Path::new("/dev/zero"), &[]);
+    assert!(!d.ok);
+    assert!(d.stderr.contains("not an image_info plan"), "{}", d.stderr);
+    assert_eq!(sha256_file(&backing), before);
     let _ = std::fs::remove_dir_all(dir);
 }

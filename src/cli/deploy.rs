@@ -6,6 +6,7 @@ use rivet::deploy::{result, ImageSource, Request};
 use rivet::linux::{blockdev::Disk, source::FileImage};
 use rivet::net::client::{Download, Policy};
 use rivet::plan::{BootMode, Plan};
+use std::io::Read;
 
 const HELP: &str = "\
 rivet deploy - write an image onto a disk as ironic-python-agent would
@@ -55,6 +56,9 @@ fn local_image(plan: &Plan, image: Option<&str>) -> Option<Result<FileImage, Str
         .map(FileImage::open)
 }
 
+/// Largest plan file read: a 64 MiB config drive inline as base64, and room.
+const MAX_PLAN_BYTES: u64 = 96 << 20;
+
 pub fn run(argv: Vec<String>) -> Result<(), String> {
     let mut opts = vec![
         "disk",
@@ -72,7 +76,21 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     }
     let disk_path = args.required("disk")?;
     let plan_path = args.required("plan")?;
-    let text = std::fs::read(plan_path).map_err(|e| format!("{plan_path}: {e}"))?;
+    // image_info is a few KiB (a config drive inline, up to Ironic's 64
+    // MiB, base64): more is not a plan (`--plan /dev/zero` read forever).
+    let mut text = Vec::new();
+    std::io::Read::take(
+        std::fs::File::open(plan_path).map_err(|e| format!("{plan_path}: {e}"))?,
+        MAX_PLAN_BYTES + 1,
+    )
+    .read_to_end(&mut text)
+    .map_err(|e| format!("{plan_path}: {e}"))?;
+    if text.len() as u64 > MAX_PLAN_BYTES {
+        return Err(format!(
+            "{plan_path}: more than {} MiB: not an image_info plan",
+            MAX_PLAN_BYTES >> 20
+        ));
+    }
     let mut plan = Plan::from_json(&text).map_err(|e| format!("{plan_path}: {e}"))?;
     let buffer_size = args
         .get("buffer")

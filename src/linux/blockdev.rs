@@ -218,6 +218,12 @@ impl Disk {
             }
             Err(e) => return Err(format!("{path}: {e}")),
         };
+        // Found at open, not at the first write halfway through a deploy.
+        if writable && is_block && sys::block_read_only(&fd).unwrap_or(false) {
+            return Err(format!(
+                "{path}: the device is read-only (write-protected, or set read-only with blockdev --setro)"
+            ));
+        }
         let (size, logical, physical) = if is_block {
             sys::block_geometry(&fd)
                 .map_err(|e| format!("{path}: reading its size and sector sizes: {e}"))?

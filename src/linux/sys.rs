@@ -123,6 +123,19 @@ pub fn block_geometry(fd: impl AsFd) -> io::Result<(u64, u32, u32)> {
     Ok((size, logical, physical))
 }
 
+/// `_IO(0x12, 94)`: whether a block device is read-only (an int).
+const BLKROGET: rustix::ioctl::Opcode = 0x125e;
+
+/// Whether the kernel holds the block device read-only (a write-protected
+/// medium, `blockdev --setro`, a read-only virtual disk).
+pub fn block_read_only(fd: impl AsFd) -> io::Result<bool> {
+    // SAFETY: BLKROGET writes one int through the pointer Getter passes.
+    let ro = unsafe {
+        rustix::ioctl::ioctl(&fd, rustix::ioctl::Getter::<BLKROGET, libc::c_int>::new())?
+    };
+    Ok(ro != 0)
+}
+
 /// Asks the kernel to re-read a block device's partition table.
 pub fn reread_partitions(fd: impl AsFd) -> io::Result<()> {
     // SAFETY: BLKRRPART takes no argument.

@@ -163,6 +163,14 @@ impl Loop {
         Loop { dev }
     }
 
+    /// A read-only loop device over `file` (a write-protected disk).
+    pub fn read_only(file: &Path) -> Loop {
+        let dev = ok("losetup", &["-f", "--show", "-r", file.to_str().unwrap()])
+            .trim()
+            .to_string();
+        Loop { dev }
+    }
+
     /// A loop device over a byte range of a file (a partition of a disk image).
     pub fn range(file: &Path, offset: u64, len: u64) -> Loop {
         let dev = ok(
