@@ -6,6 +6,7 @@ use super::secure::{Secure, SecureFactory};
 use super::server::{Conn, Event, Handler, Reply};
 use super::stack::{Stack, Wait};
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use smoltcp::iface::SocketHandle;
