@@ -50,9 +50,55 @@ fn kind(t: FileType) -> Kind {
     }
 }
 
+/// Most block groups accepted: 32 TiB of 4 KiB blocks. ext4-view sizes its
+/// descriptor table from the superblock before checking it, so the
+/// superblock's claims are checked here first (a crafted one asked for
+/// 4 GiB, found by fuzz/filesystems).
+const MAX_GROUPS: u64 = 1 << 18;
+
+/// The superblock's geometry, checked against the device it is on.
+fn check_geometry(source: &mut dyn ReadAt) -> Result<(), FsError> {
+    let mut sb = [0u8; 1024];
+    source.read_at(1024, &mut sb)?;
+    let le32 = |at: usize| u64::from(u32::from_le_bytes(sb[at..at + 4].try_into().expect("4")));
+    if sb[56..58] != [0x53, 0xef] {
+        return Err(FsError::Corrupt("ext4: no superblock magic".into()));
+    }
+    let log = le32(24);
+    if log > 6 {
+        return Err(FsError::Corrupt(format!("ext4: block size 2^(10+{log})")));
+    }
+    let block = 1024u64 << log;
+    let incompat_64bit = le32(96) & 0x80 != 0;
+    let blocks = le32(4) | if incompat_64bit { le32(0x150) << 32 } else { 0 };
+    let per_group = le32(32);
+    let first = le32(20);
+    let bad = |what: String| Err(FsError::Corrupt(format!("ext4: {what}")));
+    if per_group < 8 || per_group > 8 * block || blocks <= first {
+        return bad(format!("{blocks} blocks, {per_group} per group"));
+    }
+    if blocks
+        .checked_mul(block)
+        .is_none_or(|bytes| bytes > source.size())
+    {
+        return bad(format!(
+            "{blocks} blocks of {block} bytes do not fit the {}-byte partition",
+            source.size()
+        ));
+    }
+    let groups = (blocks - first).div_ceil(per_group);
+    if groups > MAX_GROUPS {
+        return Err(FsError::Unsupported(format!(
+            "ext4 with {groups} block groups (more than {MAX_GROUPS})"
+        )));
+    }
+    Ok(())
+}
+
 impl Ext4Root {
     /// Reads the superblock, group descriptors and journal of `source`.
-    pub fn load(source: Box<dyn ReadAt>) -> Result<Ext4Root, FsError> {
+    pub fn load(mut source: Box<dyn ReadAt>) -> Result<Ext4Root, FsError> {
+        check_geometry(source.as_mut())?;
         Ext4::load(Box::new(Source(source)))
             .map(|fs| Ext4Root { fs })
             .map_err(|e| error("/", e))
