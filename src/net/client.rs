@@ -24,6 +24,10 @@ pub struct Policy {
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub max_redirects: u32,
+    /// Documents fetched whole ([`get`]) must arrive at least this fast on
+    /// average: a server trickling bytes just inside the idle timeout
+    /// cannot hold a deploy for ever. Deadline: idle timeout + size / rate.
+    pub min_rate_bytes_per_s: u64,
 }
 
 impl Default for Policy {
@@ -35,6 +39,7 @@ impl Default for Policy {
             backoff_ms: 1_000,
             max_backoff_ms: 10_000,
             max_redirects: 5,
+            min_rate_bytes_per_s: 64 * 1024,
         }
     }
 }
@@ -572,6 +577,12 @@ pub fn get<T: Transport>(
             ));
         }
     }
+    let expected = d.total().unwrap_or(max_bytes as u64);
+    let rate = policy.min_rate_bytes_per_s.max(1);
+    let allowed_ms = policy
+        .idle_timeout_ms
+        .saturating_add(expected.saturating_mul(1000) / rate);
+    let deadline = d.t.now_ms().saturating_add(allowed_ms);
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
@@ -583,6 +594,16 @@ pub fn get<T: Transport>(
             return Err(d.err(None, format!("more than the {max_bytes} bytes allowed")));
         }
         out.extend_from_slice(&chunk[..n]);
+        if d.t.now_ms() > deadline {
+            return Err(d.err(
+                None,
+                format!(
+                    "{} bytes in {} s: slower than {rate} bytes/s, given up",
+                    out.len(),
+                    allowed_ms / 1000
+                ),
+            ));
+        }
     }
 }
 

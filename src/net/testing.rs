@@ -44,6 +44,8 @@ pub struct FakeServer {
     pub answers: VecDeque<(u16, String)>,
     /// Most bytes one recv returns (segmentation).
     pub segment: usize,
+    /// Scripted time each recv that returns data takes (a trickling server).
+    pub recv_delay_ms: u64,
     /// Hosts a TLS handshake was started with, in order. The connection
     /// stays plaintext here: the record layer is tested in `linux::tls`.
     pub tls_hosts: Vec<String>,
@@ -257,6 +259,7 @@ impl Transport for FakeServer {
             ));
         }
         let n = buf.len().min(c.outbox.len()).min(segment);
+        self.now += self.recv_delay_ms;
         for (i, b) in c.outbox.drain(..n).enumerate() {
             buf[i] = b;
         }

@@ -308,3 +308,41 @@ fn a_handshake_that_never_completes_is_a_timeout_not_a_refusal() {
     assert!(stack.waiter.now >= 10_000, "the whole deadline was waited");
     assert!(stack.device.sent > 0, "it did try");
 }
+
+#[test]
+fn a_document_trickled_just_inside_the_idle_timeout_is_given_up() {
+    // 100 KiB, 100 bytes a time, each 5 s apart: never idle for 60 s, but
+    // 85 minutes in all. A checksum file or config drive must not hold a
+    // deploy that long.
+    let mut s = FakeServer::serving("/sums", vec![b'x'; 100 * 1024]);
+    s.segment = 100;
+    s.recv_delay_ms = 5_000;
+    let err = get(
+        &mut s,
+        "http://10.0.2.2:8080/sums",
+        1 << 20,
+        Policy::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("slower than 65536 bytes/s"),
+        "{err}"
+    );
+    // Idle timeout (60 s) + 100 KiB at 64 KiB/s = 61.6 s, noticed at the
+    // next 5 s read.
+    assert!(s.now < 75_000, "gave up at {} ms", s.now);
+    // At a normal pace the same document arrives.
+    let mut s = FakeServer::serving("/sums", vec![b'x'; 100 * 1024]);
+    s.recv_delay_ms = 1;
+    assert_eq!(
+        get(
+            &mut s,
+            "http://10.0.2.2:8080/sums",
+            1 << 20,
+            Policy::default()
+        )
+        .unwrap()
+        .len(),
+        100 * 1024
+    );
+}
