@@ -117,6 +117,11 @@ fn conductor_deploys_a_partition_image_and_refusals_leave_the_agent_serving() {
     );
     assert_eq!(r["unknown_extension"][0], 404);
     assert_eq!(r["oversized"][0], 413, "{}", r["oversized"]);
+    assert_eq!(
+        r["large_command"],
+        json!([400, {"faultcode": "Client", "faultstring": "400 Bad Request: Missing or invalid name or params"}]),
+        "a 2 MiB command body with the token is read"
+    );
     assert_eq!(r["status"][1]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(r["root"][1]["default_version"]["id"], "v1");
     assert_eq!(

@@ -111,7 +111,9 @@ impl Slot {
                         Reply::Now(resp) => {
                             let bytes = self.conn.respond(&resp);
                             self.emit(&bytes);
-                            event = self.conn.feed(&[]);
+                            event = self
+                                .conn
+                                .feed_limited(&[], &mut |m, t| handler.body_limit(m, t));
                         }
                         Reply::Later(ticket) => {
                             self.waiting = Some(ticket);
@@ -200,7 +202,9 @@ impl<D: Device, W: Wait> Stack<D, W> {
                     slot.waiting = None;
                     let bytes = slot.conn.respond(&resp);
                     slot.emit(&bytes);
-                    let next = slot.conn.feed(&[]);
+                    let next = slot
+                        .conn
+                        .feed_limited(&[], &mut |m, t| handler.body_limit(m, t));
                     slot.answer(next, handler);
                 }
             }
@@ -223,7 +227,9 @@ impl<D: Device, W: Wait> Stack<D, W> {
                 };
                 // After a rejection the rest of the request is read and
                 // dropped, so the client sees the answer, not a reset.
-                let event = slot.conn.feed(&plain);
+                let event = slot
+                    .conn
+                    .feed_limited(&plain, &mut |m, t| handler.body_limit(m, t));
                 slot.answer(event, handler);
             }
             if slot.requests != answered {

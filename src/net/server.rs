@@ -64,6 +64,11 @@ pub enum Reply {
 /// Answers requests; see `Stack::serve`.
 pub trait Handler {
     fn handle(&mut self, request: &Request) -> Reply;
+    /// The largest body accepted for a request, decided from its method and
+    /// target (path and query) before the body is read.
+    fn body_limit(&mut self, _method: &str, _target: &str) -> usize {
+        MAX_BODY
+    }
     /// The answer for a deferred request, once there is one.
     fn resume(&mut self, _ticket: u64) -> Option<Response> {
         None
@@ -123,6 +128,16 @@ impl Conn {
     /// Adds received bytes; returns the next event, if a request is complete.
     /// Call again with an empty slice after answering, for pipelined requests.
     pub fn feed(&mut self, data: &[u8]) -> Option<Event> {
+        self.feed_limited(data, &mut |_, _| MAX_BODY)
+    }
+
+    /// As [`Conn::feed`], with the body limit `limit` gives for a request's
+    /// method and target.
+    pub fn feed_limited(
+        &mut self,
+        data: &[u8],
+        limit: &mut dyn FnMut(&str, &str) -> usize,
+    ) -> Option<Event> {
         if self.closing {
             return None;
         }
@@ -154,7 +169,7 @@ impl Conn {
                 return Some(reject(400, "bad or conflicting Content-Length"));
             }
         };
-        if length > MAX_BODY {
+        if length > limit(&head.method, &head.target) {
             self.closing = true;
             return Some(reject(413, "request body too large"));
         }

@@ -493,9 +493,34 @@ pub struct Served<'a> {
     pub host: &'a mut dyn Host,
 }
 
+/// The body a command may carry: execute_deploy_step's configdrive is
+/// base64 of up to 64 MiB of gzip (Ironic's limit) inside JSON.
+pub const MAX_COMMAND_BODY: usize = 96 << 20;
+
+impl Api {
+    /// Large bodies only for the conductor: a command POST carrying the
+    /// agent token; everything else gets the server's 1 MiB.
+    pub fn body_limit(&self, method: &str, target: &str) -> usize {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let token = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("agent_token="));
+        let authorised =
+            matches!((token.map(unescape), &self.token), (Some(g), Some(t)) if same_token(&g, t));
+        if method == "POST" && path.trim_end_matches('/') == "/v1/commands" && authorised {
+            MAX_COMMAND_BODY
+        } else {
+            crate::net::server::MAX_BODY
+        }
+    }
+}
+
 impl crate::net::server::Handler for Served<'_> {
     fn handle(&mut self, request: &Request) -> Reply {
         self.api.handle(request, self.host)
+    }
+    fn body_limit(&mut self, method: &str, target: &str) -> usize {
+        self.api.body_limit(method, target)
     }
     fn resume(&mut self, ticket: u64) -> Option<Response> {
         self.api.resume(ticket)

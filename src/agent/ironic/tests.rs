@@ -409,3 +409,37 @@ fn bad_steps_fail_as_records_not_as_http_errors() {
     assert_eq!(s, 400);
     assert!(f["faultstring"].as_str().unwrap().contains("md5"), "{f}");
 }
+
+#[test]
+fn only_the_conductor_may_send_large_commands() {
+    let token = "t".repeat(43);
+    let api = Api::new(Some(token.clone()), 0.0, 1);
+    let cmd = format!("/v1/commands/?wait=true&agent_token={token}");
+    assert_eq!(api.body_limit("POST", &cmd), super::api::MAX_COMMAND_BODY);
+    assert_eq!(
+        api.body_limit("POST", "/v1/commands?agent_token=wrong"),
+        crate::net::server::MAX_BODY
+    );
+    assert_eq!(
+        api.body_limit("POST", "/v1/commands/"),
+        crate::net::server::MAX_BODY
+    );
+    assert_eq!(api.body_limit("GET", &cmd), crate::net::server::MAX_BODY);
+    assert_eq!(
+        api.body_limit("POST", &format!("/v1/other?agent_token={token}")),
+        crate::net::server::MAX_BODY
+    );
+    // Through the connection: a 2 MiB body is read when the limit says so.
+    let body = vec![b' '; 2 << 20];
+    let head = format!(
+        "POST {cmd} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut conn = crate::net::server::Conn::new();
+    let mut limit = |m: &str, t: &str| api.body_limit(m, t);
+    assert!(conn.feed_limited(head.as_bytes(), &mut limit).is_none());
+    match conn.feed_limited(&body, &mut limit) {
+        Some(crate::net::server::Event::Request(r)) => assert_eq!(r.body.len(), 2 << 20),
+        _ => panic!("a conductor's large command was not read"),
+    }
+}
