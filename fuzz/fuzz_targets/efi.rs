@@ -3,8 +3,6 @@
 #![no_main]
 #[path = "guard.rs"]
 mod guard;
-#[global_allocator]
-static ALLOC: guard::Counting = guard::Counting;
 use libfuzzer_sys::fuzz_target;
 
 use rivet::wire::efi;

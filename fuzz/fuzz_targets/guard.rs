@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 pub struct Counting;
 
+/// Every target includes this module: its allocations are counted.
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 

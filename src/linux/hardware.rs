@@ -3,6 +3,7 @@
 //! the system and firmware from /sys/class/dmi/id. Parsers take the text or
 //! bytes (tested with literal inputs); readers are thin.
 
+use super::inventory::read_trimmed as read;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -84,12 +85,6 @@ pub struct SystemVendor {
     pub firmware_vendor: Option<String>,
     pub firmware_version: Option<String>,
     pub firmware_date: Option<String>,
-}
-
-fn read(path: &Path) -> Option<String> {
-    let text = fs::read_to_string(path).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_string())
 }
 
 pub fn cpu(proc: &Path) -> Cpu {

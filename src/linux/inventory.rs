@@ -135,7 +135,8 @@ pub struct Nic {
     pub pci: Option<String>,
 }
 
-fn read_trimmed(path: &Path) -> Option<String> {
+/// A sysfs or procfs value, trimmed; `None` when missing or empty.
+pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
     let text = fs::read_to_string(path).ok()?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
