@@ -1,15 +1,21 @@
 //! Ironic's image_info from the network or a file: parsed and checked, and
-//! laid out on a disk the input sizes, all arithmetic checked.
+//! laid out on several disks, all arithmetic checked; and checksum files
+//! as an image server publishes them.
 #![no_main]
 #[path = "guard.rs"]
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
 use rivet::layout;
-use rivet::plan::{BootMode, Label, Plan};
+use rivet::plan::{self, BootMode, HashAlgo, Label, Plan};
 
 fuzz_target!(|data: &[u8]| {
     guard::bounded(4 * guard::MIB, || {
+        if let Ok(text) = core::str::from_utf8(data) {
+            for algo in [None, Some(HashAlgo::Sha256), Some(HashAlgo::Md5)] {
+                let _ = plan::parse_checksum_file(text, "http://h/images/root.img?x=1", algo);
+            }
+        }
         let Ok(plan) = Plan::from_json(data) else {
             return;
         };
