@@ -71,6 +71,21 @@ fn boot_from_disk(dir: &Path, vars: &Path, disk: &Path) -> String {
 /// The chain a user would watch on the serial line: the firmware's entry,
 /// GRUB, the kernel with the root UUID rivet reported, and systemd.
 fn assert_boots_debian(console: &str, entry: &str) {
+    // What a user watching the serial line sees (cargo test -- --nocapture).
+    for l in console.lines().filter(|l| {
+        [
+            "BdsDxe:",
+            "Welcome to GRUB",
+            "Linux version",
+            "Command line:",
+            "Run /init",
+            "Welcome to",
+        ]
+        .iter()
+        .any(|k| l.contains(k))
+    }) {
+        println!("second boot: {}", l.trim_start_matches(['\u{1b}', '[']));
+    }
     let loading = first_line_with(console, "BdsDxe: loading Boot");
     assert!(
         loading.contains(entry),
