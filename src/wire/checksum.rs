@@ -95,6 +95,20 @@ pub fn check_frame(frame: &[u8]) -> Verdict {
     }
 }
 
+/// The TCP or UDP segment in an IP payload: all of it for TCP, as long as
+/// its own length field says for UDP; `None` for other protocols or a UDP
+/// length that does not fit.
+fn segment(proto: u8, payload: &[u8]) -> Option<&[u8]> {
+    match proto {
+        PROTO_TCP => Some(payload),
+        PROTO_UDP => match be16(payload, 4).map(usize::from) {
+            Some(len) if (8..=payload.len()).contains(&len) => Some(&payload[..len]),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn check_ipv4(ip: &[u8]) -> Verdict {
     if ip.len() < 20 || ip[0] >> 4 != 4 {
         return Verdict::Unchecked;
@@ -107,16 +121,9 @@ fn check_ipv4(ip: &[u8]) -> Verdict {
     if header < 20 || total < header || total > ip.len() || fragment {
         return Verdict::Unchecked;
     }
-    if proto != PROTO_TCP && proto != PROTO_UDP {
+    let Some(l4) = segment(proto, &ip[header..total]) else {
         return Verdict::Unchecked;
-    }
-    let mut l4 = &ip[header..total];
-    if proto == PROTO_UDP {
-        match be16(l4, 4).map(usize::from) {
-            Some(len) if (8..=l4.len()).contains(&len) => l4 = &l4[..len],
-            _ => return Verdict::Unchecked,
-        }
-    }
+    };
     let pseudo = sum(&ip[12..20]) + u64::from(proto) + l4.len() as u64;
     verify(proto, l4, pseudo, true)
 }
@@ -143,16 +150,9 @@ fn check_ipv6(ip: &[u8]) -> Verdict {
             return Verdict::Unchecked;
         }
     }
-    if next != PROTO_TCP && next != PROTO_UDP {
+    let Some(l4) = segment(next, &ip[at..end]) else {
         return Verdict::Unchecked;
-    }
-    let mut l4 = &ip[at..end];
-    if next == PROTO_UDP {
-        match be16(l4, 4).map(usize::from) {
-            Some(len) if (8..=l4.len()).contains(&len) => l4 = &l4[..len],
-            _ => return Verdict::Unchecked,
-        }
-    }
+    };
     let pseudo = sum(&ip[8..40]) + u64::from(next) + l4.len() as u64;
     // UDP over IPv6 must carry a checksum (RFC 8200 8.1): zero is wrong.
     verify(next, l4, pseudo, false)
