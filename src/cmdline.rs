@@ -169,6 +169,7 @@ pub const RIVET_KEYS: &[&str] = &[
     "rivet.iface",
     "rivet.loglevel",
     "rivet.insecure",
+    "rivet.debug",
 ];
 
 /// A boolean kernel parameter's value as ironic-python-agent reads them.

@@ -278,7 +278,7 @@ impl Index {
             }
         }
         let mut aliases = self.aliases.clone();
-        aliases.sort();
+        aliases.sort_unstable();
         for (pattern, name) in aliases {
             out.push_str(&alloc::format!("a {pattern} {name}\n"));
         }

@@ -110,6 +110,24 @@ fn end_action_and_bad_keys_come_from_the_command_line() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The release binary carries no unwind tables (linker/README.md): a panic
+/// in PID 1 must still be logged and end as the command line says, never
+/// as a kernel panic ("Attempted to kill init").
+#[test]
+fn a_panic_in_pid1_is_logged_and_ends_with_the_end_action() {
+    let dir = scratch("panic");
+    let console = Boot::new(&dir, &initramfs("virtio"))
+        .arg("--append", "rivet.after=reboot rivet.debug=panic")
+        .run("reboot: Restarting system");
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, "internal error: panicked at src/linux/pid1.rs");
+    // The message is the panic's second line, after its location.
+    assert!(console.contains("rivet.debug=panic asked for a panic"));
+    assert_logged(&lines, "syncing disks, then reboot");
+    assert!(!console.contains("Kernel panic"), "{console}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn full_class_boots_and_loads_only_what_the_hardware_needs() {
     let dir = scratch("full-class");

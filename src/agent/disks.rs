@@ -39,7 +39,7 @@ pub fn choose<'a>(hint: Option<&str>, disks: &'a [Disk]) -> Result<&'a Disk, Str
                 .iter()
                 .filter(|d| d.size_bytes >= MIN_ROOT_DISK)
                 .collect();
-            big.sort_by(|a, b| a.size_bytes.cmp(&b.size_bytes).then(a.name.cmp(&b.name)));
+            big.sort_unstable_by(|a, b| a.size_bytes.cmp(&b.size_bytes).then(a.name.cmp(&b.name)));
             big.first()
                 .copied()
                 .ok_or_else(|| format!("no disk of at least 4 GiB (disks: {})", names()))

@@ -161,7 +161,7 @@ pub fn boot_entries(nvram: &mut dyn Nvram) -> Result<Vec<(u16, String)>, String>
             }
         }
     }
-    out.sort();
+    out.sort_unstable();
     Ok(out)
 }
 

@@ -40,7 +40,7 @@ pub fn modaliases(root: &Path) -> Vec<String> {
             }
         }
     }
-    found.sort();
+    found.sort_unstable();
     found.dedup();
     found
 }

@@ -199,7 +199,7 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
             })
         })
         .collect();
-    disks.sort_by(|a, b| a.name.cmp(&b.name));
+    disks.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     disks
 }
 
@@ -236,7 +236,7 @@ pub fn nics(sys: &Path) -> Vec<Nic> {
             })
         })
         .collect();
-    nics.sort_by(|a, b| a.name.cmp(&b.name));
+    nics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     nics
 }
 

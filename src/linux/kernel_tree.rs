@@ -51,7 +51,7 @@ impl KernelTree {
                     .filter(|e| e.path().is_dir())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .collect();
-                versions.sort();
+                versions.sort_unstable();
                 match versions.len() {
                     1 => versions.remove(0),
                     0 => return Err(format!("{}: no kernel version directory", base.display())),

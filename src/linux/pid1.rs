@@ -82,6 +82,11 @@ pub fn main(mode: Mode) -> ! {
     for warning in &cmdline.warnings {
         log::warn!("command line: {warning}");
     }
+    if cmdline.rivet.get("rivet.debug").map(String::as_str) == Some("panic") {
+        // A test hook: the release binary has no unwind tables (linker/),
+        // and this proves a panic in PID 1 still logs and ends as asked.
+        panic!("rivet.debug=panic asked for a panic");
+    }
 
     bring_up_hardware(&cmdline);
     let after = mode(&cmdline);

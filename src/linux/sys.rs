@@ -166,6 +166,20 @@ pub fn random(buf: &mut [u8]) {
     }
 }
 
+/// Random bytes fit for keys: getrandom without flags, which waits until
+/// the kernel's pool is initialised (virtio_rng or RDRAND make that quick).
+pub fn secure_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// `struct sockaddr_ll` (packet(7)).
 #[repr(C)]
 struct SockaddrLl {
@@ -621,7 +635,8 @@ pub fn recv_with_status(
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
+    // The field is usize on glibc and u32 on musl.
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
     // SAFETY: iov and control point into live buffers of the sizes given.
     let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
     if n < 0 {

@@ -222,7 +222,7 @@ pub fn ironic_ca(param: Option<&str>, root: &std::path::Path) -> Option<String> 
     let mut confs: Vec<_> = std::fs::read_dir(root.join(CONF_DIR.trim_start_matches('/')))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    confs.sort();
+    confs.sort_unstable();
     for conf in confs
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "conf"))
