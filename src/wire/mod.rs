@@ -16,3 +16,4 @@ pub mod modinfo;
 pub mod superblock;
 pub mod swap;
 pub mod tar;
+pub mod x509;

@@ -1,174 +1,23 @@
-//! TLS with rustls. The agent API's side: the self-signed certificate
-//! ironic-python-agent's auto-TLS makes (EC P-384 key, SubjectAltName = the
-//! advertised IP, critical; valid from an hour ago for 30 days). The client
-//! side, for https URLs: servers verified against a CA bundle (the one
-//! `rivet mkinitramfs --ca-bundle` carries), or not at all when asked.
-//! Both give the record layer [`Secure`] to rivet's own TCP connections.
+//! TLS with rustls. The agent API's side is in [`agent`], the cryptography
+//! both sides use in [`provider`]. Here: the client side, for https URLs
+//! (servers verified against a CA bundle, the one `rivet mkinitramfs
+//! --ca-bundle` carries, or not at all when asked), and the record layer
+//! [`Secure`] both give to rivet's own TCP connections.
 
-use crate::net::secure::{Connector, Secure, SecureFactory};
+mod agent;
+mod ec;
+mod provider;
+
+pub use agent::AgentTls;
+
+use crate::net::secure::{Connector, Secure};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConnection, Connection, ServerConnection};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConnection, Connection};
 use std::io::{Read, Write};
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-/// How long the certificate lasts and how much clock skew it allows, as
-/// ironic-python-agent's defaults (`auto_tls_allowed_clock_skew` = 3600 s).
-const VALID_DAYS: u64 = 30;
-const CLOCK_SKEW: Duration = Duration::from_secs(3600);
-
-/// The agent's certificate and the server configuration built on it.
-pub struct AgentTls {
-    /// The certificate in PEM, sent to the conductor as `agent_verify_ca`.
-    pub pem: String,
-    config: Arc<rustls::ServerConfig>,
-}
-
-/// Which protocol versions the lookup's `tls_min_version` allows.
-fn versions(
-    min: Option<&str>,
-) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
-    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
-        [&rustls::version::TLS13, &rustls::version::TLS12];
-    static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-    match min {
-        None | Some("1.2") => Ok(&BOTH),
-        Some("1.3") => Ok(&ONLY_13),
-        Some(v) => Err(format!("tls_min_version {v}: rivet speaks TLS 1.2 and 1.3")),
-    }
-}
-
-impl AgentTls {
-    /// Generates the key (from the kernel's blocking getrandom) and the
-    /// certificate for `ip`, valid around `now`.
-    pub fn generate(
-        ip: IpAddr,
-        common_name: &str,
-        min_version: Option<&str>,
-        cipher_suites: Option<&str>,
-        now: SystemTime,
-    ) -> Result<AgentTls, String> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
-            .map_err(|e| format!("generating the TLS key: {e}"))?;
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
-        params.not_before = (now - CLOCK_SKEW).into();
-        params.not_after = (now + Duration::from_secs(VALID_DAYS * 86_400)).into();
-        let mut serial = [0u8; 16];
-        super::sys::random(&mut serial);
-        serial[0] &= 0x7f;
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-        let cert = params
-            .self_signed(&key)
-            .map_err(|e| format!("signing the TLS certificate: {e}"))?;
-        let chain = vec![CertificateDer::from(cert.der().to_vec())];
-        let private = PrivateKeyDer::try_from(key.serialize_der())
-            .map_err(|e| format!("the TLS key: {e}"))?;
-        let mut server_provider = rustls::crypto::ring::default_provider();
-        if let Some(list) = cipher_suites {
-            server_provider.cipher_suites = suites(list);
-        }
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(server_provider))
-            .with_protocol_versions(versions(min_version)?)
-            .map_err(|e| format!("TLS versions: {e}"))?
-            .with_no_client_auth()
-            .with_single_cert(chain, private)
-            .map_err(|e| format!("TLS certificate: {e}"))?;
-        Ok(AgentTls {
-            pem: cert.pem(),
-            config: Arc::new(config),
-        })
-    }
-
-    /// A record layer per accepted connection, for `Listener::secure`.
-    pub fn factory(&self) -> SecureFactory {
-        let config = self.config.clone();
-        Box::new(move || -> Box<dyn Secure> {
-            match ServerConnection::new(config.clone()) {
-                Ok(c) => Box::new(Record::new(c.into(), None)),
-                Err(e) => {
-                    log::error!("TLS: {e}");
-                    Box::new(Record::broken())
-                }
-            }
-        })
-    }
-}
-
-/// OpenSSL's names of the TLS 1.2 suites rustls has, with the IANA names.
-const OPENSSL_NAMES: &[(&str, &str)] = &[
-    (
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-    ),
-    (
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    ),
-    (
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    ),
-    (
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-    ),
-    (
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    ),
-    (
-        "ECDHE-RSA-CHACHA20-POLY1305",
-        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-    ),
-];
-
-/// The suites the lookup's `tls_cipher_suites` allows. As with OpenSSL's
-/// cipher string, it names TLS 1.2 suites (OpenSSL or IANA names); TLS 1.3
-/// suites stay unless the list names some (IANA names, `TLS_AES_…`).
-/// Names rustls lacks are skipped with a warning.
-fn suites(list: &str) -> Vec<rustls::SupportedCipherSuite> {
-    let all = rustls::crypto::ring::ALL_CIPHER_SUITES;
-    let iana = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
-    let mut wanted = Vec::new();
-    for name in list.split(':').map(str::trim).filter(|n| !n.is_empty()) {
-        let name = OPENSSL_NAMES
-            .iter()
-            .find(|(o, _)| *o == name)
-            .map_or(name.to_string(), |(_, i)| i.to_string());
-        // rustls calls the TLS 1.3 suites TLS13_…, IANA TLS_AES_… and
-        // TLS_CHACHA20_POLY1305_SHA256.
-        let name = match name.strip_prefix("TLS_") {
-            Some(rest) if rest.starts_with("AES_") || rest.starts_with("CHACHA20_") => {
-                format!("TLS13_{rest}")
-            }
-            _ => name,
-        };
-        match all.iter().find(|s| iana(s) == name) {
-            Some(s) => wanted.push(*s),
-            None => log::warn!("tls_cipher_suites: {name} is not a suite rivet has; skipped"),
-        }
-    }
-    let names_13 = wanted
-        .iter()
-        .any(|s| s.version() == &rustls::version::TLS13);
-    let mut out: Vec<_> = all
-        .iter()
-        .filter(|s| s.version() == &rustls::version::TLS13 && !names_13)
-        .copied()
-        .collect();
-    // Never empty: without a TLS 1.3 name every TLS 1.3 suite stays.
-    out.extend(wanted);
-    out
-}
 
 /// Where rivet looks for CA certificates: Debian's bundle, on the build
 /// host and (put there by `rivet mkinitramfs`) in the initramfs.
@@ -184,7 +33,7 @@ pub enum Verify {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(provider::provider())
 }
 
 /// Reads the CA certificates of a PEM bundle.
@@ -390,129 +239,8 @@ impl Secure for Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::pki_types::ServerName;
-
-    fn client_for(pem_der: CertificateDer<'static>, tls13_only: bool) -> rustls::ClientConnection {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(pem_der).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
-            &[&rustls::version::TLS13]
-        } else {
-            &[&rustls::version::TLS12]
-        };
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = ServerName::IpAddress("10.0.2.15".parse::<std::net::IpAddr>().unwrap().into());
-        rustls::ClientConnection::new(Arc::new(cfg), name).unwrap()
-    }
-
-    /// Runs a handshake and one request through `Server`; returns what the
-    /// server's side decrypted, or the first error.
-    fn exchange(tls: &AgentTls, tls12: bool) -> Result<Vec<u8>, String> {
-        let der = {
-            let (_, body) = tls.pem.split_once("-----\n").unwrap();
-            let b64: String = body
-                .lines()
-                .take_while(|l| !l.starts_with("-----"))
-                .collect();
-            CertificateDer::from(crate::wire::base64::decode(b64.as_bytes()).unwrap())
-        };
-        let mut client = client_for(der, !tls12);
-        let mut server = (tls.factory())();
-        client
-            .writer()
-            .write_all(b"GET / HTTP/1.1\r\n\r\n")
-            .unwrap();
-        let mut plain = Vec::new();
-        for _ in 0..6 {
-            let mut wire = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut wire).unwrap();
-            }
-            server.receive(&wire)?;
-            server.plaintext(&mut plain);
-            let mut back = Vec::new();
-            server.outgoing(&mut back);
-            client.read_tls(&mut &back[..]).unwrap();
-            client.process_new_packets().map_err(|e| e.to_string())?;
-        }
-        Ok(plain)
-    }
-
-    #[test]
-    fn certificate_serves_tls13_and_min_version_is_honoured() {
-        let ip: IpAddr = "10.0.2.15".parse().unwrap();
-        let tls = AgentTls::generate(ip, "rivet", Some("1.3"), None, SystemTime::now()).unwrap();
-        assert!(tls.pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
-        assert_eq!(exchange(&tls, false).unwrap(), b"GET / HTTP/1.1\r\n\r\n");
-        // tls_min_version 1.3: a TLS 1.2 client is refused.
-        assert!(exchange(&tls, true).is_err());
-        let both = AgentTls::generate(ip, "rivet", Some("1.2"), None, SystemTime::now()).unwrap();
-        assert_eq!(exchange(&both, true).unwrap(), b"GET / HTTP/1.1\r\n\r\n");
-        assert!(
-            AgentTls::generate(ip, "rivet", Some("1.1"), None, SystemTime::now())
-                .err()
-                .unwrap()
-                .contains("1.1")
-        );
-    }
-
-    #[test]
-    fn the_lookups_cipher_suites_limit_tls12() {
-        let ip: IpAddr = "10.0.2.15".parse().unwrap();
-        // Only an RSA suite: useless with an EC key, so TLS 1.2 fails and
-        // TLS 1.3 (not named) still works.
-        let rsa_only = AgentTls::generate(
-            ip,
-            "rivet",
-            Some("1.2"),
-            Some("ECDHE-RSA-AES128-GCM-SHA256:NO-SUCH-SUITE"),
-            SystemTime::now(),
-        )
-        .unwrap();
-        assert!(exchange(&rsa_only, true).is_err());
-        assert!(exchange(&rsa_only, false).is_ok());
-        let ecdsa = AgentTls::generate(
-            ip,
-            "rivet",
-            Some("1.2"),
-            Some("ECDHE-ECDSA-AES256-GCM-SHA384"),
-            SystemTime::now(),
-        )
-        .unwrap();
-        assert!(exchange(&ecdsa, true).is_ok());
-        assert!(
-            AgentTls::generate(ip, "rivet", None, Some("NULL-MD5"), SystemTime::now()).is_ok(),
-            "TLS 1.3 suites remain"
-        );
-        let only_13 = suites("TLS_AES_256_GCM_SHA384");
-        assert_eq!(only_13.len(), 1);
-        assert_eq!(
-            format!("{:?}", only_13[0].suite()),
-            "TLS13_AES_256_GCM_SHA384"
-        );
-    }
-
-    #[test]
-    fn a_certificate_for_another_address_is_refused_by_the_client() {
-        let tls = AgentTls::generate(
-            "10.0.2.99".parse().unwrap(),
-            "rivet",
-            None,
-            None,
-            SystemTime::now(),
-        )
-        .unwrap();
-        let err = exchange(&tls, false).unwrap_err();
-        assert!(
-            err.contains("NotValidForName") || err.contains("not valid for"),
-            "{err}"
-        );
-    }
+    use crate::net::secure::SecureFactory;
+    use std::time::SystemTime;
 
     /// An in-memory TCP peer running `AgentTls`'s server record layer and
     /// answering every request with `body`.

@@ -1,0 +1,280 @@
+//! The agent API's side of TLS: the self-signed certificate
+//! ironic-python-agent's auto-TLS makes (EC P-384 key, SubjectAltName = the
+//! advertised IP, critical; valid from an hour ago for 30 days), written by
+//! [`crate::wire::x509`] and signed by [`super::ec`], and the server configuration
+//! built on it.
+
+use super::ec::AgentKey;
+use super::provider::{provider, suites, versions};
+use super::Record;
+use crate::net::secure::{Secure, SecureFactory};
+use crate::wire::x509::{self, AgentCertificate};
+use rustls::pki_types::CertificateDer;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::ServerConnection;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How long the certificate lasts and how much clock skew it allows, as
+/// ironic-python-agent's defaults (`auto_tls_allowed_clock_skew` = 3600 s).
+const VALID_DAYS: u64 = 30;
+const CLOCK_SKEW: Duration = Duration::from_secs(3600);
+
+/// The agent's certificate and the server configuration built on it.
+pub struct AgentTls {
+    /// The certificate in PEM, sent to the conductor as `agent_verify_ca`.
+    pub pem: String,
+    config: Arc<rustls::ServerConfig>,
+}
+
+/// A new P-384 key and the self-signed certificate (DER) for it.
+fn self_signed(
+    ip: IpAddr,
+    common_name: &str,
+    now: SystemTime,
+) -> Result<(AgentKey, Vec<u8>), String> {
+    let key = AgentKey::generate();
+    let address = match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    // 16 random bytes, positive and without a leading zero byte, so the
+    // DER INTEGER is always 16 bytes long.
+    let mut serial = [0u8; 16];
+    crate::linux::sys::random(&mut serial);
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    let unix = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let public = key.public_point();
+    let tbs = x509::tbs_certificate(&AgentCertificate {
+        common_name,
+        ip: &address,
+        serial: &serial,
+        not_before: unix(now).saturating_sub(CLOCK_SKEW.as_secs()),
+        not_after: unix(now) + VALID_DAYS * 86_400,
+        public_key: &public,
+    })
+    .map_err(|e| format!("the TLS certificate: {e:?}"))?;
+    let signature = key
+        .sign_sha384(&tbs)
+        .map_err(|e| format!("signing the TLS certificate: {e}"))?;
+    Ok((key, x509::certificate(&tbs, &signature)))
+}
+
+impl AgentTls {
+    /// Generates the key (from the kernel's blocking getrandom) and the
+    /// certificate for `ip`, valid around `now`.
+    pub fn generate(
+        ip: IpAddr,
+        common_name: &str,
+        min_version: Option<&str>,
+        cipher_suites: Option<&str>,
+        now: SystemTime,
+    ) -> Result<AgentTls, String> {
+        let (key, der) = self_signed(ip, common_name, now)?;
+        let pem = x509::pem("CERTIFICATE", &der);
+        let certified = CertifiedKey::new(vec![CertificateDer::from(der)], Arc::new(key));
+        let mut server_provider = provider();
+        if let Some(list) = cipher_suites {
+            server_provider.cipher_suites = suites(list);
+        }
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(server_provider))
+            .with_protocol_versions(versions(min_version)?)
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+        Ok(AgentTls {
+            pem,
+            config: Arc::new(config),
+        })
+    }
+
+    /// A record layer per accepted connection, for `Listener::secure`.
+    pub fn factory(&self) -> SecureFactory {
+        let config = self.config.clone();
+        Box::new(move || -> Box<dyn Secure> {
+            match ServerConnection::new(config.clone()) {
+                Ok(c) => Box::new(Record::new(c.into(), None)),
+                Err(e) => {
+                    log::error!("TLS: {e}");
+                    Box::new(Record::broken())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::ServerName;
+    use std::io::Write;
+
+    fn client_for(pem_der: CertificateDer<'static>, tls13_only: bool) -> rustls::ClientConnection {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pem_der).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+            &[&rustls::version::TLS13]
+        } else {
+            &[&rustls::version::TLS12]
+        };
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::IpAddress("10.0.2.15".parse::<std::net::IpAddr>().unwrap().into());
+        rustls::ClientConnection::new(Arc::new(cfg), name).unwrap()
+    }
+
+    /// Runs a handshake and one request through `Server`; returns what the
+    /// server's side decrypted, or the first error.
+    fn exchange(tls: &AgentTls, tls12: bool) -> Result<Vec<u8>, String> {
+        let der = {
+            let (_, body) = tls.pem.split_once("-----\n").unwrap();
+            let b64: String = body
+                .lines()
+                .take_while(|l| !l.starts_with("-----"))
+                .collect();
+            CertificateDer::from(crate::wire::base64::decode(b64.as_bytes()).unwrap())
+        };
+        let mut client = client_for(der, !tls12);
+        let mut server = (tls.factory())();
+        client
+            .writer()
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .unwrap();
+        let mut plain = Vec::new();
+        for _ in 0..6 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            server.receive(&wire)?;
+            server.plaintext(&mut plain);
+            let mut back = Vec::new();
+            server.outgoing(&mut back);
+            client.read_tls(&mut &back[..]).unwrap();
+            client.process_new_packets().map_err(|e| e.to_string())?;
+        }
+        Ok(plain)
+    }
+
+    #[test]
+    fn certificate_serves_tls13_and_min_version_is_honoured() {
+        let ip: IpAddr = "10.0.2.15".parse().unwrap();
+        let tls = AgentTls::generate(ip, "rivet", Some("1.3"), None, SystemTime::now()).unwrap();
+        assert!(tls.pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert_eq!(exchange(&tls, false).unwrap(), b"GET / HTTP/1.1\r\n\r\n");
+        // tls_min_version 1.3: a TLS 1.2 client is refused.
+        assert!(exchange(&tls, true).is_err());
+        let both = AgentTls::generate(ip, "rivet", Some("1.2"), None, SystemTime::now()).unwrap();
+        assert_eq!(exchange(&both, true).unwrap(), b"GET / HTTP/1.1\r\n\r\n");
+        assert!(
+            AgentTls::generate(ip, "rivet", Some("1.1"), None, SystemTime::now())
+                .err()
+                .unwrap()
+                .contains("1.1")
+        );
+    }
+
+    #[test]
+    fn the_lookups_cipher_suites_limit_tls12() {
+        let ip: IpAddr = "10.0.2.15".parse().unwrap();
+        // Only an RSA suite: useless with an EC key, so TLS 1.2 fails and
+        // TLS 1.3 (not named) still works.
+        let rsa_only = AgentTls::generate(
+            ip,
+            "rivet",
+            Some("1.2"),
+            Some("ECDHE-RSA-AES128-GCM-SHA256:NO-SUCH-SUITE"),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(exchange(&rsa_only, true).is_err());
+        assert!(exchange(&rsa_only, false).is_ok());
+        let ecdsa = AgentTls::generate(
+            ip,
+            "rivet",
+            Some("1.2"),
+            Some("ECDHE-ECDSA-AES256-GCM-SHA384"),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(exchange(&ecdsa, true).is_ok());
+        assert!(
+            AgentTls::generate(ip, "rivet", None, Some("NULL-MD5"), SystemTime::now()).is_ok(),
+            "TLS 1.3 suites remain"
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_another_address_is_refused_by_the_client() {
+        let tls = AgentTls::generate(
+            "10.0.2.99".parse().unwrap(),
+            "rivet",
+            None,
+            None,
+            SystemTime::now(),
+        )
+        .unwrap();
+        let err = exchange(&tls, false).unwrap_err();
+        assert!(
+            err.contains("NotValidForName") || err.contains("not valid for"),
+            "{err}"
+        );
+    }
+
+    /// What the conductor's OpenSSL makes of the certificate: the fields
+    /// ironic-python-agent's certificate has, and a valid self-signature.
+    #[test]
+    fn openssl_reads_and_verifies_the_certificate() {
+        let tls = AgentTls::generate(
+            "10.0.2.15".parse().unwrap(),
+            "rivet-agent",
+            None,
+            None,
+            SystemTime::now(),
+        )
+        .unwrap();
+        let path = std::env::temp_dir().join(format!("rivet-cert-{}.pem", std::process::id()));
+        std::fs::write(&path, &tls.pem).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl (tests/setup installs it)");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), text)
+        };
+        let p = path.to_str().unwrap();
+        let (ok, text) = openssl(&["x509", "-noout", "-text", "-in", p]);
+        assert!(ok, "{text}");
+        for want in [
+            "Version: 3 (0x2)",
+            "Signature Algorithm: ecdsa-with-SHA384",
+            "Issuer: CN = rivet-agent",
+            "Subject: CN = rivet-agent",
+            "Public-Key: (384 bit)",
+            "NIST CURVE: P-384",
+            "X509v3 Subject Alternative Name: critical",
+            "IP Address:10.0.2.15",
+        ] {
+            assert!(text.contains(want), "no '{want}' in:\n{text}");
+        }
+        assert!(!text.contains("CA:TRUE"), "{text}");
+        let (ok, text) = openssl(&["verify", "-CAfile", p, p]);
+        assert!(ok && text.contains(": OK"), "{text}");
+        // 30 days from now, an hour back for clock skew.
+        let (_, dates) = openssl(&["x509", "-noout", "-checkend", "2505600", "-in", p]);
+        assert!(dates.contains("will not expire"), "{dates}");
+        let (_, dates) = openssl(&["x509", "-noout", "-checkend", "2595600", "-in", p]);
+        assert!(dates.contains("will expire"), "{dates}");
+        let _ = std::fs::remove_file(path);
+    }
+}
