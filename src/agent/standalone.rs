@@ -11,7 +11,7 @@ use crate::linux::env::LinuxEnv;
 use crate::linux::inventory::{self, Nic};
 use crate::linux::packet::{open_stack, LinuxStack};
 use crate::linux::sys::boot_seconds;
-use crate::linux::tls::{Verify, CA_BUNDLE};
+use crate::linux::tls::{default_bundle, Verify};
 use crate::net::client::{self, Download, Policy};
 use crate::net::stack::{describe_lease, Addressing, Lease};
 use crate::net::Transport;
@@ -170,7 +170,7 @@ pub fn firmware_boot_mode() -> BootMode {
 /// address. Errors name the NIC.
 /// `insecure` turns off the check of https servers' certificates.
 pub fn network(cmdline: &Cmdline, insecure: bool) -> Result<(LinuxStack, Lease), String> {
-    network_verified(cmdline, insecure, CA_BUNDLE).map(|(s, l, _)| (s, l))
+    network_verified(cmdline, insecure, default_bundle()).map(|(s, l, _)| (s, l))
 }
 
 /// The boot NIC's stack, https checked against `ca_bundle`; and the NIC's name.

@@ -5,7 +5,7 @@ use super::args::Args;
 use rivet::initramfs::{self, Carried, Extra};
 use rivet::linux::inventory::human_bytes;
 use rivet::linux::kernel_tree::KernelTree;
-use rivet::linux::tls::CA_BUNDLE;
+use rivet::linux::tls::{anchors_from_pem, CA_ANCHORS, CA_BUNDLE};
 use rivet::modules::{self, normalize};
 use std::collections::BTreeMap;
 
@@ -23,8 +23,8 @@ OPTIONS:
     --modules a,b,c   More modules to carry (repeatable)
     --init BIN        Binary to carry as /init [default: this rivet]
     --ca-bundle FILE  CA certificates (PEM) https servers are checked against, carried
-                      as /etc/ssl/certs/ca-certificates.crt; `none` carries none
-                      [default: this host's /etc/ssl/certs/ca-certificates.crt]
+                      as trust anchors in /etc/ssl/certs/rivet-trust-anchors; `none`
+                      carries none [default: this host's /etc/ssl/certs/ca-certificates.crt]
     --compress KIND   xz (smallest; runs this host's `xz`) or gzip [default: xz]
 ";
 
@@ -145,10 +145,10 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         .collect();
     let extra: Vec<Extra> = bundle
         .iter()
-        .map(|(_, pem)| Extra {
-            path: CA_BUNDLE.trim_start_matches('/').into(),
+        .map(|b| Extra {
+            path: CA_ANCHORS.trim_start_matches('/').into(),
             mode: 0o644,
-            bytes: pem,
+            bytes: &b.anchors,
         })
         .collect();
     let archive = initramfs::archive(&init, &carried, &extra).map_err(|e| e.to_string())?;
@@ -178,10 +178,18 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         );
     }
     match &bundle {
-        Some((path, pem)) => eprintln!(
-            "  CA bundle {path}: {} certificates, {}",
-            count_certificates(pem),
-            human_bytes(pem.len() as u64)
+        Some(b) => eprintln!(
+            "  CA bundle {}: {} certificates, {} → {} trust anchors, {}{}",
+            b.path,
+            b.certificates,
+            human_bytes(b.pem_len as u64),
+            b.kept,
+            human_bytes(b.anchors.len() as u64),
+            if b.certificates > b.kept {
+                format!(" ({} unusable, left out)", b.certificates - b.kept)
+            } else {
+                String::new()
+            }
         ),
         None => eprintln!("  no CA bundle: https URLs only with ipa-insecure=1"),
     }
@@ -260,9 +268,19 @@ fn xz(data: &[u8]) -> Result<Vec<u8>, String> {
     Ok(output.stdout)
 }
 
+/// A PEM bundle read and turned into trust anchors.
+#[derive(Debug)]
+struct Bundle {
+    path: String,
+    pem_len: usize,
+    certificates: usize,
+    kept: usize,
+    anchors: Vec<u8>,
+}
+
 /// The bundle to carry: `--ca-bundle FILE`, none for `none`, else this
 /// host's if it has one (with a warning when it has not).
-fn ca_bundle(arg: Option<&str>) -> Result<Option<(String, Vec<u8>)>, String> {
+fn ca_bundle(arg: Option<&str>) -> Result<Option<Bundle>, String> {
     let path = match arg {
         Some("none") => return Ok(None),
         Some(path) => path,
@@ -275,10 +293,24 @@ fn ca_bundle(arg: Option<&str>) -> Result<Option<(String, Vec<u8>)>, String> {
         }
     };
     let pem = std::fs::read(path).map_err(|e| format!("--ca-bundle {path}: {e}"))?;
-    if count_certificates(&pem) == 0 {
+    let certificates = count_certificates(&pem);
+    if certificates == 0 {
         return Err(format!("--ca-bundle {path}: no PEM certificate in it"));
     }
-    Ok(Some((path.to_string(), pem)))
+    let (anchors, kept, _) =
+        anchors_from_pem(&pem).map_err(|e| format!("--ca-bundle {path}: {e}"))?;
+    if kept == 0 {
+        return Err(format!(
+            "--ca-bundle {path}: no usable CA certificate in it"
+        ));
+    }
+    Ok(Some(Bundle {
+        path: path.to_string(),
+        pem_len: pem.len(),
+        certificates,
+        kept,
+        anchors,
+    }))
 }
 
 fn count_certificates(pem: &[u8]) -> usize {
@@ -326,13 +358,17 @@ mod tests {
         );
         assert!(ca_bundle(Some("none")).unwrap().is_none());
         let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".repeat(2);
-        let good = dir.join("good.pem");
-        std::fs::write(&good, &pem).unwrap();
-        let (path, bytes) = ca_bundle(good.to_str()).unwrap().unwrap();
-        assert_eq!(
-            (path.as_str(), count_certificates(&bytes)),
-            (good.to_str().unwrap(), 2)
-        );
+        let broken = dir.join("broken.pem");
+        std::fs::write(&broken, &pem).unwrap();
+        assert!(ca_bundle(broken.to_str()).is_err());
+        // The host's bundle (tests/setup installs ca-certificates): every
+        // certificate becomes an anchor, in a third of the bytes or less.
+        let host = ca_bundle(Some(CA_BUNDLE)).unwrap().unwrap();
+        assert!(host.certificates > 100, "{}", host.certificates);
+        assert_eq!(host.kept, host.certificates);
+        assert!(host.anchors.len() * 3 < host.pem_len);
+        let anchors = rivet::wire::anchors::Anchors::new_checked(&host.anchors).unwrap();
+        assert_eq!(anchors.iter().count(), host.kept);
         assert_eq!(
             Compression::parse(Some("zip")).err().unwrap(),
             "--compress zip: xz or gzip"

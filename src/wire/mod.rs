@@ -1,6 +1,7 @@
 //! Byte formats. Each type is a view over a byte buffer with a checked
 //! constructor and explicit field offsets; parsing is kept apart from policy.
 
+pub mod anchors;
 pub mod base64;
 pub mod checksum;
 pub mod cpio;

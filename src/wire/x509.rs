@@ -9,7 +9,7 @@
 //! is fixed, and a general certificate library cost ~50 KB of `/init`.
 //! Signing is the caller's (it needs a crypto library): build the
 //! to-be-signed part with [`tbs_certificate`], sign its bytes with
-//! ECDSA-P384-SHA384, and wrap both with [`certificate`].
+//! ECDSA-P384-SHA512, and wrap both with [`certificate`].
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -18,8 +18,9 @@ use alloc::vec::Vec;
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 /// secp384r1 1.3.132.0.34
 const OID_SECP384R1: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-/// ecdsa-with-SHA384 1.2.840.10045.4.3.3
-const OID_ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+/// ecdsa-with-SHA512 1.2.840.10045.4.3.4 (ironic-python-agent signs with
+/// `hashes.SHA512()`)
+const OID_ECDSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
 /// commonName 2.5.4.3
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 /// subjectAltName 2.5.29.17
@@ -137,9 +138,9 @@ fn time(out: &mut Vec<u8>, unix: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// The DER of the signature algorithm, ecdsa-with-SHA384 (no parameters).
+/// The DER of the signature algorithm, ecdsa-with-SHA512 (no parameters).
 fn signature_algorithm() -> Vec<u8> {
-    wrap(SEQUENCE, &wrap(OID, OID_ECDSA_SHA384))
+    wrap(SEQUENCE, &wrap(OID, OID_ECDSA_SHA512))
 }
 
 /// The to-be-signed part (TBSCertificate) in DER.
@@ -293,7 +294,7 @@ mod tests {
         want.extend_from_slice(&[0xa0, 0x03, 0x02, 0x01, 0x02]); // v3
         want.extend_from_slice(&[0x02, 0x02, 0x42, 0x01]); // serial
         want.extend_from_slice(&[
-            0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
+            0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04,
         ]);
         let name = [
             0x30, 0x10, 0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x05, b'r',
@@ -321,7 +322,7 @@ mod tests {
         assert_eq!(
             &cert[4 + tbs.len()..],
             &[
-                0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03, 0x03, 0x09,
+                0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04, 0x03, 0x09,
                 0x00, 0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02
             ]
         );

@@ -513,7 +513,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     if let Some(ca) = &ca {
         log::info!("Ironic's CA: {ca}");
     }
-    let bundle = ca.as_deref().unwrap_or(crate::linux::tls::CA_BUNDLE);
+    let bundle = ca.as_deref().unwrap_or(crate::linux::tls::default_bundle());
     let (mut stack, lease, boot_nic) =
         standalone::network_verified(cmdline, params.insecure, bundle)?;
     let macs: Vec<String> = inventory::nics(Path::new("/sys"))

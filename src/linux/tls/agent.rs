@@ -59,7 +59,7 @@ fn self_signed(
     })
     .map_err(|e| format!("the TLS certificate: {e:?}"))?;
     let signature = key
-        .sign_sha384(&tbs)
+        .sign_sha512(&tbs)
         .map_err(|e| format!("signing the TLS certificate: {e}"))?;
     Ok((key, x509::certificate(&tbs, &signature)))
 }
@@ -116,7 +116,9 @@ mod tests {
     fn client_for(pem_der: CertificateDer<'static>, tls13_only: bool) -> rustls::ClientConnection {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(pem_der).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // rivet's own provider: ring's verifies no ECDSA P-384 with SHA-512,
+        // the agent certificate's self-signature (as ironic-python-agent's).
+        let provider = Arc::new(super::super::provider::provider());
         let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
             &[&rustls::version::TLS13]
         } else {
@@ -257,7 +259,7 @@ mod tests {
         assert!(ok, "{text}");
         for want in [
             "Version: 3 (0x2)",
-            "Signature Algorithm: ecdsa-with-SHA384",
+            "Signature Algorithm: ecdsa-with-SHA512",
             "Issuer: CN = rivet-agent",
             "Subject: CN = rivet-agent",
             "Public-Key: (384 bit)",

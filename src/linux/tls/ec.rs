@@ -113,6 +113,7 @@ enum Curve {
 enum Hash {
     Sha256,
     Sha384,
+    Sha512,
 }
 
 /// ECDSA verification for webpki (certificates) and rustls (handshakes).
@@ -132,6 +133,7 @@ impl SignatureVerificationAlgorithm for Ecdsa {
         let digest = match self.hash {
             Hash::Sha256 => sha2::Sha256::digest(message).to_vec(),
             Hash::Sha384 => sha2::Sha384::digest(message).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
         };
         match self.curve {
             Curve::P256 => {
@@ -164,6 +166,7 @@ impl SignatureVerificationAlgorithm for Ecdsa {
         match self.hash {
             Hash::Sha256 => alg_id::ECDSA_SHA256,
             Hash::Sha384 => alg_id::ECDSA_SHA384,
+            Hash::Sha512 => alg_id::ECDSA_SHA512,
         }
     }
 }
@@ -183,6 +186,12 @@ pub static ECDSA_P384_SHA256: &dyn SignatureVerificationAlgorithm = &Ecdsa {
 pub static ECDSA_P384_SHA384: &dyn SignatureVerificationAlgorithm = &Ecdsa {
     curve: Curve::P384,
     hash: Hash::Sha384,
+};
+/// Certificates only (no TLS scheme pairs them): the agent's own, as
+/// ironic-python-agent signs it.
+pub static ECDSA_P384_SHA512: &dyn SignatureVerificationAlgorithm = &Ecdsa {
+    curve: Curve::P384,
+    hash: Hash::Sha512,
 };
 
 /// The agent's P-384 key, as ironic-python-agent makes it.
@@ -209,13 +218,22 @@ impl AgentKey {
             .to_vec()
     }
 
-    /// ECDSA-P384-SHA384 of `message`, as a DER ECDSA-Sig-Value. The nonce
+    /// ECDSA-P384-SHA384 of `message`, as a DER ECDSA-Sig-Value.
+    pub fn sign_sha384(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        self.sign_prehash(&sha2::Sha384::digest(message))
+    }
+
+    /// ECDSA-P384-SHA512 (the digest cut to 384 bits), for the certificate.
+    pub fn sign_sha512(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        self.sign_prehash(&sha2::Sha512::digest(message))
+    }
+
+    /// ECDSA of a digest, as a DER ECDSA-Sig-Value. The nonce
     /// is random (from getrandom), as ring's is: RFC 6979's deterministic
     /// nonce would link a second SHA-512 implementation (RustCrypto's older
     /// sha2, which `p384` uses for HMAC) for no gain here.
-    pub fn sign_sha384(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        let digest = sha2::Sha384::digest(message);
-        let z = bits2field::<p384::NistP384>(&digest)
+    fn sign_prehash(&self, digest: &[u8]) -> Result<Vec<u8>, Error> {
+        let z = bits2field::<p384::NistP384>(digest)
             .map_err(|_| Error::General("ECDSA: digest too short".into()))?;
         let k = *p384::NonZeroScalar::random(&mut KernelRng).as_ref();
         let (sig, _) = self
@@ -295,14 +313,22 @@ mod tests {
     #[test]
     fn ring_verifies_what_the_agent_signs() {
         let key = AgentKey::generate();
-        let sig = key.sign_sha384(b"certificate").unwrap();
+        let sig = key.sign_sha384(b"handshake").unwrap();
         let public = key.public_point();
         let ring_key = ring::signature::UnparsedPublicKey::new(
             &ring::signature::ECDSA_P384_SHA384_ASN1,
             &public,
         );
-        assert!(ring_key.verify(b"certificate", &sig).is_ok());
-        assert!(ring_key.verify(b"certificat", &sig).is_err());
+        assert!(ring_key.verify(b"handshake", &sig).is_ok());
+        assert!(ring_key.verify(b"handshak", &sig).is_err());
+        // SHA-512 (ring verifies no such pair): our own verifier.
+        let sig = key.sign_sha512(b"certificate").unwrap();
+        assert!(ECDSA_P384_SHA512
+            .verify_signature(&public, b"certificate", &sig)
+            .is_ok());
+        assert!(ECDSA_P384_SHA384
+            .verify_signature(&public, b"certificate", &sig)
+            .is_err());
     }
 
     /// Both sides of ECDHE agree, with ring as the peer; a compressed or

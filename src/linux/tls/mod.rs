@@ -11,17 +11,51 @@ mod provider;
 pub use agent::AgentTls;
 
 use crate::net::secure::{Connector, Secure};
+use crate::wire::anchors::{self, Anchor, Anchors};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 use rustls::{CertificateError, ClientConnection, Connection};
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-/// Where rivet looks for CA certificates: Debian's bundle, on the build
-/// host and (put there by `rivet mkinitramfs`) in the initramfs.
+/// Where rivet looks for CA certificates on a host (Debian's bundle), and
+/// what `rivet mkinitramfs` carries by default.
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Where `rivet mkinitramfs` puts the bundle's trust anchors
+/// ([`crate::wire::anchors`]: the bundle less what a client never reads).
+pub const CA_ANCHORS: &str = "/etc/ssl/certs/rivet-trust-anchors";
+
+/// What PID 1 checks https servers against unless told otherwise: the
+/// initramfs's trust anchors, else a PEM bundle where Debian keeps it.
+pub fn default_bundle() -> &'static str {
+    if std::path::Path::new(CA_ANCHORS).exists() {
+        CA_ANCHORS
+    } else {
+        CA_BUNDLE
+    }
+}
+
+/// A PEM bundle's CA certificates as a trust-anchor file, with how many
+/// anchors it holds and how many certificates could not be used.
+pub fn anchors_from_pem(pem: &[u8]) -> Result<(Vec<u8>, usize, usize), String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{e:?}"))?;
+    let usable: Vec<_> = certs
+        .iter()
+        .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
+        .collect();
+    let (file, too_big) = anchors::encode(usable.iter().map(|a| Anchor {
+        subject: &a.subject,
+        spki: &a.subject_public_key_info,
+        name_constraints: a.name_constraints.as_deref(),
+    }));
+    let kept = usable.len() - too_big;
+    Ok((file, kept, certs.len() - kept))
+}
 
 /// How the client checks the servers it connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +74,19 @@ fn provider() -> Arc<CryptoProvider> {
 fn roots(bundle: &str) -> Result<rustls::RootCertStore, String> {
     let pem = std::fs::read(bundle).map_err(|e| format!("CA bundle {bundle}: {e}"))?;
     let mut store = rustls::RootCertStore::empty();
+    if pem.starts_with(anchors::MAGIC) {
+        let file = Anchors::new_checked(&pem).map_err(|e| format!("CA bundle {bundle}: {e:?}"))?;
+        store.roots.extend(file.iter().map(|a| TrustAnchor {
+            subject: a.subject.to_vec().into(),
+            subject_public_key_info: a.spki.to_vec().into(),
+            name_constraints: a.name_constraints.map(|n| n.to_vec().into()),
+        }));
+        if store.roots.is_empty() {
+            return Err(format!("CA bundle {bundle}: no trust anchor in it"));
+        }
+        log::info!("TLS: {} CA trust anchors from {bundle}", store.roots.len());
+        return Ok(store);
+    }
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("CA bundle {bundle}: {e:?}"))?;
@@ -364,6 +411,15 @@ mod tests {
         assert_eq!(got, body);
         drop(d);
 
+        // The same check with the CA as rivet mkinitramfs carries it.
+        let (lb, pem) = serving("127.0.0.1", b"via anchors".to_vec());
+        let (anchors, kept, unusable) = anchors_from_pem(pem.as_bytes()).unwrap();
+        assert_eq!((kept, unusable), (1, 0));
+        let anchors_path = bundle("anchors", "");
+        std::fs::write(&anchors_path, &anchors).unwrap();
+        let mut t = TlsTransport::new(lb, Some(connector(Verify::Bundle(anchors_path.clone()))));
+        assert_eq!(get(&mut t, "https://127.0.0.1/x").unwrap(), b"via anchors");
+
         // The bundle holds another CA: refused, naming the host and the bundle.
         let (lb, _) = serving("127.0.0.1", b"x".to_vec());
         let (_, other) = serving("127.0.0.1", Vec::new());
@@ -396,7 +452,7 @@ mod tests {
         );
         let err = get(&mut t, "https://127.0.0.1/x").unwrap_err();
         assert!(err.contains("CA bundle /nonexistent/ca.pem"), "{err}");
-        for p in [path, other_path, path9] {
+        for p in [path, other_path, path9, anchors_path] {
             let _ = std::fs::remove_file(p);
         }
     }

@@ -51,6 +51,7 @@ static VERIFY: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
         ec::ECDSA_P256_SHA384,
         ec::ECDSA_P384_SHA256,
         ec::ECDSA_P384_SHA384,
+        ec::ECDSA_P384_SHA512,
         algs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
         algs::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
         algs::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
