@@ -2,8 +2,9 @@
 //!
 //! The library is layered so that each layer reads only downwards:
 //! - [`wire`]: byte formats (GPT, MBR, superblocks, cpio, ELF `.modinfo`,
-//!   gzip, HTTP, EFI load options, TCP/UDP checksums): views over byte
-//!   buffers with checked constructors; no policy, no I/O.
+//!   gzip, HTTP, EFI load options, TCP/UDP checksums, X.509, trust
+//!   anchors): views over byte buffers with checked constructors; no
+//!   policy, no I/O.
 //! - [`cmdline`], [`modules`], [`initramfs`], [`plan`], [`layout`],
 //!   [`stream`]: pure logic over those formats (kernel command line, module
 //!   order, initramfs assembly, Ironic's image_info, partition layout, the

@@ -90,7 +90,7 @@ fn conductor_deploys_a_partition_image_and_refusals_leave_the_agent_serving() {
     let lines = rivet_lines(&console);
     assert_logged(
         &lines,
-        "TLS: 1 CA certificates from /etc/ssl/certs/ca-certificates.crt",
+        "TLS: 1 CA trust anchors from /etc/ssl/certs/rivet-trust-anchors",
     );
     assert_logged(&lines, "heartbeat accepted by https://10.0.2.2:");
 

@@ -280,3 +280,150 @@ mod tests {
         let _ = std::fs::remove_file(path);
     }
 }
+
+/// Benchmark, not a test: `tests/bench/tls-handshake` runs it (on the host,
+/// and under qemu-user's TCG). Whole TLS 1.3 handshakes in memory, client
+/// and server in this process, per key-exchange group: rivet's provider
+/// serving the agent's certificate, against ring's own provider serving a
+/// P-384 certificate openssl made (the baseline, same run).
+#[cfg(test)]
+mod bench {
+    use super::super::provider::provider;
+    use super::*;
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
+    use rustls::{ClientConnection, Connection, ServerConnection};
+    use std::time::Instant;
+
+    fn handshake(client: &Arc<rustls::ClientConfig>, server: &Arc<rustls::ServerConfig>) -> String {
+        let name = ServerName::IpAddress("10.0.2.15".parse::<IpAddr>().unwrap().into());
+        let mut c: Connection = ClientConnection::new(client.clone(), name).unwrap().into();
+        let mut s: Connection = ServerConnection::new(server.clone()).unwrap().into();
+        fn pass(from: &mut Connection, to: &mut Connection) {
+            let mut wire = Vec::new();
+            while from.wants_write() {
+                from.write_tls(&mut wire).unwrap();
+            }
+            to.read_tls(&mut &wire[..]).unwrap();
+            to.process_new_packets().unwrap();
+        }
+        while c.is_handshaking() || s.is_handshaking() {
+            pass(&mut c, &mut s);
+            pass(&mut s, &mut c);
+        }
+        format!("{:?}", c.negotiated_cipher_suite().unwrap().suite())
+    }
+
+    fn client(
+        provider: CryptoProvider,
+        group: &str,
+        ca: CertificateDer<'static>,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut provider = provider;
+        provider
+            .kx_groups
+            .retain(|g| format!("{:?}", g.name()) == group);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    fn der_of(pem: &str) -> Vec<u8> {
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        crate::wire::base64::decode(b64.as_bytes()).unwrap()
+    }
+
+    #[test]
+    #[ignore = "a benchmark: tests/bench/tls-handshake"]
+    fn handshake_benchmark() {
+        let rounds: u32 = std::env::var("RIVET_HANDSHAKES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50);
+        let ip: IpAddr = "10.0.2.15".parse().unwrap();
+        let started = Instant::now();
+        let agent = AgentTls::generate(ip, "rivet", None, None, SystemTime::now()).unwrap();
+        let keygen = started.elapsed();
+        let agent_ca = CertificateDer::from(der_of(&agent.pem));
+
+        // The baseline: ring's provider, a P-384 certificate from openssl.
+        let dir = std::env::temp_dir().join(format!("rivet-hs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (key, cert) = (dir.join("k.pem"), dir.join("c.pem"));
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+            ])
+            .args(["-sha384", "-nodes", "-days", "2", "-subj", "/CN=rivet"])
+            .args(["-addext", "subjectAltName=critical,IP:10.0.2.15"])
+            .args(["-addext", "basicConstraints=CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl")
+            .status
+            .success();
+        assert!(ok);
+        let ring_ca = CertificateDer::from(der_of(&std::fs::read_to_string(&cert).unwrap()));
+        let ring_key = std::fs::read_to_string(&key).unwrap();
+        let pkcs8 = if ring_key.contains("BEGIN PRIVATE KEY") {
+            der_of(&ring_key)
+        } else {
+            panic!("openssl wrote no PKCS#8 key")
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let ring_server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![ring_ca.clone()],
+                PrivateKeyDer::try_from(pkcs8).unwrap(),
+            )
+            .unwrap(),
+        );
+
+        println!(
+            "agent key + certificate (P-384, RustCrypto): {:.2} ms",
+            keygen.as_secs_f64() * 1e3
+        );
+        for group in ["X25519", "secp256r1", "secp384r1"] {
+            let ours = client(provider(), group, agent_ca.clone());
+            let theirs = client(
+                rustls::crypto::ring::default_provider(),
+                group,
+                ring_ca.clone(),
+            );
+            let time = |c: &Arc<rustls::ClientConfig>, s: &Arc<rustls::ServerConfig>| {
+                let suite = handshake(c, s);
+                let t = Instant::now();
+                for _ in 0..rounds {
+                    handshake(c, s);
+                }
+                (t.elapsed().as_secs_f64() * 1e3 / f64::from(rounds), suite)
+            };
+            let (rivet_ms, suite) = time(&ours, &agent.config);
+            let (ring_ms, _) = time(&theirs, &ring_server);
+            println!(
+                "TLS 1.3 handshake, {group:<9}, P-384 certificate: rivet {rivet_ms:7.2} ms, \
+                 ring {ring_ms:7.2} ms, ratio {:.2} ({suite}, {rounds} rounds, both sides)",
+                rivet_ms / ring_ms
+            );
+        }
+    }
+}
