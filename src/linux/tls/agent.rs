@@ -325,13 +325,15 @@ mod bench {
             .retain(|g| format!("{:?}", g.name()) == group);
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca).unwrap();
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        // Full handshakes (certificate signed and checked every time), as
+        // the conductor's connections make them: no session resumption.
+        config.resumption = rustls::client::Resumption::disabled();
+        Arc::new(config)
     }
 
     fn der_of(pem: &str) -> Vec<u8> {
