@@ -1,7 +1,7 @@
 //! What a plan points at besides the image: a checksum file and a config
 //! drive given as URLs, fetched before the disk is touched.
 
-use crate::deploy::configdrive;
+use crate::deploy::configdrive::{self, ConfigDrive};
 use crate::net::client::{self, Policy};
 use crate::net::Transport;
 use crate::plan::{self, Checksum, Plan};
@@ -10,12 +10,13 @@ fn need_net(what: &str, url: &str) -> String {
     format!("{what} {url}: downloading it needs rivet's network stack (--iface NAME)")
 }
 
-/// Replaces a checksum URL by its value and decodes the config drive
-/// (fetching it if it is a URL). `net` is None when there is no network.
+/// Replaces a checksum URL by its value and reads the config drive
+/// (fetching it if it is a URL), held compressed. `net` is None when there
+/// is no network.
 pub fn resolve<T: Transport>(
     plan: &mut Plan,
     mut net: Option<&mut T>,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<ConfigDrive>, String> {
     if let Checksum::Url(algo, url) = plan.checksum.clone() {
         let t = net
             .as_deref_mut()
@@ -27,14 +28,14 @@ pub fn resolve<T: Transport>(
             plan::parse_checksum_file(&String::from_utf8_lossy(&text), &image_url, algo)
                 .map_err(|e| e.to_string())?;
     }
-    match plan.configdrive.clone() {
+    match plan.configdrive.as_deref() {
         None => Ok(None),
         Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
-            let t = net.ok_or_else(|| need_net("configdrive", &s))?;
-            let bytes = client::get(t, &s, configdrive::MAX_DECODED, Policy::default())
+            let t = net.ok_or_else(|| need_net("configdrive", s))?;
+            let bytes = client::get(t, s, configdrive::MAX_DECODED, Policy::default())
                 .map_err(|e| format!("configdrive: {e}"))?;
-            Ok(Some(configdrive::decode_downloaded(bytes)?))
+            Ok(Some(ConfigDrive::from_downloaded(bytes)?))
         }
-        Some(s) => Ok(Some(configdrive::decode(&s)?)),
+        Some(s) => Ok(Some(ConfigDrive::from_inline(s)?)),
     }
 }

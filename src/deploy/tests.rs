@@ -1,3 +1,4 @@
+use super::configdrive::ConfigDrive;
 use super::device::{FailingDisk, MemDisk};
 use super::testing::{ScriptedEnv, SliceImage};
 use super::*;
@@ -127,7 +128,7 @@ fn uefi_gpt_layout_with_config_drive() {
     let mut disk = MemDisk::new(2 * GIB, 4096);
     let mut env = ScriptedEnv::default();
     let mut req = request(&p, BootMode::Uefi);
-    req.configdrive = Some(vec![0xcd; (1 << 20) + 5]); // rounds up to 2 MiB
+    req.configdrive = Some(ConfigDrive::raw(vec![0xcd; (1 << 20) + 5]).unwrap()); // rounds up to 2 MiB
     let out = deploy(&mut disk, &mut SliceImage::new(&img), &mut env, &req).unwrap();
     assert_eq!(out.label, Some(Label::Gpt), "uefi forces gpt");
     let existing = table::read_existing(&mut disk).unwrap().unwrap();
@@ -381,7 +382,7 @@ fn whole_disk_gpt_moves_backup_and_adds_config_drive() {
     let p = plan(r#"{"disk_format": "raw"}"#, &img);
     let mut disk = MemDisk::new(GIB, 512);
     let mut req = request(&p, BootMode::Uefi);
-    req.configdrive = Some(b"config-2 contents".to_vec());
+    req.configdrive = Some(ConfigDrive::raw(b"config-2 contents".to_vec()).unwrap());
     let out = deploy(
         &mut disk,
         &mut SliceImage::new(&img),
@@ -429,7 +430,7 @@ fn whole_disk_mbr_gets_config_drive_in_last_64_mib_and_reports_signature() {
     let p = plan(r#"{"disk_format": "raw"}"#, &img);
     let mut disk = MemDisk::new(GIB, 512);
     let mut req = request(&p, BootMode::Bios);
-    req.configdrive = Some(vec![1; 1000]);
+    req.configdrive = Some(ConfigDrive::raw(vec![1; 1000]).unwrap());
     let out = deploy(
         &mut disk,
         &mut SliceImage::new(&img),
@@ -463,7 +464,7 @@ fn whole_disk_mbr_gets_config_drive_in_last_64_mib_and_reports_signature() {
     mbr::write(&mut four[..512], 1, &p4).unwrap();
     let p = plan(r#"{"disk_format": "raw"}"#, &four);
     let mut req = request(&p, BootMode::Bios);
-    req.configdrive = Some(vec![1; 1000]);
+    req.configdrive = Some(ConfigDrive::raw(vec![1; 1000]).unwrap());
     // On a disk that holds the first deploy: the refusal must come before
     // the wipe and the image's first bytes, and leave it as it was.
     let before = disk.bytes(0, 16 << 20);
@@ -484,7 +485,7 @@ fn whole_disk_mbr_gets_config_drive_in_last_64_mib_and_reports_signature() {
     let bare = vec![0x5au8; 4 << 20];
     let p = plan(r#"{"disk_format": "raw"}"#, &bare);
     let mut req = request(&p, BootMode::Bios);
-    req.configdrive = Some(vec![1; 1000]);
+    req.configdrive = Some(ConfigDrive::raw(vec![1; 1000]).unwrap());
     let err = deploy(
         &mut disk,
         &mut SliceImage::new(&bare),
@@ -508,7 +509,7 @@ fn mbr_config_drive_beyond_2_tib_is_refused_with_a_reason() {
     mbr::write(&mut img[..512], 0x1234_5678, &[part]).unwrap();
     let p = plan(r#"{"disk_format": "raw"}"#, &img);
     let mut req = request(&p, BootMode::Bios);
-    req.configdrive = Some(vec![1; 10]);
+    req.configdrive = Some(ConfigDrive::raw(vec![1; 10]).unwrap());
     let mut disk = MemDisk::new(3 << 40, 512);
     let err = deploy(
         &mut disk,

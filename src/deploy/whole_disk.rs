@@ -1,10 +1,13 @@
 //! Whole-disk images: after the image is on the disk, move a GPT's backup
 //! to the disk's real end, and add the config drive partition in the last
 //! 64 MiB the way ironic-python-agent does (sgdisk -n 0:-64MB:0 on GPT,
-//! parted mkpart primary fat32 -64MiB -0 on MBR).
+//! parted mkpart primary fat32 -64MiB -0 on MBR). And the deploy of one:
+//! its table checked in the held first MiB before anything is wiped, the
+//! image streamed from byte 0, the first MiB written last.
 
 use super::device::BlockDevice;
 use super::table::{random_guid, write};
+use super::*;
 use super::{Env, Error};
 use crate::layout::{MAX_CONFIGDRIVE_MB, MIB};
 use crate::wire::gpt::{self, HeaderFields};
@@ -225,4 +228,181 @@ pub fn add_mbr_configdrive(
     }
     held[..512].copy_from_slice(&sector);
     Ok((slot as u32 + 1, start * ss, (end - start) * ss))
+}
+
+pub(super) fn whole_disk_image<S: ImageSource + ?Sized>(
+    dev: &mut dyn BlockDevice,
+    image: &mut S,
+    env: &mut dyn Env,
+    req: &Request,
+    digest: &(HashAlgo, String),
+    buf: &mut AlignedBuf,
+) -> Result<Outcome, Error>
+where
+    S::Error: fmt::Display,
+{
+    let size = dev.size();
+    if let Some(n) = image.size() {
+        if n > size {
+            return Err(Error::Refused(format!(
+                "image {} is {n} bytes, larger than the disk {} ({size} bytes)",
+                image.describe(),
+                dev.name()
+            )));
+        }
+    }
+    if let Some(cd) = &req.configdrive {
+        if cd.len() > layout::MAX_CONFIGDRIVE_MB * MIB {
+            return Err(Error::Refused(format!(
+                "the config drive is {} bytes, more than Ironic's 64 MiB limit for whole-disk images",
+                cd.len()
+            )));
+        }
+    }
+    let existing = table::read_existing(dev)?;
+    log::info!(
+        "streaming {} onto {} from byte 0",
+        image.describe(),
+        dev.name()
+    );
+    // The image's own table decides whether a config drive can be added:
+    // check it in the held first MiB, and wipe the old metadata only then,
+    // so a refusal leaves the disk as it was.
+    let wants_configdrive = req.configdrive.is_some();
+    let mut before_write = |dev: &mut dyn BlockDevice, head: &[u8]| -> Result<(), Error> {
+        if wants_configdrive && find_config2(dev, head)?.is_none() {
+            configdrive_precheck(dev, head)?;
+        }
+        let zeros = AlignedBuf::new(MIB as usize, dev.logical_block().max(512) as usize);
+        table::wipe(dev, zeros.as_slice(), existing.as_ref(), &[])
+    };
+    let mut streamed = image::stream(
+        dev,
+        env,
+        image,
+        0,
+        size,
+        buf.as_mut_slice(),
+        Hasher::new(digest.0),
+        &mut before_write,
+    )?;
+    verify(digest, &streamed, &image.describe())?;
+
+    let ss = dev.logical_block();
+    let mut held = core::mem::take(&mut streamed.held);
+    let mut configdrive_part = None;
+    let mut label = None;
+    match image_table(&held, ss) {
+        ImageTable::Gpt { header, entries } => {
+            label = Some(crate::plan::Label::Gpt);
+            let reuse = if req.configdrive.is_some() {
+                find_config2(dev, &held)?
+            } else {
+                None
+            };
+            let add = req.configdrive.is_some() && reuse.is_none();
+            let added = finish_gpt(dev, env, &mut held, header, entries, add)?;
+            configdrive_part = reuse.or(added);
+            log::info!("GPT backup moved to the end of the disk");
+        }
+        ImageTable::Mbr => {
+            label = Some(crate::plan::Label::Msdos);
+            if req.configdrive.is_some() {
+                configdrive_part = match find_config2(dev, &held)? {
+                    Some(found) => Some(found),
+                    None => Some(add_mbr_configdrive(dev, &mut held)?),
+                };
+            }
+        }
+        ImageTable::None => {
+            if ss != 512
+                && held.len() >= 1024
+                && crate::wire::gpt::Header::new_checked(&held[512..1024]).is_ok()
+            {
+                log::warn!("the image's GPT was made for 512-byte sectors; this disk has {ss}-byte sectors");
+            }
+            if req.configdrive.is_some() {
+                return Err(Error::ConfigDrive(
+                    "the image has no partition table to add a config drive partition to".into(),
+                ));
+            }
+        }
+    }
+    if let (Some(cd), Some((number, offset, len))) = (&req.configdrive, configdrive_part) {
+        if cd.len() > len {
+            return Err(Error::ConfigDrive(format!(
+                "{} bytes do not fit in partition {number} ({len} bytes)",
+                cd.len()
+            )));
+        }
+        write_configdrive(dev, buf.as_mut_slice(), offset, cd)?;
+        log::info!("config drive written to partition {number}");
+    }
+    write_through(dev, buf.as_mut_slice(), 0, &held)?;
+
+    let signature = if held.len() >= 444 {
+        u32::from_le_bytes([held[440], held[441], held[442], held[443]])
+    } else {
+        0
+    };
+    let mut partitions = Vec::new();
+    if let Some(found) = table::read_existing(dev)? {
+        for p in &found.parts {
+            let filesystem = probe_at(dev, p.offset, p.len)?;
+            let role = if Some(p.number) == configdrive_part.map(|c| c.0) {
+                Role::ConfigDrive
+            } else {
+                Role::Root
+            };
+            partitions.push(PartitionReport {
+                role,
+                number: p.number,
+                path: layout::partition_path(&req.disk_path, p.number),
+                partuuid: p.partuuid.clone(),
+                filesystem,
+            });
+        }
+    }
+    Ok(Outcome {
+        image_type: ImageType::WholeDisk,
+        boot_mode: req.boot_mode,
+        label,
+        root_uuid: format!("0x{signature:08x}"),
+        root_filesystem: None,
+        efi_uuid: None,
+        partitions,
+        disk_id: format!("0x{signature:08x}"),
+        image_bytes: streamed.bytes,
+        checksum_algo: digest.0,
+        checksum: streamed.digest,
+        image_ms: streamed.elapsed_ms,
+        total_ms: 0,
+    })
+}
+
+/// An existing partition labelled `config-2` (ironic-python-agent reuses it).
+fn find_config2(dev: &mut dyn BlockDevice, held: &[u8]) -> Result<Option<(u32, u64, u64)>, Error> {
+    // The table lives in `held`, not yet on the disk: read it from there.
+    let mut mem = device::MemDisk::new(dev.size(), dev.logical_block());
+    let n = held.len() / dev.logical_block() as usize * dev.logical_block() as usize;
+    mem.write_at(0, &held[..n])
+        .map_err(|e| Error::device(&mem, "write", 0, e))?;
+    let Some(found) = table::read_existing(&mut mem)? else {
+        return Ok(None);
+    };
+    for p in &found.parts {
+        let fs = if p.offset < held.len() as u64 {
+            let end = (p.offset + PROBE_LEN as u64).min(held.len() as u64) as usize;
+            superblock::probe(&held[p.offset as usize..end])
+        } else {
+            probe_at(dev, p.offset, p.len)?
+        };
+        if fs
+            .and_then(|f| f.label)
+            .is_some_and(|l| l.eq_ignore_ascii_case("config-2"))
+        {
+            return Ok(Some((p.number, p.offset, p.len)));
+        }
+    }
+    Ok(None)
 }

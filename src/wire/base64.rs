@@ -56,12 +56,29 @@ pub fn encode(data: &[u8]) -> alloc::string::String {
     out
 }
 
+/// Whether every byte is of the alphabet, padding or whitespace.
+pub fn is_text(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&c| value(c).is_some() || c == b'=' || c.is_ascii_whitespace())
+}
+
 pub fn decode(text: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut out = text.to_vec();
+    decode_in_place(&mut out)?;
+    Ok(out)
+}
+
+/// Decodes `buf` into itself (the bytes never outrun the text they come
+/// from), so a large downloaded config drive is held once, not twice.
+/// On error `buf` holds garbage.
+pub fn decode_in_place(buf: &mut Vec<u8>) -> Result<(), Error> {
+    let mut w = 0;
     let mut quad = [0u8; 4];
     let mut n = 0;
     let mut padding = 0;
-    for (at, &c) in text.iter().enumerate() {
+    for at in 0..buf.len() {
+        let c = buf[at];
         if c.is_ascii_whitespace() {
             continue;
         }
@@ -87,7 +104,11 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, Error> {
             if padding > 2 {
                 return Err(Error::BadLength);
             }
-            out.extend_from_slice(&bytes[..3 - padding]);
+            // Four characters read, at most three bytes written: w < at.
+            for b in &bytes[..3 - padding] {
+                buf[w] = *b;
+                w += 1;
+            }
             n = 0;
             if padding > 0 {
                 padding = 3; // nothing may follow a padded quad
@@ -97,7 +118,9 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, Error> {
     if n != 0 {
         return Err(Error::BadLength);
     }
-    Ok(out)
+    buf.truncate(w);
+    buf.shrink_to_fit();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use miniz_oxide::inflate::stream::{inflate, InflateState};
+use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 const MAGIC: [u8; 2] = [0x1f, 0x8b];
 const CM_DEFLATE: u8 = 8;
@@ -64,49 +66,126 @@ pub fn decompress(stream: &[u8]) -> Result<Vec<u8>, Error> {
 /// as soon as the output would pass `limit` bytes: memory stays bounded by
 /// the limit whatever the stream claims.
 pub fn decompress_limited(stream: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
-    if stream.len() < 2 {
-        return Err(Error::Truncated);
-    }
-    if stream[..2] != MAGIC {
-        return Err(Error::BadMagic);
-    }
-    if stream.len() < HEADER_LEN + TRAILER_LEN {
-        return Err(Error::Truncated);
-    }
-    let flags = stream[3];
-    if stream[2] != CM_DEFLATE || flags & 0xe0 != 0 {
-        return Err(Error::Unsupported);
-    }
-    let mut at = HEADER_LEN;
-    if flags & FEXTRA != 0 {
-        let len = stream.get(at..at + 2).ok_or(Error::Truncated)?;
-        at += 2 + u16::from_le_bytes([len[0], len[1]]) as usize;
-    }
-    for flag in [FNAME, FCOMMENT] {
-        if flags & flag != 0 {
-            let rest = stream.get(at..).ok_or(Error::Truncated)?;
-            at += rest.iter().position(|&b| b == 0).ok_or(Error::Truncated)? + 1;
-        }
-    }
-    if flags & FHCRC != 0 {
-        at += 2;
-    }
-    let body_end = stream.len() - TRAILER_LEN;
-    if at > body_end {
-        return Err(Error::Truncated);
-    }
-    let data = miniz_oxide::inflate::decompress_to_vec_with_limit(&stream[at..body_end], limit)
-        .map_err(|e| match e.status {
-            miniz_oxide::inflate::TINFLStatus::HasMoreOutput => Error::TooLarge(limit),
-            _ => Error::BadDeflate,
+    let member = Member::parse(stream)?;
+    let data =
+        miniz_oxide::inflate::decompress_to_vec_with_limit(member.deflate, limit).map_err(|e| {
+            match e.status {
+                miniz_oxide::inflate::TINFLStatus::HasMoreOutput => Error::TooLarge(limit),
+                _ => Error::BadDeflate,
+            }
         })?;
-    let t = &stream[body_end..];
-    let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
-    let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
-    if crc != CRC32.checksum(&data) || isize != data.len() as u32 {
+    if member.crc != CRC32.checksum(&data) || member.isize != data.len() as u32 {
         return Err(Error::BadTrailer);
     }
     Ok(data)
+}
+
+/// One gzip member: its deflate data and what the trailer says of it.
+struct Member<'a> {
+    deflate: &'a [u8],
+    crc: u32,
+    isize: u32,
+}
+
+impl<'a> Member<'a> {
+    fn parse(stream: &'a [u8]) -> Result<Member<'a>, Error> {
+        if stream.len() < 2 {
+            return Err(Error::Truncated);
+        }
+        if stream[..2] != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        if stream.len() < HEADER_LEN + TRAILER_LEN {
+            return Err(Error::Truncated);
+        }
+        let flags = stream[3];
+        if stream[2] != CM_DEFLATE || flags & 0xe0 != 0 {
+            return Err(Error::Unsupported);
+        }
+        let mut at = HEADER_LEN;
+        if flags & FEXTRA != 0 {
+            let len = stream.get(at..at + 2).ok_or(Error::Truncated)?;
+            at += 2 + u16::from_le_bytes([len[0], len[1]]) as usize;
+        }
+        for flag in [FNAME, FCOMMENT] {
+            if flags & flag != 0 {
+                let rest = stream.get(at..).ok_or(Error::Truncated)?;
+                at += rest.iter().position(|&b| b == 0).ok_or(Error::Truncated)? + 1;
+            }
+        }
+        if flags & FHCRC != 0 {
+            at += 2;
+        }
+        let body_end = stream.len() - TRAILER_LEN;
+        if at > body_end {
+            return Err(Error::Truncated);
+        }
+        let t = &stream[body_end..];
+        Ok(Member {
+            deflate: &stream[at..body_end],
+            crc: u32::from_le_bytes([t[0], t[1], t[2], t[3]]),
+            isize: u32::from_le_bytes([t[4], t[5], t[6], t[7]]),
+        })
+    }
+}
+
+/// Inflates a gzip member piece by piece into the caller's buffer, so the
+/// data never has to be held whole; the trailer is checked at the end.
+pub struct Inflater<'a> {
+    state: alloc::boxed::Box<InflateState>,
+    member: Member<'a>,
+    digest: crc::Digest<'static, u32>,
+    produced: u64,
+    done: bool,
+    checked: bool,
+}
+
+static CRC32_STATIC: crc::Crc<u32> = CRC32;
+
+impl<'a> Inflater<'a> {
+    pub fn new(stream: &'a [u8]) -> Result<Inflater<'a>, Error> {
+        Ok(Inflater {
+            state: InflateState::new_boxed(DataFormat::Raw),
+            member: Member::parse(stream)?,
+            digest: CRC32_STATIC.digest(),
+            produced: 0,
+            done: false,
+            checked: false,
+        })
+    }
+
+    /// Fills `out` (less only at the end); 0 once all is out. The trailer
+    /// is checked with the last bytes: a mismatch is an error then.
+    pub fn read(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let mut filled = 0;
+        while filled < out.len() && !self.done {
+            let r = inflate(
+                &mut self.state,
+                self.member.deflate,
+                &mut out[filled..],
+                MZFlush::None,
+            );
+            self.member.deflate = &self.member.deflate[r.bytes_consumed..];
+            filled += r.bytes_written;
+            match r.status {
+                Ok(MZStatus::StreamEnd) => self.done = true,
+                Ok(_) if r.bytes_consumed > 0 || r.bytes_written > 0 => {}
+                // No progress with all the input there: it ends too soon.
+                Ok(_) | Err(MZError::Buf) => return Err(Error::Truncated),
+                Err(_) => return Err(Error::BadDeflate),
+            }
+        }
+        self.digest.update(&out[..filled]);
+        self.produced += filled as u64;
+        if self.done && !self.checked {
+            self.checked = true;
+            let digest = core::mem::replace(&mut self.digest, CRC32_STATIC.digest());
+            if digest.finalize() != self.member.crc || self.produced as u32 != self.member.isize {
+                return Err(Error::BadTrailer);
+            }
+        }
+        Ok(filled)
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +227,50 @@ mod tests {
                 "prefix {len} accepted"
             );
         }
+    }
+
+    #[test]
+    fn the_inflater_gives_the_data_in_pieces_and_checks_the_trailer() {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 7000) as u8)
+            .collect();
+        let gz = compress(&data, 6);
+        for piece in [1usize, 4096, 65_536, 1 << 20] {
+            let mut inf = Inflater::new(&gz).unwrap();
+            let mut out = Vec::new();
+            let mut buf = alloc::vec![0u8; piece];
+            loop {
+                let n = inf.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                assert!(n == piece || out.len() + n == data.len());
+                out.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(out, data, "piece {piece}");
+            assert_eq!(inf.read(&mut buf), Ok(0));
+        }
+        // A flipped trailer bit, and a cut stream.
+        let mut bad = gz.clone();
+        let last = bad.len() - 5;
+        bad[last] ^= 1;
+        let mut buf = alloc::vec![0u8; 1 << 20];
+        assert_eq!(
+            Inflater::new(&bad).unwrap().read(&mut buf),
+            Err(Error::BadTrailer)
+        );
+        let cut = [&gz[..gz.len() / 2], &gz[gz.len() - 8..]].concat();
+        let mut inf = Inflater::new(&cut).unwrap();
+        let err = loop {
+            match inf.read(&mut buf) {
+                Ok(0) => panic!("a cut stream inflated"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(err, Error::Truncated | Error::BadDeflate),
+            "{err:?}"
+        );
     }
 }
