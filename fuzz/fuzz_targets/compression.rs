@@ -1,20 +1,58 @@
 //! Config drives as Ironic sends them (base64 of gzip) and gzip itself:
-//! bounded however the stream lies; base64 round-trips.
+//! bounded however the stream lies (a config drive is held compressed, so
+//! even a 64 MiB one costs little), the pieces add up to the length the
+//! counting pass found, the streaming inflater agrees with the one-shot
+//! one, and base64 round-trips.
 #![no_main]
 #[path = "guard.rs"]
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
-use rivet::deploy::configdrive;
+use rivet::deploy::configdrive::ConfigDrive;
 use rivet::wire::{base64, gzip};
 
+fn pieces_add_up(cd: &ConfigDrive) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    cd.write_pieces(
+        &mut buf,
+        |at, piece| {
+            assert_eq!(at, total);
+            total += piece.len() as u64;
+            Ok::<(), String>(())
+        },
+        |e| e,
+    )
+    .unwrap();
+    assert_eq!(total, cd.len());
+}
+
 fuzz_target!(|data: &[u8]| {
-    guard::bounded(70 * guard::MIB, || {
-        let _ = gzip::decompress_limited(data, guard::MIB);
-        if let Ok(text) = core::str::from_utf8(data) {
-            let _ = configdrive::decode(text);
+    guard::bounded(4 * guard::MIB, || {
+        let whole = gzip::decompress_limited(data, guard::MIB);
+        if let Ok(mut inflater) = gzip::Inflater::new(data) {
+            let mut buf = vec![0u8; 4096];
+            let mut out = Vec::new();
+            let streamed = loop {
+                match inflater.read(&mut buf) {
+                    Ok(0) => break Ok(out),
+                    Ok(n) if out.len() + n > guard::MIB => break Err(()),
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(_) => break Err(()),
+                }
+            };
+            if let (Ok(a), Ok(b)) = (&whole, &streamed) {
+                assert_eq!(a, b);
+            }
         }
-        let _ = configdrive::decode_downloaded(data.to_vec());
+        if let Ok(text) = core::str::from_utf8(data) {
+            if let Ok(cd) = ConfigDrive::from_inline(text) {
+                pieces_add_up(&cd);
+            }
+        }
+        if let Ok(cd) = ConfigDrive::from_downloaded(data.to_vec()) {
+            pieces_add_up(&cd);
+        }
     });
     let text = base64::encode(data);
     assert_eq!(base64::decode(text.as_bytes()).unwrap(), data);
