@@ -293,12 +293,12 @@ fn ca_bundle(arg: Option<&str>) -> Result<Option<Bundle>, String> {
         }
     };
     let pem = std::fs::read(path).map_err(|e| format!("--ca-bundle {path}: {e}"))?;
-    let certificates = count_certificates(&pem);
+    let (anchors, kept, unusable) =
+        anchors_from_pem(&pem).map_err(|e| format!("--ca-bundle {path}: {e}"))?;
+    let certificates = kept + unusable;
     if certificates == 0 {
         return Err(format!("--ca-bundle {path}: no PEM certificate in it"));
     }
-    let (anchors, kept, _) =
-        anchors_from_pem(&pem).map_err(|e| format!("--ca-bundle {path}: {e}"))?;
     if kept == 0 {
         return Err(format!(
             "--ca-bundle {path}: no usable CA certificate in it"
@@ -311,12 +311,6 @@ fn ca_bundle(arg: Option<&str>) -> Result<Option<Bundle>, String> {
         kept,
         anchors,
     }))
-}
-
-fn count_certificates(pem: &[u8]) -> usize {
-    pem.windows(27)
-        .filter(|w| w == b"-----BEGIN CERTIFICATE-----")
-        .count()
 }
 
 #[cfg(test)]

@@ -125,7 +125,8 @@ impl ConfigDrive {
         Ok(())
     }
 
-    /// The whole image in memory (tests and small checks only).
+    /// The whole image in memory, for tests.
+    #[cfg(test)]
     pub fn to_vec(&self) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(self.len as usize);
         let mut buf = alloc::vec![0u8; 64 << 10];

@@ -107,6 +107,13 @@ impl AgentTls {
     }
 }
 
+/// The DER inside one PEM block (the tests' way back from `AgentTls::pem`).
+#[cfg(test)]
+fn der_of(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    crate::wire::base64::decode(b64.as_bytes()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,14 +143,7 @@ mod tests {
     /// Runs a handshake and one request through `Server`; returns what the
     /// server's side decrypted, or the first error.
     fn exchange(tls: &AgentTls, tls12: bool) -> Result<Vec<u8>, String> {
-        let der = {
-            let (_, body) = tls.pem.split_once("-----\n").unwrap();
-            let b64: String = body
-                .lines()
-                .take_while(|l| !l.starts_with("-----"))
-                .collect();
-            CertificateDer::from(crate::wire::base64::decode(b64.as_bytes()).unwrap())
-        };
+        let der = CertificateDer::from(der_of(&tls.pem));
         let mut client = client_for(der, !tls12);
         let mut server = (tls.factory())();
         client
@@ -334,11 +334,6 @@ mod bench {
         // the conductor's connections make them: no session resumption.
         config.resumption = rustls::client::Resumption::disabled();
         Arc::new(config)
-    }
-
-    fn der_of(pem: &str) -> Vec<u8> {
-        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        crate::wire::base64::decode(b64.as_bytes()).unwrap()
     }
 
     #[test]

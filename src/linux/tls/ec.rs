@@ -135,23 +135,20 @@ impl SignatureVerificationAlgorithm for Ecdsa {
             Hash::Sha384 => sha2::Sha384::digest(message).to_vec(),
             Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
         };
+        // The same steps over each crate's types.
+        macro_rules! verify {
+            ($krate:ident) => {{
+                let key = $krate::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
+                    .map_err(|_| InvalidSignature)?;
+                let sig =
+                    $krate::ecdsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
+                key.verify_prehash(&digest, &sig)
+                    .map_err(|_| InvalidSignature)
+            }};
+        }
         match self.curve {
-            Curve::P256 => {
-                let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
-                    .map_err(|_| InvalidSignature)?;
-                let sig =
-                    p256::ecdsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
-                key.verify_prehash(&digest, &sig)
-                    .map_err(|_| InvalidSignature)
-            }
-            Curve::P384 => {
-                let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
-                    .map_err(|_| InvalidSignature)?;
-                let sig =
-                    p384::ecdsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
-                key.verify_prehash(&digest, &sig)
-                    .map_err(|_| InvalidSignature)
-            }
+            Curve::P256 => verify!(p256),
+            Curve::P384 => verify!(p384),
         }
     }
 
