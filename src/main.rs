@@ -8,7 +8,13 @@ fn main() {
     if std::process::id() == 1 {
         rivet::linux::pid1::main(rivet::agent::run);
     }
-    rivet::linux::logger::init(log::LevelFilter::Info);
+    // RIVET_LOG=debug|trace shows the network stack's and the deploy's
+    // detail on a host, as rivet.loglevel= does in PID 1.
+    let level = std::env::var("RIVET_LOG")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(log::LevelFilter::Info);
+    rivet::linux::logger::init(level);
     if let Err(e) = cli::run(std::env::args().skip(1).collect()) {
         eprintln!("rivet: error: {e}");
         std::process::exit(1);

@@ -90,11 +90,13 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     }
     out.flush().map_err(|e| format!("{out_path}: {e}"))?;
     let secs = started.elapsed().as_secs_f64();
+    let (resumes, restarts) = (d.resumes, d.restarts);
+    drop(d);
     log::info!(
-        "fetched {total} bytes in {secs:.2} s ({:.1} MB/s), {} resumes, {} restarts",
+        "fetched {total} bytes in {secs:.2} s ({:.1} MB/s), {resumes} resumes, {restarts} restarts, \
+         {} frames dropped by the kernel",
         total as f64 / 1e6 / secs.max(1e-9),
-        d.resumes,
-        d.restarts
+        stack.device.kernel_drops()
     );
     Ok(())
 }

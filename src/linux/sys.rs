@@ -217,6 +217,12 @@ const AF_PACKET: u16 = 17;
 /// 208 KiB overflows and drops).
 pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
     let (fd, _) = bound_packet_socket(name, ETH_P_ALL)?;
+    // ETH_P_ALL also loops every frame rivet sends back to it: a clone and
+    // a ring slot per ACK, for smoltcp to throw away. Linux 4.20 and later
+    // can leave them out; older kernels still work, a little slower.
+    if let Err(e) = setsockopt(fd.as_fd(), PACKET_IGNORE_OUTGOING, &1 as &libc::c_int) {
+        log::debug!("{name}: PACKET_IGNORE_OUTGOING not taken ({e})");
+    }
     if rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, 8 << 20).is_err() {
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 8 << 20);
     }
@@ -418,6 +424,8 @@ const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_VERSION: libc::c_int = 10;
 const TPACKET_V2: libc::c_int = 1;
 const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 /// The frame's transport checksum is partial: it was sent by this machine
@@ -597,6 +605,30 @@ impl RxRing {
             self.status(index)
                 .store(TP_STATUS_KERNEL, Ordering::Release);
         }
+    }
+}
+
+/// Frames the kernel dropped for want of room (a full ring or socket
+/// buffer) since the last call; reading resets the kernel's count.
+pub fn packet_drops(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    // struct tpacket_stats { tp_packets, tp_drops }
+    let mut stats = [0u32; 2];
+    let mut len = std::mem::size_of_val(&stats) as libc::socklen_t;
+    // SAFETY: stats is writable for len bytes; the kernel writes at most len.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_STATISTICS,
+            stats.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(stats[1])
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -38,17 +38,46 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The one's-complement sum of `data` as 16-bit big-endian words (odd
-/// length padded with a zero byte), not yet folded. Summing 32-bit words
-/// and folding later gives the same result with half the additions.
+/// length padded with a zero byte), folded to 16 bits (callers may add
+/// more before the final fold).
+///
+/// Every received frame passes through here, so it sums eight bytes per
+/// load, four loads per round, in the machine's byte order: a one's-
+/// complement sum is the same in either byte order up to a swap of its two
+/// bytes (RFC 1071 §2(B)), and 32-bit halves summed into 64 bits cannot
+/// overflow for any frame. The byte-wise loop it replaces cost 11% of a
+/// plain-HTTP download's CPU (tests/bench/net-stream, perf).
 fn sum(data: &[u8]) -> u64 {
-    let mut acc = 0u64;
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    // Inlined into loops over exact chunks, where the length is known and
+    // the conversion cannot fail (at opt-level "z" a call per word cost
+    // twice the time).
+    #[inline(always)]
+    fn halves(word: &[u8]) -> u64 {
+        let x = u64::from_ne_bytes(word.try_into().unwrap_or_default());
+        (x & 0xffff_ffff) + (x >> 32)
     }
-    let mut tail = [0u8; 4];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    acc + u64::from(u32::from_be_bytes(tail))
+    let mut acc = [0u64; 4];
+    let mut rounds = data.chunks_exact(32);
+    for r in &mut rounds {
+        acc[0] += halves(&r[0..8]);
+        acc[1] += halves(&r[8..16]);
+        acc[2] += halves(&r[16..24]);
+        acc[3] += halves(&r[24..32]);
+    }
+    let mut total = acc[0] + acc[1] + acc[2] + acc[3];
+    let mut words = rounds.remainder().chunks_exact(8);
+    for w in &mut words {
+        total += halves(w);
+    }
+    let mut last = [0u8; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    total += halves(&last);
+    let native = fold(total);
+    u64::from(if cfg!(target_endian = "little") {
+        native.swap_bytes()
+    } else {
+        native
+    })
 }
 
 fn fold(mut acc: u64) -> u16 {
@@ -299,6 +328,25 @@ mod tests {
     #[test]
     fn odd_lengths_pad_with_zero() {
         assert_eq!(fold(sum(&[0x01])), 0x0100);
+        // Against the definition (16-bit big-endian words, odd byte padded)
+        // for every length and alignment a frame can have.
+        let data: Vec<u8> = (0..1600u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let reference = |d: &[u8]| {
+            let mut acc = 0u64;
+            for pair in d.chunks(2) {
+                acc += u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+            }
+            fold(acc)
+        };
+        for start in 0..4 {
+            for len in (0..1540).step_by(7).chain([1500, 1514, 1536]) {
+                let d = &data[start..start + len];
+                assert_eq!(fold(sum(d)), reference(d), "start {start} len {len}");
+            }
+        }
+        assert_eq!(fold(sum(&[0xff; 1500])), 0xffff);
         assert_eq!(fold(sum(&[0xff, 0xff, 0x00, 0x01])), 0x0001);
     }
 }
