@@ -88,7 +88,7 @@ fn addressing(ip: &Option<IpConfig>) -> Result<Addressing, String> {
 }
 
 /// Runs the deploy engine on an opened disk and image, logging around it.
-pub fn execute<S: ImageSource>(
+pub fn execute<S: ImageSource + Send>(
     disk: &mut Disk,
     image: &mut S,
     request: &Request,
@@ -109,7 +109,9 @@ where
         disk.logical_block(),
         request.boot_mode.name()
     );
-    let outcome = deploy::deploy(disk, image, &mut LinuxEnv::default(), request)?;
+    let outcome = crate::linux::readahead::read_ahead(image, |image| {
+        deploy::deploy(disk, image, &mut LinuxEnv::default(), request)
+    })?;
     log::info!(
         "image written: {} bytes in {:.2} s ({:.1} MB/s); root uuid {}",
         outcome.image_bytes,
@@ -243,7 +245,7 @@ pub enum Target<'a> {
     Hints(&'a crate::agent::hints::Hints),
 }
 
-pub fn write_plan<T: Transport>(
+pub fn write_plan<T: Transport + Send>(
     t: &mut T,
     mut plan: Plan,
     target: Target<'_>,

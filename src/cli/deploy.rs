@@ -148,7 +148,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     }
 }
 
-fn run_deploy<S: ImageSource>(
+fn run_deploy<S: ImageSource + Send>(
     mut disk: Disk,
     image: &mut S,
     request: &Request,

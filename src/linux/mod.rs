@@ -13,6 +13,7 @@ pub mod lldp;
 pub mod logger;
 pub mod packet;
 pub mod pid1;
+pub mod readahead;
 pub mod source;
 pub mod sys;
 pub mod tls;

@@ -12,7 +12,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-pub trait Secure {
+pub trait Secure: Send {
     /// Takes bytes received from the peer. An error ends the connection
     /// (a failed handshake, a forged record).
     fn receive(&mut self, wire: &[u8]) -> Result<(), String>;
@@ -29,11 +29,11 @@ pub trait Secure {
 }
 
 /// Makes the record layer of each accepted connection.
-pub type SecureFactory = Box<dyn FnMut() -> Box<dyn Secure>>;
+pub type SecureFactory = Box<dyn FnMut() -> Box<dyn Secure> + Send>;
 
 /// Makes the record layer of an outgoing connection to `host`: the name
 /// sent as SNI and checked against the server's certificate.
-pub type Connector = Box<dyn FnMut(&str) -> Result<Box<dyn Secure>, String>>;
+pub type Connector = Box<dyn FnMut(&str) -> Result<Box<dyn Secure>, String> + Send>;
 
 /// The largest TLS record, with its header and overhead.
 const RECORD: usize = 16 * 1024 + 512;

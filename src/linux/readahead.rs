@@ -1,0 +1,232 @@
+//! The image source read on a thread of its own, a few chunks ahead of the
+//! deploy.
+//!
+//! Receiving an image over rivet's own TCP/IP costs a CPU (the packet ring,
+//! smoltcp, TLS), and so does hashing it (sha256: ~0.75 s per GiB with
+//! SHA-NI). On one thread the two add up; here the source runs on this
+//! thread while the deploy hashes (and hands writes to the block device's
+//! writer thread) on the caller's, so a deploy costs the slower of the
+//! three instead of their sum (tests/bench/net-stream, "HTTP -> loop").
+//! Memory: `DEPTH + 1` chunks of `CHUNK` bytes (1.5 MiB), besides the
+//! deploy's buffer.
+
+use super::source::SourceError;
+use crate::deploy::ImageSource;
+use crate::stream::fill;
+use std::fmt::Display;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// Bytes per hand-over: large enough that the hand-over costs nothing
+/// next to the bytes, small enough that the first write is not delayed.
+const CHUNK: usize = 512 * 1024;
+/// Chunks read but not yet taken.
+const DEPTH: usize = 2;
+
+/// A filled chunk and how much of it holds bytes; shorter than the chunk
+/// only at the end of the source.
+type Filled = Result<(Vec<u8>, usize), String>;
+
+/// An [`ImageSource`] whose reads come from chunks another thread filled.
+pub struct ReadAhead {
+    filled: Receiver<Filled>,
+    empty: SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+    len: usize,
+    ended: bool,
+    size: Option<u64>,
+    describe: String,
+}
+
+/// Runs `deploy` with `src` read ahead on a scoped thread. When `deploy`
+/// returns early (an error), the reader stops after the read in progress.
+pub fn read_ahead<S, R>(src: &mut S, deploy: impl FnOnce(&mut ReadAhead) -> R) -> R
+where
+    S: ImageSource + Send,
+    S::Error: Display,
+{
+    let (filled_tx, filled) = sync_channel::<Filled>(DEPTH);
+    let (empty, empty_rx) = sync_channel::<Vec<u8>>(DEPTH + 1);
+    for _ in 0..=DEPTH {
+        empty
+            .send(vec![0u8; CHUNK])
+            .expect("the channel holds DEPTH + 1");
+    }
+    let mut ahead = ReadAhead {
+        filled,
+        empty,
+        current: Vec::new(),
+        at: 0,
+        len: 0,
+        ended: false,
+        size: src.size(),
+        describe: src.describe(),
+    };
+    let on_no_thread = filled_tx.clone();
+    std::thread::scope(move |scope| {
+        let reader = std::thread::Builder::new()
+            .name("rivet-reader".into())
+            .spawn_scoped(scope, move || {
+                // Ends when the source ends or fails, or when the deploy
+                // side has gone (its channels closed).
+                while let Ok(mut chunk) = empty_rx.recv() {
+                    let (message, last) = match fill(src, &mut chunk) {
+                        Ok(n) => (Ok((chunk, n)), n < CHUNK),
+                        Err(e) => (Err(e.to_string()), true),
+                    };
+                    if filled_tx.send(message).is_err() || last {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = reader {
+            // The deploy fails with this as its image error, before it
+            // writes anything of the image.
+            let _ = on_no_thread.send(Err(format!("no thread to read the image on: {e}")));
+        }
+        drop(on_no_thread);
+        let result = deploy(&mut ahead);
+        // Closes both channels, so the reader ends before the scope joins it.
+        drop(ahead);
+        result
+    })
+}
+
+impl embedded_io::ErrorType for ReadAhead {
+    type Error = SourceError;
+}
+
+impl embedded_io::Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
+        if self.at == self.len {
+            if self.ended {
+                return Ok(0);
+            }
+            let spent = std::mem::take(&mut self.current);
+            if !spent.is_empty() {
+                // The reader may already have ended: then nobody needs it.
+                let _ = self.empty.try_send(spent);
+            }
+            let (chunk, n) = match self.filled.recv() {
+                Ok(Ok(filled)) => filled,
+                Ok(Err(e)) => {
+                    self.ended = true;
+                    return Err(SourceError(std::io::Error::other(e)));
+                }
+                Err(_) => {
+                    self.ended = true;
+                    return Ok(0);
+                }
+            };
+            self.ended = n < chunk.len();
+            self.current = chunk;
+            self.at = 0;
+            self.len = n;
+        }
+        let n = buf.len().min(self.len - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl ImageSource for ReadAhead {
+    fn size(&self) -> Option<u64> {
+        self.size
+    }
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::testing::SliceImage;
+    use embedded_io::Read;
+
+    /// Serves `data`, then fails.
+    struct Failing<'a>(SliceImage<'a>);
+    impl embedded_io::ErrorType for Failing<'_> {
+        type Error = SourceError;
+    }
+    impl Read for Failing<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
+            match self.0.read(buf) {
+                Ok(0) => Err(SourceError(std::io::Error::other("connection reset"))),
+                other => Ok(other.unwrap()),
+            }
+        }
+    }
+    impl ImageSource for Failing<'_> {
+        fn size(&self) -> Option<u64> {
+            None
+        }
+        fn describe(&self) -> String {
+            "failing".into()
+        }
+    }
+
+    fn read_all(r: &mut ReadAhead, step: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; step];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return Ok(out),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_arrives_in_order_whatever_the_read_size() {
+        let data: Vec<u8> = (0..(3 * CHUNK + 12_345))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        for step in [1000, CHUNK, 3 * CHUNK + 1] {
+            let mut src = SliceImage::new(&data);
+            let got = read_ahead(&mut src, |r| {
+                assert_eq!(r.size(), Some(data.len() as u64));
+                read_all(r, step)
+            });
+            assert!(got.unwrap() == data, "read size {step}");
+        }
+    }
+
+    #[test]
+    fn a_source_of_exactly_whole_chunks_ends() {
+        let data = vec![9u8; 2 * CHUNK];
+        let mut src = SliceImage::new(&data);
+        let got = read_ahead(&mut src, |r| read_all(r, 4096)).unwrap();
+        assert_eq!(got.len(), data.len());
+    }
+
+    #[test]
+    fn a_source_error_reaches_the_deploy_after_the_bytes_before_it() {
+        let data = vec![1u8; CHUNK + 100];
+        let mut src = Failing(SliceImage::new(&data));
+        let got = read_ahead(&mut src, |r| {
+            let mut first = vec![0u8; CHUNK];
+            assert_eq!(crate::stream::fill(r, &mut first).unwrap(), CHUNK);
+            let mut rest = [0u8; 100];
+            assert_eq!(
+                crate::stream::fill(r, &mut rest).unwrap_err().to_string(),
+                "connection reset"
+            );
+            read_all(r, 4096)
+        });
+        assert_eq!(got, Ok(Vec::new()), "nothing after the error");
+    }
+
+    #[test]
+    fn a_deploy_that_stops_early_ends_the_reader() {
+        let data = vec![1u8; 8 * CHUNK];
+        let mut src = SliceImage::new(&data);
+        let first = read_ahead(&mut src, |r| {
+            let mut b = [0u8; 10];
+            r.read(&mut b).unwrap()
+        });
+        assert_eq!(first, 10, "and the scope joined the reader: this returned");
+    }
+}
