@@ -126,17 +126,6 @@ where
     Ok(outcome)
 }
 
-/// The streaming buffer for this machine: 4 MiB, or 1 MiB below 256 MiB of
-/// RAM, where Debian's kernel leaves little more than 30 MB to userspace
-/// (same throughput in tests/bench/disk-stream, 6 MiB less resident).
-pub fn buffer_for_ram() -> usize {
-    if meminfo_kib("MemTotal:").unwrap_or(u64::MAX) < 256 * 1024 {
-        1 << 20
-    } else {
-        4 << 20
-    }
-}
-
 /// A /proc/meminfo field in KiB.
 fn meminfo_kib(field: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -148,8 +137,14 @@ fn meminfo_kib(field: &str) -> Option<u64> {
 /// Refuses to stream when the memory the image path needs is not there: as
 /// PID 1, running out of memory is a kernel panic, not an error.
 fn check_memory(buffer: usize) -> Result<(), String> {
-    // Engine buffer + writer's copy + held MiB + TCP window + packet ring + margin.
-    let needed_kib = (2 * buffer as u64 + (1 << 20) + (1 << 20) + (2 << 20) + (4 << 20)) / 1024;
+    // Engine buffer + writer's copy + held MiB + read-ahead chunks + TCP
+    // window + packet ring + margin.
+    let needed_kib = (2 * buffer as u64
+        + (1 << 20)
+        + crate::linux::readahead::MEMORY as u64
+        + 2 * crate::net::stack::TCP_RX_BUFFER as u64
+        + (4 << 20))
+        / 1024;
     match meminfo_kib("MemAvailable:") {
         Some(avail) if avail < needed_kib => Err(format!(
             "only {} KiB of memory available, the image path needs about {needed_kib} KiB",
@@ -275,13 +270,13 @@ pub fn write_plan<T: Transport + Send>(
     let disk_path = format!("/dev/{}", target.name);
     log::info!("target disk {disk_path} ({} bytes)", target.size_bytes);
     let mut disk = Disk::open(&disk_path, 512).map_err(fail("disk"))?;
-    check_memory(buffer_for_ram()).map_err(fail("memory"))?;
+    check_memory(deploy::DEFAULT_BUFFER).map_err(fail("memory"))?;
     let request = Request {
         plan: &plan,
         boot_mode,
         configdrive,
         disk_path: disk_path.clone(),
-        buffer_size: buffer_for_ram(),
+        buffer_size: deploy::DEFAULT_BUFFER,
     };
 
     let mut last = String::new();

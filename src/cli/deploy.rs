@@ -18,15 +18,13 @@ OPTIONS:
     --disk PATH         The target: a block device or a regular file (nothing else is touched)
     --plan FILE         Ironic's image_info as JSON (urls, image_type, root_mb, checksum, ...)
     --image FILE        Read the image from FILE instead of the plan's urls (the checksum still applies)
-    --buffer SIZE       Streaming buffer, e.g. 4M, 256K [default: 4M]
+    --buffer SIZE       Streaming buffer, e.g. 4M, 256K [default: 1M]
     --boot-mode MODE    bios or uefi, when the plan does not say [default: uefi, Ironic's default]
     --sector-size N     Sector size to assume for a regular file: 512 or 4096 [default: 512]
 {NET}
 Progress goes to stderr; the result JSON (Ironic's \"root uuid\", \"efi system
 partition uuid\", \"partitions\", and rivet's figures) to stdout.
 ";
-
-pub const DEFAULT_BUFFER: usize = 4 << 20;
 
 /// `4M`, `256K`, `1048576`.
 pub fn parse_size(s: &str) -> Result<usize, String> {
@@ -96,7 +94,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         .get("buffer")
         .map(parse_size)
         .transpose()?
-        .unwrap_or(DEFAULT_BUFFER);
+        .unwrap_or(rivet::deploy::DEFAULT_BUFFER);
     let boot_mode = match (plan.boot_mode, args.get("boot-mode")) {
         (Some(m), _) => m,
         (None, Some("bios")) => BootMode::Bios,

@@ -36,6 +36,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 pub use device::{BlockDevice, IoError};
+
+/// The streaming buffer, whatever the RAM. With the image read ahead on a
+/// thread of its own, a buffer that stays in the CPU's cache between being
+/// hashed and being handed to the writer beats a larger one:
+/// tests/bench/disk-stream, 1 GiB, best of 3: 1 MiB 1278 MB/s, 4 MiB 1130,
+/// 8 MiB 1107 (6 MiB more resident). Small enough for a 128 MiB machine.
+pub const DEFAULT_BUFFER: usize = 1 << 20;
 pub use image::ImageSource;
 
 /// Filesystems the environment may be asked to create.

@@ -21,6 +21,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 const CHUNK: usize = 512 * 1024;
 /// Chunks read but not yet taken.
 const DEPTH: usize = 2;
+/// Bytes held by the chunks in circulation.
+pub const MEMORY: usize = (DEPTH + 1) * CHUNK;
 
 /// A filled chunk and how much of it holds bytes; shorter than the chunk
 /// only at the end of the source.

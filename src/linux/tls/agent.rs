@@ -97,7 +97,7 @@ impl AgentTls {
         let config = self.config.clone();
         Box::new(move || -> Box<dyn Secure> {
             match ServerConnection::new(config.clone()) {
-                Ok(c) => Box::new(Record::new(c.into(), None)),
+                Ok(c) => Box::new(Record::new(c.into(), None, None)),
                 Err(e) => {
                     log::error!("TLS: {e}");
                     Box::new(Record::broken())

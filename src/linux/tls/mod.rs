@@ -135,7 +135,11 @@ pub fn connector(verify: Verify) -> Connector {
             Verify::Bundle(path) => Some(path.clone()),
             Verify::Insecure => None,
         };
-        Ok(Box::new(Record::new(conn.into(), bundle)))
+        Ok(Box::new(Record::new(
+            conn.into(),
+            bundle,
+            Some(host.to_string()),
+        )))
     })
 }
 
@@ -194,10 +198,28 @@ struct Record {
     conn: Option<Connection>,
     /// The client's CA bundle, named when a certificate is not trusted.
     bundle: Option<String>,
+    /// The server, until the handshake's outcome has been told (clients).
+    announce: Option<String>,
+}
+
+/// Logs a client handshake's version and suite, once per server and
+/// outcome (lookups and heartbeats connect again and again).
+fn announce(host: &str, conn: &Connection) {
+    static TOLD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let (Some(version), Some(suite)) = (conn.protocol_version(), conn.negotiated_cipher_suite())
+    else {
+        return;
+    };
+    let line = format!("TLS: {version:?} {:?} with {host}", suite.suite());
+    let mut told = TOLD.lock().unwrap_or_else(|e| e.into_inner());
+    if !told.contains(&line) {
+        log::info!("{line}");
+        told.push(line);
+    }
 }
 
 impl Record {
-    fn new(mut conn: Connection, bundle: Option<String>) -> Record {
+    fn new(mut conn: Connection, bundle: Option<String>, announce: Option<String>) -> Record {
         // rustls holds at most 64 KiB of plaintext by default and refuses
         // the rest; callers here queue whole answers (logs run to MBs) and
         // drain them as the socket allows.
@@ -205,6 +227,7 @@ impl Record {
         Record {
             conn: Some(conn),
             bundle,
+            announce,
         }
     }
 
@@ -212,6 +235,7 @@ impl Record {
         Record {
             conn: None,
             bundle: None,
+            announce: None,
         }
     }
 
@@ -236,6 +260,11 @@ impl Secure for Record {
             conn.read_tls(&mut wire).map_err(|e| e.to_string())?;
             if let Err(e) = conn.process_new_packets() {
                 return Err(self.explain(e));
+            }
+        }
+        if !conn.is_handshaking() {
+            if let Some(host) = self.announce.take() {
+                announce(&host, conn);
             }
         }
         Ok(())
