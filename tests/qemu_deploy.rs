@@ -419,3 +419,85 @@ fn plan_and_disk_failures_are_reported_and_the_machine_still_powers_off() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Benchmark, not a test (tests/bench/qemu-stream runs it): a 256 MiB
+/// whole-disk image deployed in PID 1 under TCG from nginx on a tap, over
+/// plain HTTP and over HTTPS, in 128 MiB of RAM. Prints the guest's own
+/// MB/s and the TLS suite it negotiated: QEMU's default CPU has no AES-NI,
+/// so rivet offers ChaCha20-Poly1305 first and nginx takes it.
+#[test]
+#[ignore]
+fn stream_benchmark_in_qemu() {
+    use common::netns::Net;
+    use common::tls::TestCa;
+    let dir = scratch("qemu-stream");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let img = www.join("image.raw");
+    let mib = std::env::var("RIVET_STREAM_MIB").map_or(256, |v| v.parse().unwrap());
+    common::disk::ok(
+        "sh",
+        &[
+            "-c",
+            &format!("head -c {}M /dev/urandom > {}", mib, img.display()),
+        ],
+    );
+    let sum = sha256_file(&img);
+    let mut rows = Vec::new();
+    for (n, https) in [(64u8, false), (65, true)] {
+        let net_dir = dir.join(format!("net{n}"));
+        std::fs::create_dir_all(&net_dir).unwrap();
+        let mut net = Net::with_tap(n, &net_dir);
+        net.dhcp();
+        let (base, initrd) = if https {
+            let ca = TestCa::new(&dir, "stream");
+            let cert = ca.server(&dir, "stream-srv", &[&net.server_ip]);
+            (
+                net.nginx_tls(&www, &cert),
+                common::initramfs_with_ca(&dir, &ca.pem),
+            )
+        } else {
+            (net.nginx(&www), initramfs("virtio"))
+        };
+        let plan = json!({"urls": [format!("{base}/image.raw")], "disk_format": "raw",
+                          "os_hash_algo": "sha256", "os_hash_value": sum});
+        std::fs::write(www.join("plan.json"), plan.to_string()).unwrap();
+        let target = dir.join("target.img");
+        sparse(&target, 4 << 30);
+        let console = Boot::new(&dir, &initrd)
+            .arg("--mem", 128)
+            .arg("--tap", format!("{}:{}", net.srv, net.link))
+            .arg("--disk", target.display())
+            .arg("--append", format!("rivet.plan={base}/plan.json"))
+            .run("reboot: Power down");
+        let lines = rivet_lines(&console);
+        let written = lines
+            .iter()
+            .find(|l| l.starts_with("image written:"))
+            .unwrap_or_else(|| panic!("no deploy:\n{}", lines.join("\n")))
+            .clone();
+        let mbps = written
+            .split('(')
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap()
+            .to_string();
+        let suite = lines
+            .iter()
+            .find(|l| l.starts_with("TLS: TLS"))
+            .cloned()
+            .unwrap_or_else(|| "no TLS".into());
+        assert!(files_equal_at(&img, &target, 0, mib << 20));
+        rows.push((if https { "https" } else { "http" }, mbps, suite));
+        drop(net);
+    }
+    println!(
+        "qemu-stream: {mib} MiB whole-disk image, PID 1 under TCG, 128 MiB RAM, nginx on a tap:"
+    );
+    for (scheme, mbps, suite) in &rows {
+        println!("  {scheme:<5} {mbps:>7} MB/s  {suite}");
+    }
+    let ratio: f64 = rows[1].1.parse::<f64>().unwrap() / rows[0].1.parse::<f64>().unwrap();
+    println!("qemu-stream: https/http ratio {ratio:.2}");
+    let _ = std::fs::remove_dir_all(dir);
+}

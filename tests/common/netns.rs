@@ -154,7 +154,7 @@ impl Net {
                 ssl = if tls.is_some() { " ssl" } else { "" },
                 certs = tls
                     .map(|t| format!(
-                        "ssl_certificate {}; ssl_certificate_key {};",
+                        "ssl_certificate {}; ssl_certificate_key {}; ssl_protocols TLSv1.2 TLSv1.3;",
                         t.cert.display(),
                         t.key.display()
                     ))
