@@ -420,8 +420,8 @@ fn bad_input_is_refused_before_the_disk_is_touched() {
         ),
         (with("urls", json!(["gopher://host/x"])), "only http://"),
         (
-            with("ephemeral_mb", json!(8)),
-            "ephemeral_format ext4 is not supported",
+            with("ephemeral_mb", json!(1)),
+            "the 1 MiB ephemeral partition cannot hold ext4",
         ),
         (with("configdrive", json!("%%%not base64%%%")), "not base64"),
         (
@@ -590,5 +590,143 @@ fn a_read_only_device_and_an_endless_plan_are_refused_before_anything_is_written
     assert!(!d.ok);
     assert!(d.stderr.contains("not an image_info plan"), "{}", d.stderr);
     assert_eq!(sha256_file(&backing), before);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `dumpe2fs -h` of a device or file, as field → value.
+fn dumpe2fs(dev: &str) -> std::collections::BTreeMap<String, String> {
+    ok("dumpe2fs", &["-h", dev])
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Deploys a partition image with an ephemeral partition of `eph_mib` in
+/// `kind` onto `disk` (a file or a loop device) and returns the result.
+fn deploy_with_ephemeral(dir: &Path, disk: &Path, kind: &str, eph_mib: u64) -> serde_json::Value {
+    let (img, sum) = root_image(dir, 16);
+    let plan = plan_file(
+        dir,
+        &format!("plan-{kind}.json"),
+        partition_plan(
+            &img,
+            &sum,
+            json!({"deploy_boot_mode": "bios", "root_mb": 32, "ephemeral_mb": eph_mib, "ephemeral_format": kind}),
+        ),
+    );
+    let d = rivet_deploy(disk, &plan, &[]);
+    assert!(d.ok, "{kind} {eph_mib} MiB: {}", d.stderr);
+    d.result
+}
+
+/// e2fsck -fn must find nothing to fix (exit status 0).
+fn assert_e2fsck_clean(dev: &str, what: &str) -> String {
+    let out = run("e2fsck", &["-fn", dev]);
+    // The version line (stderr) first, the summary (stdout) last.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.status.success(), "{what}: e2fsck -fn:\n{text}");
+    text
+}
+
+#[test]
+fn ephemeral_ext4_ext3_ext2_pass_e2fsck_and_match_what_mkfs_makes() {
+    let dir = scratch("eph-ext");
+    for kind in ["ext4", "ext3", "ext2"] {
+        for eph_mib in [8u64, 64, 2048] {
+            let disk = dir.join(format!("disk-{kind}-{eph_mib}.img"));
+            sparse(&disk, (eph_mib + 64) << 20);
+            deploy_with_ephemeral(&dir, &disk, kind, eph_mib);
+            // The ephemeral partition is the first, at 1 MiB.
+            let eph = Loop::range(&disk, MIB, eph_mib * MIB);
+            let what = format!("{kind} on {eph_mib} MiB");
+            let fsck = assert_e2fsck_clean(&eph.dev, &what);
+            eprintln!("{what}: {}", fsck.lines().last().unwrap_or(""));
+            let probe = ok("blkid", &["-p", "-o", "export", &eph.dev]);
+            assert!(probe.contains(&format!("TYPE={kind}\n")), "{what}: {probe}");
+            assert!(probe.contains("LABEL=ephemeral0\n"), "{what}: {probe}");
+            // What mkfs makes on the same size, with e2fsprogs' defaults.
+            let reference = dir.join(format!("ref-{kind}-{eph_mib}.img"));
+            sparse(&reference, eph_mib * MIB);
+            ok(
+                &format!("mkfs.{kind}"),
+                &["-q", "-F", "-L", "ephemeral0", reference.to_str().unwrap()],
+            );
+            let (ours, theirs) = (dumpe2fs(&eph.dev), dumpe2fs(reference.to_str().unwrap()));
+            for field in [
+                "Block size",
+                "Block count",
+                "Inode count",
+                "Inode size",
+                "Blocks per group",
+                "Reserved block count",
+                "Filesystem volume name",
+            ] {
+                assert_eq!(ours.get(field), theirs.get(field), "{what}: {field}");
+            }
+            // The same features, but resize_inode (room for online growth).
+            let features = |m: &std::collections::BTreeMap<String, String>| {
+                let mut f: Vec<String> = m["Filesystem features"]
+                    .split_whitespace()
+                    .filter(|f| *f != "resize_inode")
+                    .map(str::to_string)
+                    .collect();
+                f.sort();
+                f
+            };
+            assert_eq!(features(&ours), features(&theirs), "{what}");
+            drop(eph);
+            let _ = std::fs::remove_file(&disk);
+            let _ = std::fs::remove_file(&reference);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn ext4_ephemeral_mounts_read_write_on_4k_sectors_and_formats_2_tib() {
+    let dir = scratch("eph-ext4-mount");
+    // 1 KiB filesystem blocks on a disk of 4 KiB sectors.
+    let backing = dir.join("disk.img");
+    sparse(&backing, 256 * MIB);
+    let lo = Loop::attach(&backing, 4096, false);
+    let result = deploy_with_ephemeral(&dir, Path::new(&lo.dev), "ext4", 64);
+    drop(lo);
+    let eph = Loop::range(&backing, MIB, 64 * MIB);
+    assert_e2fsck_clean(&eph.dev, "ext4 on 4 KiB sectors");
+    let uuid = ok("blkid", &["-p", "-s", "UUID", "-o", "value", &eph.dev]);
+    // The random UUID rivet gave it is the one reported.
+    assert_eq!(
+        result["filesystems"]["ephemeral"]["uuid"].as_str(),
+        Some(uuid.trim()),
+        "{result:#}"
+    );
+    assert_eq!(result["filesystems"]["ephemeral"]["type"], "ext4");
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    ok("mount", &["-t", "ext4", &eph.dev, mnt.to_str().unwrap()]);
+    std::fs::write(mnt.join("data"), vec![0x5a; 8 << 20]).unwrap();
+    std::fs::create_dir(mnt.join("dir")).unwrap();
+    let lost_found = mnt.join("lost+found").is_dir();
+    ok("umount", &[mnt.to_str().unwrap()]);
+    assert!(lost_found, "lost+found is there");
+    assert_e2fsck_clean(&eph.dev, "ext4 after a read-write mount");
+    drop(eph);
+    // 2 TiB (less 64 MiB: the MBR's reach), sparse: 16,383 groups, a
+    // 1 GiB journal in several extents.
+    let eph_mib = (2 << 20) - 64;
+    let big = dir.join("big.img");
+    sparse(&big, (eph_mib + 64) * MIB);
+    deploy_with_ephemeral(&dir, &big, "ext4", eph_mib);
+    let eph = Loop::range(&big, MIB, eph_mib * MIB);
+    assert_e2fsck_clean(&eph.dev, "ext4 on 2 TiB");
+    let h = dumpe2fs(&eph.dev);
+    assert_eq!(h["Block count"], (eph_mib * 256).to_string());
+    assert_eq!(h["Total journal size"], "1024M");
+    drop(eph);
     let _ = std::fs::remove_dir_all(dir);
 }

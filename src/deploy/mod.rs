@@ -44,6 +44,7 @@ pub use device::{BlockDevice, IoError};
 /// 8 MiB 1107 (6 MiB more resident). Small enough for a 128 MiB machine.
 pub const DEFAULT_BUFFER: usize = 1 << 20;
 pub use image::ImageSource;
+pub use partition::ext_kind;
 
 /// Filesystems the environment may be asked to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

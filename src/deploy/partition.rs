@@ -62,11 +62,22 @@ where
             "this build cannot format the EFI system partition".into(),
         ));
     }
-    if layout.get(Role::Ephemeral).is_some() && !plan.preserve_ephemeral && !env.can_mkfs(eph_fs) {
-        return Err(Error::Refused(format!(
-            "ephemeral_format {} is not supported by this build (use vfat)",
-            plan.ephemeral_format.map(|f| f.name()).unwrap_or("ext4")
-        )));
+    if let (Some(eph), false) = (layout.get(Role::Ephemeral), plan.preserve_ephemeral) {
+        if let Mkfs::Ext { kind, .. } = eph_fs {
+            crate::fs::mkext::Geometry::new(ext_kind(kind), eph.len()).map_err(|e| {
+                Error::Refused(format!(
+                    "the {} MiB ephemeral partition cannot hold {}: {e}",
+                    eph.size_mib,
+                    kind.name()
+                ))
+            })?;
+        }
+        if !env.can_mkfs(eph_fs) {
+            return Err(Error::Refused(format!(
+                "ephemeral_format {} is not supported by this build (use vfat)",
+                plan.ephemeral_format.map(|f| f.name()).unwrap_or("ext4")
+            )));
+        }
     }
     for p in &layout.parts {
         log::info!(
@@ -207,4 +218,13 @@ where
         image_ms: streamed.elapsed_ms,
         total_ms: 0,
     })
+}
+
+/// The formatter's name for an ext `ephemeral_format`.
+pub fn ext_kind(format: EphemeralFormat) -> crate::fs::mkext::Kind {
+    match format {
+        EphemeralFormat::Ext2 => crate::fs::mkext::Kind::Ext2,
+        EphemeralFormat::Ext3 => crate::fs::mkext::Kind::Ext3,
+        _ => crate::fs::mkext::Kind::Ext4,
+    }
 }

@@ -214,6 +214,11 @@ fn refusals_happen_before_any_write() {
             "ephemeral_format ext4",
         ),
         (
+            r#"{"image_type": "partition", "root_mb": 64, "ephemeral_mb": 1, "ephemeral_format": "ext3"}"#,
+            GIB,
+            "the 1 MiB ephemeral partition cannot hold ext3",
+        ),
+        (
             r#"{"image_type": "partition", "root_mb": 64, "preserve_ephemeral": true, "ephemeral_mb": 10}"#,
             GIB,
             "no partition table to preserve",

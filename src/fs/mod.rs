@@ -1,10 +1,11 @@
-//! Read-only filesystem readers for what rivet must look into without
-//! mounting or running anything: the root filesystem of a partition image
-//! it has just written (ext4 through `ext4-view`, XFS with its own reader).
-//! They read through [`ReadAt`], know nothing of Linux, and bound every
-//! size they take from the disk.
+//! Filesystems without mounting or running anything: readers for the root
+//! filesystem of a partition image rivet has just written (ext4 through
+//! `ext4-view`, XFS with its own reader), which read through [`ReadAt`]
+//! and bound every size they take from the disk; and [`mkext`], rivet's
+//! own mke2fs for the ephemeral partition. None of it knows Linux.
 
 pub mod ext4;
+pub mod mkext;
 pub mod partition;
 pub mod path;
 pub mod testing;

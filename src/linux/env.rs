@@ -3,6 +3,7 @@
 
 use super::{fat, sys};
 use crate::deploy::{BlockDevice, Env, Mkfs};
+use crate::fs::mkext;
 use std::time::Instant;
 
 pub struct LinuxEnv {
@@ -26,9 +27,9 @@ impl Env for LinuxEnv {
         sys::random(buf);
     }
 
-    fn can_mkfs(&self, fs: Mkfs) -> bool {
-        // ext2/3/4 would need a mkfs of rivet's own; refused before writing.
-        matches!(fs, Mkfs::Vfat { .. })
+    fn can_mkfs(&self, _fs: Mkfs) -> bool {
+        // vfat through fatfs; ext2/3/4 with rivet's own (fs::mkext).
+        true
     }
 
     fn mkfs(
@@ -44,7 +45,36 @@ impl Env for LinuxEnv {
                 sys::random(&mut id);
                 fat::format(dev, offset, len, label, u32::from_le_bytes(id))
             }
-            Mkfs::Ext { kind, .. } => Err(format!("rivet cannot make {} filesystems", kind.name())),
+            Mkfs::Ext { kind, label } => {
+                let mut uuid = [0u8; 16];
+                sys::random(&mut uuid);
+                // A random (version 4) UUID, as mke2fs makes.
+                uuid[6] = (uuid[6] & 0x0f) | 0x40;
+                uuid[8] = (uuid[8] & 0x3f) | 0x80;
+                let mut hash_seed = [0u8; 16];
+                sys::random(&mut hash_seed);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as u32);
+                let kind = crate::deploy::ext_kind(kind);
+                let options = mkext::Options {
+                    kind,
+                    label,
+                    uuid,
+                    hash_seed,
+                    now,
+                };
+                let made = mkext::format(dev, offset, len, &options)?;
+                log::info!(
+                    "{}: {} blocks of {} bytes, {} inodes, journal {} blocks",
+                    kind.name(),
+                    made.geometry.blocks,
+                    made.geometry.block_size,
+                    made.geometry.inodes(),
+                    made.journal_blocks
+                );
+                Ok(())
+            }
         }
     }
 }
