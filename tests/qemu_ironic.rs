@@ -492,3 +492,141 @@ fn a_conductor_holding_an_earlier_agents_certificate_refuses_and_rivet_says_why(
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A disk image of `mib` MiB filled with a non-zero pattern.
+fn patterned(dir: &Path, name: &str, mib: usize) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let chunk: Vec<u8> = (0..MIB as usize).map(|i| (i % 251) as u8 | 1).collect();
+    let mut data = Vec::with_capacity(mib * MIB as usize);
+    for _ in 0..mib {
+        data.extend_from_slice(&chunk);
+    }
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+fn all_zero(path: &Path) -> bool {
+    std::fs::read(path).unwrap().iter().all(|&b| b == 0)
+}
+
+/// Cleaning's erase_devices on a virtio disk, an NVMe disk and an AHCI
+/// (SATA) disk, two at a time; a disk skip_block_devices names and a
+/// read-only disk (agent_erase_skip_read_only) are left as they were.
+#[test]
+fn erase_devices_erases_virtio_nvme_and_sata_disks_and_spares_the_rest() {
+    let dir = scratch("erase-devices");
+    let virtio = patterned(&dir, "virtio.img", 160);
+    let nvme = patterned(&dir, "nvme.img", 48);
+    let sata = patterned(&dir, "sata.img", 160);
+    let kept = patterned(&dir, "kept.img", 8);
+    let ro = patterned(&dir, "ro.img", 8);
+    let node = json!({
+        "driver_internal_info": {"agent_erase_devices_iterations": 1, "agent_erase_devices_zeroize": true,
+                                 "disk_erasure_concurrency": 2, "agent_erase_skip_read_only": true},
+        "properties": {"skip_block_devices": [{"serial": "keepme"}]}});
+    let node_json = node.to_string();
+    let mut conductor = Conductor::start(
+        &dir,
+        "clean",
+        None,
+        &["--clean-step", "erase_devices", "--node-json", &node_json],
+        None,
+    );
+    conductor.initrd = common::initramfs("default");
+    let qemu_args = [
+        format!("-drive file={},if=none,id=nv0,format=raw -device nvme,serial=rivetnvme,drive=nv0", nvme.display()),
+        format!("-device ahci,id=ahci0 -drive file={},if=none,id=sata0,format=raw -device ide-hd,drive=sata0,bus=ahci0.0", sata.display()),
+        format!("-drive file={},if=none,id=ro0,format=raw,readonly=on -device virtio-blk-pci,drive=ro0,serial=rodisk", ro.display()),
+    ];
+    let mut boot = conductor
+        .boot(&dir, &[&virtio], "")
+        .arg("--disk", format!("{},serial=keepme", kept.display()))
+        .arg("--timeout", 600);
+    for token in qemu_args.iter().flat_map(|a| a.split_whitespace()) {
+        boot = boot.arg("--qemu-arg", token);
+    }
+    let console = boot.run("reboot: Power down");
+    let record = common::ironic::finished_record(&dir);
+    let clean = &record["clean"];
+    assert_eq!(clean["command_status"], "SUCCEEDED", "{clean:#}");
+    let erased = clean["command_result"]["clean_result"].as_object().unwrap();
+    let mut names: Vec<&str> = erased.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["/dev/nvme0n1", "/dev/sda", "/dev/vda"], "{clean:#}");
+    for (disk, what) in [(&virtio, "virtio"), (&nvme, "NVMe"), (&sata, "SATA")] {
+        assert!(all_zero(disk), "{what} disk not all zero");
+    }
+    let pattern = patterned(&dir, "pattern.img", 8);
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        std::fs::read(&pattern).unwrap(),
+        "skipped disk changed"
+    );
+    assert_eq!(
+        std::fs::read(&ro).unwrap(),
+        std::fs::read(&pattern).unwrap(),
+        "read-only disk changed"
+    );
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, "/dev/nvme0n1: Format NVM done");
+    assert_logged(&lines, "skipping read-only /dev/vdc");
+    assert_logged(&lines, "skip_block_devices");
+    assert_logged(&lines, "read back zero");
+    // Two at a time: two disks started before the first finished.
+    let first_done = lines.iter().position(|l| l.contains(": done (")).unwrap();
+    let started = lines[..first_done]
+        .iter()
+        .filter(|l| l.ends_with(": started"))
+        .count();
+    assert_eq!(started, 2, "{}", lines.join("\n"));
+    // The conductor saw progress in the running command's result.
+    assert!(
+        record["progress_seen"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "{record:#}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Without agent_erase_skip_read_only, a read-only disk fails the step
+/// before any disk is erased, as in the real agent.
+#[test]
+fn erase_devices_fails_on_a_read_only_disk_before_erasing_anything() {
+    let dir = scratch("erase-ro");
+    let disk = patterned(&dir, "disk.img", 8);
+    let ro = patterned(&dir, "ro.img", 8);
+    let mut conductor = Conductor::start(
+        &dir,
+        "clean",
+        None,
+        &["--clean-step", "erase_devices"],
+        None,
+    );
+    conductor.initrd = common::initramfs("default");
+    let mut boot = conductor.boot(&dir, &[&disk], "");
+    let ro_drive = format!(
+        "file={},if=none,id=ro0,format=raw,readonly=on",
+        ro.display()
+    );
+    for token in ["-drive", &ro_drive, "-device", "virtio-blk-pci,drive=ro0"] {
+        boot = boot.arg("--qemu-arg", token);
+    }
+    boot.run("reboot: Power down");
+    let record = common::ironic::finished_record(&dir);
+    let clean = &record["clean"];
+    assert_eq!(clean["command_status"], "FAILED", "{clean:#}");
+    assert_eq!(clean["command_error"]["type"], "BlockDeviceEraseError");
+    let details = clean["command_error"]["details"].as_str().unwrap();
+    assert!(
+        details.contains("/dev/vdb: the device is read-only"),
+        "{details}"
+    );
+    let pattern = patterned(&dir, "pattern.img", 8);
+    assert_eq!(
+        std::fs::read(&disk).unwrap(),
+        std::fs::read(&pattern).unwrap(),
+        "erased anyway"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod deploy;
+pub mod erase;
 pub mod fetch;
 pub mod inspect;
 pub mod install_bootloader;
@@ -20,6 +21,7 @@ USAGE:
 
 COMMANDS:
     deploy        Write an image onto a disk or file as ironic-python-agent would
+    erase         Erase one disk as cleaning's erase_devices does (secure erase or overwrite)
     fetch         Download a URL with rivet's own TCP/IP over a raw NIC
     inspect       Show a disk's partition table and filesystems as JSON
     install-bootloader  Put a partition image's UEFI boot loader (shim, grub) on the disk's ESP
@@ -43,6 +45,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         Some("deploy") => deploy::run(it.collect()),
+        Some("erase") => erase::run(it.collect()),
         Some("fetch") => fetch::run(it.collect()),
         Some("inspect") => inspect::run(it.collect()),
         Some("install-bootloader") => install_bootloader::run(it.collect()),

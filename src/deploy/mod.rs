@@ -14,6 +14,7 @@
 pub mod bootchain;
 pub mod configdrive;
 pub mod device;
+pub mod erase;
 pub mod image;
 mod partition;
 pub mod result;

@@ -251,6 +251,12 @@ impl Disk {
         })
     }
 
+    /// The open device, for ioctls (NVMe and ATA pass-through).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
     pub fn is_block_device(&self) -> bool {
         self.is_block
     }

@@ -5,6 +5,7 @@ pub mod blockdev;
 pub mod coldplug;
 pub mod efivars;
 pub mod env;
+pub mod erase;
 pub mod fat;
 pub mod hardware;
 pub mod inventory;

@@ -38,6 +38,13 @@ pub enum Work {
         step: Value,
         clean: bool,
     },
+    /// `erase_devices` (secure erase or overwrite) or, `express`,
+    /// `erase_devices_express` (NVMe format, else the metadata wipe).
+    EraseDevices {
+        step: Value,
+        clean: bool,
+        express: bool,
+    },
     InstallBootloader {
         params: Value,
     },
@@ -429,6 +436,11 @@ impl Api {
                 })
             }
             "erase_devices_metadata" => Ok(Work::EraseMetadata { step, clean }),
+            "erase_devices" | "erase_devices_express" => Ok(Work::EraseDevices {
+                express: name == "erase_devices_express",
+                step,
+                clean,
+            }),
             other => Err(RestError::new(
                 "HardwareManagerMethodNotFound",
                 500,
@@ -477,6 +489,16 @@ impl Api {
             return Err(RestError::invalid_params("Image checksum is md5, which the conductor has disabled (agent_md5_checksum_enable)"));
         }
         Ok(info)
+    }
+
+    /// Shows `progress` as the running command's result (the conductor
+    /// reads results only once a command has ended).
+    pub fn set_progress(&mut self, progress: Value) {
+        if let Some(c) = self.commands.last_mut() {
+            if c.status == Status::Running {
+                c.result = Some(progress);
+            }
+        }
     }
 
     /// Whether the last command is still running (for logging and tests).

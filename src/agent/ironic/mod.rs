@@ -18,6 +18,7 @@ pub mod api;
 pub mod bootloader;
 pub mod commands;
 pub mod conductor;
+pub mod erase;
 pub mod heartbeat;
 pub mod inspection;
 pub mod node;

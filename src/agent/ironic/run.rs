@@ -331,6 +331,31 @@ fn run_job(t: &mut Servicing, job: &Job) -> (Result<Value, RestError>, Option<En
                 None,
             )
         }
+        Work::EraseDevices {
+            step,
+            clean,
+            express,
+        } => {
+            let node = t.agent.api.node.clone();
+            let outcome = super::erase::erase_devices(&node, *express, &mut |progress| {
+                t.agent.api.set_progress(progress.clone());
+                t.sleep_ms(200);
+            });
+            let key = if *clean { "clean" } else { "deploy" };
+            (
+                outcome
+                    .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
+                    .map_err(|e| {
+                        RestError::new(
+                            "BlockDeviceEraseError",
+                            500,
+                            "Error erasing block device",
+                            e,
+                        )
+                    }),
+                None,
+            )
+        }
         Work::InstallBootloader { params } => {
             let uuids = t.agent.api.partition_uuids.clone().unwrap_or(Value::Null);
             let disk = t.agent.api.image_disk.clone();

@@ -374,7 +374,7 @@ fn bad_steps_fail_as_records_not_as_http_errors() {
         &mut host,
         false,
         "clean.execute_clean_step",
-        json!({"step": {"interface": "deploy", "step": "erase_devices", "priority": 10}, "node": {}, "ports": []}),
+        json!({"step": {"interface": "deploy", "step": "burn_raid_controller", "priority": 10}, "node": {}, "ports": []}),
     );
     assert_eq!(r["command_error"]["type"], "HardwareManagerMethodNotFound");
     let (_, r) = post(
@@ -393,6 +393,32 @@ fn bad_steps_fail_as_records_not_as_http_errors() {
         list["commands"][3]["command_error"]["message"],
         "Clean step failed"
     );
+    // erase_devices runs as a job whose progress shows while it runs.
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "clean.execute_clean_step",
+        json!({"step": {"interface": "deploy", "step": "erase_devices", "priority": 10}, "node": {}, "ports": []}),
+    );
+    assert_eq!(r["command_status"], "RUNNING");
+    let job = api.take_job().unwrap();
+    assert!(matches!(
+        job.work,
+        Work::EraseDevices {
+            clean: true,
+            express: false,
+            ..
+        }
+    ));
+    api.set_progress(json!({"erase_progress": {"/dev/vda": "pass 1/2"}}));
+    let (_, list) = commands(&mut api, &mut host);
+    assert_eq!(list["commands"][4]["command_status"], "RUNNING");
+    assert_eq!(
+        list["commands"][4]["command_result"]["erase_progress"]["/dev/vda"],
+        "pass 1/2"
+    );
+    api.finish(&job.id, Ok(json!({"clean_result": {"/dev/vda": null}})));
     // The conductor may disable md5.
     api.md5_enabled = false;
     let mut info = image_info();

@@ -6,7 +6,7 @@
 
 mod agent;
 mod ec;
-mod provider;
+pub mod provider;
 
 pub use agent::AgentTls;
 
