@@ -679,6 +679,16 @@ fn ephemeral_ext4_ext3_ext2_pass_e2fsck_and_match_what_mkfs_makes() {
                 f
             };
             assert_eq!(features(&ours), features(&theirs), "{what}");
+            if eph_mib == 64 {
+                // The kernel mounts it read-write; e2fsck is still content after.
+                let mnt = dir.join(format!("mnt-{kind}"));
+                std::fs::create_dir_all(&mnt).unwrap();
+                ok("mount", &["-t", kind, &eph.dev, mnt.to_str().unwrap()]);
+                let wrote = std::fs::write(mnt.join("data"), vec![0xa5; 4 << 20]);
+                ok("umount", &[mnt.to_str().unwrap()]);
+                wrote.unwrap();
+                assert_e2fsck_clean(&eph.dev, &format!("{what}, after a read-write mount"));
+            }
             drop(eph);
             let _ = std::fs::remove_file(&disk);
             let _ = std::fs::remove_file(&reference);

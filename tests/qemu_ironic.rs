@@ -630,3 +630,52 @@ fn erase_devices_fails_on_a_read_only_disk_before_erasing_anything() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// erase_devices_express: Format NVM on the NVMe disk, the metadata wipe
+/// on the other (its partition table and filesystem signatures go, the
+/// rest of it stays).
+#[test]
+fn erase_devices_express_formats_nvme_and_wipes_metadata_elsewhere() {
+    let dir = scratch("erase-express");
+    let nvme = patterned(&dir, "nvme.img", 16);
+    let disk = common::disk::gpt_whole_disk_image(&dir);
+    let before = std::fs::read(&disk).unwrap();
+    let mut conductor = Conductor::start(
+        &dir,
+        "clean",
+        None,
+        &["--clean-step", "erase_devices_express"],
+        None,
+    );
+    conductor.initrd = common::initramfs("default");
+    let nvme_drive = format!("file={},if=none,id=nv0,format=raw", nvme.display());
+    let mut boot = conductor.boot(&dir, &[&disk], "");
+    for token in [
+        "-drive",
+        &nvme_drive,
+        "-device",
+        "nvme,serial=rivetnvme,drive=nv0",
+    ] {
+        boot = boot.arg("--qemu-arg", token);
+    }
+    let console = boot.run("reboot: Power down");
+    let record = common::ironic::finished_record(&dir);
+    let clean = &record["clean"];
+    assert_eq!(clean["command_status"], "SUCCEEDED", "{clean:#}");
+    assert!(all_zero(&nvme), "NVMe disk not formatted");
+    let after = std::fs::read(&disk).unwrap();
+    assert!(after[..1 << 20].iter().all(|&b| b == 0), "the GPT is gone");
+    let out = common::disk::run("blkid", &["-p", "-o", "export", disk.to_str().unwrap()]);
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !probe.contains("PTTYPE"),
+        "a partition table is left: {probe}"
+    );
+    assert_ne!(after, before);
+    assert!(
+        after != vec![0u8; after.len()],
+        "a metadata wipe, not an overwrite"
+    );
+    assert_logged(&rivet_lines(&console), "/dev/nvme0n1: Format NVM done");
+    let _ = std::fs::remove_dir_all(dir);
+}
