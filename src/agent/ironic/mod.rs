@@ -21,6 +21,7 @@ pub mod conductor;
 pub mod erase;
 pub mod heartbeat;
 pub mod inspection;
+mod jobs;
 pub mod node;
 pub mod params;
 pub mod run;

@@ -3,24 +3,18 @@
 //! image write, a wipe) runs, because jobs reach the network through
 //! [`Servicing`], which services the agent whenever the job waits on it.
 
-use super::api::{Api, Host, Job, Served, Work};
-use super::bootloader;
-use super::commands::RestError;
+use super::api::{Api, Host, Served};
 use super::conductor::{self, IronicApi};
 use super::heartbeat::Schedule;
 use super::inspection::{self, Facts};
-use super::node;
 use super::params::Params;
-use crate::agent::standalone::{self, firmware_boot_mode, Failure};
+use crate::agent::standalone;
 use crate::cmdline::{Cmdline, EndAction};
-use crate::linux::blockdev::Disk;
 use crate::linux::packet::LinuxStack;
 use crate::linux::{inventory, logger, sys};
 use crate::net::listener::Listener;
 use crate::net::stack::Lease;
 use crate::net::{ConnId, NetError, NetErrorKind, Transport};
-use crate::plan::{ImageType, Plan};
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -74,8 +68,8 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-struct Agent {
-    api: Api,
+pub(super) struct Agent {
+    pub(super) api: Api,
     listener: Listener,
     schedule: Schedule,
     ironic: IronicApi,
@@ -126,10 +120,10 @@ impl Agent {
 /// rivet's stack for a job, with the agent serviced at least every
 /// `SERVICE_MS` while the job waits on the network: commands get answers
 /// (busy, RUNNING) and heartbeats go out during a long image stream.
-struct Servicing<'a> {
-    stack: &'a mut LinuxStack,
-    agent: &'a mut Agent,
-    last_ms: u64,
+pub(super) struct Servicing<'a> {
+    pub(super) stack: &'a mut LinuxStack,
+    pub(super) agent: &'a mut Agent,
+    pub(super) last_ms: u64,
 }
 
 const SERVICE_MS: u64 = 20;
@@ -192,181 +186,6 @@ impl Transport for Servicing<'_> {
     fn start_tls(&mut self, conn: ConnId, host: &str, timeout_ms: u64) -> Result<(), NetError> {
         self.tick();
         self.stack.start_tls(conn, host, timeout_ms)
-    }
-}
-
-/// A deploy failure as the real agent names it (the conductor logs the
-/// type and shows the message and details to the operator).
-fn ipa_error(f: Failure) -> RestError {
-    match f.step {
-        "checksum" => RestError::new(
-            "ImageChecksumError",
-            500,
-            "Error verifying image checksum",
-            f.error,
-        ),
-        "image" => RestError::new(
-            "ImageDownloadError",
-            500,
-            "Error downloading image",
-            f.error,
-        ),
-        "disk" => RestError::new(
-            "DeviceNotFound",
-            404,
-            "Error finding the disk or partition device to deploy the image onto",
-            f.error,
-        ),
-        "validate" | "plan" => RestError::invalid_params(f.error),
-        "memory" => RestError::execution(f.error),
-        _ => RestError::new(
-            "ImageWriteError",
-            500,
-            "Error writing image to device",
-            f.error,
-        ),
-    }
-}
-
-/// Writes the image; returns the command result and what
-/// get_partition_uuids will answer.
-fn write_image(
-    t: &mut Servicing,
-    image_info: &Value,
-    step: Option<&Value>,
-    node_json: &Value,
-) -> Result<Value, RestError> {
-    let plan =
-        Plan::from_value(image_info).map_err(|e| RestError::invalid_params(e.to_string()))?;
-    let hints = node::root_device_hints(node_json).map_err(|e| {
-        ipa_error(Failure {
-            step: "disk",
-            error: e,
-        })
-    })?;
-    let boot_mode = plan
-        .boot_mode
-        .or_else(|| node::boot_mode(node_json))
-        .unwrap_or_else(firmware_boot_mode);
-    let id = image_info["id"].as_str().unwrap_or("").to_string();
-    let partition = plan.image_type == ImageType::Partition;
-    let target = match &hints {
-        Some(h) => standalone::Target::Hints(h),
-        None => standalone::Target::Hint(None),
-    };
-    let (v, _) = standalone::write_plan(t, plan, target, boot_mode).map_err(ipa_error)?;
-    let uuids = if partition {
-        json!({"root uuid": v["root uuid"], "efi system partition uuid": v["efi system partition uuid"],
-               "partitions": v["partitions"]})
-    } else {
-        json!({"root uuid": v["root uuid"]})
-    };
-    log::info!("partition uuids: {uuids}");
-    t.agent.api.partition_uuids = Some(uuids);
-    t.agent.api.image_disk = v["disk"].as_str().map(str::to_string);
-    let mut msg = format!(
-        "image ({id}) written to device {} root_uuid={}",
-        v["disk"].as_str().unwrap_or(""),
-        v["root uuid"].as_str().unwrap_or("")
-    );
-    if let (Some("uefi"), Some(esp)) = (
-        image_info["deploy_boot_mode"].as_str(),
-        v["efi system partition uuid"].as_str(),
-    ) {
-        msg += &format!(" efi_system_partition_uuid={esp}");
-    }
-    Ok(match step {
-        Some(step) => {
-            json!({"deploy_result": {"result": format!("prepare_image: {msg}")}, "deploy_step": step})
-        }
-        None => Value::String(msg),
-    })
-}
-
-/// Ironic's `erase_devices_metadata` on every disk of the machine.
-fn erase_all() -> Result<(), String> {
-    let mut failed = Vec::new();
-    for d in inventory::disks(Path::new("/sys")) {
-        let path = format!("/dev/{}", d.name);
-        log::info!("erasing metadata on {path} ({} bytes)", d.size_bytes);
-        let r = Disk::open(&path, 512).and_then(|mut disk| {
-            crate::deploy::erase_metadata(&mut disk).map_err(|e| e.to_string())
-        });
-        if let Err(e) = r {
-            log::error!("{path}: {e}");
-            failed.push(format!("\"{path}\": {e}"));
-        }
-    }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "Failed to erase the metadata on the device(s): {}",
-            failed.join("; ")
-        ))
-    }
-}
-
-/// Runs a job; returns its outcome and the end action it asks for.
-fn run_job(t: &mut Servicing, job: &Job) -> (Result<Value, RestError>, Option<EndAction>) {
-    match &job.work {
-        Work::WriteImage {
-            image_info,
-            step,
-            node,
-        } => (write_image(t, image_info, step.as_ref(), node), None),
-        Work::EraseMetadata { step, clean } => {
-            let outcome = erase_all().map_err(|e| {
-                RestError::new(
-                    "BlockDeviceEraseError",
-                    500,
-                    "Error erasing block device",
-                    e,
-                )
-            });
-            let key = if *clean { "clean" } else { "deploy" };
-            (
-                outcome
-                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step})),
-                None,
-            )
-        }
-        Work::EraseDevices {
-            step,
-            clean,
-            express,
-        } => {
-            let node = t.agent.api.node.clone();
-            let outcome = super::erase::erase_devices(&node, *express, &mut |progress| {
-                t.agent.api.set_progress(progress.clone());
-                t.sleep_ms(200);
-            });
-            let key = if *clean { "clean" } else { "deploy" };
-            (
-                outcome
-                    .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
-                    .map_err(|e| {
-                        RestError::new(
-                            "BlockDeviceEraseError",
-                            500,
-                            "Error erasing block device",
-                            e,
-                        )
-                    }),
-                None,
-            )
-        }
-        Work::InstallBootloader { params } => {
-            let uuids = t.agent.api.partition_uuids.clone().unwrap_or(Value::Null);
-            let disk = t.agent.api.image_disk.clone();
-            let bios_asked = t.agent.api.bios_bootloader_install;
-            (
-                bootloader::install(disk.as_deref(), &uuids, params, bios_asked),
-                None,
-            )
-        }
-        Work::PowerOff => (Ok(Value::Null), Some(EndAction::Poweroff)),
-        Work::Reboot => (Ok(Value::Null), Some(EndAction::Reboot)),
     }
 }
 
@@ -658,7 +477,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
                     agent: &mut agent,
                     last_ms: 0,
                 };
-                run_job(&mut t, &job)
+                super::jobs::run_job(&mut t, &job)
             };
             agent.api.finish(&job.id, outcome);
             agent.schedule.force();

@@ -1,0 +1,197 @@
+//! What each command's job does once the API has accepted it: write the
+//! image, wipe or erase disks, install the boot loader, power off; and the
+//! real agent's names for the ways they fail. The run loop (run.rs) hands
+//! jobs here with a [`Servicing`] transport, so the conductor still gets
+//! answers and heartbeats while one runs.
+
+use super::api::{Job, Work};
+use super::bootloader;
+use super::commands::RestError;
+use super::node;
+use super::run::Servicing;
+use crate::agent::standalone::{self, firmware_boot_mode, Failure};
+use crate::cmdline::EndAction;
+use crate::linux::blockdev::Disk;
+use crate::linux::inventory;
+use crate::net::Transport;
+use crate::plan::{ImageType, Plan};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// A deploy failure as the real agent names it (the conductor logs the
+/// type and shows the message and details to the operator).
+fn ipa_error(f: Failure) -> RestError {
+    match f.step {
+        "checksum" => RestError::new(
+            "ImageChecksumError",
+            500,
+            "Error verifying image checksum",
+            f.error,
+        ),
+        "image" => RestError::new(
+            "ImageDownloadError",
+            500,
+            "Error downloading image",
+            f.error,
+        ),
+        "disk" => RestError::new(
+            "DeviceNotFound",
+            404,
+            "Error finding the disk or partition device to deploy the image onto",
+            f.error,
+        ),
+        "validate" | "plan" => RestError::invalid_params(f.error),
+        "memory" => RestError::execution(f.error),
+        _ => RestError::new(
+            "ImageWriteError",
+            500,
+            "Error writing image to device",
+            f.error,
+        ),
+    }
+}
+
+/// Writes the image; returns the command result and what
+/// get_partition_uuids will answer.
+fn write_image(
+    t: &mut Servicing,
+    image_info: &Value,
+    step: Option<&Value>,
+    node_json: &Value,
+) -> Result<Value, RestError> {
+    let plan =
+        Plan::from_value(image_info).map_err(|e| RestError::invalid_params(e.to_string()))?;
+    let hints = node::root_device_hints(node_json).map_err(|e| {
+        ipa_error(Failure {
+            step: "disk",
+            error: e,
+        })
+    })?;
+    let boot_mode = plan
+        .boot_mode
+        .or_else(|| node::boot_mode(node_json))
+        .unwrap_or_else(firmware_boot_mode);
+    let id = image_info["id"].as_str().unwrap_or("").to_string();
+    let partition = plan.image_type == ImageType::Partition;
+    let target = match &hints {
+        Some(h) => standalone::Target::Hints(h),
+        None => standalone::Target::Hint(None),
+    };
+    let (v, _) = standalone::write_plan(t, plan, target, boot_mode).map_err(ipa_error)?;
+    let uuids = if partition {
+        json!({"root uuid": v["root uuid"], "efi system partition uuid": v["efi system partition uuid"],
+               "partitions": v["partitions"]})
+    } else {
+        json!({"root uuid": v["root uuid"]})
+    };
+    log::info!("partition uuids: {uuids}");
+    t.agent.api.partition_uuids = Some(uuids);
+    t.agent.api.image_disk = v["disk"].as_str().map(str::to_string);
+    let mut msg = format!(
+        "image ({id}) written to device {} root_uuid={}",
+        v["disk"].as_str().unwrap_or(""),
+        v["root uuid"].as_str().unwrap_or("")
+    );
+    if let (Some("uefi"), Some(esp)) = (
+        image_info["deploy_boot_mode"].as_str(),
+        v["efi system partition uuid"].as_str(),
+    ) {
+        msg += &format!(" efi_system_partition_uuid={esp}");
+    }
+    Ok(match step {
+        Some(step) => {
+            json!({"deploy_result": {"result": format!("prepare_image: {msg}")}, "deploy_step": step})
+        }
+        None => Value::String(msg),
+    })
+}
+
+/// Ironic's `erase_devices_metadata` on every disk of the machine.
+fn erase_all() -> Result<(), String> {
+    let mut failed = Vec::new();
+    for d in inventory::disks(Path::new("/sys")) {
+        let path = format!("/dev/{}", d.name);
+        log::info!("erasing metadata on {path} ({} bytes)", d.size_bytes);
+        let r = Disk::open(&path, 512).and_then(|mut disk| {
+            crate::deploy::erase_metadata(&mut disk).map_err(|e| e.to_string())
+        });
+        if let Err(e) = r {
+            log::error!("{path}: {e}");
+            failed.push(format!("\"{path}\": {e}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Failed to erase the metadata on the device(s): {}",
+            failed.join("; ")
+        ))
+    }
+}
+
+/// Runs a job; returns its outcome and the end action it asks for.
+pub(super) fn run_job(
+    t: &mut Servicing,
+    job: &Job,
+) -> (Result<Value, RestError>, Option<EndAction>) {
+    match &job.work {
+        Work::WriteImage {
+            image_info,
+            step,
+            node,
+        } => (write_image(t, image_info, step.as_ref(), node), None),
+        Work::EraseMetadata { step, clean } => {
+            let outcome = erase_all().map_err(|e| {
+                RestError::new(
+                    "BlockDeviceEraseError",
+                    500,
+                    "Error erasing block device",
+                    e,
+                )
+            });
+            let key = if *clean { "clean" } else { "deploy" };
+            (
+                outcome
+                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step})),
+                None,
+            )
+        }
+        Work::EraseDevices {
+            step,
+            clean,
+            express,
+        } => {
+            let node = t.agent.api.node.clone();
+            let outcome = super::erase::erase_devices(&node, *express, &mut |progress| {
+                t.agent.api.set_progress(progress.clone());
+                t.sleep_ms(200);
+            });
+            let key = if *clean { "clean" } else { "deploy" };
+            (
+                outcome
+                    .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
+                    .map_err(|e| {
+                        RestError::new(
+                            "BlockDeviceEraseError",
+                            500,
+                            "Error erasing block device",
+                            e,
+                        )
+                    }),
+                None,
+            )
+        }
+        Work::InstallBootloader { params } => {
+            let uuids = t.agent.api.partition_uuids.clone().unwrap_or(Value::Null);
+            let disk = t.agent.api.image_disk.clone();
+            let bios_asked = t.agent.api.bios_bootloader_install;
+            (
+                bootloader::install(disk.as_deref(), &uuids, params, bios_asked),
+                None,
+            )
+        }
+        Work::PowerOff => (Ok(Value::Null), Some(EndAction::Poweroff)),
+        Work::Reboot => (Ok(Value::Null), Some(EndAction::Reboot)),
+    }
+}
