@@ -9,10 +9,12 @@
 //!   [`stream`]: pure logic over those formats (kernel command line, module
 //!   order, initramfs assembly, Ironic's image_info, partition layout, the
 //!   aligned streaming buffer and hashers).
-//! - [`fs`]: read-only filesystem readers (ext4, XFS) over byte sources.
+//! - [`fs`]: read-only filesystem readers (ext4, XFS) over byte sources,
+//!   and rivet's own mke2fs (ext2/3/4) over a block device.
 //! - [`deploy`]: the engine, written against traits (block device, image
-//!   source, environment, NVRAM); [`net`]: rivet's TCP/IP, HTTP client and
-//!   server over a device and a clock passed in.
+//!   source, environment, NVRAM), and the overwrite passes of a disk
+//!   erase; [`net`]: rivet's TCP/IP, HTTP client and server over a device
+//!   and a clock passed in.
 //! - [`linux`] (feature `std`): the thin glue that touches syscalls: PID 1
 //!   duties, coldplug, O_DIRECT disks, the packet socket, fatfs, efivarfs, TLS.
 //! - [`agent`] (feature `std`): orchestration: standalone and Ironic mode,

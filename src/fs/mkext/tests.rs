@@ -156,3 +156,25 @@ fn too_small_is_refused_before_writing() {
     assert!(e.contains("ext4 on 1048576 bytes"), "{e}");
     assert_eq!(disk.writes, 0);
 }
+
+/// What rivet's own ext4 reader (ext4-view) finds in what rivet made.
+#[test]
+fn the_ext4_reader_opens_what_was_made() {
+    use crate::fs::{ext4::Ext4Root, Kind as FileKind, RootFs};
+    for kind in [Kind::Ext4, Kind::Ext3, Kind::Ext2] {
+        let (disk, m, _) = made(kind, 16);
+        let len = (m.geometry.blocks * u64::from(m.geometry.block_size)) as usize;
+        let image = disk.bytes(1 << 20, len);
+        let mut fs = Ext4Root::load(Box::new(image)).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let names: Vec<String> = fs.list("/").unwrap().into_iter().map(|e| e.0).collect();
+        assert!(
+            names.iter().any(|n| n == "lost+found"),
+            "{kind:?}: {names:?}"
+        );
+        assert_eq!(
+            fs.kind("/lost+found").unwrap(),
+            Some(FileKind::Dir),
+            "{kind:?}"
+        );
+    }
+}
