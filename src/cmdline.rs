@@ -170,7 +170,54 @@ pub const RIVET_KEYS: &[&str] = &[
     "rivet.loglevel",
     "rivet.insecure",
     "rivet.debug",
+    "rivet.vlan",
 ];
+
+/// The tagged VLAN to provision on: `rivet.vlan=ID` or `rivet.vlan=NIC.ID`,
+/// or dracut's `vlan=NAME:NIC` (NAME `eth0.100`, `vlan100`, `vlan0100`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vlan {
+    /// The NIC the VLAN runs on; None: the boot NIC.
+    pub nic: Option<String>,
+    pub id: u16,
+}
+
+impl Vlan {
+    fn id(digits: &str) -> Option<u16> {
+        digits
+            .parse::<u16>()
+            .ok()
+            .filter(|id| (1..=4094).contains(id))
+    }
+
+    /// `rivet.vlan=`'s value.
+    pub fn parse_rivet(value: &str) -> Option<Vlan> {
+        match value.rsplit_once('.') {
+            Some((nic, id)) if !nic.is_empty() => Some(Vlan {
+                nic: Some(nic.to_string()),
+                id: Vlan::id(id)?,
+            }),
+            _ => Some(Vlan {
+                nic: None,
+                id: Vlan::id(value)?,
+            }),
+        }
+    }
+
+    /// dracut's `vlan=NAME:NIC`: the id is what follows NAME's last dot
+    /// (`eth0.100`) or its `vlan` prefix (`vlan100`, `vlan0100`).
+    pub fn parse_dracut(value: &str) -> Option<Vlan> {
+        let (name, nic) = value.split_once(':')?;
+        let digits = match name.rsplit_once('.') {
+            Some((_, id)) => id,
+            None => name.strip_prefix("vlan")?,
+        };
+        Some(Vlan {
+            nic: Some(nic.to_string()).filter(|n| !n.is_empty()),
+            id: Vlan::id(digits)?,
+        })
+    }
+}
 
 /// A boolean kernel parameter's value as ironic-python-agent reads them.
 pub fn truthy(v: &str) -> bool {
@@ -187,6 +234,7 @@ pub struct Cmdline {
     pub bootif: Option<Mac>,
     pub ip: Option<IpConfig>,
     pub consoles: Vec<String>,
+    pub vlan: Option<Vlan>,
     /// Every `rivet.*` key as given (later values win), for later stages.
     pub rivet: BTreeMap<String, String>,
     /// ironic-python-agent's keys (`ipa-api-url=`, `ipa-insecure=`, …) as
@@ -204,6 +252,7 @@ impl Default for Cmdline {
             bootif: None,
             ip: None,
             consoles: Vec::new(),
+            vlan: None,
             rivet: BTreeMap::new(),
             ipa: BTreeMap::new(),
             warnings: Vec::new(),
@@ -265,6 +314,19 @@ impl Cmdline {
                     Err(why) => cmd.warnings.push(format!("ip=: {why}")),
                 },
                 "console" => cmd.consoles.push(value.to_string()),
+                "rivet.vlan" | "vlan" => {
+                    let parsed = if key == "vlan" {
+                        Vlan::parse_dracut(value)
+                    } else {
+                        Vlan::parse_rivet(value)
+                    };
+                    match parsed {
+                        Some(v) => cmd.vlan = Some(v),
+                        None => cmd.warnings.push(format!(
+                            "{key}='{value}' is not a VLAN (rivet.vlan=ID or NIC.ID, vlan=NAME.ID:NIC; ids 1-4094)"
+                        )),
+                    }
+                }
                 "rivet.after" => match EndAction::parse(value) {
                     Some(a) => cmd.after = a,
                     None => cmd.warnings.push(format!(
@@ -298,6 +360,41 @@ impl Cmdline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vlans_in_rivet_and_dracut_forms() {
+        let v = |line: &str| Cmdline::parse(line).vlan;
+        assert_eq!(v("rivet.vlan=100"), Some(Vlan { nic: None, id: 100 }));
+        assert_eq!(
+            v("rivet.vlan=eth0.42"),
+            Some(Vlan {
+                nic: Some("eth0".into()),
+                id: 42
+            })
+        );
+        assert_eq!(
+            v("vlan=eth0.100:eth0"),
+            Some(Vlan {
+                nic: Some("eth0".into()),
+                id: 100
+            })
+        );
+        assert_eq!(
+            v("vlan=vlan0007:ens3"),
+            Some(Vlan {
+                nic: Some("ens3".into()),
+                id: 7
+            })
+        );
+        assert_eq!(v("rivet.vlan=4095"), None);
+        assert_eq!(v("rivet.vlan=0"), None);
+        let c = Cmdline::parse("rivet.vlan=eth0.x");
+        assert!(
+            c.vlan.is_none() && c.warnings[0].contains("not a VLAN"),
+            "{:?}",
+            c.warnings
+        );
+    }
     use alloc::vec;
 
     #[test]

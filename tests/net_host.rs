@@ -451,3 +451,68 @@ print("held", len(held), "closed", closed)
         "idle connections outlived the deadline: {out}"
     );
 }
+
+/// rivet on a tagged VLAN at both ends of the veth (this host's kernel has
+/// no 802.1Q driver: rivet tags and untags the frames itself, the kernel
+/// only reports the tag it sees): they talk on VLAN 100; a rivet on the
+/// untagged network does not reach the VLAN.
+#[test]
+fn rivet_tags_its_frames_for_a_vlan_and_takes_only_that_vlan() {
+    let dir = scratch("net-vlan");
+    let mut net = Net::new(19, &dir);
+    net.spawn_rivet_in_srv(
+        &[
+            "serve",
+            "--iface",
+            "rv0",
+            "--vlan",
+            "100",
+            "--ip",
+            "10.78.19.1/24",
+            "--port",
+            "9999",
+            "--seconds",
+            "60",
+        ],
+        "serve.log",
+    );
+    let url = "http://10.78.19.1:9999/v1/status";
+    let out = dir.join("status.json");
+    let fetch = |extra: &[&str]| {
+        let mut args = vec![
+            "fetch",
+            "--iface",
+            "rv1",
+            "--ip",
+            "10.78.19.5/24",
+            "--timeout",
+            "3",
+            "--retries",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[url, "--out", out.to_str().unwrap()]);
+        net.rivet(&args)
+    };
+    let mut ok = None;
+    for _ in 0..50 {
+        let o = fetch(&["--vlan", "100"]);
+        if o.status.success() {
+            ok = Some(o);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let o = ok.unwrap_or_else(|| panic!("no answer on VLAN 100:\n{}", net.log("serve.log")));
+    assert!(stderr(&o).contains("rv1: VLAN 100"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    // Untagged, the same address is not there.
+    let _ = std::fs::remove_file(&out);
+    let o = fetch(&[]);
+    assert!(!o.status.success(), "reached the VLAN untagged");
+    assert!(!out.exists());
+    // Nor on another VLAN.
+    let o = fetch(&["--vlan", "200"]);
+    assert!(!o.status.success(), "reached VLAN 100 from VLAN 200");
+}

@@ -176,10 +176,15 @@ pub fn network_verified(
     insecure: bool,
     ca_bundle: &str,
 ) -> Result<(LinuxStack, Lease, String), String> {
-    let nic = choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?;
+    let nic = match cmdline.vlan.as_ref().and_then(|v| v.nic.clone()) {
+        Some(named) => named,
+        None => choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?,
+    };
+    let vlan = cmdline.vlan.as_ref().map(|v| v.id);
     let addressing = addressing(&cmdline.ip)?;
     log::info!(
-        "network: {nic}, {}",
+        "network: {nic}{}, {}",
+        vlan.map(|id| format!(" VLAN {id}")).unwrap_or_default(),
         if addressing == Addressing::Dhcp {
             "DHCP"
         } else {
@@ -191,7 +196,7 @@ pub fn network_verified(
     } else {
         Verify::Bundle(ca_bundle.into())
     };
-    let mut s = open_stack(&nic, addressing, verify)?;
+    let mut s = open_stack(&nic, vlan, addressing, verify)?;
     let lease = s
         .wait_for_address(60_000)
         .map_err(|e| format!("{nic}: {e}"))?;

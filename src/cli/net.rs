@@ -6,11 +6,12 @@ use rivet::linux::tls::{Verify, CA_BUNDLE};
 use rivet::net::stack::Addressing;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
-pub const OPTIONS: &[&str] = &["iface", "ip", "gw", "dns", "ca-bundle"];
+pub const OPTIONS: &[&str] = &["iface", "vlan", "ip", "gw", "dns", "ca-bundle"];
 pub const SWITCHES: &[&str] = &["insecure"];
 
 pub const HELP: &str = "\
     --iface NAME        Use rivet's own TCP/IP on NAME (AF_PACKET; DHCP unless --ip)
+    --vlan ID           Speak on 802.1Q VLAN ID of --iface (frames tagged by rivet)
     --ip CIDR           Static address, e.g. 10.0.0.5/24
     --gw IP             Default gateway with --ip
     --dns IP            DNS server with --ip (repeatable)
@@ -59,7 +60,16 @@ pub fn stack(args: &Args) -> Result<Option<LinuxStack>, String> {
             }
         }
     };
-    let mut stack = open_stack(iface, addressing, verify(args)?)?;
+    let vlan = match args.get("vlan") {
+        Some(v) => Some(
+            v.parse::<u16>()
+                .ok()
+                .filter(|id| (1..=4094).contains(id))
+                .ok_or_else(|| format!("--vlan '{v}': a VLAN id, 1-4094"))?,
+        ),
+        None => None,
+    };
+    let mut stack = open_stack(iface, vlan, addressing, verify(args)?)?;
     let lease = stack
         .wait_for_address(30_000)
         .map_err(|e| format!("{iface}: {e}"))?;

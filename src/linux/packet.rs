@@ -22,6 +22,10 @@ const RING_BYTES: usize = 2 * crate::net::stack::TCP_RX_BUFFER;
 pub struct PacketDevice {
     fd: OwnedFd,
     mtu: usize,
+    /// The 802.1Q VLAN rivet speaks on (`rivet.vlan=`, `--vlan`): frames go
+    /// out tagged and only frames of that VLAN come in; without one, only
+    /// untagged frames (a trunk's other VLANs are not rivet's network).
+    vlan: Option<u16>,
     rx: Vec<u8>,
     ring: Option<sys::RxRing>,
     pub rx_frames: u64,
@@ -35,8 +39,8 @@ pub struct PacketDevice {
 /// taken where it gives one — a checksum left partial by a local sender (a
 /// conductor on the same hypervisor, a veth peer), or one the NIC verified —
 /// and every other TCP/UDP checksum is checked here.
-fn accept(status: u32, frame: &[u8]) -> bool {
-    status & (sys::TP_STATUS_CSUMNOTREADY | sys::TP_STATUS_CSUM_VALID) != 0
+fn accept(meta: sys::FrameMeta, frame: &[u8]) -> bool {
+    meta.status & (sys::TP_STATUS_CSUMNOTREADY | sys::TP_STATUS_CSUM_VALID) != 0
         || check_frame(frame) != Verdict::Bad
 }
 
@@ -49,7 +53,7 @@ fn note_bad_checksum(count: &mut u64) {
 
 impl PacketDevice {
     /// Brings `name` up, turns GRO off and opens the raw socket.
-    pub fn open(name: &str) -> Result<PacketDevice, String> {
+    pub fn open(name: &str, vlan: Option<u16>) -> Result<PacketDevice, String> {
         sys::set_link_up(name).map_err(|e| format!("{name}: bringing the link up: {e}"))?;
         // Every frame must reach the packet socket as it was on the wire,
         // at most one MTU: merged (GRO), hardware-merged (a virtio NIC's
@@ -73,9 +77,13 @@ impl PacketDevice {
                 None
             }
         };
+        if let Some(id) = vlan {
+            log::info!("{name}: VLAN {id}: frames tagged 802.1Q");
+        }
         Ok(PacketDevice {
             fd,
             mtu,
+            vlan,
             rx: vec![0u8; mtu + LINK_HEADER],
             ring,
             rx_frames: 0,
@@ -105,7 +113,21 @@ pub enum Rx<'a> {
     Ring(sys::RingFrame<'a>),
     Copy(&'a [u8]),
 }
-pub struct Tx<'a>(&'a OwnedFd, usize);
+/// The socket and the VLAN to tag with.
+pub struct Tx<'a>(&'a OwnedFd, Option<u16>);
+
+/// An Ethernet frame with an 802.1Q tag for VLAN `id` after the MACs.
+fn tagged(frame: &[u8], id: u16) -> Vec<u8> {
+    if frame.len() < 14 {
+        return frame.to_vec();
+    }
+    let mut out = Vec::with_capacity(frame.len() + 4);
+    out.extend_from_slice(&frame[..12]);
+    out.extend_from_slice(&[0x81, 0x00]);
+    out.extend_from_slice(&(id & 0x0fff).to_be_bytes());
+    out.extend_from_slice(&frame[12..]);
+    out
+}
 
 impl RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -121,11 +143,13 @@ impl TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut frame = vec![0u8; len];
         let r = f(&mut frame);
+        if let Some(id) = self.1 {
+            frame = tagged(&frame, id);
+        }
         if let Err(e) = rustix::net::send(self.0, &frame, rustix::net::SendFlags::DONTWAIT) {
             // Dropped like a lost frame: TCP retransmits.
             log::debug!("packet send failed: {e}");
         }
-        let _ = self.1;
         r
     }
 }
@@ -137,26 +161,33 @@ impl Device for PacketDevice {
     fn receive(&mut self, _t: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
         if let Some(ring) = self.ring.as_mut() {
             let bad = &mut self.rx_bad_checksums;
-            let frame = ring.next_frame_where(|status, frame| {
-                let ok = accept(status, frame);
+            let vlan = self.vlan;
+            let frame = ring.next_frame_where(|meta, frame| {
+                if meta.vlan != vlan {
+                    return false;
+                }
+                let ok = accept(meta, frame);
                 if !ok {
                     note_bad_checksum(bad);
                 }
                 ok
             })?;
             self.rx_frames += 1;
-            return Some((Rx::Ring(frame), Tx(&self.fd, self.mtu)));
+            return Some((Rx::Ring(frame), Tx(&self.fd, self.vlan)));
         }
         loop {
             match sys::recv_with_status(self.fd.as_fd(), &mut self.rx[..]) {
-                Ok(Some((n, status))) if n > 0 => {
+                Ok(Some((n, meta))) if n > 0 => {
                     let n = n.min(self.rx.len());
-                    if !accept(status, &self.rx[..n]) {
+                    if meta.vlan != self.vlan {
+                        continue;
+                    }
+                    if !accept(meta, &self.rx[..n]) {
                         note_bad_checksum(&mut self.rx_bad_checksums);
                         continue;
                     }
                     self.rx_frames += 1;
-                    return Some((Rx::Copy(&self.rx[..n]), Tx(&self.fd, self.mtu)));
+                    return Some((Rx::Copy(&self.rx[..n]), Tx(&self.fd, self.vlan)));
                 }
                 Ok(_) => return None,
                 Err(e) => {
@@ -172,7 +203,7 @@ impl Device for PacketDevice {
     }
 
     fn transmit(&mut self, _t: Instant) -> Option<Tx<'_>> {
-        Some(Tx(&self.fd, self.mtu))
+        Some(Tx(&self.fd, self.vlan))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -238,11 +269,12 @@ pub type LinuxStack =
 /// https servers are checked as `verify` says.
 pub fn open_stack(
     name: &str,
+    vlan: Option<u16>,
     addressing: crate::net::stack::Addressing,
     verify: super::tls::Verify,
 ) -> Result<LinuxStack, String> {
     let mac = mac_of(name)?;
-    let device = PacketDevice::open(name)?;
+    let device = PacketDevice::open(name, vlan)?;
     let waiter = PollWait::new(&device);
     let mut seed = [0u8; 8];
     sys::random(&mut seed);
@@ -275,11 +307,36 @@ mod tests {
     fn the_kernels_word_is_taken_and_other_frames_are_checked() {
         let good = udp_frame([0xfe, 0x60]);
         let partial = udp_frame([0x1e, 0x23]);
-        assert!(accept(0, &good));
-        assert!(!accept(0, &partial), "unvouched wrong checksum dropped");
-        assert!(accept(sys::TP_STATUS_CSUMNOTREADY | 1, &partial));
-        assert!(accept(sys::TP_STATUS_CSUM_VALID | 1, &partial));
+        let meta = |status| sys::FrameMeta::new(status, 0);
+        assert!(accept(meta(0), &good));
+        assert!(
+            !accept(meta(0), &partial),
+            "unvouched wrong checksum dropped"
+        );
+        assert!(accept(meta(sys::TP_STATUS_CSUMNOTREADY | 1), &partial));
+        assert!(accept(meta(sys::TP_STATUS_CSUM_VALID | 1), &partial));
         // Other bits of tp_status (USER, LOSING, COPY) vouch for nothing.
-        assert!(!accept(1 | 1 << 2 | 1 << 1, &partial));
+        assert!(!accept(meta(1 | 1 << 2 | 1 << 1), &partial));
+    }
+
+    #[test]
+    fn the_kernels_vlan_tag_is_read_and_frames_go_out_tagged() {
+        // TP_STATUS_VLAN_VALID with TCI 0x2064: priority 1, VLAN 100.
+        assert_eq!(sys::FrameMeta::new(1 | 1 << 4, 0x2064).vlan, Some(100));
+        assert_eq!(
+            sys::FrameMeta::new(1, 0x2064).vlan,
+            None,
+            "no tag without the flag"
+        );
+        assert_eq!(
+            sys::FrameMeta::new(1 | 1 << 4, 0x2000).vlan,
+            None,
+            "priority tag only"
+        );
+        let frame = udp_frame([0xfe, 0x60]);
+        let t = tagged(&frame, 100);
+        assert_eq!(&t[..12], &frame[..12]);
+        assert_eq!(&t[12..16], &[0x81, 0x00, 0x00, 0x64]);
+        assert_eq!(&t[16..], &frame[12..]);
     }
 }

@@ -208,6 +208,13 @@ impl Net {
         self.children.push(child);
     }
 
+    /// Starts rivet in the server namespace in the background (killed on drop).
+    pub fn spawn_rivet_in_srv(&mut self, args: &[&str], log: &str) {
+        let mut all = vec![env!("CARGO_BIN_EXE_rivet")];
+        all.extend_from_slice(args);
+        self.spawn_in_srv(all[0], &all[1..], log);
+    }
+
     /// Runs a command in the server namespace; returns its output whatever the status.
     pub fn run_in_srv(&self, cmd: &str, args: &[&str]) -> Output {
         Command::new("ip")

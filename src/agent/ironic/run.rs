@@ -227,6 +227,7 @@ fn lease_other_nics(boot_nic: &str, ipv4: &mut BTreeMap<String, String>) {
         }
         let opened = crate::linux::packet::open_stack(
             &nic.name,
+            None,
             crate::net::stack::Addressing::Dhcp,
             crate::linux::tls::Verify::Insecure,
         );

@@ -304,6 +304,28 @@ const TP_STATUS_KERNEL: u32 = 0;
 /// (a veth peer, a tap's local sender) and hardware that never saw it was
 /// to finish it. The kernel vouches for the data.
 pub const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+/// tp_vlan_tci holds the 802.1Q tag the kernel took off the frame.
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+
+/// What the kernel says of a received frame besides its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameMeta {
+    pub status: u32,
+    /// The VLAN id the frame was tagged with (the kernel untags frames
+    /// before a packet socket sees them and reports the tag here).
+    pub vlan: Option<u16>,
+}
+
+impl FrameMeta {
+    pub fn new(status: u32, tci: u16) -> FrameMeta {
+        FrameMeta {
+            status,
+            // VLAN 0 is a priority tag on an untagged frame (802.1p).
+            vlan: Some(tci & 0x0fff).filter(|&id| status & TP_STATUS_VLAN_VALID != 0 && id != 0),
+        }
+    }
+}
+
 /// The NIC (or the host behind virtio) verified the transport checksum.
 pub const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
 
@@ -402,15 +424,19 @@ impl RxRing {
     ///
     /// # Safety
     /// The frame must be rivet's (status USER) until it is handed back.
-    unsafe fn frame(&self, index: usize, status: u32) -> (u32, &[u8]) {
+    unsafe fn frame(&self, index: usize, status: u32) -> (FrameMeta, &[u8]) {
         // SAFETY: tpacket2_hdr: tp_snaplen at 8 (u32), tp_mac at 12 (u16),
-        // inside the frame the caller owns.
+        // tp_vlan_tci at 24 (u16), inside the frame the caller owns.
         unsafe {
             let frame = self.base.add(index * self.frame_size);
             let snaplen = (frame.add(8) as *const u32).read_volatile() as usize;
             let mac = (frame.add(12) as *const u16).read_volatile() as usize;
+            let tci = (frame.add(24) as *const u16).read_volatile();
             let len = snaplen.min(self.frame_size.saturating_sub(mac));
-            (status, std::slice::from_raw_parts(frame.add(mac), len))
+            (
+                FrameMeta::new(status, tci),
+                std::slice::from_raw_parts(frame.add(mac), len),
+            )
         }
     }
 
@@ -435,7 +461,7 @@ impl RxRing {
     /// the kernel. The returned [`RingFrame`] goes back when dropped.
     pub fn next_frame_where(
         &mut self,
-        mut keep: impl FnMut(u32, &[u8]) -> bool,
+        mut keep: impl FnMut(FrameMeta, &[u8]) -> bool,
     ) -> Option<RingFrame<'_>> {
         use std::sync::atomic::Ordering;
         loop {
@@ -464,8 +490,8 @@ impl RxRing {
                 continue;
             }
             // SAFETY: as above.
-            let (status, data) = unsafe { self.frame(index, status) };
-            if keep(status, data) {
+            let (meta, data) = unsafe { self.frame(index, status) };
+            if keep(meta, data) {
                 // SAFETY: as above; the RingFrame hands it back on drop.
                 let (_, data) = unsafe { self.frame(index, status) };
                 return Some(RingFrame {
@@ -526,7 +552,7 @@ pub fn want_packet_status(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
 pub fn recv_with_status(
     fd: std::os::fd::BorrowedFd<'_>,
     buf: &mut [u8],
-) -> io::Result<Option<(usize, u32)>> {
+) -> io::Result<Option<(usize, FrameMeta)>> {
     use std::os::fd::AsRawFd;
     // u64 alignment for the cmsghdr that the kernel writes here.
     let mut control = [0u64; 8];
@@ -550,7 +576,7 @@ pub fn recv_with_status(
             _ => Err(e),
         };
     }
-    let mut status = 0;
+    let mut meta = FrameMeta::new(0, 0);
     // SAFETY: walks the control messages the kernel wrote into `control`,
     // with libc's own bounds-checked cursor macros.
     unsafe {
@@ -558,12 +584,12 @@ pub fn recv_with_status(
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == SOL_PACKET && (*cmsg).cmsg_type == PACKET_AUXDATA {
                 let aux = (libc::CMSG_DATA(cmsg) as *const TpacketAuxdata).read_unaligned();
-                status = aux.tp_status;
+                meta = FrameMeta::new(aux.tp_status, aux.tp_vlan_tci);
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    Ok(Some((n as usize, status)))
+    Ok(Some((n as usize, meta)))
 }
 
 impl Drop for RxRing {
