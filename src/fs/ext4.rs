@@ -69,8 +69,11 @@ fn check_geometry(source: &mut dyn ReadAt) -> Result<(), FsError> {
         return Err(FsError::Corrupt(format!("ext4: block size 2^(10+{log})")));
     }
     let block = 1024u64 << log;
-    let incompat_64bit = le32(96) & 0x80 != 0;
-    let blocks = le32(4) | if incompat_64bit { le32(0x150) << 32 } else { 0 };
+    // ext4-view counts s_blocks_count_hi whether or not the 64bit feature
+    // is on (the format says it only counts with it): check what the
+    // reader will use, or a crafted non-64bit superblock with a high word
+    // asks it for billions of groups (found by fuzz/filesystems).
+    let blocks = le32(4) | (le32(0x150) << 32);
     let per_group = le32(32);
     let first = le32(20);
     let bad = |what: String| Err(FsError::Corrupt(format!("ext4: {what}")));

@@ -342,6 +342,14 @@ fn damaged_ext4_is_refused_never_a_panic() {
     let mut f = FileAt::open(&img);
     f.patch.insert(1024 + 56, 0); // superblock magic
     assert!(Ext4Root::load(Box::new(f)).is_err());
+    // A high word of the block count without the 64bit feature: the
+    // reader would size its group table from it.
+    let mut f = FileAt::open(&img);
+    f.patch.insert(1024 + 0x150 + 1, 0x11);
+    match Ext4Root::load(Box::new(f)) {
+        Err(e) => assert!(e.to_string().contains("do not fit"), "{e}"),
+        Ok(_) => panic!("a block count past the partition was taken"),
+    }
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..200 {
         let mut f = FileAt::open(&img);
