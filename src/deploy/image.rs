@@ -22,6 +22,53 @@ pub trait ImageSource: Read {
     fn describe(&self) -> alloc::string::String;
 }
 
+/// An image source whose first bytes were read ahead, before anything is
+/// written, to check what format it is in; they are replayed to the deploy.
+pub struct Sniffed<'a, S: ?Sized> {
+    inner: &'a mut S,
+    head: Vec<u8>,
+    at: usize,
+}
+
+impl<'a, S: ImageSource + ?Sized> Sniffed<'a, S> {
+    /// Reads up to `len` bytes of `inner` (fewer if it is shorter).
+    pub fn new(inner: &'a mut S, len: usize) -> Result<Self, S::Error> {
+        let mut head = vec![0u8; len];
+        let n = fill(inner, &mut head)?;
+        head.truncate(n);
+        Ok(Sniffed { inner, head, at: 0 })
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+}
+
+impl<S: ImageSource + ?Sized> embedded_io::ErrorType for Sniffed<'_, S> {
+    type Error = S::Error;
+}
+
+impl<S: ImageSource + ?Sized> Read for Sniffed<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, S::Error> {
+        if self.at < self.head.len() {
+            let n = buf.len().min(self.head.len() - self.at);
+            buf[..n].copy_from_slice(&self.head[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<S: ImageSource + ?Sized> ImageSource for Sniffed<'_, S> {
+    fn size(&self) -> Option<u64> {
+        self.inner.size()
+    }
+    fn describe(&self) -> alloc::string::String {
+        self.inner.describe()
+    }
+}
+
 /// Writes `data` at `offset` (a multiple of the block size); a tail that is
 /// not a whole block is merged with what the disk holds there.
 pub fn write_any_len(dev: &mut dyn BlockDevice, offset: u64, data: &[u8]) -> Result<(), Error> {

@@ -327,6 +327,22 @@ where
     let start = env.now_ms();
     let digest = checksum_of(req.plan)?;
     let mut buf = buffer_for(dev, req.buffer_size)?;
+    // What the image really is, before the disk is touched: raw or nothing.
+    let mut image =
+        image::Sniffed::new(image, crate::wire::magic::SNIFF_BYTES).map_err(|e| Error::Image {
+            source: image_name(req),
+            offset: 0,
+            message: alloc::format!("{e}"),
+        })?;
+    if let Some(not_raw) = crate::wire::magic::sniff(image.head()) {
+        return Err(Error::Refused(alloc::format!(
+            "the image {} is {}, not raw: rivet writes raw images ({})",
+            image.describe(),
+            not_raw.name,
+            not_raw.hint
+        )));
+    }
+    let image = &mut image;
     let mut outcome = match req.plan.image_type {
         ImageType::Partition => {
             partition::partition_image(dev, image, env, req, &digest, &mut buf)?
@@ -344,6 +360,15 @@ where
     }
     outcome.total_ms = env.now_ms().saturating_sub(start);
     Ok(outcome)
+}
+
+/// The image's name for messages before its source has been asked.
+fn image_name(req: &Request) -> alloc::string::String {
+    req.plan
+        .urls
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "the image".into())
 }
 
 /// Erases a disk's metadata as Ironic's `erase_devices_metadata` clean

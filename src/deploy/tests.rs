@@ -195,6 +195,36 @@ fn checksum_mismatch_names_both_values_and_leaves_no_filesystem() {
 }
 
 #[test]
+fn an_image_that_is_not_raw_is_refused_by_name_before_any_write() {
+    for (magic, name) in [
+        (&b"QFI\xfb\0\0\0\x03"[..], "qcow2"),
+        (&[0x1f, 0x8b, 0x08, 0][..], "gzip"),
+        (&b"KDMV"[..], "vmdk"),
+    ] {
+        let mut img = ext4_image(5 << 20);
+        img[..magic.len()].copy_from_slice(magic);
+        for json in [
+            r#"{"image_type": "partition", "root_mb": 64}"#,
+            r#"{"image_type": "whole-disk"}"#,
+        ] {
+            let p = plan(json, &img);
+            let mut disk = MemDisk::new(GIB, 512);
+            let err = deploy(
+                &mut disk,
+                &mut SliceImage::new(&img),
+                &mut ScriptedEnv::default(),
+                &request(&p, BootMode::Bios),
+            )
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(&format!("is {name}, not raw")), "{text}");
+            assert_eq!(err.step(), "validate");
+            assert_eq!(disk.writes, 0, "{name}: wrote before refusing");
+        }
+    }
+}
+
+#[test]
 fn refusals_happen_before_any_write() {
     let img = ext4_image(5 << 20);
     let cases: Vec<(&str, u64, &str)> = vec![

@@ -12,6 +12,7 @@ pub mod guid;
 pub mod gzip;
 pub mod http;
 pub mod lldp;
+pub mod magic;
 pub mod mbr;
 pub mod modinfo;
 pub mod superblock;
