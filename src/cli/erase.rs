@@ -2,7 +2,7 @@
 //! exact path given (on a host rivet never picks disks itself).
 
 use super::args::Args;
-use rivet::linux::erase::{erase_disk, Knobs, Method};
+use rivet::linux::erase::{erase_disk, Knobs};
 
 const HELP: &str = "\
 rivet erase - erase one disk as Ironic's erase_devices clean step does
@@ -48,26 +48,9 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         continue_if_secure_erase_failed: args.get("continue-if-secure-erase-failed").is_some(),
     };
     let started = std::time::Instant::now();
-    let report = |p: &rivet::deploy::erase::Progress| {
-        log::info!(
-            "{path}: pass {}/{} ({:?}) {} of {} MiB, {:.1} MB/s",
-            p.pass,
-            p.passes,
-            p.kind,
-            p.done >> 20,
-            p.total >> 20,
-            p.mb_per_s()
-        );
-    };
+    let report = |p: &rivet::deploy::erase::Progress| log::info!("{path}: {p}");
     let how = erase_disk(path, &knobs, &report)?;
     let secs = started.elapsed().as_secs_f64();
-    log::info!(
-        "{path}: erased in {secs:.2} s ({})",
-        match how {
-            Method::NvmeFormat { crypto } => format!("Format NVM, crypto {crypto}"),
-            Method::AtaSecureErase { enhanced } => format!("ATA secure erase, enhanced {enhanced}"),
-            Method::Overwrite { passes } => format!("{passes} pass(es)"),
-        }
-    );
+    log::info!("{path}: erased in {secs:.2} s ({how})");
     Ok(())
 }

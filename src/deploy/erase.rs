@@ -36,6 +36,23 @@ pub struct Progress {
     pub elapsed_ms: u64,
 }
 
+impl core::fmt::Display for Progress {
+    /// `pass 1/2 (Random): 48 of 160 MiB, 36.6 MB/s`, for the log and the
+    /// command's status.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "pass {}/{} ({:?}): {} of {} MiB, {:.1} MB/s",
+            self.pass,
+            self.passes,
+            self.kind,
+            self.done >> 20,
+            self.total >> 20,
+            self.mb_per_s()
+        )
+    }
+}
+
 impl Progress {
     pub fn mb_per_s(&self) -> f64 {
         if self.elapsed_ms == 0 {

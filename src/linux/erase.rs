@@ -46,6 +46,25 @@ pub enum Method {
     Overwrite { passes: usize },
 }
 
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Method::NvmeFormat { crypto: true } => {
+                write!(f, "NVMe Format NVM, cryptographic erase")
+            }
+            Method::NvmeFormat { crypto: false } => write!(f, "NVMe Format NVM, user data erase"),
+            Method::AtaSecureErase { enhanced } => {
+                write!(
+                    f,
+                    "ATA secure erase{}",
+                    if *enhanced { ", enhanced" } else { "" }
+                )
+            }
+            Method::Overwrite { passes } => write!(f, "{passes} overwrite pass(es)"),
+        }
+    }
+}
+
 /// A keystream for overwrite passes: AEAD encryption of zeros under a
 /// random key, a fresh nonce per buffer.
 pub struct Keystream {

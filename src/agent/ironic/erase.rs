@@ -8,7 +8,7 @@
 
 use crate::agent::hints::Hints;
 use crate::deploy::erase::Progress;
-use crate::linux::erase::{erase_disk, Knobs, Method};
+use crate::linux::erase::{erase_disk, Knobs};
 use crate::linux::inventory::{self, Disk};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -171,15 +171,7 @@ pub fn erase_devices(
                     };
                     let path = format!("/dev/{name}");
                     let report = |p: &Progress| {
-                        let line = format!(
-                            "pass {}/{} ({:?}): {} of {} MiB, {:.1} MB/s",
-                            p.pass,
-                            p.passes,
-                            p.kind,
-                            p.done >> 20,
-                            p.total >> 20,
-                            p.mb_per_s()
-                        );
+                        let line = p.to_string();
                         log::info!("erase {path}: {line}");
                         progress
                             .lock()
@@ -194,7 +186,7 @@ pub fn erase_devices(
                     let outcome = if express {
                         express_erase(&path)
                     } else {
-                        erase_disk(&path, &s.knobs, &report).map(|m| describe(&m))
+                        erase_disk(&path, &s.knobs, &report).map(|m| m.to_string())
                     };
                     match &outcome {
                         Ok(how) => log::info!("erase {path}: done ({how})"),
@@ -238,20 +230,6 @@ pub fn erase_devices(
     ))
 }
 
-fn describe(m: &Method) -> String {
-    match m {
-        Method::NvmeFormat { crypto: true } => "NVMe Format NVM, cryptographic erase".into(),
-        Method::NvmeFormat { crypto: false } => "NVMe Format NVM, user data erase".into(),
-        Method::AtaSecureErase { enhanced } => {
-            format!(
-                "ATA secure erase{}",
-                if *enhanced { ", enhanced" } else { "" }
-            )
-        }
-        Method::Overwrite { passes } => format!("{passes} overwrite pass(es)"),
-    }
-}
-
 /// `erase_devices_express`: NVMe Format NVM where the controller has it,
 /// else the metadata wipe.
 fn express_erase(path: &str) -> Result<String, String> {
@@ -264,7 +242,7 @@ fn express_erase(path: &str) -> Result<String, String> {
     };
     if path.starts_with("/dev/nvme") {
         match erase_disk(path, &nvme, &|_| {}) {
-            Ok(m) => return Ok(describe(&m)),
+            Ok(m) => return Ok(m.to_string()),
             Err(e) => log::warn!("{path}: {e}; wiping metadata instead"),
         }
     }

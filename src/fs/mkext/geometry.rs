@@ -68,15 +68,12 @@ impl Geometry {
             (4096, 16384)
         };
         let mut blocks = bytes / u64::from(block_size);
-        // 32-bit block numbers without the 64bit feature; 2^32 blocks of
-        // 4 KiB (16 TiB) is also where e2fsprogs stops without it.
-        let max = if kind == Kind::Ext4 {
-            1u64 << 48
-        } else {
-            1u64 << 32
-        };
-        if blocks >= max {
-            return Err("too large for this filesystem type");
+        // 2^32 blocks (16 TiB of 4 KiB): all ext2/3 can address, and for
+        // ext4 what rivet formats, so the descriptor table it builds in
+        // memory stays under 8 MiB (131,072 groups) and every count below
+        // fits its 32-bit field.
+        if blocks >= 1u64 << 32 {
+            return Err("larger than the 16 TiB rivet formats");
         }
         let first_data_block = u32::from(block_size == 1024);
         let blocks_per_group = 8 * block_size;

@@ -131,19 +131,20 @@ fn write_span(dev: &mut dyn BlockDevice, at: u64, data: &[u8]) -> Result<(), Str
     r.map_err(|e| format!("{}: writing at byte {at}: {e}", dev.name()))
 }
 
+/// Zeroes `count` blocks from block `first`, through `zeros` (one buffer
+/// for the whole format, not one per call).
 fn zero_blocks(
     dev: &mut dyn BlockDevice,
+    zeros: &[u8],
     base: u64,
     bs: u64,
     first: u64,
     count: u64,
 ) -> Result<(), String> {
-    const CHUNK: u64 = 1 << 20;
-    let zeros = vec![0u8; CHUNK.min(count * bs) as usize];
     let mut at = base + first * bs;
     let end = at + count * bs;
     while at < end {
-        let n = (end - at).min(CHUNK);
+        let n = (end - at).min(zeros.len() as u64);
         write_span(dev, at, &zeros[..n as usize])?;
         at += n;
     }
@@ -231,8 +232,13 @@ pub fn format(
     // Group descriptors and bitmaps.
     let used_inodes = FIRST_INODE;
     let mut descs = vec![0u8; (geo.gdt_blocks * bs) as usize];
-    let mut bitmaps: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut free_blocks_total = 0u64;
+    let base = offset;
+    let b = u64::from(bs);
+    let zeros = vec![0u8; 1 << 20];
+    // Each group's inode table and bitmaps are written as its descriptor is
+    // made: ext2/3 initialise every group, and 16,384 groups' bitmaps held
+    // at once would be 128 MiB.
     for g in 0..geo.groups {
         let lay = geo.group(g);
         let meta = (lay.data_start - lay.start) as u32;
@@ -278,29 +284,21 @@ pub fn format(
         };
         let at = (g * geo.desc_size) as usize;
         fs.group_desc(g, &desc, &mut descs[at..at + geo.desc_size as usize]);
-        if block_init {
-            bitmaps.push((lay.block_bitmap, bb));
-        }
-        if inode_init {
-            bitmaps.push((lay.inode_bitmap, ib));
-        }
-    }
-    let free_inodes = geo.inodes() - used_inodes;
-
-    // Write: inode tables first, superblocks last.
-    let base = offset;
-    let b = u64::from(bs);
-    for g in 0..geo.groups {
-        let lay = geo.group(g);
+        // Inode table, then bitmaps; superblocks and descriptors go last.
         if g == 0 {
             write_span(dev, base + lay.inode_table * b, &itable0)?;
         } else if !o.kind.csum() {
-            zero_blocks(dev, base, b, lay.inode_table, u64::from(geo.itable_blocks))?;
+            let blocks = u64::from(geo.itable_blocks);
+            zero_blocks(dev, &zeros, base, b, lay.inode_table, blocks)?;
+        }
+        if block_init {
+            write_span(dev, base + lay.block_bitmap * b, &bb)?;
+        }
+        if inode_init {
+            write_span(dev, base + lay.inode_bitmap * b, &ib)?;
         }
     }
-    for (block, bytes) in &bitmaps {
-        write_span(dev, base + block * b, bytes)?;
-    }
+    let free_inodes = geo.inodes() - used_inodes;
     // Directories.
     let dot = [
         (ROOT_INODE, ".", FT_DIR),
@@ -326,7 +324,7 @@ pub fn format(
     }
     // The journal: zeroed, then its superblock; its index blocks.
     for &(start, len) in &journal.runs {
-        zero_blocks(dev, base, b, start, u64::from(len))?;
+        zero_blocks(dev, &zeros, base, b, start, u64::from(len))?;
     }
     if let Some(&(first, _)) = journal.runs.first() {
         write_span(
@@ -369,11 +367,21 @@ pub fn format(
     })
 }
 
-/// Sets bits `from..to` of a bitmap (clamped to its length).
+/// Sets bits `from..to` of a bitmap (clamped to its length); whole bytes
+/// at once, as a group's bitmap is mostly one run.
 fn set_bits(bitmap: &mut [u8], from: u32, to: u32) {
     let to = to.min(bitmap.len() as u32 * 8);
-    for bit in from..to {
-        bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
+    let mut bit = from;
+    while bit < to {
+        if bit % 8 == 0 && to - bit >= 8 {
+            let bytes = ((to - bit) / 8) as usize;
+            let first = (bit / 8) as usize;
+            bitmap[first..first + bytes].fill(0xff);
+            bit += bytes as u32 * 8;
+        } else {
+            bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
+            bit += 1;
+        }
     }
 }
 

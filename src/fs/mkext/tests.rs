@@ -178,3 +178,14 @@ fn the_ext4_reader_opens_what_was_made() {
         );
     }
 }
+
+#[test]
+fn bits_are_set_in_runs_and_singly() {
+    let mut b = vec![0u8; 4];
+    set_bits(&mut b, 3, 21);
+    assert_eq!(b, [0xf8, 0xff, 0x1f, 0]);
+    let mut b = vec![0u8; 2];
+    set_bits(&mut b, 10, 99);
+    assert_eq!(b, [0, 0xfc], "clamped to the bitmap");
+    assert!(Geometry::new(Kind::Ext4, 16 << 40).is_err(), "past 16 TiB");
+}
