@@ -107,6 +107,8 @@ pub struct Plan {
     /// the caller supplies the bytes, e.g. `rivet deploy --image`).
     pub urls: Vec<String>,
     pub checksum: Checksum,
+    /// As declared; None (absent, null, `unknown`): decided from the bytes.
+    pub disk_format: Option<DiskFormat>,
     pub root_mb: u64,
     pub swap_mb: u64,
     pub ephemeral_mb: u64,
@@ -120,6 +122,23 @@ pub struct Plan {
     pub configdrive: Option<String>,
     pub target_disk: Option<String>,
     pub after: Option<EndAction>,
+}
+
+/// The image formats a plan may declare (`gpt` is Ironic's name for a
+/// raw whole-disk image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
 }
 
 /// A plan error: the key and what is wrong with it.
@@ -346,18 +365,20 @@ impl Plan {
                 return Err(err("urls", format!("expected a list of URLs, got {other}")))
             }
         };
-        match string(o, "disk_format")?.as_deref() {
-            None | Some("raw") => {}
+        let disk_format = match string(o, "disk_format")?.as_deref() {
+            None | Some("unknown") => None,
+            Some("raw") | Some("gpt") => Some(DiskFormat::Raw),
+            Some("qcow2") => Some(DiskFormat::Qcow2),
             Some(other) => {
                 return Err(err(
                     "disk_format",
                     format!(
-                        "'{other}' images are not supported: rivet streams raw images \
-                         (let Ironic convert them with force_raw_images, or qemu-img convert -O raw)"
-                    ),
+                    "'{other}' images are not supported: rivet writes raw (plain, gzip or zstd) \
+                         and qcow2 images (qemu-img convert -O qcow2 or -O raw)"
+                ),
                 ))
             }
-        }
+        };
         let checksum = checksum(o)?;
         let boot_mode = match string(o, "deploy_boot_mode")?
             .or(string(o, "boot_mode")?)
@@ -431,6 +452,7 @@ impl Plan {
             node_uuid: string(o, "node_uuid")?,
             urls,
             checksum,
+            disk_format,
             root_mb,
             swap_mb,
             ephemeral_mb,
@@ -559,8 +581,9 @@ mod tests {
         assert!(error_for(&format!(r#"{{"disk_label": "sun", {ok}}}"#))
             .contains("'sun' is not msdos or gpt"));
         assert!(error_for(&format!(r#"{{"boot_mode": "coreboot", {ok}}}"#)).contains("'coreboot'"));
-        assert!(error_for(&format!(r#"{{"disk_format": "qcow2", {ok}}}"#))
-            .contains("streams raw images"));
+        assert!(error_for(&format!(r#"{{"disk_format": "vmdk", {ok}}}"#))
+            .contains("'vmdk' images are not supported"));
+        assert!(error_for(&format!(r#"{{"disk_format": "iso", {ok}}}"#)).contains("'iso'"));
         assert!(error_for(&format!(r#"{{"urls": ["ftp://h/x"], {ok}}}"#)).contains("only http://"));
         assert!(error_for(&format!(r#"{{"urls": ["http:///x"], {ok}}}"#)).contains("no host"));
         assert!(error_for(r#"{"urls": []}"#).contains("no checksum"));

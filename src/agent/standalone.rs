@@ -282,6 +282,7 @@ pub fn write_plan<T: Transport + Send>(
         configdrive,
         disk_path: disk_path.clone(),
         buffer_size: deploy::DEFAULT_BUFFER,
+        permitted_formats: Vec::new(),
     };
 
     let mut last = String::new();

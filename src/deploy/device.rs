@@ -42,6 +42,12 @@ pub trait BlockDevice {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError>;
     /// Makes written data durable.
     fn flush(&mut self) -> Result<(), IoError>;
+    /// Makes `len` bytes at `offset` (block multiples) read as zeros without
+    /// writing them, where the device can (BLKZEROOUT, a hole in a file).
+    /// `Ok(false)`: it cannot; the caller writes zeros.
+    fn zero_range(&mut self, _offset: u64, _len: u64) -> Result<bool, IoError> {
+        Ok(false)
+    }
     /// Asks the kernel to re-read the partition table (block devices only).
     fn reread_partitions(&mut self) -> Result<(), IoError> {
         Ok(())

@@ -6,7 +6,8 @@
 use super::device::BlockDevice;
 use super::table::write;
 use super::{Env, Error};
-use crate::stream::{fill, Hasher, Meter};
+use crate::stream::{fill, Meter};
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use embedded_io::Read;
@@ -20,7 +21,99 @@ pub trait ImageSource: Read {
     fn size(&self) -> Option<u64>;
     /// Where the bytes come from (URL or path), for messages.
     fn describe(&self) -> alloc::string::String;
+    /// Reads `buf.len()` bytes at `offset` apart from the stream, which
+    /// goes on where it was (a file's pread, an HTTP `Range` request).
+    /// `None`: this source cannot (a server that ignores `Range`).
+    fn read_at(
+        &mut self,
+        _offset: u64,
+        _buf: &mut [u8],
+    ) -> Option<Result<(), alloc::string::String>> {
+        None
+    }
 }
+
+/// Any image source, its error turned to text: the engine below
+/// [`super::deploy`] is compiled once, not once per kind of source and
+/// format (each copy cost /init tens of KB).
+pub struct Erased<'a> {
+    inner: &'a mut dyn ErasedSource,
+}
+
+/// The object-safe face of an [`ImageSource`].
+pub trait ErasedSource {
+    fn read_text(&mut self, buf: &mut [u8]) -> Result<usize, String>;
+    fn size(&self) -> Option<u64>;
+    fn describe(&self) -> String;
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>>;
+}
+
+impl<S: ImageSource + ?Sized> ErasedSource for S
+where
+    S::Error: core::fmt::Display,
+{
+    fn read_text(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        self.read(buf).map_err(|e| alloc::format!("{e}"))
+    }
+    fn size(&self) -> Option<u64> {
+        ImageSource::size(self)
+    }
+    fn describe(&self) -> String {
+        ImageSource::describe(self)
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
+        ImageSource::read_at(self, offset, buf)
+    }
+}
+
+impl<'a> Erased<'a> {
+    pub fn new(inner: &'a mut dyn ErasedSource) -> Self {
+        Erased { inner }
+    }
+}
+
+/// A source's error, as text.
+#[derive(Debug)]
+pub struct SourceError(pub String);
+
+impl core::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl core::error::Error for SourceError {}
+
+impl embedded_io::Error for SourceError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::Other
+    }
+}
+
+impl embedded_io::ErrorType for Erased<'_> {
+    type Error = SourceError;
+}
+
+impl Read for Erased<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
+        self.inner.read_text(buf).map_err(SourceError)
+    }
+}
+
+impl ImageSource for Erased<'_> {
+    fn size(&self) -> Option<u64> {
+        self.inner.size()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
+        self.inner.read_at(offset, buf)
+    }
+}
+
+/// The image as the engine reads it: erased, its head sniffed.
+pub type Image<'a, 'b> = Sniffed<'a, Erased<'b>>;
 
 /// An image source whose first bytes were read ahead, before anything is
 /// written, to check what format it is in; they are replayed to the deploy.
@@ -67,6 +160,13 @@ impl<S: ImageSource + ?Sized> ImageSource for Sniffed<'_, S> {
     fn describe(&self) -> alloc::string::String {
         self.inner.describe()
     }
+    fn read_at(
+        &mut self,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Option<Result<(), alloc::string::String>> {
+        self.inner.read_at(offset, buf)
+    }
 }
 
 /// Writes `data` at `offset` (a multiple of the block size); a tail that is
@@ -89,8 +189,31 @@ pub fn write_any_len(dev: &mut dyn BlockDevice, offset: u64, data: &[u8]) -> Res
     Ok(())
 }
 
+/// Writes `data` at any byte `offset`: a partial block at either end is
+/// merged with what the disk holds there.
+pub fn write_at_any(dev: &mut dyn BlockDevice, offset: u64, data: &[u8]) -> Result<(), Error> {
+    let b = dev.logical_block() as u64;
+    let lead = (offset % b) as usize;
+    if lead == 0 {
+        return write_any_len(dev, offset, data);
+    }
+    let at = offset - lead as u64;
+    let mut block = vec![0u8; b as usize];
+    dev.read_at(at, &mut block)
+        .map_err(|e| Error::device(dev, "read", at, e))?;
+    let n = data.len().min(b as usize - lead);
+    block[lead..lead + n].copy_from_slice(&data[..n]);
+    write(dev, at, &block)?;
+    if n < data.len() {
+        write_any_len(dev, at + b, &data[n..])?;
+    }
+    Ok(())
+}
+
 pub struct Streamed {
+    /// Bytes as served (compressed, or the qcow2 file).
     pub bytes: u64,
+    /// Of the bytes as served (filled in by `format::stream`).
     pub digest: alloc::string::String,
     /// The first bytes of the image, not yet on the disk.
     pub held: Vec<u8>,
@@ -112,7 +235,6 @@ pub fn stream<S: ImageSource + ?Sized>(
     offset: u64,
     limit: u64,
     buf: &mut [u8],
-    mut hasher: Hasher,
     before_write: BeforeWrite<'_>,
 ) -> Result<Streamed, Error>
 where
@@ -139,7 +261,6 @@ where
                 source: src.describe(),
             });
         }
-        hasher.update(&buf[..n]);
         let mut skip = 0;
         if (pos as usize) < HOLD_BACK {
             skip = (HOLD_BACK - pos as usize).min(n);
@@ -166,7 +287,7 @@ where
     let elapsed_ms = env.now_ms().saturating_sub(start_ms);
     Ok(Streamed {
         bytes: pos,
-        digest: hasher.finish_hex(),
+        digest: String::new(),
         held,
         elapsed_ms,
     })

@@ -13,10 +13,13 @@
 
 pub mod bootchain;
 pub mod configdrive;
+pub mod decompress;
 pub mod device;
 pub mod erase;
+pub mod format;
 pub mod image;
 mod partition;
+pub mod qcow2;
 pub mod result;
 pub mod table;
 pub mod testing;
@@ -28,7 +31,7 @@ mod tests;
 
 use crate::layout::{self, Layout, Role, MIB};
 use crate::plan::{BootMode, Checksum, EphemeralFormat, HashAlgo, ImageType, Plan};
-use crate::stream::{AlignedBuf, Hasher};
+use crate::stream::AlignedBuf;
 use crate::wire::superblock::{self, Filesystem, PROBE_LEN};
 use crate::wire::swap;
 use alloc::format;
@@ -200,6 +203,8 @@ pub struct Request<'a> {
     pub disk_path: String,
     /// Bytes of the one streaming buffer (a multiple of 1 MiB is best).
     pub buffer_size: usize,
+    /// Ironic's `permitted_image_formats` (empty: any rivet can write).
+    pub permitted_formats: Vec<String>,
 }
 
 /// One partition in the result.
@@ -315,7 +320,7 @@ fn verify(
 }
 
 /// Runs the deploy. `image` streams the image's bytes.
-pub fn deploy<S: ImageSource + ?Sized>(
+pub fn deploy<S: ImageSource>(
     dev: &mut dyn BlockDevice,
     image: &mut S,
     env: &mut dyn Env,
@@ -324,31 +329,41 @@ pub fn deploy<S: ImageSource + ?Sized>(
 where
     S::Error: fmt::Display,
 {
+    deploy_erased(dev, &mut image::Erased::new(image), env, req)
+}
+
+fn deploy_erased(
+    dev: &mut dyn BlockDevice,
+    image: &mut image::Erased<'_>,
+    env: &mut dyn Env,
+    req: &Request,
+) -> Result<Outcome, Error> {
     let start = env.now_ms();
     let digest = checksum_of(req.plan)?;
     let mut buf = buffer_for(dev, req.buffer_size)?;
-    // What the image really is, before the disk is touched: raw or nothing.
+    // What the image really is, before the disk is touched.
     let mut image =
         image::Sniffed::new(image, crate::wire::magic::SNIFF_BYTES).map_err(|e| Error::Image {
             source: image_name(req),
             offset: 0,
             message: alloc::format!("{e}"),
         })?;
-    if let Some(not_raw) = crate::wire::magic::sniff(image.head()) {
-        return Err(Error::Refused(alloc::format!(
-            "the image {} is {}, not raw: rivet writes raw images ({})",
-            image.describe(),
-            not_raw.name,
-            not_raw.hint
-        )));
+    let format = format::Format::decide(
+        req.plan.disk_format,
+        image.head(),
+        &req.permitted_formats,
+        &image.describe(),
+    )?;
+    if format != format::Format::Raw {
+        log::info!("{}: {} image", image.describe(), format.name());
     }
     let image = &mut image;
     let mut outcome = match req.plan.image_type {
         ImageType::Partition => {
-            partition::partition_image(dev, image, env, req, &digest, &mut buf)?
+            partition::partition_image(dev, image, &format, env, req, &digest, &mut buf)?
         }
         ImageType::WholeDisk => {
-            whole_disk::whole_disk_image(dev, image, env, req, &digest, &mut buf)?
+            whole_disk::whole_disk_image(dev, image, &format, env, req, &digest, &mut buf)?
         }
     };
     dev.flush().map_err(|e| Error::device(dev, "flush", 0, e))?;

@@ -5,17 +5,15 @@
 
 use super::*;
 
-pub(super) fn partition_image<S: ImageSource + ?Sized>(
+pub(super) fn partition_image(
     dev: &mut dyn BlockDevice,
-    image: &mut S,
+    image: &mut image::Image<'_, '_>,
+    format: &format::Format,
     env: &mut dyn Env,
     req: &Request,
     digest: &(HashAlgo, String),
     buf: &mut AlignedBuf,
-) -> Result<Outcome, Error>
-where
-    S::Error: fmt::Display,
-{
+) -> Result<Outcome, Error> {
     let plan = req.plan;
     let label = plan.label(req.boot_mode);
     let configdrive_mb = req
@@ -34,11 +32,12 @@ where
     let ss = dev.logical_block();
     let layout: Layout = layout::plan(&lreq, dev.size(), ss).map_err(Error::Layout)?;
     let root = *layout.root();
-    if let Some(size) = image.size() {
+    if let Some(size) = format.disk_bytes(image.size()) {
         if size > root.len() {
             return Err(Error::Refused(format!(
-                "image {} is {size} bytes, larger than the {} MiB root partition",
+                "image {} is {size} bytes ({}), larger than the {} MiB root partition",
                 image.describe(),
+                format.name(),
                 root.size_mib
             )));
         }
@@ -137,14 +136,15 @@ where
         root.number,
         root.offset()
     );
-    let mut streamed = image::stream(
+    let mut streamed = format::stream(
+        format,
         dev,
         env,
         image,
         root.offset(),
         root.len(),
         buf.as_mut_slice(),
-        Hasher::new(digest.0),
+        digest.0,
         &mut |_, _| Ok(()),
     )?;
     verify(digest, &streamed, &image.describe())?;

@@ -46,6 +46,7 @@ fn request<'a>(plan: &'a Plan, boot_mode: BootMode) -> Request<'a> {
         configdrive: None,
         disk_path: "/dev/vda".into(),
         buffer_size: 1 << 20,
+        permitted_formats: Vec::new(),
     }
 }
 
@@ -195,11 +196,24 @@ fn checksum_mismatch_names_both_values_and_leaves_no_filesystem() {
 }
 
 #[test]
-fn an_image_that_is_not_raw_is_refused_by_name_before_any_write() {
-    for (magic, name) in [
-        (&b"QFI\xfb\0\0\0\x03"[..], "qcow2"),
-        (&[0x1f, 0x8b, 0x08, 0][..], "gzip"),
-        (&b"KDMV"[..], "vmdk"),
+fn an_image_rivet_cannot_write_is_refused_by_name_before_any_write() {
+    for (magic, says) in [
+        // cluster_bits read from the ext4 bytes that follow.
+        (
+            &b"QFI\xfb\0\0\0\x03"[..],
+            "is a qcow2 rivet cannot read: cluster_bits",
+        ),
+        (
+            &[0x1f, 0x8b, 0x08, 0xe0][..],
+            "is not valid gzip: reserved header flags",
+        ),
+        // A zstd frame asking for a 2 GiB window (exponent 21 + 10).
+        (
+            &[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xa8][..],
+            "is not usable zstd",
+        ),
+        (&b"KDMV"[..], "is vmdk, which rivet does not write"),
+        (&b"conectix"[..], "is vhd, which rivet does not write"),
     ] {
         let mut img = ext4_image(5 << 20);
         img[..magic.len()].copy_from_slice(magic);
@@ -217,9 +231,9 @@ fn an_image_that_is_not_raw_is_refused_by_name_before_any_write() {
             )
             .unwrap_err();
             let text = err.to_string();
-            assert!(text.contains(&format!("is {name}, not raw")), "{text}");
+            assert!(text.contains(says), "{text}");
             assert_eq!(err.step(), "validate");
-            assert_eq!(disk.writes, 0, "{name}: wrote before refusing");
+            assert_eq!(disk.writes, 0, "{says}: wrote before refusing");
         }
     }
 }

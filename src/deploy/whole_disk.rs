@@ -230,19 +230,17 @@ pub fn add_mbr_configdrive(
     Ok((slot as u32 + 1, start * ss, (end - start) * ss))
 }
 
-pub(super) fn whole_disk_image<S: ImageSource + ?Sized>(
+pub(super) fn whole_disk_image(
     dev: &mut dyn BlockDevice,
-    image: &mut S,
+    image: &mut image::Image<'_, '_>,
+    format: &format::Format,
     env: &mut dyn Env,
     req: &Request,
     digest: &(HashAlgo, String),
     buf: &mut AlignedBuf,
-) -> Result<Outcome, Error>
-where
-    S::Error: fmt::Display,
-{
+) -> Result<Outcome, Error> {
     let size = dev.size();
-    if let Some(n) = image.size() {
+    if let Some(n) = format.disk_bytes(image.size()) {
         if n > size {
             return Err(Error::Refused(format!(
                 "image {} is {n} bytes, larger than the disk {} ({size} bytes)",
@@ -276,14 +274,15 @@ where
         let zeros = AlignedBuf::new(MIB as usize, dev.logical_block().max(512) as usize);
         table::wipe(dev, zeros.as_slice(), existing.as_ref(), &[])
     };
-    let mut streamed = image::stream(
+    let mut streamed = format::stream(
+        format,
         dev,
         env,
         image,
         0,
         size,
         buf.as_mut_slice(),
-        Hasher::new(digest.0),
+        digest.0,
         &mut before_write,
     )?;
     verify(digest, &streamed, &image.describe())?;

@@ -28,10 +28,21 @@ pub const MEMORY: usize = (DEPTH + 1) * CHUNK;
 /// only at the end of the source.
 type Filled = Result<(Vec<u8>, usize), String>;
 
+/// What the deploy side asks of the reader.
+enum Ask {
+    /// Fill this chunk with the next bytes.
+    Fill(Vec<u8>),
+    /// Read these bytes at an offset, apart from the stream.
+    At(u64, usize),
+}
+
+type ReadAt = Option<Result<Vec<u8>, String>>;
+
 /// An [`ImageSource`] whose reads come from chunks another thread filled.
 pub struct ReadAhead {
     filled: Receiver<Filled>,
-    empty: SyncSender<Vec<u8>>,
+    empty: SyncSender<Ask>,
+    read_at: Receiver<ReadAt>,
     current: Vec<u8>,
     at: usize,
     len: usize,
@@ -47,16 +58,20 @@ where
     S: ImageSource + Send,
     S::Error: Display,
 {
-    let (filled_tx, filled) = sync_channel::<Filled>(DEPTH);
-    let (empty, empty_rx) = sync_channel::<Vec<u8>>(DEPTH + 1);
+    // Room for every chunk, so the reader never waits to hand one over
+    // and always comes back for the next ask (a read at an offset).
+    let (filled_tx, filled) = sync_channel::<Filled>(DEPTH + 1);
+    let (empty, empty_rx) = sync_channel::<Ask>(DEPTH + 1);
+    let (read_at_tx, read_at) = sync_channel::<ReadAt>(1);
     for _ in 0..=DEPTH {
         empty
-            .send(vec![0u8; CHUNK])
+            .send(Ask::Fill(vec![0u8; CHUNK]))
             .expect("the channel holds DEPTH + 1");
     }
     let mut ahead = ReadAhead {
         filled,
         empty,
+        read_at,
         current: Vec::new(),
         at: 0,
         len: 0,
@@ -69,15 +84,34 @@ where
         let reader = std::thread::Builder::new()
             .name("rivet-reader".into())
             .spawn_scoped(scope, move || {
-                // Ends when the source ends or fails, or when the deploy
-                // side has gone (its channels closed).
-                while let Ok(mut chunk) = empty_rx.recv() {
-                    let (message, last) = match fill(src, &mut chunk) {
-                        Ok(n) => (Ok((chunk, n)), n < CHUNK),
-                        Err(e) => (Err(e.to_string()), true),
-                    };
-                    if filled_tx.send(message).is_err() || last {
-                        break;
+                // Ends when the deploy side has gone (its channels closed);
+                // after the source ended or failed it only reads at offsets.
+                let mut ended = false;
+                while let Ok(ask) = empty_rx.recv() {
+                    match ask {
+                        Ask::Fill(_) if ended => {}
+                        Ask::Fill(mut chunk) => {
+                            let message = match fill(src, &mut chunk) {
+                                Ok(n) => {
+                                    ended = n < CHUNK;
+                                    Ok((chunk, n))
+                                }
+                                Err(e) => {
+                                    ended = true;
+                                    Err(e.to_string())
+                                }
+                            };
+                            if filled_tx.send(message).is_err() {
+                                break;
+                            }
+                        }
+                        Ask::At(offset, len) => {
+                            let mut buf = vec![0u8; len];
+                            let got = src.read_at(offset, &mut buf).map(|r| r.map(|()| buf));
+                            if read_at_tx.send(got).is_err() {
+                                break;
+                            }
+                        }
                     }
                 }
             });
@@ -107,7 +141,7 @@ impl embedded_io::Read for ReadAhead {
             let spent = std::mem::take(&mut self.current);
             if !spent.is_empty() {
                 // The reader may already have ended: then nobody needs it.
-                let _ = self.empty.try_send(spent);
+                let _ = self.empty.try_send(Ask::Fill(spent));
             }
             let (chunk, n) = match self.filled.recv() {
                 Ok(Ok(filled)) => filled,
@@ -138,6 +172,20 @@ impl ImageSource for ReadAhead {
     }
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
+        if self.empty.send(Ask::At(offset, buf.len())).is_err() {
+            return Some(Err("the image reader has stopped".into()));
+        }
+        match self.read_at.recv() {
+            Ok(Some(Ok(bytes))) => {
+                buf.copy_from_slice(&bytes);
+                Some(Ok(()))
+            }
+            Ok(Some(Err(e))) => Some(Err(e)),
+            Ok(None) => None,
+            Err(_) => Some(Err("the image reader has stopped".into())),
+        }
     }
 }
 

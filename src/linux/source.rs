@@ -66,4 +66,14 @@ impl ImageSource for FileImage {
     fn describe(&self) -> String {
         self.path.clone()
     }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
+        use std::os::unix::fs::FileExt;
+        Some(self.file.read_exact_at(buf, offset).map_err(|e| {
+            format!(
+                "{}: reading {} bytes at {offset}: {e}",
+                self.path,
+                buf.len()
+            )
+        }))
+    }
 }

@@ -15,6 +15,7 @@ pub mod lldp;
 pub mod magic;
 pub mod mbr;
 pub mod modinfo;
+pub mod qcow2;
 pub mod superblock;
 pub mod swap;
 pub mod tar;

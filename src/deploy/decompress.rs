@@ -1,0 +1,408 @@
+//! Raw images compressed as a whole (gzip, zstd), inflated while they
+//! stream: readers over the served bytes that yield the disk image, in
+//! fixed memory (an input buffer, the decoder's state and, for zstd, its
+//! window, at most [`ZSTD_MAX_WINDOW`]).
+
+use super::image::ImageSource;
+use crate::stream::fill;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use embedded_io::Read;
+use miniz_oxide::inflate::stream::{inflate, InflateState};
+use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+
+/// zstd frames that need a larger window (`zstd --long=28` and up) are
+/// refused: the window is held in memory.
+pub const ZSTD_MAX_WINDOW: u64 = 32 << 20;
+
+/// The source failed, or its bytes are not a valid stream.
+#[derive(Debug)]
+pub enum DecodeError<E> {
+    Source(E),
+    Data(String),
+}
+
+impl<E: fmt::Display> fmt::Display for DecodeError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Source(e) => e.fmt(f),
+            DecodeError::Data(why) => f.write_str(why),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for DecodeError<E> {}
+
+impl<E: fmt::Debug + fmt::Display> embedded_io::Error for DecodeError<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::InvalidData
+    }
+}
+
+/// Compressed bytes read ahead of the decoder.
+struct Input<'a, S: ?Sized> {
+    src: &'a mut S,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    ended: bool,
+    /// Compressed bytes consumed, for messages.
+    consumed: u64,
+}
+
+impl<'a, S: ImageSource + ?Sized> Input<'a, S> {
+    fn new(src: &'a mut S, len: usize) -> Self {
+        Input {
+            src,
+            buf: vec![0u8; len],
+            start: 0,
+            end: 0,
+            ended: false,
+            consumed: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.consumed += n as u64;
+    }
+
+    /// Reads more after what is buffered; false at the end of the source.
+    fn refill(&mut self) -> Result<bool, DecodeError<S::Error>> {
+        if self.ended {
+            return Ok(false);
+        }
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        let n = fill(self.src, &mut self.buf[self.end..]).map_err(DecodeError::Source)?;
+        self.end += n;
+        self.ended = n == 0;
+        Ok(n > 0)
+    }
+
+    /// At least `n` bytes buffered, unless the source ends first.
+    fn need(&mut self, n: usize) -> Result<bool, DecodeError<S::Error>> {
+        while self.end - self.start < n {
+            if !self.refill()? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+enum GzPhase {
+    Header,
+    Body,
+    Trailer,
+    Done,
+}
+
+/// A gzip stream (RFC 1952, concatenated members as pigz makes them).
+pub struct Gunzip<'a, S: ?Sized> {
+    input: Input<'a, S>,
+    state: Box<InflateState>,
+    phase: GzPhase,
+    crc: crc::Digest<'static, u32>,
+    len: u32,
+}
+
+impl<'a, S: ImageSource + ?Sized> Gunzip<'a, S> {
+    pub fn new(src: &'a mut S) -> Self {
+        Gunzip {
+            input: Input::new(src, 64 * 1024),
+            state: InflateState::new_boxed(DataFormat::Raw),
+            phase: GzPhase::Header,
+            crc: CRC32.digest(),
+            len: 0,
+        }
+    }
+
+    fn bad(&self, why: &str) -> DecodeError<S::Error> {
+        DecodeError::Data(format!(
+            "gzip: {why} (at compressed byte {})",
+            self.input.consumed
+        ))
+    }
+
+    /// Skips a member's header: the fixed part and the optional fields.
+    fn header(&mut self) -> Result<(), DecodeError<S::Error>> {
+        if !self.input.need(10)? {
+            return Err(self.bad("truncated header"));
+        }
+        let h = self.input.bytes();
+        if h[..3] != [0x1f, 0x8b, 8] || h[3] & 0xe0 != 0 {
+            return Err(self.bad("not a deflate gzip member"));
+        }
+        let flags = h[3];
+        self.input.consume(10);
+        if flags & 0x04 != 0 {
+            if !self.input.need(2)? {
+                return Err(self.bad("truncated extra field"));
+            }
+            let b = self.input.bytes();
+            let n = u16::from_le_bytes([b[0], b[1]]) as usize + 2;
+            if !self.input.need(n)? {
+                return Err(self.bad("truncated extra field"));
+            }
+            self.input.consume(n);
+        }
+        for bit in [0x08, 0x10] {
+            // File name, comment: zero-terminated.
+            if flags & bit == 0 {
+                continue;
+            }
+            loop {
+                if let Some(i) = self.input.bytes().iter().position(|&c| c == 0) {
+                    self.input.consume(i + 1);
+                    break;
+                }
+                let pending = self.input.bytes().len();
+                if pending == self.input.buf.len() || !self.input.refill()? {
+                    return Err(self.bad("unterminated name or comment"));
+                }
+            }
+        }
+        if flags & 0x02 != 0 {
+            if !self.input.need(2)? {
+                return Err(self.bad("truncated header"));
+            }
+            self.input.consume(2);
+        }
+        Ok(())
+    }
+
+    fn trailer(&mut self) -> Result<(), DecodeError<S::Error>> {
+        if !self.input.need(8)? {
+            return Err(self.bad("truncated trailer"));
+        }
+        let t = self.input.bytes();
+        let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        let len = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
+        let digest = core::mem::replace(&mut self.crc, CRC32.digest());
+        if crc != digest.finalize() || len != self.len {
+            return Err(self.bad("CRC32 or length in the trailer does not match the data"));
+        }
+        self.input.consume(8);
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl<S: ImageSource + ?Sized> embedded_io::ErrorType for Gunzip<'_, S>
+where
+    S::Error: fmt::Display,
+{
+    type Error = DecodeError<S::Error>;
+}
+
+impl<S: ImageSource + ?Sized> Read for Gunzip<'_, S>
+where
+    S::Error: fmt::Display,
+{
+    fn read(&mut self, out: &mut [u8]) -> Result<usize, Self::Error> {
+        loop {
+            match self.phase {
+                GzPhase::Header => {
+                    self.header()?;
+                    self.state.reset(DataFormat::Raw);
+                    self.phase = GzPhase::Body;
+                }
+                GzPhase::Body => {
+                    if self.input.bytes().is_empty() && !self.input.refill()? {
+                        return Err(self.bad("the stream ends inside compressed data"));
+                    }
+                    let r = inflate(&mut self.state, self.input.bytes(), out, MZFlush::None);
+                    self.input.consume(r.bytes_consumed);
+                    self.crc.update(&out[..r.bytes_written]);
+                    self.len = self.len.wrapping_add(r.bytes_written as u32);
+                    match r.status {
+                        Ok(MZStatus::StreamEnd) => self.phase = GzPhase::Trailer,
+                        Ok(_) => {}
+                        Err(e) => return Err(self.bad(&format!("bad deflate data ({e:?})"))),
+                    }
+                    if r.bytes_written > 0 {
+                        return Ok(r.bytes_written);
+                    }
+                }
+                GzPhase::Trailer => {
+                    self.trailer()?;
+                    // Another member, or the end; nothing else may follow.
+                    self.phase = if self.input.need(1)? {
+                        GzPhase::Header
+                    } else {
+                        GzPhase::Done
+                    };
+                }
+                GzPhase::Done => return Ok(0),
+            }
+        }
+    }
+}
+
+impl<S: ImageSource + ?Sized> ImageSource for Gunzip<'_, S>
+where
+    S::Error: fmt::Display,
+{
+    fn size(&self) -> Option<u64> {
+        None
+    }
+    fn describe(&self) -> String {
+        self.input.src.describe()
+    }
+}
+
+/// A zstd stream: one frame or several (`pzstd`), skippable frames skipped.
+pub struct Unzstd<'a, S: ?Sized> {
+    input: Input<'a, S>,
+    decoder: Box<ruzstd::decoding::FrameDecoder>,
+    in_frame: bool,
+    done: bool,
+}
+
+impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
+    pub fn new(src: &'a mut S) -> Self {
+        // A block is at most 128 KiB; the buffer holds two.
+        Unzstd {
+            input: Input::new(src, 256 * 1024),
+            decoder: Box::new(ruzstd::decoding::FrameDecoder::new()),
+            in_frame: false,
+            done: false,
+        }
+    }
+
+    fn bad(&self, why: String) -> DecodeError<S::Error> {
+        DecodeError::Data(format!(
+            "zstd: {why} (at compressed byte {})",
+            self.input.consumed
+        ))
+    }
+
+    /// Starts the next frame; false at the end of the stream.
+    fn next_frame(&mut self) -> Result<bool, DecodeError<S::Error>> {
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        loop {
+            if !self.input.need(1)? {
+                return Ok(false);
+            }
+            // The largest frame header is 18 bytes.
+            self.input.need(18)?;
+            let mut d = ruzstd::decoding::FrameDecoder::new();
+            d.set_max_window_size(ZSTD_MAX_WINDOW);
+            let mut header = self.input.bytes();
+            let before = header.len();
+            match d.init(&mut header) {
+                Ok(()) => {
+                    let used = before - header.len();
+                    self.input.consume(used);
+                    *self.decoder = d;
+                    return Ok(true);
+                }
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
+                    let mut left = length as usize + 8;
+                    while left > 0 {
+                        if self.input.bytes().is_empty() && !self.input.refill()? {
+                            return Err(self.bad("truncated skippable frame".into()));
+                        }
+                        let n = left.min(self.input.bytes().len());
+                        self.input.consume(n);
+                        left -= n;
+                    }
+                }
+                Err(e) => return Err(self.bad(format!("{e}"))),
+            }
+        }
+    }
+}
+
+impl<S: ImageSource + ?Sized> embedded_io::ErrorType for Unzstd<'_, S>
+where
+    S::Error: fmt::Display,
+{
+    type Error = DecodeError<S::Error>;
+}
+
+impl<S: ImageSource + ?Sized> Read for Unzstd<'_, S>
+where
+    S::Error: fmt::Display,
+{
+    fn read(&mut self, out: &mut [u8]) -> Result<usize, Self::Error> {
+        loop {
+            if self.done {
+                return Ok(0);
+            }
+            if self.decoder.can_collect() > 0 {
+                let (_, written) = self
+                    .decoder
+                    .decode_from_to(&[], out)
+                    .map_err(|e| self.bad(format!("{e}")))?;
+                return Ok(written);
+            }
+            if !self.in_frame || self.decoder.is_finished() {
+                self.in_frame = self.next_frame()?;
+                self.done = !self.in_frame;
+                continue;
+            }
+            // One block at a time: the decoder inflates every complete
+            // block it is handed before it yields any, and a block of
+            // zeros takes a few bytes.
+            if !self.input.need(3)? {
+                return Err(self.bad("the stream ends inside a frame".into()));
+            }
+            let h = self.input.bytes();
+            let header = u32::from_le_bytes([h[0], h[1], h[2], 0]);
+            let last = header & 1 != 0;
+            let content = match (header >> 1) & 3 {
+                1 => 1, // RLE: one byte, repeated
+                _ => (header >> 3) as usize,
+            };
+            if content > 128 * 1024 {
+                return Err(self.bad(format!("a block of {content} bytes (128 KiB at most)")));
+            }
+            let mut len = 3 + content;
+            if !self.input.need(len)? {
+                return Err(self.bad("the stream ends inside a block".into()));
+            }
+            if last && self.input.need(len + 4)? {
+                len += 4; // the frame's checksum, if it has one
+            }
+            let (read, written) = self
+                .decoder
+                .decode_from_to(&self.input.bytes()[..len], out)
+                .map_err(|e| self.bad(format!("{e}")))?;
+            self.input.consume(read);
+            if read == 0 && written == 0 {
+                return Err(self.bad("a block the decoder does not take".into()));
+            }
+            if written > 0 {
+                return Ok(written);
+            }
+        }
+    }
+}
+
+impl<S: ImageSource + ?Sized> ImageSource for Unzstd<'_, S>
+where
+    S::Error: fmt::Display,
+{
+    fn size(&self) -> Option<u64> {
+        None
+    }
+    fn describe(&self) -> String {
+        self.input.src.describe()
+    }
+}
