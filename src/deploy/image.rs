@@ -210,6 +210,7 @@ pub fn write_at_any(dev: &mut dyn BlockDevice, offset: u64, data: &[u8]) -> Resu
     Ok(())
 }
 
+#[derive(Debug)]
 pub struct Streamed {
     /// Bytes as served (compressed, or the qcow2 file).
     pub bytes: u64,

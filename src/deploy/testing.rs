@@ -13,6 +13,8 @@ pub struct SliceImage<'a> {
     pub data: &'a [u8],
     pub pos: usize,
     pub size_known: bool,
+    /// Serves reads at an offset (as a file or a server with Range would).
+    pub ranges: bool,
 }
 
 impl<'a> SliceImage<'a> {
@@ -21,6 +23,7 @@ impl<'a> SliceImage<'a> {
             data,
             pos: 0,
             size_known: true,
+            ranges: false,
         }
     }
 }
@@ -45,6 +48,24 @@ impl ImageSource for SliceImage<'_> {
     }
     fn describe(&self) -> String {
         String::from("memory")
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
+        if !self.ranges {
+            return None;
+        }
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        Some(
+            match self.data.get(start..start.saturating_add(buf.len())) {
+                Some(part) => {
+                    buf.copy_from_slice(part);
+                    Ok(())
+                }
+                None => Err(alloc::format!(
+                    "{} bytes at {offset}: past the end",
+                    buf.len()
+                )),
+            },
+        )
     }
 }
 

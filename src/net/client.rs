@@ -106,6 +106,10 @@ pub struct Download<'t, T: Transport> {
     skip: u64,
     total: Option<u64>,
     validator: Option<String>,
+    /// The last byte wanted, for a part read apart from the stream.
+    range_end: Option<u64>,
+    /// The server answered a part's Range with the whole file.
+    range_ignored: bool,
     pub resumes: u32,
     pub restarts: u32,
 }
@@ -137,11 +141,64 @@ impl<'t, T: Transport> Download<'t, T> {
             skip: 0,
             total: None,
             validator: None,
+            range_end: None,
+            range_ignored: false,
             resumes: 0,
             restarts: 0,
         };
         d.open_with_retries()?;
         Ok(d)
+    }
+
+    /// Reads `buf.len()` bytes at `offset` with a `Range` request on a
+    /// connection of its own (guarded by `If-Range`, as resumes are); the
+    /// stream goes on from where it was at its next read. `Ok(false)`: the
+    /// server does not serve ranges.
+    pub fn read_range(&mut self, offset: u64, buf: &mut [u8]) -> Result<bool, HttpError> {
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        // One connection at a time: the stream's reopens at its position.
+        self.close();
+        let mut part = Download {
+            t: &mut *self.t,
+            policy: self.policy,
+            original: self.original.clone(),
+            url: self.url.clone(),
+            conn: None,
+            body: Body::Done,
+            pending: Vec::new(),
+            raw: vec![0u8; 16 * 1024],
+            raw_len: 0,
+            pos: offset,
+            skip: 0,
+            total: self.total,
+            validator: self.validator.clone(),
+            range_end: Some(offset + buf.len() as u64 - 1),
+            range_ignored: false,
+            resumes: 0,
+            restarts: 0,
+        };
+        part.open_with_retries()?;
+        if part.range_ignored {
+            return Ok(false);
+        }
+        let mut got = 0;
+        while got < buf.len() {
+            match part.read_some(&mut buf[got..])? {
+                0 => {
+                    return Err(part.err(
+                        None,
+                        format!(
+                            "the range at {offset} ended after {got} of {} bytes",
+                            buf.len()
+                        ),
+                    ))
+                }
+                n => got += n,
+            }
+        }
+        Ok(true)
     }
 
     pub fn url(&self) -> &str {
@@ -212,10 +269,13 @@ impl<'t, T: Transport> Download<'t, T> {
                         _ => Attempt::Retry(e.message),
                     })?;
             }
-            let range = format!("bytes={}-", self.pos);
+            let range = match self.range_end {
+                Some(end) => format!("bytes={}-{end}", self.pos),
+                None => format!("bytes={}-", self.pos),
+            };
             let mut headers: Vec<(&str, &str)> =
                 vec![("User-Agent", USER_AGENT), ("Accept", "*/*")];
-            if self.pos > 0 {
+            if self.pos > 0 || self.range_end.is_some() {
                 headers.push(("Range", &range));
                 if let Some(v) = &self.validator {
                     headers.push(("If-Range", v));
@@ -298,6 +358,12 @@ impl<'t, T: Transport> Download<'t, T> {
         let validator = header_value(r, "etag")
             .or(header_value(r, "last-modified"))
             .map(ToString::to_string);
+        if self.range_end.is_some() && r.status != 206 {
+            // A part read apart from the stream: the whole file is of no use.
+            self.range_ignored = true;
+            self.body = Body::Done;
+            return Ok(());
+        }
         let total = if r.status == 206 {
             let (start, total) = header_value(r, "content-range")
                 .and_then(http::content_range)
@@ -558,6 +624,13 @@ impl<T: Transport> crate::deploy::ImageSource for Download<'_, T> {
     }
     fn describe(&self) -> String {
         self.original.clone()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
+        match self.read_range(offset, buf) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(e) => Some(Err(e.to_string())),
+        }
     }
 }
 

@@ -129,6 +129,7 @@ impl FakeServer {
             );
         };
         let mut start = 0u64;
+        let mut last = data.len().saturating_sub(1) as u64;
         let mut status = "200 OK";
         let etag = self.etag.clone();
         let if_range_ok = match (header("If-Range"), &etag) {
@@ -137,24 +138,23 @@ impl FakeServer {
             (None, _) => true,
         };
         if let (true, true, Some(r)) = (self.ranges, if_range_ok, header("Range")) {
-            start = r
+            let (from, to) = r
                 .trim_start_matches("bytes=")
-                .trim_end_matches('-')
-                .parse()
-                .unwrap_or(0);
+                .split_once('-')
+                .unwrap_or(("0", ""));
+            start = from.parse().unwrap_or(0);
+            if let Ok(to) = to.parse::<u64>() {
+                last = last.min(to);
+            }
             status = "206 Partial Content";
         }
-        let body = &data[start as usize..];
+        let body = &data[start as usize..=last as usize];
         let mut out = format!("HTTP/1.1 {status}\r\n");
         if let Some(e) = &etag {
             out += &format!("ETag: {e}\r\n");
         }
         if status.starts_with("206") {
-            out += &format!(
-                "Content-Range: bytes {start}-{}/{}\r\n",
-                data.len().saturating_sub(1),
-                data.len()
-            );
+            out += &format!("Content-Range: bytes {start}-{last}/{}\r\n", data.len());
         }
         let cut = self.cut_after.pop_front();
         let mut bytes;

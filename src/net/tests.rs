@@ -64,6 +64,46 @@ fn a_server_without_ranges_restarts_and_skips() {
 }
 
 #[test]
+fn parts_read_at_an_offset_leave_the_stream_where_it_was() {
+    use crate::deploy::ImageSource;
+    let data = image(400_000);
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.etag = Some("\"v1\"".into());
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    let mut head = vec![0u8; 1000];
+    assert_eq!(fill(&mut d, &mut head).unwrap(), 1000);
+    let mut part = vec![0u8; 5000];
+    assert_eq!(d.read_at(300_000, &mut part), Some(Ok(())));
+    assert_eq!(part, data[300_000..305_000]);
+    let rest = read_all(&mut d).unwrap();
+    drop(d);
+    assert_eq!([&head[..], &rest[..]].concat(), data);
+    assert!(
+        s.requests[1].contains("Range: bytes=300000-304999\r\n"),
+        "{}",
+        s.requests[1]
+    );
+    assert!(s.requests[1].contains("If-Range: \"v1\"\r\n"));
+    assert!(
+        s.requests[2].contains("Range: bytes=1000-\r\n"),
+        "{}",
+        s.requests[2]
+    );
+}
+
+#[test]
+fn a_server_without_ranges_reads_no_parts_and_the_stream_goes_on() {
+    use crate::deploy::ImageSource;
+    let data = image(200_000);
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.ranges = false;
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    let mut part = vec![0u8; 100];
+    assert_eq!(d.read_at(1000, &mut part), None);
+    assert_eq!(read_all(&mut d).unwrap(), data);
+}
+
+#[test]
 fn chunked_bodies_decode_and_resume_from_scratch() {
     let data = image(100_000);
     let mut s = FakeServer::serving("/img", data.clone());
