@@ -15,7 +15,6 @@ const VIRTUAL: u64 = 16 * CS as u64;
 const AT: u64 = 4096;
 const DISK: u64 = 1 << 20;
 
-const HEADER: u64 = 0x000;
 const L1: u64 = 0x200;
 const L2: u64 = 0x400;
 const DATA_A: u64 = 0x600;
@@ -68,7 +67,7 @@ fn build() -> Built {
         (0, 1 << 63 | DATA_A),
         (2, 1), // zero
         (3, 1 << 63 | DATA_B),
-        (4, 1 << 62 | sectors << 62 - (9 - 8) | COMPRESSED),
+        (4, 1 << 62 | sectors << (62 - (9 - 8)) | COMPRESSED),
     ];
     for (i, e) in l2 {
         let at = L2 as usize + i * 8;
@@ -377,9 +376,7 @@ fn oracle(f: &[u8], limit: u64) -> Option<Vec<u8>> {
         };
         let w = h.l2_entry_len();
         let entry = at(l2 + ((g % per) * w) as u64, w)?;
-        if at(l2, 1).is_none() {
-            return None;
-        }
+        at(l2, 1)?;
         let word = u64::from_be_bytes(entry[..8].try_into().ok()?);
         let bitmap = (w == 16).then(|| u64::from_be_bytes(entry[8..16].try_into().unwrap()));
         match qcow2::l2_entry(word, bitmap, h.cluster_bits).ok()? {
