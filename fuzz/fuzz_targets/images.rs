@@ -30,10 +30,11 @@ fuzz_target!(|data: &[u8]| {
         if fmt == Format::Raw {
             return;
         }
+        let Ok(ready) = fmt.prepare(&mut image, SPAN) else { return };
         let mut disk = MemDisk::new(AT + SPAN + AT, 512);
         let mut buf = vec![0u8; 64 * 1024];
         let _ = format::stream(
-            &fmt,
+            ready,
             &mut disk,
             &mut ScriptedEnv::default(),
             &mut image,

@@ -190,11 +190,33 @@ impl<S: ImageSource + ?Sized> ImageSource for Hashed<'_, S> {
     }
 }
 
+/// An image checked for its target before the disk is touched.
+pub struct Ready {
+    format: Format,
+    qcow2: Option<qcow2::Prepared>,
+}
+
+impl Format {
+    /// Checks what can be checked for a target of `limit` bytes without
+    /// writing: a qcow2's header and, where the source reads at offsets,
+    /// all its tables.
+    pub fn prepare(self, src: &mut image::Image<'_, '_>, limit: u64) -> Result<Ready, Error> {
+        let qcow2 = match &self {
+            Format::Qcow2(h) => Some(qcow2::prepare(src, h, limit, Limits::default())?),
+            _ => None,
+        };
+        Ok(Ready {
+            format: self,
+            qcow2,
+        })
+    }
+}
+
 /// Writes the image, whatever its format, to `offset`, refusing to go past
 /// `limit` bytes; the digest is of the bytes as served.
 #[allow(clippy::too_many_arguments)]
 pub fn stream(
-    format: &Format,
+    ready: Ready,
     dev: &mut dyn BlockDevice,
     env: &mut dyn Env,
     src: &mut image::Image<'_, '_>,
@@ -204,28 +226,22 @@ pub fn stream(
     algo: HashAlgo,
     before_write: BeforeWrite<'_>,
 ) -> Result<Streamed, Error> {
+    let Ready { format, qcow2 } = ready;
+    let format = &format;
     let mut hashed = Hashed::new(src, algo);
-    let mut streamed = match format {
-        Format::Raw => image::stream(dev, env, &mut hashed, offset, limit, buf, before_write)?,
-        Format::Qcow2(h) => qcow2::stream(
-            dev,
-            env,
-            &mut hashed,
-            h,
-            offset,
-            limit,
-            buf,
-            &Limits::default(),
-            before_write,
-        )?,
-        Format::Gzip => {
+    let mut streamed = match (format, qcow2) {
+        (Format::Qcow2(_), Some(prepared)) => {
+            qcow2::stream(prepared, dev, env, &mut hashed, offset, buf, before_write)?
+        }
+        (Format::Gzip, _) => {
             let mut raw = Gunzip::new(&mut hashed);
             image::stream(dev, env, &mut raw, offset, limit, buf, before_write)?
         }
-        Format::Zstd => {
+        (Format::Zstd, _) => {
             let mut raw = Unzstd::new(&mut hashed);
             image::stream(dev, env, &mut raw, offset, limit, buf, before_write)?
         }
+        _ => image::stream(dev, env, &mut hashed, offset, limit, buf, before_write)?,
     };
     if !matches!(format, Format::Raw) {
         log::info!(

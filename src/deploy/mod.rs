@@ -360,10 +360,10 @@ fn deploy_erased(
     let image = &mut image;
     let mut outcome = match req.plan.image_type {
         ImageType::Partition => {
-            partition::partition_image(dev, image, &format, env, req, &digest, &mut buf)?
+            partition::partition_image(dev, image, format, env, req, &digest, &mut buf)?
         }
         ImageType::WholeDisk => {
-            whole_disk::whole_disk_image(dev, image, &format, env, req, &digest, &mut buf)?
+            whole_disk::whole_disk_image(dev, image, format, env, req, &digest, &mut buf)?
         }
     };
     dev.flush().map_err(|e| Error::device(dev, "flush", 0, e))?;

@@ -8,7 +8,7 @@ use super::*;
 pub(super) fn partition_image(
     dev: &mut dyn BlockDevice,
     image: &mut image::Image<'_, '_>,
-    format: &format::Format,
+    format: format::Format,
     env: &mut dyn Env,
     req: &Request,
     digest: &(HashAlgo, String),
@@ -88,6 +88,7 @@ pub(super) fn partition_image(
         );
     }
 
+    let ready = format.prepare(image, root.len())?;
     // Until here nothing was written.
     let existing = table::read_existing(dev)?;
     let (disk_id, partuuids) = if plan.preserve_ephemeral {
@@ -137,7 +138,7 @@ pub(super) fn partition_image(
         root.offset()
     );
     let mut streamed = format::stream(
-        format,
+        ready,
         dev,
         env,
         image,

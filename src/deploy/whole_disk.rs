@@ -233,7 +233,7 @@ pub fn add_mbr_configdrive(
 pub(super) fn whole_disk_image(
     dev: &mut dyn BlockDevice,
     image: &mut image::Image<'_, '_>,
-    format: &format::Format,
+    format: format::Format,
     env: &mut dyn Env,
     req: &Request,
     digest: &(HashAlgo, String),
@@ -257,6 +257,7 @@ pub(super) fn whole_disk_image(
             )));
         }
     }
+    let ready = format.prepare(image, size)?;
     let existing = table::read_existing(dev)?;
     log::info!(
         "streaming {} onto {} from byte 0",
@@ -275,7 +276,7 @@ pub(super) fn whole_disk_image(
         table::wipe(dev, zeros.as_slice(), existing.as_ref(), &[])
     };
     let mut streamed = format::stream(
-        format,
+        ready,
         dev,
         env,
         image,

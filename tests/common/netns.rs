@@ -127,7 +127,9 @@ impl Net {
         );
     }
 
-    /// nginx serving `root` on port 8080 (Range, ETag, sendfile: the real thing).
+    /// nginx serving `root` on port 8080 (Range, ETag, sendfile: the real
+    /// thing), and on 8090 without Range (`max_ranges 0`: every request
+    /// gets the whole file).
     pub fn nginx(&mut self, root: &Path) -> String {
         self.nginx_with(root, None)
     }
@@ -146,7 +148,8 @@ impl Net {
             format!(
                 "daemon off; master_process off; worker_processes 1; pid {p}/nginx.pid; error_log {p}/error.log;\n\
                  events {{ worker_connections 64; }}\n\
-                 http {{ access_log off; sendfile on; server {{ listen {ip}:{port}{ssl}; root {root}; {certs} }} }}\n",
+                 http {{ access_log off; sendfile on; server {{ listen {ip}:{port}{ssl}; root {root}; {certs} }}\n\
+                 server {{ listen {ip}:8090; root {root}; max_ranges 0; }} }}\n",
                 p = prefix.display(),
                 ip = self.server_ip,
                 root = root.display(),

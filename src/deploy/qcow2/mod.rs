@@ -76,22 +76,20 @@ fn read_at<S: ImageSource + ?Sized>(
     src.read_at(offset, &mut buf).map(|r| r.map(|()| buf))
 }
 
-/// Writes the qcow2 image `src` (header already parsed) to `offset`.
-#[allow(clippy::too_many_arguments)]
-pub fn stream<S: ImageSource + ?Sized>(
-    dev: &mut dyn BlockDevice,
-    env: &mut dyn Env,
+/// A qcow2 image checked as far as it can be before the disk is touched:
+/// its header, and every table where the source reads at an offset.
+pub struct Prepared {
+    pass: Pass,
+    name: String,
+}
+
+/// Checks the image for a target of `limit` bytes, before any write.
+pub fn prepare<S: ImageSource + ?Sized>(
     src: &mut S,
     h: &Header,
-    offset: u64,
     limit: u64,
-    buf: &mut [u8],
-    limits: &Limits,
-    before_write: BeforeWrite<'_>,
-) -> Result<Streamed, Error>
-where
-    S::Error: core::fmt::Display,
-{
+    limits: Limits,
+) -> Result<Prepared, Error> {
     let file_size = src.size();
     let name = src.describe();
     check_header(h, file_size, limit)
@@ -105,15 +103,6 @@ where
             limits.bitmap
         )));
     }
-    let align = (dev.logical_block() as usize).max(4096);
-    let half = buf.len() / 2 / align * align;
-    if half == 0 {
-        return Err(Error::Refused(format!(
-            "a {}-byte buffer is too small for qcow2 images",
-            buf.len()
-        )));
-    }
-    let (stage, read) = buf.split_at_mut(half);
     let mut pass = Pass {
         t: Tables {
             h: h.clone(),
@@ -134,6 +123,37 @@ where
         tables_first: false,
         inflated: Vec::new(),
     };
+    read_tables(src, &mut pass, &name)?;
+    Ok(Prepared { pass, name })
+}
+
+/// Writes the prepared qcow2 image `src` to `offset`.
+pub fn stream<S: ImageSource + ?Sized>(
+    prepared: Prepared,
+    dev: &mut dyn BlockDevice,
+    env: &mut dyn Env,
+    src: &mut S,
+    offset: u64,
+    buf: &mut [u8],
+    before_write: BeforeWrite<'_>,
+) -> Result<Streamed, Error>
+where
+    S::Error: core::fmt::Display,
+{
+    let Prepared { mut pass, name } = prepared;
+    let h = pass.t.h.clone();
+    let (cs, limits) = (pass.t.cs, pass.limits);
+    let clusters = h.size.div_ceil(cs);
+    let file_size = pass.t.file_size;
+    let align = (dev.logical_block() as usize).max(4096);
+    let half = buf.len() / 2 / align * align;
+    if half == 0 {
+        return Err(Error::Refused(format!(
+            "a {}-byte buffer is too small for qcow2 images",
+            buf.len()
+        )));
+    }
+    let (stage, read) = buf.split_at_mut(half);
     let mut sink = Sink {
         base: offset,
         size: h.size,
@@ -147,7 +167,6 @@ where
         covered: vec![0u64; clusters.div_ceil(64) as usize],
         cs,
     };
-    read_tables(src, &mut pass, &name)?;
     log::info!(
         "qcow2 v{}: {} bytes virtual, {cs}-byte clusters{}{}",
         h.version,
@@ -165,7 +184,7 @@ where
     loop {
         if !sink.ready && pass.first_mib_known() {
             before_write(dev, &sink.held)?;
-            sink.open(dev, limits)?;
+            sink.open(dev, &limits)?;
         }
         let n = fill(src, read).map_err(|e| image_err(&name, pos, format!("{e}")))?;
         let eof = n < read.len();
@@ -191,7 +210,7 @@ where
     }
     if !sink.ready {
         before_write(dev, &sink.held)?;
-        sink.open(dev, limits)?;
+        sink.open(dev, &limits)?;
     }
     let zeroed = sink.zero_holes(dev)?;
     log::info!("qcow2: {zeroed} bytes of unallocated or zero clusters zeroed on the disk");

@@ -15,9 +15,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 /// The pass over the file.
-pub(super) struct Pass<'l> {
+pub(super) struct Pass {
     pub(super) t: Tables,
-    pub(super) limits: &'l Limits,
+    pub(super) limits: Limits,
     /// Regions not yet fully passed, with their lengths.
     pub(super) ahead: BTreeMap<Key, (Region, u64)>,
     /// Bytes of table and compressed regions gathered so far.
@@ -49,7 +49,7 @@ impl Bytes<'_> {
     }
 }
 
-impl Pass<'_> {
+impl Pass {
     pub(super) fn hold_clusters(&self) -> u64 {
         (HOLD_BACK as u64).div_ceil(self.t.cs)
     }
@@ -119,7 +119,7 @@ impl Pass<'_> {
                 put_cluster(
                     dev,
                     sink,
-                    self.limits,
+                    &self.limits,
                     base,
                     a - start,
                     piece,
@@ -130,7 +130,7 @@ impl Pass<'_> {
                     if b < end {
                         // Cut short by the end of the file: zeros past it,
                         // as qemu reads it.
-                        put_zeros(dev, sink, self.limits, base + (b - start), end - b)?;
+                        put_zeros(dev, sink, &self.limits, base + (b - start), end - b)?;
                     }
                     sink.mark(guest);
                 }
@@ -204,7 +204,7 @@ impl Pass<'_> {
                 put_cluster(
                     dev,
                     sink,
-                    self.limits,
+                    &self.limits,
                     guest * cs,
                     0,
                     &self.inflated,

@@ -114,15 +114,14 @@ fn write_with(
         ..SliceImage::new(file)
     };
     let mut buf = vec![0u8; buf_len];
+    let prepared = prepare(&mut src, &h, 64 * 1024, *limits)?;
     stream(
+        prepared,
         disk,
         &mut ScriptedEnv::default(),
         &mut src,
-        &h,
         AT,
-        64 * 1024,
         &mut buf,
-        limits,
         &mut |_, _| Ok(()),
     )
 }
@@ -176,15 +175,14 @@ fn clusters_past_the_held_mib_go_to_the_disk_and_holes_are_zeroed() {
     let hdr = Header::parse(&file).unwrap();
     let mut src = SliceImage::new(&file);
     let mut buf = vec![0u8; 256 * 1024];
+    let prepared = prepare(&mut src, &hdr, 8 << 20, Limits::default()).unwrap();
     let s = stream(
+        prepared,
         &mut disk,
         &mut ScriptedEnv::default(),
         &mut src,
-        &hdr,
         0,
-        8 << 20,
         &mut buf,
-        &Limits::default(),
         &mut |_, _| Ok(()),
     )
     .unwrap();
