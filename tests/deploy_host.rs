@@ -417,7 +417,10 @@ fn bad_input_is_refused_before_the_disk_is_touched() {
             with("disk_format", json!("qcow2")),
             "declared qcow2 but its bytes are raw",
         ),
-        (with("disk_format", json!("vdi")), "'vdi' images are not supported"),
+        (
+            with("disk_format", json!("vdi")),
+            "'vdi' images are not supported",
+        ),
         (
             with("urls", json!(["file:///nonexistent/root.img"])),
             "/nonexistent/root.img",

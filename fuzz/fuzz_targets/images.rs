@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let mut erased = Erased::new(&mut src);
         let Ok(mut image) = Sniffed::new(&mut erased, 512) else { return };
-        let Ok(fmt) = Format::decide(None, image.head(), &[], "fuzz") else { return };
+        let Ok(fmt) = Format::decide(None, image.head(), &Default::default(), "fuzz") else { return };
         if fmt == Format::Raw {
             return;
         }

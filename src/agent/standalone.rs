@@ -229,7 +229,13 @@ fn deploy_from(
         .clone()
         .or(cmdline.rivet.get("rivet.disk").cloned());
     let boot_mode = plan.boot_mode.unwrap_or_else(firmware_boot_mode);
-    let (v, _) = write_plan(s, plan, Target::Hint(hint.as_deref()), boot_mode)?;
+    let (v, _) = write_plan(
+        s,
+        plan,
+        Target::Hint(hint.as_deref()),
+        boot_mode,
+        Default::default(),
+    )?;
     Ok(v)
 }
 
@@ -250,6 +256,7 @@ pub fn write_plan<T: Transport + Send>(
     mut plan: Plan,
     target: Target<'_>,
     boot_mode: BootMode,
+    image_checks: deploy::format::Checks,
 ) -> Result<(Value, deploy::Outcome), Failure> {
     let configdrive = super::references::resolve(&mut plan, Some(&mut *t)).map_err(fail("plan"))?;
     if plan.urls.is_empty() {
@@ -282,7 +289,7 @@ pub fn write_plan<T: Transport + Send>(
         configdrive,
         disk_path: disk_path.clone(),
         buffer_size: deploy::DEFAULT_BUFFER,
-        permitted_formats: Vec::new(),
+        image_checks,
     };
 
     let mut last = String::new();

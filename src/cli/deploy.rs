@@ -126,7 +126,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         configdrive,
         disk_path: disk_path.to_string(),
         buffer_size,
-        permitted_formats: Vec::new(),
+        image_checks: Default::default(),
     };
     match (local, stack.as_mut()) {
         (Some(mut image), _) => run_deploy(disk, &mut image, &request),

@@ -12,7 +12,28 @@ use crate::stream::Hasher;
 use crate::wire::{magic, qcow2 as wire};
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use embedded_io::Read;
+
+/// Ironic's image checks, from the lookup's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checks {
+    /// `permitted_image_formats` (empty: any format rivet writes).
+    pub permitted: Vec<String>,
+    /// Not `disable_deep_image_inspection`: the bytes must agree with the
+    /// declared format. Without it a declared format is taken as given,
+    /// as ironic-python-agent takes it.
+    pub inspect: bool,
+}
+
+impl Default for Checks {
+    fn default() -> Checks {
+        Checks {
+            permitted: Vec::new(),
+            inspect: true,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
@@ -50,9 +71,19 @@ impl Format {
     pub fn decide(
         declared: Option<DiskFormat>,
         head: &[u8],
-        permitted: &[String],
+        checks: &Checks,
         name: &str,
     ) -> Result<Format, Error> {
+        if let (false, Some(DiskFormat::Raw)) = (checks.inspect, declared) {
+            if let Some(m) = magic::sniff(head) {
+                log::warn!(
+                    "the image {name} looks like {}, but image inspection is disabled and it \
+                     is declared raw: written byte for byte",
+                    m.name
+                );
+            }
+            return Ok(Format::Raw);
+        }
         let found = match magic::sniff(head) {
             None => Format::Raw,
             Some(m) if m.name == "qcow2" => {
@@ -91,7 +122,7 @@ impl Format {
             (Some(DiskFormat::Raw), found) => !matches!(found, Format::Qcow2(_)),
             (Some(DiskFormat::Qcow2), _) => false,
         };
-        if let (false, Some(d)) = (agrees, declared) {
+        if let (false, Some(d), true) = (agrees, declared, checks.inspect) {
             return Err(Error::Refused(format!(
                 "the image {name} is declared {} but its bytes are {}",
                 d.name(),
@@ -99,7 +130,8 @@ impl Format {
             )));
         }
         let allowed = |p: &String| p == inspected || (inspected == "raw" && p == "gpt");
-        if !permitted.is_empty() && !permitted.iter().any(allowed) {
+        let permitted = &checks.permitted;
+        if checks.inspect && !permitted.is_empty() && !permitted.iter().any(allowed) {
             return Err(Error::Refused(format!(
                 "the image {name} is {inspected}, not among the permitted image formats ({})",
                 permitted.join(", ")
@@ -257,4 +289,76 @@ pub fn stream(
     streamed.bytes = hashed.bytes;
     streamed.digest = core::mem::replace(&mut hashed.hasher, Hasher::new(algo)).finish_hex();
     Ok(streamed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// qemu-img's v3 header for a 1 MiB image (wire/qcow2's literal).
+    fn qcow2_head() -> Vec<u8> {
+        let mut h = alloc::vec![0u8; 512];
+        h[..8].copy_from_slice(b"QFI\xfb\0\0\0\x03");
+        h[20..24].copy_from_slice(&16u32.to_be_bytes());
+        h[24..32].copy_from_slice(&(1u64 << 20).to_be_bytes());
+        h[100..104].copy_from_slice(&112u32.to_be_bytes());
+        h
+    }
+
+    fn decide(
+        declared: Option<DiskFormat>,
+        head: &[u8],
+        checks: &Checks,
+    ) -> Result<&'static str, String> {
+        Format::decide(declared, head, checks, "img")
+            .map(|f| f.name())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_bytes_decide_and_must_agree_with_what_is_declared() {
+        let on = Checks::default();
+        let raw = [0u8; 512];
+        let q = qcow2_head();
+        assert_eq!(decide(None, &raw, &on), Ok("raw"));
+        assert_eq!(decide(None, &q, &on), Ok("qcow2"));
+        assert_eq!(decide(Some(DiskFormat::Qcow2), &q, &on), Ok("qcow2"));
+        assert!(decide(Some(DiskFormat::Raw), &q, &on)
+            .unwrap_err()
+            .contains("declared raw but its bytes are qcow2"));
+        assert!(decide(Some(DiskFormat::Qcow2), &raw, &on)
+            .unwrap_err()
+            .contains("declared qcow2 but its bytes are raw"));
+        // A gzip of a raw image is raw to Ironic.
+        let gz = crate::wire::gzip::compress(&raw, 6);
+        assert_eq!(
+            decide(Some(DiskFormat::Raw), &gz, &on),
+            Ok("gzip-compressed raw")
+        );
+    }
+
+    #[test]
+    fn permitted_formats_and_disabled_inspection_as_ironic_sends_them() {
+        let q = qcow2_head();
+        let raw_only = Checks {
+            permitted: alloc::vec!["raw".into(), "gpt".into()],
+            inspect: true,
+        };
+        assert!(decide(None, &q, &raw_only)
+            .unwrap_err()
+            .contains("not among the permitted image formats (raw, gpt)"));
+        assert_eq!(decide(None, &[0u8; 512], &raw_only), Ok("raw"));
+        let gpt_only = Checks {
+            permitted: alloc::vec!["gpt".into()],
+            inspect: true,
+        };
+        assert_eq!(decide(None, &[0u8; 512], &gpt_only), Ok("raw"));
+        // Inspection off: the declared format is taken as given.
+        let off = Checks {
+            permitted: alloc::vec!["raw".into()],
+            inspect: false,
+        };
+        assert_eq!(decide(Some(DiskFormat::Raw), &q, &off), Ok("raw"));
+        assert_eq!(decide(None, &q, &off), Ok("qcow2"));
+    }
 }

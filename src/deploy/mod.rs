@@ -203,8 +203,8 @@ pub struct Request<'a> {
     pub disk_path: String,
     /// Bytes of the one streaming buffer (a multiple of 1 MiB is best).
     pub buffer_size: usize,
-    /// Ironic's `permitted_image_formats` (empty: any rivet can write).
-    pub permitted_formats: Vec<String>,
+    /// What the lookup said about checking images.
+    pub image_checks: format::Checks,
 }
 
 /// One partition in the result.
@@ -351,7 +351,7 @@ fn deploy_erased(
     let format = format::Format::decide(
         req.plan.disk_format,
         image.head(),
-        &req.permitted_formats,
+        &req.image_checks,
         &image.describe(),
     )?;
     if format != format::Format::Raw {

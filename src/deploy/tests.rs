@@ -46,7 +46,7 @@ fn request<'a>(plan: &'a Plan, boot_mode: BootMode) -> Request<'a> {
         configdrive: None,
         disk_path: "/dev/vda".into(),
         buffer_size: 1 << 20,
-        permitted_formats: Vec::new(),
+        image_checks: Default::default(),
     }
 }
 

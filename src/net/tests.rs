@@ -294,7 +294,7 @@ fn downloads_feed_the_deploy_engine() {
         configdrive: None,
         disk_path: "/dev/vda".into(),
         buffer_size: 1 << 20,
-        permitted_formats: Vec::new(),
+        image_checks: Default::default(),
     };
     let out = deploy::deploy(&mut disk, &mut src, &mut ScriptedEnv::default(), &req).unwrap();
     assert_eq!(out.image_bytes, data.len() as u64);

@@ -64,6 +64,8 @@ pub struct Api {
     pub node: Value,
     /// Whether the conductor allows md5 checksums (lookup config).
     pub md5_enabled: bool,
+    /// From the lookup: which image formats, and whether to inspect them.
+    pub image_checks: crate::deploy::format::Checks,
     /// The lookup's enable_bios_bootloader_install.
     pub bios_bootloader_install: bool,
     job: Option<Job>,
@@ -123,6 +125,7 @@ impl Api {
             image_disk: None,
             node: Value::Null,
             md5_enabled: true,
+            image_checks: Default::default(),
             bios_bootloader_install: false,
             job: None,
             rng: seed | 1,

@@ -31,6 +31,8 @@ pub struct Lookup {
     pub token: Option<String>,
     pub token_required: bool,
     pub md5_enabled: bool,
+    /// `permitted_image_formats` and `disable_deep_image_inspection`.
+    pub image_checks: crate::deploy::format::Checks,
     /// The lowest TLS version the agent API may speak ("1.2", "1.3").
     pub tls_min_version: Option<String>,
     /// OpenSSL-style `A:B:C` list for the agent API's TLS 1.2 suites.
@@ -229,6 +231,19 @@ pub fn parse_lookup(j: &Value) -> Option<Lookup> {
         md5_enabled: config["agent_md5_checksum_enable"]
             .as_bool()
             .unwrap_or(true),
+        image_checks: crate::deploy::format::Checks {
+            permitted: config["permitted_image_formats"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|f| f.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            inspect: !config["disable_deep_image_inspection"]
+                .as_bool()
+                .unwrap_or(false),
+        },
         tls_min_version: config["tls_min_version"].as_str().map(str::to_string),
         tls_cipher_suites: config["tls_cipher_suites"]
             .as_str()
@@ -312,6 +327,24 @@ mod tests {
         let old = json!({"node": {"uuid": "u"}, "heartbeat_timeout": 60});
         assert_eq!(parse_lookup(&old).unwrap().heartbeat_timeout_s, 60);
         assert!(parse_lookup(&json!({"node": {}})).is_none());
+    }
+
+    #[test]
+    fn lookup_carries_the_image_checks() {
+        let j = json!({"node": {"uuid": "u"},
+                       "config": {"permitted_image_formats": ["raw", "gpt", "qcow2", "iso"],
+                                  "disable_deep_image_inspection": false}});
+        let c = parse_lookup(&j).unwrap().image_checks;
+        assert_eq!(
+            (c.permitted, c.inspect),
+            (
+                vec!["raw".into(), "gpt".into(), "qcow2".into(), "iso".into()],
+                true
+            )
+        );
+        let off = json!({"node": {"uuid": "u"}, "config": {"disable_deep_image_inspection": true}});
+        let c = parse_lookup(&off).unwrap().image_checks;
+        assert_eq!((c.permitted.len(), c.inspect), (0, false));
     }
 
     #[test]

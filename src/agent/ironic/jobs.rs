@@ -77,7 +77,8 @@ fn write_image(
         Some(h) => standalone::Target::Hints(h),
         None => standalone::Target::Hint(None),
     };
-    let (v, _) = standalone::write_plan(t, plan, target, boot_mode).map_err(ipa_error)?;
+    let checks = t.agent.api.image_checks.clone();
+    let (v, _) = standalone::write_plan(t, plan, target, boot_mode, checks).map_err(ipa_error)?;
     let uuids = if partition {
         json!({"root uuid": v["root uuid"], "efi system partition uuid": v["efi system partition uuid"],
                "partitions": v["partitions"]})

@@ -455,6 +455,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     let mut api = Api::new(token.clone(), started_at, random_u64());
     api.node = found.node.clone();
     api.md5_enabled = found.md5_enabled;
+    api.image_checks = found.image_checks.clone();
     api.bios_bootloader_install = found.bios_bootloader_install;
     let now = stack.now_ms();
     let mut agent = Agent {
