@@ -345,6 +345,36 @@ impl BlockDevice for Disk {
         rustix::fs::fdatasync(&self.fd).map_err(io_err)
     }
 
+    fn zero_range(&mut self, offset: u64, len: u64) -> Result<bool, IoError> {
+        if offset + len > self.size {
+            return Err(IoError {
+                at: None,
+                errno: 28,
+                message: format!("zeroing past the end of {} bytes", self.size),
+            });
+        }
+        // Writes queued before must land first: they may overlap.
+        if let Some(w) = self.writer.as_mut() {
+            w.drain()?;
+        }
+        let done = if self.is_block {
+            sys::zero_out(&self.fd, offset, len).map_err(|e| IoError {
+                at: Some(offset),
+                errno: e.raw_os_error().unwrap_or(0),
+                message: format!("BLKZEROOUT: {e}"),
+            })
+        } else {
+            use rustix::fs::FallocateFlags as F;
+            rustix::fs::fallocate(&self.fd, F::PUNCH_HOLE | F::KEEP_SIZE, offset, len).map_err(io_err)
+        };
+        match done {
+            Ok(()) => Ok(true),
+            // Not supported here: the caller writes zeros.
+            Err(e) if [95, 25, 22].contains(&e.errno) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn reread_partitions(&mut self) -> Result<(), IoError> {
         if !self.is_block {
             return Ok(());

@@ -39,6 +39,23 @@ pub fn reread_partitions(fd: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+const BLKZEROOUT: u64 = 0x127f;
+
+/// Zeroes `len` bytes at `offset` of a block device without sending them
+/// (WRITE ZEROES or UNMAP where the device has it; the kernel writes zeros
+/// itself otherwise).
+pub fn zero_out(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let range = [offset, len];
+    // SAFETY: BLKZEROOUT reads two u64s from the pointer, which points at
+    // `range`, alive for the call.
+    let r = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), BLKZEROOUT as _, range.as_ptr()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `struct nvme_passthru_cmd` (linux/nvme_ioctl.h), for admin commands.
 #[repr(C)]
 #[derive(Default)]
