@@ -350,6 +350,163 @@ fn a_1_gib_image_deploys_in_96_mib_of_ram() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Writes `mib` MiB of non-zero data into `img` from `from_mib` on, in
+/// 8 MiB runs with 8 MiB holes between them (a qcow2 of it is about
+/// half the image, and has holes to zero).
+fn fill_runs(img: &Path, from_mib: u64, mib: u64) {
+    for i in 0..mib / 8 {
+        let run: Vec<u8> = (0..8 << 20)
+            .map(|b: usize| (b * 13 + i as usize) as u8 | 1)
+            .collect();
+        common::disk::write_at(img, (from_mib + i * 16) << 20, &run);
+    }
+}
+
+#[test]
+fn qcow2_images_larger_than_the_ram_deploy_in_128_mib() {
+    let dir = scratch("qemu-qcow2");
+    let qemu_img = |args: &[&str]| common::disk::ok("qemu-img", args);
+    // A partition image: 400 MiB of ext4 with 176 MiB of data.
+    let fs = dir.join("root.raw");
+    sparse(&fs, 400 * MIB);
+    common::disk::ok(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", "qcow2-root", fs.to_str().unwrap()],
+    );
+    fill_runs(&fs, 32, 176);
+    let part = dir.join("root.qcow2");
+    qemu_img(&[
+        "convert",
+        "-q",
+        "-O",
+        "qcow2",
+        fs.to_str().unwrap(),
+        part.to_str().unwrap(),
+    ]);
+    // A whole-disk image: GPT, 300 MiB partition, 152 MiB of data, zstd clusters
+    // (the data does not compress: the file stays larger than the RAM).
+    let whole = dir.join("whole.raw");
+    sparse(&whole, 320 * MIB);
+    common::disk::ok(
+        "sgdisk",
+        &[
+            "-n",
+            "1:2048:+300M",
+            "-c",
+            "1:root",
+            whole.to_str().unwrap(),
+        ],
+    );
+    let wfs = mkfs_image(&dir, "ext4", 300, "qcow2-whole");
+    common::disk::copy_into(&wfs, &whole, 1);
+    common::disk::ok(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", whole.display()),
+            "bs=1M",
+            "seek=40",
+            "count=152",
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    let disk_qcow2 = dir.join("whole.qcow2");
+    qemu_img(&[
+        "convert",
+        "-q",
+        "-c",
+        "-O",
+        "qcow2",
+        "-o",
+        "compression_type=zstd",
+        whole.to_str().unwrap(),
+        disk_qcow2.to_str().unwrap(),
+    ]);
+    for q in [&part, &disk_qcow2] {
+        let len = std::fs::metadata(q).unwrap().len();
+        assert!(
+            len > 128 * MIB,
+            "{q:?} is {len} bytes, not larger than the guest's RAM"
+        );
+    }
+    let reference = |q: &Path| {
+        let raw = q.with_extension("ref");
+        qemu_img(&[
+            "convert",
+            "-q",
+            "-O",
+            "raw",
+            q.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ]);
+        raw
+    };
+
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    common::disk::write_at(&target, 100 * MIB, &vec![0xee; 8 << 20]);
+    let sum = sha256_file(&part);
+    let (console, cb) = deploy_in_qemu(
+        &dir,
+        &[],
+        |s| {
+            json!({"image_type": "partition", "root_mb": 512, "deploy_boot_mode": "bios",
+                   "disk_format": "qcow2", "urls": [s.url("root.qcow2")],
+                   "os_hash_algo": "sha256", "os_hash_value": sum})
+        },
+        &[target.display().to_string()],
+        128,
+        "",
+    );
+    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
+    assert!(console.contains("tables read and checked"), "{console}");
+    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
+    assert!(
+        files_equal_at(&reference(&part), &target, MIB, 400 * MIB),
+        "the root partition differs from qemu-img's"
+    );
+    eprintln!("qcow2 partition image in 128 MiB: {} MB/s", cb["mb_per_s"]);
+
+    let target = dir.join("target2.img");
+    sparse(&target, 4 << 30);
+    common::disk::write_at(&target, 200 * MIB, &vec![0xee; 8 << 20]);
+    let sum = sha256_file(&disk_qcow2);
+    let (console, cb) = deploy_in_qemu(
+        &dir,
+        &[],
+        |s| json!({"urls": [s.url("whole.qcow2")], "os_hash_algo": "sha256", "os_hash_value": sum}),
+        &[target.display().to_string()],
+        128,
+        "",
+    );
+    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
+    assert!(console.contains("zstd-compressed clusters"), "{console}");
+    common::disk::assert_sgdisk_clean(&target);
+    assert_eq!(blkid_at(&target, MIB)["LABEL"], "qcow2-whole");
+    // The partition, 1 MiB to 301 MiB, at the same offset on both.
+    let same = common::disk::run(
+        "cmp",
+        &[
+            "-n",
+            &(300 * MIB).to_string(),
+            reference(&disk_qcow2).to_str().unwrap(),
+            target.to_str().unwrap(),
+            &MIB.to_string(),
+            &MIB.to_string(),
+        ],
+    );
+    assert!(
+        same.status.success(),
+        "the partition differs from qemu-img's"
+    );
+    eprintln!(
+        "qcow2 (zstd) whole-disk image in 128 MiB: {} MB/s",
+        cb["mb_per_s"]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn plan_and_disk_failures_are_reported_and_the_machine_still_powers_off() {
     let dir = scratch("qemu-failures");

@@ -365,7 +365,8 @@ impl BlockDevice for Disk {
             })
         } else {
             use rustix::fs::FallocateFlags as F;
-            rustix::fs::fallocate(&self.fd, F::PUNCH_HOLE | F::KEEP_SIZE, offset, len).map_err(io_err)
+            rustix::fs::fallocate(&self.fd, F::PUNCH_HOLE | F::KEEP_SIZE, offset, len)
+                .map_err(io_err)
         };
         match done {
             Ok(()) => Ok(true),

@@ -110,6 +110,8 @@ pub struct Download<'t, T: Transport> {
     range_end: Option<u64>,
     /// The server answered a part's Range with the whole file.
     range_ignored: bool,
+    /// The stream was closed to read a part: reopening it is no resume.
+    after_part: bool,
     pub resumes: u32,
     pub restarts: u32,
 }
@@ -143,6 +145,7 @@ impl<'t, T: Transport> Download<'t, T> {
             validator: None,
             range_end: None,
             range_ignored: false,
+            after_part: false,
             resumes: 0,
             restarts: 0,
         };
@@ -159,7 +162,10 @@ impl<'t, T: Transport> Download<'t, T> {
             return Ok(true);
         }
         // One connection at a time: the stream's reopens at its position.
-        self.close();
+        if self.conn.is_some() {
+            self.close();
+            self.after_part = true;
+        }
         let mut part = Download {
             t: &mut *self.t,
             policy: self.policy,
@@ -176,6 +182,7 @@ impl<'t, T: Transport> Download<'t, T> {
             validator: self.validator.clone(),
             range_end: Some(offset + buf.len() as u64 - 1),
             range_ignored: false,
+            after_part: false,
             resumes: 0,
             restarts: 0,
         };
@@ -406,10 +413,13 @@ impl<'t, T: Transport> Download<'t, T> {
                 )));
             }
         }
-        if self.pos > 0 && r.status == 206 {
+        if self.pos > 0 && r.status == 206 && self.after_part {
+            log::debug!("{}: back at byte {} after a part", self.original, self.pos);
+        } else if self.pos > 0 && r.status == 206 {
             self.resumes += 1;
             log::info!("{}: resumed at byte {}", self.original, self.pos);
         }
+        self.after_part = false;
         self.total = self.total.or(total);
         if self.validator.is_none() {
             self.validator = validator;
