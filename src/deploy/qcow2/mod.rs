@@ -46,7 +46,10 @@ use tables::{Region, Tables};
 /// Bounds on what the converter holds besides the stream buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Cluster mappings held at once (~48 bytes each).
+    /// Cluster mappings held at once (~64 bytes each with the map's
+    /// nodes). Images with up to half as many allocated clusters are mapped
+    /// whole before the pass (when the source reads at offsets); larger
+    /// ones a table at a time, as the pass reaches each.
     pub entries: usize,
     /// Bytes that passed before the table mapping them was read, or that
     /// belong past the first MiB of a whole-disk image whose first MiB is
@@ -248,6 +251,9 @@ fn read_tables<S: ImageSource + ?Sized>(
     let offsets = pass.t.l1.clone().unwrap_or_default();
     let mut regions = Vec::new();
     let mut mapped = 0usize;
+    // Half the bound: the other half is room for the tables mapped as the
+    // pass reaches them when there are more.
+    let preload = pass.limits.entries / 2;
     for (i, &o) in offsets.iter().enumerate().filter(|(_, &o)| o != 0) {
         let table = match read_at(src, o, cs as usize) {
             Some(Ok(t)) => t,
@@ -265,14 +271,14 @@ fn read_tables<S: ImageSource + ?Sized>(
             .read_l2(i as u64, &table)
             .map_err(|e| pass.refused(e))?;
         mapped += found.len();
-        if mapped <= pass.limits.entries {
+        if mapped <= preload {
             regions.extend(found);
         } else {
             regions = Vec::new();
         }
     }
     let tables = pass.t.l2_sorted.len();
-    if mapped <= pass.limits.entries {
+    if mapped <= preload {
         for (s, r, len) in regions {
             pass.add(s, r, len)?;
         }

@@ -312,6 +312,27 @@ fn unsafe_or_unreadable_images_are_refused_by_reason() {
 }
 
 #[test]
+fn images_with_more_clusters_than_the_map_holds_are_mapped_a_table_at_a_time() {
+    let b = build();
+    let small = Limits {
+        entries: 6, // 4 clusters: more than half
+        ..Limits::default()
+    };
+    let s = write(&b.file, true, &small, &mut garbage_disk()).unwrap();
+    assert_eq!(s.held, b.raw);
+    let tiny = Limits {
+        entries: 2,
+        ..Limits::default()
+    };
+    let err = error(write(&b.file, true, &tiny, &mut garbage_disk()));
+    assert!(
+        err.to_string()
+            .contains("more than 2 clusters mapped ahead"),
+        "{err}"
+    );
+}
+
+#[test]
 fn two_l1_entries_on_one_l2_table_are_refused() {
     let mut f = build().file;
     f[36..40].copy_from_slice(&2u32.to_be_bytes());
