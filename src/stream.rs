@@ -41,6 +41,35 @@ impl AlignedBuf {
     }
 }
 
+/// `value` with `decimals` digits after the point (width and alignment as
+/// asked; halves round up), by integer arithmetic: core's float formatting would cost /init
+/// 13 KB for a few progress lines.
+pub struct Fixed(pub f64, pub u32);
+
+impl core::fmt::Display for Fixed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use core::fmt::Write;
+        let scale = 10u64.pow(self.1.min(9));
+        let negative = self.0 < 0.0;
+        let magnitude = if negative { -self.0 } else { self.0 };
+        // `as` saturates: NaN prints 0, infinity the largest u64.
+        let scaled = (magnitude * scale as f64 + 0.5) as u64;
+        let mut text = String::new();
+        let sign = if negative && scaled > 0 { "-" } else { "" };
+        let _ = match self.1 {
+            0 => write!(text, "{sign}{scaled}"),
+            d => write!(
+                text,
+                "{sign}{}.{:0w$}",
+                scaled / scale,
+                scaled % scale,
+                w = d as usize
+            ),
+        };
+        f.pad(&text)
+    }
+}
+
 /// md5 / sha256 / sha512 over a stream.
 pub enum Hasher {
     Md5(md5::Md5),
@@ -149,9 +178,15 @@ impl Meter {
                 } else {
                     0.0
                 };
-                alloc::format!("{mib:.1} MiB ({pct:.0}%), {rate:.1} MB/s, ETA {eta:.0} s")
+                alloc::format!(
+                    "{} MiB ({}%), {} MB/s, ETA {} s",
+                    Fixed(mib, 1),
+                    Fixed(pct, 0),
+                    Fixed(rate, 1),
+                    Fixed(eta, 0)
+                )
             }
-            _ => alloc::format!("{mib:.1} MiB, {rate:.1} MB/s"),
+            _ => alloc::format!("{} MiB, {} MB/s", Fixed(mib, 1), Fixed(rate, 1)),
         }
     }
 }
@@ -159,6 +194,31 @@ impl Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_prints_as_core_formats_floats() {
+        use alloc::format;
+        for (v, d) in [
+            (0.0, 1),
+            (36.61, 1),
+            (2.0, 2),
+            (1234.5678, 2),
+            (0.0004, 3),
+            (99.96, 1),
+            (7.4, 0),
+        ] {
+            assert_eq!(
+                format!("{}", Fixed(v, d)),
+                format!("{v:.prec$}", prec = d as usize),
+                "{v} {d}"
+            );
+        }
+        assert_eq!(format!("{:>12}", Fixed(2.401239, 6)), "    2.401239");
+        // Halves round up (core rounds them to even): a progress line's business.
+        assert_eq!(format!("{}", Fixed(0.25, 1)), "0.3");
+        assert_eq!(format!("{}", Fixed(-1.26, 1)), "-1.3");
+        assert_eq!(format!("{}", Fixed(-0.01, 1)), "0.0");
+    }
     use core::convert::Infallible;
 
     #[test]

@@ -113,14 +113,17 @@ where
         deploy::deploy(disk, image, &mut LinuxEnv::default(), request)
     })?;
     log::info!(
-        "image written: {} bytes in {:.2} s ({:.1} MB/s); root uuid {}",
+        "image written: {} bytes in {} s ({} MB/s); root uuid {}",
         outcome.image_bytes,
-        outcome.image_ms as f64 / 1000.0,
-        if outcome.image_ms > 0 {
-            outcome.image_bytes as f64 / 1e3 / outcome.image_ms as f64
-        } else {
-            0.0
-        },
+        crate::stream::Fixed(outcome.image_ms as f64 / 1000.0, 2),
+        crate::stream::Fixed(
+            if outcome.image_ms > 0 {
+                outcome.image_bytes as f64 / 1e3 / outcome.image_ms as f64
+            } else {
+                0.0
+            },
+            1
+        ),
         outcome.root_uuid
     );
     Ok(outcome)

@@ -51,6 +51,9 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     let report = |p: &rivet::deploy::erase::Progress| log::info!("{path}: {p}");
     let how = erase_disk(path, &knobs, &report)?;
     let secs = started.elapsed().as_secs_f64();
-    log::info!("{path}: erased in {secs:.2} s ({how})");
+    log::info!(
+        "{path}: erased in {} s ({how})",
+        rivet::stream::Fixed(secs, 2)
+    );
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use super::args::Args;
 use rivet::net::client::{Download, Policy};
-use rivet::stream::{fill, Meter};
+use rivet::stream::{fill, Fixed, Meter};
 use std::io::Write;
 
 const HELP_HEAD: &str = "\
@@ -93,9 +93,10 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     let (resumes, restarts) = (d.resumes, d.restarts);
     drop(d);
     log::info!(
-        "fetched {total} bytes in {secs:.2} s ({:.1} MB/s), {resumes} resumes, {restarts} restarts, \
+        "fetched {total} bytes in {} s ({} MB/s), {resumes} resumes, {restarts} restarts, \
          {} frames dropped by the kernel",
-        total as f64 / 1e6 / secs.max(1e-9),
+        Fixed(secs, 2),
+        Fixed(total as f64 / 1e6 / secs.max(1e-9), 1),
         stack.device.kernel_drops()
     );
     Ok(())

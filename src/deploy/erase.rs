@@ -42,13 +42,13 @@ impl core::fmt::Display for Progress {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "pass {}/{} ({:?}): {} of {} MiB, {:.1} MB/s",
+            "pass {}/{} ({:?}): {} of {} MiB, {} MB/s",
             self.pass,
             self.passes,
             self.kind,
             self.done >> 20,
             self.total >> 20,
-            self.mb_per_s()
+            crate::stream::Fixed(self.mb_per_s(), 1)
         )
     }
 }

@@ -4,7 +4,7 @@
 //! always of the bytes as served.
 
 use super::decompress::{Gunzip, Unzstd};
-use super::image::{self, BeforeWrite, ImageSource, Streamed};
+use super::image::{self, BeforeWrite, Erased, ErasedSource, ImageSource, Streamed};
 use super::qcow2::{self, Limits};
 use super::{BlockDevice, Env, Error};
 use crate::plan::{DiskFormat, HashAlgo};
@@ -146,19 +146,19 @@ impl Format {
 fn check_gzip_start(head: &[u8]) -> Result<(), String> {
     use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
     use miniz_oxide::inflate::TINFLStatus;
-    if head.len() < 10 || head[3] & 0xe0 != 0 {
-        return Err("reserved header flags set".into());
-    }
-    if head[3] & 0x1c != 0 {
-        return Ok(()); // optional fields: the stream reader skips them
-    }
+    let at = match crate::wire::gzip::header_len(head) {
+        Ok(at) => at,
+        // Optional fields past the sniffed bytes: the stream reader sees.
+        Err(crate::wire::gzip::Error::Truncated) => return Ok(()),
+        Err(_) => return Err("reserved header flags set, or not deflate".into()),
+    };
     let mut d = alloc::boxed::Box::new(DecompressorOxide::new());
     let mut out = alloc::vec![0u8; 32 * 1024];
     let flags = inflate_flags::TINFL_FLAG_HAS_MORE_INPUT;
-    let (status, _, _) = decompress(&mut d, &head[10..], &mut out, 0, flags);
+    let (status, _, _) = decompress(&mut d, &head[at..], &mut out, 0, flags);
     match status {
         TINFLStatus::Failed | TINFLStatus::BadParam | TINFLStatus::Adler32Mismatch => {
-            Err(format!("the deflate data does not decode ({status:?})"))
+            Err("the deflate data does not decode".into())
         }
         _ => Ok(()),
     }
@@ -261,20 +261,26 @@ pub fn stream(
     let Ready { format, qcow2 } = ready;
     let format = &format;
     let mut hashed = Hashed::new(src, algo);
-    let mut streamed = match (format, qcow2) {
-        (Format::Qcow2(_), Some(prepared)) => {
-            qcow2::stream(prepared, dev, env, &mut hashed, offset, buf, before_write)?
+    // Each reader erased: one copy of each writer, whatever reads for it.
+    let mut gunzip;
+    let mut unzstd;
+    let raw: &mut dyn ErasedSource = match format {
+        Format::Gzip => {
+            gunzip = Gunzip::new(&mut hashed);
+            &mut gunzip
         }
-        (Format::Gzip, _) => {
-            let mut raw = Gunzip::new(&mut hashed);
-            image::stream(dev, env, &mut raw, offset, limit, buf, before_write)?
+        Format::Zstd => {
+            unzstd = Unzstd::new(&mut hashed);
+            &mut unzstd
         }
-        (Format::Zstd, _) => {
-            let mut raw = Unzstd::new(&mut hashed);
-            image::stream(dev, env, &mut raw, offset, limit, buf, before_write)?
-        }
-        _ => image::stream(dev, env, &mut hashed, offset, limit, buf, before_write)?,
+        _ => &mut hashed,
     };
+    let mut raw = Erased::new(raw);
+    let mut streamed = match qcow2 {
+        Some(prepared) => qcow2::stream(prepared, dev, env, &mut raw, offset, buf, before_write)?,
+        None => image::stream(dev, env, &mut raw, offset, limit, buf, before_write)?,
+    };
+
     if !matches!(format, Format::Raw) {
         log::info!(
             "{}: {} bytes served, {} bytes of disk image",

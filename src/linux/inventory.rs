@@ -252,7 +252,7 @@ pub fn human_bytes(n: u64) -> String {
     if unit == 0 {
         format!("{n} B")
     } else {
-        format!("{value:.1} {}", UNITS[unit])
+        format!("{} {}", crate::stream::Fixed(value, 1), UNITS[unit])
     }
 }
 

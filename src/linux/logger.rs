@@ -56,8 +56,8 @@ impl Log for Console {
         };
         // One write call a line, so lines from threads never interleave.
         let line = format!(
-            "[{:12.6}] rivet: {level}{}\n",
-            boot_seconds(),
+            "[{:>12}] rivet: {level}{}\n",
+            crate::stream::Fixed(boot_seconds(), 6),
             record.args()
         );
         let _ = std::io::stderr().lock().write_all(line.as_bytes());

@@ -36,7 +36,10 @@ enum Ask {
     At(u64, usize),
 }
 
-type ReadAt = Option<Result<Vec<u8>, String>>;
+/// The answer to [`Ask::At`], in the type chunks come in (one channel
+/// type less in /init): the bytes, or `Ok` with none when the source cannot
+/// read at offsets, or the error.
+type ReadAt = Filled;
 
 /// An [`ImageSource`] whose reads come from chunks another thread filled.
 pub struct ReadAhead {
@@ -107,7 +110,11 @@ where
                         }
                         Ask::At(offset, len) => {
                             let mut buf = vec![0u8; len];
-                            let got = src.read_at(offset, &mut buf).map(|r| r.map(|()| buf));
+                            let got = match src.read_at(offset, &mut buf) {
+                                Some(Ok(())) => Ok((buf, len)),
+                                Some(Err(e)) => Err(e),
+                                None => Ok((Vec::new(), 0)),
+                            };
                             if read_at_tx.send(got).is_err() {
                                 break;
                             }
@@ -174,16 +181,19 @@ impl ImageSource for ReadAhead {
         self.describe.clone()
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
+        if buf.is_empty() {
+            return Some(Ok(()));
+        }
         if self.empty.send(Ask::At(offset, buf.len())).is_err() {
             return Some(Err("the image reader has stopped".into()));
         }
         match self.read_at.recv() {
-            Ok(Some(Ok(bytes))) => {
+            Ok(Ok((bytes, 0))) if bytes.is_empty() => None,
+            Ok(Ok((bytes, _))) => {
                 buf.copy_from_slice(&bytes);
                 Some(Ok(()))
             }
-            Ok(Some(Err(e))) => Some(Err(e)),
-            Ok(None) => None,
+            Ok(Err(e)) => Some(Err(e)),
             Err(_) => Some(Err("the image reader has stopped".into())),
         }
     }
@@ -242,6 +252,34 @@ mod tests {
             });
             assert!(got.unwrap() == data, "read size {step}");
         }
+    }
+
+    #[test]
+    fn reads_at_offsets_go_through_the_reader_before_during_and_after_the_stream() {
+        let data: Vec<u8> = (0..(2 * CHUNK + 777)).map(|i| (i % 253) as u8).collect();
+        let mut src = SliceImage {
+            ranges: true,
+            ..SliceImage::new(&data)
+        };
+        let got = read_ahead(&mut src, |r| {
+            let mut part = vec![0u8; 1000];
+            assert_eq!(r.read_at(CHUNK as u64 + 5, &mut part), Some(Ok(())));
+            assert_eq!(part, data[CHUNK + 5..CHUNK + 1005]);
+            let mut head = vec![0u8; 10];
+            assert_eq!(crate::stream::fill(r, &mut head).unwrap(), 10);
+            let rest = read_all(r, 4096).unwrap();
+            // After the end the reader still answers.
+            assert_eq!(r.read_at(3, &mut part[..4]), Some(Ok(())));
+            assert_eq!(part[..4], data[3..7]);
+            assert!(r.read_at(data.len() as u64, &mut part).unwrap().is_err());
+            [head, rest].concat()
+        });
+        assert!(got == data);
+        // A source that cannot read at offsets says so.
+        let mut plain = SliceImage::new(&data);
+        read_ahead(&mut plain, |r| {
+            assert_eq!(r.read_at(0, &mut [0u8; 8]), None)
+        });
     }
 
     #[test]

@@ -80,6 +80,42 @@ pub fn decompress_limited(stream: &[u8], limit: usize) -> Result<Vec<u8>, Error>
     Ok(data)
 }
 
+/// Bytes of the member header at the start of `stream` (its optional
+/// fields included): `Truncated` until all of it is there.
+pub fn header_len(stream: &[u8]) -> Result<usize, Error> {
+    if stream.len() < 2 {
+        return Err(Error::Truncated);
+    }
+    if stream[..2] != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    if stream.len() < HEADER_LEN {
+        return Err(Error::Truncated);
+    }
+    let flags = stream[3];
+    if stream[2] != CM_DEFLATE || flags & 0xe0 != 0 {
+        return Err(Error::Unsupported);
+    }
+    let mut at = HEADER_LEN;
+    if flags & FEXTRA != 0 {
+        let len = stream.get(at..at + 2).ok_or(Error::Truncated)?;
+        at += 2 + u16::from_le_bytes([len[0], len[1]]) as usize;
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let rest = stream.get(at..).ok_or(Error::Truncated)?;
+            at += rest.iter().position(|&b| b == 0).ok_or(Error::Truncated)? + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    if at > stream.len() {
+        return Err(Error::Truncated);
+    }
+    Ok(at)
+}
+
 /// One gzip member: its deflate data and what the trailer says of it.
 struct Member<'a> {
     deflate: &'a [u8],
@@ -89,37 +125,11 @@ struct Member<'a> {
 
 impl<'a> Member<'a> {
     fn parse(stream: &'a [u8]) -> Result<Member<'a>, Error> {
-        if stream.len() < 2 {
+        let at = header_len(stream)?;
+        if stream.len() < at + TRAILER_LEN {
             return Err(Error::Truncated);
-        }
-        if stream[..2] != MAGIC {
-            return Err(Error::BadMagic);
-        }
-        if stream.len() < HEADER_LEN + TRAILER_LEN {
-            return Err(Error::Truncated);
-        }
-        let flags = stream[3];
-        if stream[2] != CM_DEFLATE || flags & 0xe0 != 0 {
-            return Err(Error::Unsupported);
-        }
-        let mut at = HEADER_LEN;
-        if flags & FEXTRA != 0 {
-            let len = stream.get(at..at + 2).ok_or(Error::Truncated)?;
-            at += 2 + u16::from_le_bytes([len[0], len[1]]) as usize;
-        }
-        for flag in [FNAME, FCOMMENT] {
-            if flags & flag != 0 {
-                let rest = stream.get(at..).ok_or(Error::Truncated)?;
-                at += rest.iter().position(|&b| b == 0).ok_or(Error::Truncated)? + 1;
-            }
-        }
-        if flags & FHCRC != 0 {
-            at += 2;
         }
         let body_end = stream.len() - TRAILER_LEN;
-        if at > body_end {
-            return Err(Error::Truncated);
-        }
         let t = &stream[body_end..];
         Ok(Member {
             deflate: &stream[at..body_end],

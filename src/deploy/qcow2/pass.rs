@@ -21,9 +21,9 @@ pub(super) struct Pass {
     /// Regions not yet fully passed, with their lengths.
     pub(super) ahead: BTreeMap<Key, (Region, u64)>,
     /// Bytes of table and compressed regions gathered so far.
-    pub(super) partial: BTreeMap<Key, Vec<u8>>,
+    pub(super) partial: Vec<(Key, Vec<u8>)>,
     /// Spans that passed before anything claimed them.
-    pub(super) waiting: BTreeMap<u64, Vec<u8>>,
+    pub(super) waiting: Vec<(u64, Vec<u8>)>,
     pub(super) waiting_bytes: usize,
     /// File ranges of the current buffer that a region took.
     pub(super) claimed: Vec<(u64, u64)>,
@@ -89,7 +89,13 @@ impl Pass {
 
     /// The bytes of `[start, end)` that waited, if all did.
     pub(super) fn take_waiting(&self, start: u64, end: u64) -> Option<Vec<u8>> {
-        let (&at, span) = self.waiting.range(..=start).next_back()?;
+        // Spans are kept in file order and never touch (adjacent ones merge).
+        let i = self
+            .waiting
+            .partition_point(|(at, _)| *at <= start)
+            .checked_sub(1)?;
+        let (at, span) = &self.waiting[i];
+        let at = *at;
         (at + span.len() as u64 >= end)
             .then(|| span[(start - at) as usize..(end - at) as usize].to_vec())
     }
@@ -136,9 +142,18 @@ impl Pass {
                 }
             }
             Region::L1 | Region::L2 { .. } | Region::Compressed { .. } => {
-                self.partial.entry(k).or_default().extend_from_slice(piece);
+                // Few regions are in progress at once: a table or two, a
+                // compressed cluster across a buffer's end.
+                let i = match self.partial.iter().position(|(p, _)| *p == k) {
+                    Some(i) => i,
+                    None => {
+                        self.partial.push((k, Vec::new()));
+                        self.partial.len() - 1
+                    }
+                };
+                self.partial[i].1.extend_from_slice(piece);
                 if done {
-                    let mut gathered = self.partial.remove(&k).unwrap_or_default();
+                    let mut gathered = self.partial.swap_remove(i).1;
                     self.finish(r, start, &mut gathered, bytes, eof, dev, sink)?;
                 }
             }
@@ -324,7 +339,15 @@ impl Pass {
     /// may be clusters whose table comes later.
     pub(super) fn keep_unclaimed(&mut self, bytes: Bytes) -> Result<(), Error> {
         let mut claimed = core::mem::take(&mut self.claimed);
-        claimed.sort_unstable();
+        // Nearly in order already (the pass feeds regions in file order):
+        // an insertion sort, and no sort routine more in /init.
+        for i in 1..claimed.len() {
+            let mut j = i;
+            while j > 0 && claimed[j - 1] > claimed[j] {
+                claimed.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let mut cursor = bytes.at.max(self.t.cs); // the header cluster is no one's data
         for &(a, b) in claimed
             .iter()
@@ -350,11 +373,9 @@ impl Pass {
             )));
         }
         let piece = &bytes.data[(a - bytes.at) as usize..(b - bytes.at) as usize];
-        match self.waiting.iter_mut().next_back() {
-            Some((&s, span)) if s + span.len() as u64 == a => span.extend_from_slice(piece),
-            _ => {
-                self.waiting.insert(a, piece.to_vec());
-            }
+        match self.waiting.last_mut() {
+            Some((s, span)) if *s + span.len() as u64 == a => span.extend_from_slice(piece),
+            _ => self.waiting.push((a, piece.to_vec())),
         }
         Ok(())
     }
@@ -420,7 +441,7 @@ pub(super) fn inflate(c: Compression, input: &[u8], out: &mut [u8]) -> Result<us
             let (status, _, n) = decompress(&mut d, input, out, 0, flags);
             match status {
                 TINFLStatus::Done | TINFLStatus::HasMoreOutput => Ok(n),
-                other => Err(format!("deflate: {other:?}")),
+                _ => Err("bad deflate data".into()),
             }
         }
         Compression::Zstd => {
