@@ -33,6 +33,7 @@ pub mod initramfs;
 pub mod layout;
 pub mod modules;
 pub mod net;
+pub mod netdata;
 pub mod plan;
 pub mod stream;
 pub mod wire;

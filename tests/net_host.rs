@@ -516,3 +516,82 @@ fn rivet_tags_its_frames_for_a_vlan_and_takes_only_that_vlan() {
     let o = fetch(&["--vlan", "200"]);
     assert!(!o.status.success(), "reached VLAN 100 from VLAN 200");
 }
+
+/// DHCP-less: the address, gateway and DNS come from a network_data.json
+/// that names the NIC by its MAC address (as Ironic writes it for a node).
+#[test]
+fn network_data_json_configures_the_stack_without_dhcp() {
+    let dir = scratch("net-netdata");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = blob(&www, 2);
+    let mut net = Net::new(21, &dir);
+    let base = net.nginx(&www);
+    let mac = common::disk::ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &net.cli,
+            "cat",
+            "/sys/class/net/rv1/address",
+        ],
+    )
+    .trim()
+    .to_string();
+    let data = dir.join("network_data.json");
+    std::fs::write(
+        &data,
+        serde_json::to_vec(&serde_json::json!({
+            "links": [
+                {"id": "other", "type": "phy", "ethernet_mac_address": "02:00:00:00:00:99"},
+                {"id": "port0", "type": "phy", "ethernet_mac_address": mac, "mtu": 1500}
+            ],
+            "networks": [
+                {"id": "unplugged", "type": "ipv4", "link": "other", "ip_address": "10.99.0.5/24"},
+                {"id": "v6", "type": "ipv6", "link": "port0", "ip_address": "fd00::5/64"},
+                {"id": "provisioning", "type": "ipv4", "link": "port0", "ip_address": "10.77.21.7",
+                 "netmask": "255.255.255.0",
+                 "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.77.21.1"}]}
+            ],
+            "services": [{"type": "dns", "address": "10.77.21.1"}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = dir.join("out.bin");
+    let o = net.rivet(&[
+        "fetch",
+        "--network-data",
+        data.to_str().unwrap(),
+        &format!("{base}/blob.bin"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("network 'provisioning' on rv1"), "{log}");
+    assert!(log.contains("10.77.21.7/24"), "{log}");
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+    // A file that cannot be applied names the key at fault.
+    std::fs::write(
+        &data,
+        br#"{"links": [{"id": "b", "type": "bond", "bond_mode": "802.3ad", "bond_links": ["x"]}],
+            "networks": [{"id": "n", "type": "ipv4", "link": "b", "ip_address": "10.0.0.1/8"}]}"#,
+    )
+    .unwrap();
+    let o = net.rivet(&[
+        "fetch",
+        "--network-data",
+        data.to_str().unwrap(),
+        &format!("{base}/blob.bin"),
+        "--out",
+        "-",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("\"links[0].bond_mode\": '802.3ad' is not supported"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -110,7 +110,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     if local.is_none() && plan.urls.is_empty() {
         return Err("the plan has no urls; pass --image FILE".into());
     }
-    if local.is_none() && args.get("iface").is_none() {
+    if local.is_none() && args.get("iface").is_none() && args.get("network-data").is_none() {
         return Err(format!(
             "{}: pass --iface NAME to download it with rivet's network stack, or --image FILE",
             plan.urls[0]

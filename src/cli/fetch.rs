@@ -50,8 +50,10 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         return Err("give exactly one URL".into());
     };
     let out_path = args.required("out")?;
-    args.required("iface")?;
-    let mut stack = super::net::stack(&args)?.expect("--iface checked");
+    if args.get("network-data").is_none() {
+        args.required("iface")?;
+    }
+    let mut stack = super::net::stack(&args)?.expect("--iface or --network-data checked");
     let started = std::time::Instant::now();
     let mut policy = Policy::default();
     if let Some(t) = args.get("timeout") {

@@ -6,7 +6,15 @@ use rivet::linux::tls::{Verify, CA_BUNDLE};
 use rivet::net::stack::Addressing;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
-pub const OPTIONS: &[&str] = &["iface", "vlan", "ip", "gw", "dns", "ca-bundle"];
+pub const OPTIONS: &[&str] = &[
+    "iface",
+    "vlan",
+    "ip",
+    "gw",
+    "dns",
+    "ca-bundle",
+    "network-data",
+];
 pub const SWITCHES: &[&str] = &["insecure"];
 
 pub const HELP: &str = "\
@@ -15,6 +23,8 @@ pub const HELP: &str = "\
     --ip CIDR           Static address, e.g. 10.0.0.5/24
     --gw IP             Default gateway with --ip
     --dns IP            DNS server with --ip (repeatable)
+    --network-data FILE OpenStack network_data.json (a config-2 medium's): the NIC by MAC
+                        (among --iface if given), VLAN, static IPv4 or DHCP, gateway, DNS
     --ca-bundle FILE    CA certificates for https URLs [default: /etc/ssl/certs/ca-certificates.crt]
     --insecure          Do not verify https servers' certificates (says so loudly)
 ";
@@ -33,8 +43,37 @@ fn verify(args: &Args) -> Result<Verify, String> {
     }
 }
 
+/// The stack network_data.json describes for one of this host's NICs.
+fn from_network_data(args: &Args, file: &str) -> Result<LinuxStack, String> {
+    let json = std::fs::read(file).map_err(|e| format!("--network-data {file}: {e}"))?;
+    let mut nics = rivet::linux::inventory::netdata_nics(std::path::Path::new("/sys"));
+    if let Some(only) = args.get("iface") {
+        nics.retain(|n| n.name == only);
+    }
+    let c = rivet::netdata::choose(&json, &nics, None).map_err(|e| format!("{file}: {e}"))?;
+    let addressing = Addressing::from_network_data(&c.addressing);
+    log::info!(
+        "{file}: network '{}' on {}{}",
+        c.network,
+        c.nic,
+        c.vlan.map(|v| format!(" VLAN {v}")).unwrap_or_default()
+    );
+    let mut stack = open_stack(&c.nic, c.vlan, addressing, verify(args)?)?;
+    let lease = stack
+        .wait_for_address(30_000)
+        .map_err(|e| format!("{}: {e}", c.nic))?;
+    log::info!("{}: {}", c.nic, rivet::net::stack::describe_lease(&lease));
+    Ok(stack)
+}
+
 /// The stack for --iface, with the address in place (waits for DHCP).
 pub fn stack(args: &Args) -> Result<Option<LinuxStack>, String> {
+    if let Some(file) = args.get("network-data") {
+        if args.get("ip").is_some() || args.get("vlan").is_some() {
+            return Err("--network-data says the address and VLAN: drop --ip and --vlan".into());
+        }
+        return from_network_data(args, file).map(Some);
+    }
     let Some(iface) = args.get("iface") else {
         return Ok(None);
     };

@@ -204,6 +204,20 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
 }
 
 /// Network interfaces other than loopback.
+/// The NICs with a MAC address, as `network_data.json` names them.
+pub fn netdata_nics(sys: &Path) -> Vec<crate::netdata::Nic> {
+    nics(sys)
+        .into_iter()
+        .filter_map(|n| {
+            Some(crate::netdata::Nic {
+                mac: n.mac?.0,
+                name: n.name,
+                carrier: n.carrier,
+            })
+        })
+        .collect()
+}
+
 pub fn nics(sys: &Path) -> Vec<Nic> {
     let Ok(entries) = fs::read_dir(sys.join("class/net")) else {
         return Vec::new();

@@ -58,6 +58,25 @@ pub enum Addressing {
     },
 }
 
+impl Addressing {
+    /// What `network_data.json` chose ([`crate::netdata`]).
+    pub fn from_network_data(a: &crate::netdata::Addressing) -> Addressing {
+        match a {
+            crate::netdata::Addressing::Dhcp => Addressing::Dhcp,
+            crate::netdata::Addressing::Static {
+                address,
+                prefix,
+                gateway,
+                dns,
+            } => Addressing::Static {
+                cidr: Ipv4Cidr::new(Ipv4Address::from(*address), *prefix),
+                gateway: gateway.map(Ipv4Address::from),
+                dns: dns.iter().map(|d| Ipv4Address::from(*d)).collect(),
+            },
+        }
+    }
+}
+
 /// The address configuration in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

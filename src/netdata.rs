@@ -1,0 +1,374 @@
+//! OpenStack's `network_data.json` (what Ironic puts on a `config-2`
+//! medium for DHCP-less boots) → how rivet's stack speaks: on which NIC,
+//! on which VLAN, with which IPv4 address, gateway and DNS servers.
+//!
+//! Honoured: links of type `phy` (and the other physical kinds: `ethernet`,
+//! `vif`, `bridge`, `ovs`, `tap`, `hw_veb`, `dvs`, `vhostuser`), `vlan`
+//! (`vlan_link`, `vlan_id`) and `bond` (`bond_links`; `active-backup` only:
+//! rivet speaks on one member, the one with carrier); networks of type
+//! `ipv4` (`ip_address` with `netmask` or a `/prefix`, `routes`, `services`
+//! and `dns_nameservers`) and `ipv4_dhcp`; top-level `services` of type
+//! `dns`. IPv6 networks are passed over: rivet's stack speaks IPv4.
+//! A key that cannot be applied is named in the error.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use serde_json::Value;
+
+/// A NIC as rivet found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub carrier: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addressing {
+    Dhcp,
+    Static {
+        address: [u8; 4],
+        prefix: u8,
+        gateway: Option<[u8; 4]>,
+        dns: Vec<[u8; 4]>,
+    },
+}
+
+/// What to configure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub nic: String,
+    pub vlan: Option<u16>,
+    pub addressing: Addressing,
+    /// The network's `id`, for the log.
+    pub network: String,
+}
+
+/// The key at fault and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "network_data.json: {}", self.problem)
+        } else {
+            write!(f, "network_data.json: \"{}\": {}", self.key, self.problem)
+        }
+    }
+}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> Error {
+    Error {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+const PHYSICAL: [&str; 9] = [
+    "phy",
+    "ethernet",
+    "vif",
+    "bridge",
+    "ovs",
+    "tap",
+    "hw_veb",
+    "dvs",
+    "vhostuser",
+];
+
+fn mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+fn ipv4(s: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for b in out.iter_mut() {
+        *b = parts.next()?.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// A netmask's prefix length, if its ones are contiguous.
+fn prefix_of(mask: [u8; 4]) -> Option<u8> {
+    let m = u32::from_be_bytes(mask);
+    let ones = m.leading_ones();
+    (m.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
+}
+
+/// Where a network's link leads: the NICs that may carry it, and a VLAN.
+struct Path {
+    nics: Vec<[u8; 6]>,
+    vlan: Option<u16>,
+}
+
+struct Links<'a> {
+    list: &'a [Value],
+}
+
+impl<'a> Links<'a> {
+    fn find(&self, id: &str) -> Option<(usize, &'a Value)> {
+        self.list
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l["id"].as_str() == Some(id))
+    }
+
+    /// Follows `id` down to physical links (through one VLAN and bonds).
+    fn path(&self, id: &str, key: &str, depth: u8) -> Result<Path, Error> {
+        let (i, link) = self
+            .find(id)
+            .ok_or_else(|| err(key, format!("no link has id '{id}'")))?;
+        let here = format!("links[{i}]");
+        if depth > 4 {
+            return Err(err(here, "links nest too deep (a loop?)"));
+        }
+        let kind = link["type"].as_str().unwrap_or("phy");
+        match kind {
+            "vlan" => {
+                let vid = link["vlan_id"]
+                    .as_u64()
+                    .filter(|v| (1..=4094).contains(v))
+                    .ok_or_else(|| err(format!("{here}.vlan_id"), "not a VLAN id (1-4094)"))?;
+                let parent = link["vlan_link"]
+                    .as_str()
+                    .ok_or_else(|| err(format!("{here}.vlan_link"), "missing"))?;
+                let mut p = self.path(parent, &format!("{here}.vlan_link"), depth + 1)?;
+                if p.vlan.is_some() {
+                    return Err(err(here, "a VLAN on a VLAN (QinQ) is not supported"));
+                }
+                p.vlan = Some(vid as u16);
+                Ok(p)
+            }
+            "bond" => {
+                let mode = link["bond_mode"].as_str().unwrap_or("balance-rr");
+                if !matches!(mode, "active-backup" | "1") {
+                    return Err(err(
+                        format!("{here}.bond_mode"),
+                        format!(
+                            "'{mode}' is not supported: rivet speaks on one member at a time \
+                             (active-backup)"
+                        ),
+                    ));
+                }
+                let members = link["bond_links"]
+                    .as_array()
+                    .filter(|m| !m.is_empty())
+                    .ok_or_else(|| err(format!("{here}.bond_links"), "missing or empty"))?;
+                let mut nics = Vec::new();
+                for (j, m) in members.iter().enumerate() {
+                    let key = format!("{here}.bond_links[{j}]");
+                    let id = m.as_str().ok_or_else(|| err(&key, "not a link id"))?;
+                    let p = self.path(id, &key, depth + 1)?;
+                    nics.extend(p.nics);
+                }
+                Ok(Path { nics, vlan: None })
+            }
+            k if PHYSICAL.contains(&k) => {
+                let m = link["ethernet_mac_address"]
+                    .as_str()
+                    .and_then(mac)
+                    .ok_or_else(|| {
+                        err(
+                            format!("{here}.ethernet_mac_address"),
+                            "missing or not a MAC",
+                        )
+                    })?;
+                Ok(Path {
+                    nics: alloc::vec![m],
+                    vlan: None,
+                })
+            }
+            other => Err(err(
+                format!("{here}.type"),
+                format!("link type '{other}' is not supported"),
+            )),
+        }
+    }
+}
+
+fn dns_list(v: &Value, into: &mut Vec<[u8; 4]>) {
+    let mut add = |a: &Value| {
+        if let Some(ip) = a.as_str().and_then(ipv4) {
+            if !into.contains(&ip) {
+                into.push(ip);
+            }
+        }
+    };
+    for s in v["services"].as_array().into_iter().flatten() {
+        if s["type"].as_str() == Some("dns") {
+            add(&s["address"]);
+        }
+    }
+    for a in v["dns_nameservers"].as_array().into_iter().flatten() {
+        add(a);
+    }
+}
+
+/// The static IPv4 configuration of network `i`.
+fn static_v4(net: &Value, i: usize, top: &Value) -> Result<Addressing, Error> {
+    let key = |k: &str| format!("networks[{i}].{k}");
+    let given = net["ip_address"]
+        .as_str()
+        .ok_or_else(|| err(key("ip_address"), "missing"))?;
+    let (addr, inline) = match given.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (given, None),
+    };
+    let address =
+        ipv4(addr).ok_or_else(|| err(key("ip_address"), format!("'{given}' is not IPv4")))?;
+    let prefix = match (inline, net["netmask"].as_str()) {
+        (Some(p), _) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or_else(|| err(key("ip_address"), format!("'/{p}' is not a prefix length")))?,
+        (None, Some(m)) => ipv4(m)
+            .and_then(prefix_of)
+            .filter(|p| *p > 0)
+            .ok_or_else(|| err(key("netmask"), format!("'{m}' is not a netmask")))?,
+        (None, None) => {
+            return Err(err(
+                key("netmask"),
+                "missing (and no /prefix on ip_address)",
+            ))
+        }
+    };
+    let mut gateway = None;
+    for (j, r) in net["routes"].as_array().into_iter().flatten().enumerate() {
+        let default = r["network"].as_str() == Some("0.0.0.0")
+            && matches!(r["netmask"].as_str(), Some("0.0.0.0") | None);
+        if default {
+            let g = r["gateway"]
+                .as_str()
+                .and_then(ipv4)
+                .ok_or_else(|| err(key(&format!("routes[{j}].gateway")), "missing or not IPv4"))?;
+            gateway = Some(g);
+        }
+    }
+    let mut dns = Vec::new();
+    dns_list(net, &mut dns);
+    dns_list(top, &mut dns);
+    Ok(Addressing::Static {
+        address,
+        prefix,
+        gateway,
+        dns,
+    })
+}
+
+/// Picks the network rivet provisions on: an IPv4 network (static or
+/// DHCP) reached through one of `nics`, the boot NIC's (`boot_mac`) first,
+/// then one with carrier, then the first.
+pub fn choose(json: &[u8], nics: &[Nic], boot_mac: Option<[u8; 6]>) -> Result<Choice, Error> {
+    let top: Value =
+        serde_json::from_slice(json).map_err(|e| err("", format!("not valid JSON: {e}")))?;
+    let list = top["links"]
+        .as_array()
+        .ok_or_else(|| err("links", "missing"))?;
+    let links = Links { list };
+    let networks = top["networks"]
+        .as_array()
+        .ok_or_else(|| err("networks", "missing"))?;
+    let mut candidates = Vec::new();
+    let mut seen = Vec::new();
+    // A network that cannot be applied matters only if none can.
+    let mut errors = Vec::new();
+    for (i, net) in networks.iter().enumerate() {
+        let kind = net["type"].as_str().unwrap_or("");
+        seen.push(kind.to_string());
+        let dhcp = match kind {
+            "ipv4" => false,
+            "ipv4_dhcp" => true,
+            _ => continue,
+        };
+        let path = match net["link"].as_str() {
+            Some(link) => links.path(link, &format!("networks[{i}].link"), 0),
+            None => Err(err(format!("networks[{i}].link"), "missing")),
+        };
+        let path = match path {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        // The member to speak on: the boot NIC, else one with carrier.
+        let present: Vec<&Nic> = path
+            .nics
+            .iter()
+            .filter_map(|m| nics.iter().find(|n| n.mac == *m))
+            .collect();
+        let Some(nic) = present
+            .iter()
+            .find(|n| Some(n.mac) == boot_mac)
+            .or_else(|| present.iter().find(|n| n.carrier == Some(true)))
+            .or(present.first())
+        else {
+            continue;
+        };
+        let addressing = if dhcp {
+            Addressing::Dhcp
+        } else {
+            match static_v4(net, i, &top) {
+                Ok(a) => a,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            }
+        };
+        let rank = if Some(nic.mac) == boot_mac {
+            0
+        } else if nic.carrier == Some(true) {
+            1
+        } else {
+            2
+        };
+        candidates.push((
+            rank,
+            Choice {
+                nic: nic.name.clone(),
+                vlan: path.vlan,
+                addressing,
+                network: net["id"].as_str().unwrap_or("").to_string(),
+            },
+        ));
+    }
+    candidates.sort_by_key(|(rank, _)| *rank);
+    if let Some(e) = errors.into_iter().next().filter(|_| candidates.is_empty()) {
+        return Err(e);
+    }
+    match candidates.into_iter().next() {
+        Some((_, c)) => Ok(c),
+        None if seen.iter().any(|k| k.starts_with("ipv4")) => Err(err(
+            "networks",
+            "no IPv4 network is on a link whose MAC address is one of this machine's NICs",
+        )),
+        None => Err(err(
+            "networks",
+            format!(
+                "no IPv4 network (found: {}); rivet's stack speaks IPv4",
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.join(", ")
+                }
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
