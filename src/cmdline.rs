@@ -171,6 +171,7 @@ pub const RIVET_KEYS: &[&str] = &[
     "rivet.insecure",
     "rivet.debug",
     "rivet.vlan",
+    "rivet.network_data",
 ];
 
 /// The tagged VLAN to provision on: `rivet.vlan=ID` or `rivet.vlan=NIC.ID`,

@@ -507,6 +507,81 @@ fn qcow2_images_larger_than_the_ram_deploy_in_128_mib() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// DHCP-less: `rivet.network_data=config-2`, and a config drive (made as
+/// Ironic makes one, attached as a disk) whose network_data.json gives the
+/// NIC, by its MAC, a static address; QEMU's DHCP is never asked.
+#[test]
+fn a_dhcp_less_deploy_takes_its_address_from_the_config_drive() {
+    let dir = scratch("qemu-config2");
+    let (_img, sum) = root_image(&dir);
+    let tree = dir.join("cd/openstack/latest");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(
+        tree.join("network_data.json"),
+        serde_json::to_vec(&json!({
+            "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
+            "networks": [{"id": "provisioning", "type": "ipv4", "link": "port0",
+                          "ip_address": "10.0.2.42", "netmask": "255.255.255.0",
+                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"}]}],
+            "services": [{"type": "dns", "address": "10.0.2.3"}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let iso = dir.join("config-2.iso");
+    common::disk::ok(
+        "genisoimage",
+        &[
+            "-o",
+            iso.to_str().unwrap(),
+            "-ldots",
+            "-allow-lowercase",
+            "-allow-multidot",
+            "-l",
+            "-publisher",
+            "ironic-config-drive",
+            "-quiet",
+            "-J",
+            "-r",
+            "-V",
+            "config-2",
+            dir.join("cd").to_str().unwrap(),
+        ],
+    );
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let (console, cb) = deploy_in_qemu(
+        &dir,
+        &[],
+        |s| {
+            json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+                   "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
+        },
+        &[target.display().to_string(), iso.display().to_string()],
+        128,
+        "rivet.network_data=config-2",
+    );
+    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
+    assert!(
+        console.contains("(config-2): network 'provisioning' on eth0"),
+        "{console}"
+    );
+    assert!(console.contains("network: eth0, static"), "{console}");
+    assert!(
+        console.contains("network up: eth0 10.0.2.42/24"),
+        "{console}"
+    );
+    assert!(!console.contains("DHCP:"), "DHCP was used:\n{console}");
+    for line in console
+        .lines()
+        .filter(|l| l.contains("config-2") || l.contains("network"))
+    {
+        eprintln!("{line}");
+    }
+    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn plan_and_disk_failures_are_reported_and_the_machine_still_powers_off() {
     let dir = scratch("qemu-failures");

@@ -13,8 +13,8 @@ use rivet::deploy::image::{Erased, Sniffed};
 use rivet::deploy::testing::{ScriptedEnv, SliceImage};
 use rivet::plan::HashAlgo;
 
-const AT: u64 = 1 << 20;
-const SPAN: u64 = 4 << 20;
+const AT: u64 = 64 << 10;
+const SPAN: u64 = 2 << 20;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, file)) = data.split_first() else { return };

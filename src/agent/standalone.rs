@@ -166,6 +166,30 @@ pub fn firmware_boot_mode() -> BootMode {
     }
 }
 
+/// The NIC, VLAN and addressing a config-2 medium's network_data.json
+/// gives; `Ok(None)` without one; the key at fault if it cannot be applied.
+fn from_config_drive(
+    cmdline: &Cmdline,
+) -> Result<Option<(String, Option<u16>, Addressing)>, String> {
+    let Some((device, json)) = crate::linux::config2::network_data(Path::new("/sys")) else {
+        return Ok(None);
+    };
+    let nics = inventory::netdata_nics(Path::new("/sys"));
+    let c = crate::netdata::choose(&json, &nics, cmdline.bootif.map(|m| m.0))
+        .map_err(|e| format!("{device}: {e}"))?;
+    log::info!(
+        "{device} (config-2): network '{}' on {}{}",
+        c.network,
+        c.nic,
+        c.vlan.map(|v| format!(" VLAN {v}")).unwrap_or_default()
+    );
+    Ok(Some((
+        c.nic,
+        c.vlan,
+        Addressing::from_network_data(&c.addressing),
+    )))
+}
+
 /// Brings up rivet's stack on the boot NIC and waits (bounded) for an
 /// address. Errors name the NIC.
 /// `insecure` turns off the check of https servers' certificates.
@@ -179,12 +203,38 @@ pub fn network_verified(
     insecure: bool,
     ca_bundle: &str,
 ) -> Result<(LinuxStack, Lease, String), String> {
-    let nic = match cmdline.vlan.as_ref().and_then(|v| v.nic.clone()) {
-        Some(named) => named,
-        None => choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?,
+    let verify = if insecure {
+        Verify::Insecure
+    } else {
+        Verify::Bundle(ca_bundle.into())
     };
-    let vlan = cmdline.vlan.as_ref().map(|v| v.id);
-    let addressing = addressing(&cmdline.ip)?;
+    // rivet.network_data=config-2: the address comes from the config drive.
+    let forced = match cmdline.rivet.get("rivet.network_data").map(String::as_str) {
+        None => false,
+        Some("config-2") => true,
+        Some(other) => {
+            return Err(format!(
+                "rivet.network_data={other}: only config-2 is known (network_data.json on a \
+                 medium labelled config-2)"
+            ))
+        }
+    };
+    let (nic, vlan, addressing) = if forced {
+        from_config_drive(cmdline)?.ok_or(
+            "rivet.network_data=config-2: no config-2 medium with \
+             openstack/latest/network_data.json",
+        )?
+    } else {
+        let nic = match cmdline.vlan.as_ref().and_then(|v| v.nic.clone()) {
+            Some(named) => named,
+            None => choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?,
+        };
+        (
+            nic,
+            cmdline.vlan.as_ref().map(|v| v.id),
+            addressing(&cmdline.ip)?,
+        )
+    };
     log::info!(
         "network: {nic}{}, {}",
         vlan.map(|id| format!(" VLAN {id}")).unwrap_or_default(),
@@ -194,15 +244,25 @@ pub fn network_verified(
             "static"
         }
     );
-    let verify = if insecure {
-        Verify::Insecure
-    } else {
-        Verify::Bundle(ca_bundle.into())
+    let dhcp = addressing == Addressing::Dhcp && cmdline.ip.is_none() && !forced;
+    let mut s = open_stack(&nic, vlan, addressing, verify.clone())?;
+    let (s, lease, nic) = match s.wait_for_address(60_000) {
+        Ok(lease) => (s, lease, nic),
+        // DHCP-less after all: a config drive may say how.
+        Err(e) if dhcp => {
+            let Some((nic2, vlan2, addressing2)) = from_config_drive(cmdline)? else {
+                return Err(format!("{nic}: {e}"));
+            };
+            log::warn!("{nic}: {e}; using the config drive's network_data.json");
+            drop(s);
+            let mut s = open_stack(&nic2, vlan2, addressing2, verify)?;
+            let lease = s
+                .wait_for_address(60_000)
+                .map_err(|e| format!("{nic2}: {e}"))?;
+            (s, lease, nic2)
+        }
+        Err(e) => return Err(format!("{nic}: {e}")),
     };
-    let mut s = open_stack(&nic, vlan, addressing, verify)?;
-    let lease = s
-        .wait_for_address(60_000)
-        .map_err(|e| format!("{nic}: {e}"))?;
     log::info!("network up: {nic} {}", describe_lease(&lease));
     Ok((s, lease, nic))
 }

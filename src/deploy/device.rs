@@ -146,6 +146,25 @@ impl BlockDevice for MemDisk {
         }
         Ok(())
     }
+    fn zero_range(&mut self, offset: u64, len: u64) -> Result<bool, IoError> {
+        self.check(offset, len as usize)?;
+        // Unwritten bytes read as zero: whole chunks are dropped.
+        let end = offset + len;
+        let mut at = offset;
+        while at < end {
+            let (index, base) = (at / CHUNK, at / CHUNK * CHUNK);
+            let n = (base + CHUNK).min(end) - at;
+            if n == CHUNK {
+                self.chunks.remove(&index);
+            } else if let Some(c) = self.chunks.get_mut(&index) {
+                let from = (at - base) as usize;
+                c[from..from + n as usize].fill(0);
+            }
+            at += n;
+        }
+        Ok(true)
+    }
+
     fn flush(&mut self) -> Result<(), IoError> {
         self.flushes += 1;
         Ok(())

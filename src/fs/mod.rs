@@ -5,6 +5,7 @@
 //! own mke2fs for the ephemeral partition. None of it knows Linux.
 
 pub mod ext4;
+pub mod iso9660;
 pub mod mkext;
 pub mod partition;
 pub mod path;

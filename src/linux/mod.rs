@@ -3,6 +3,7 @@
 
 pub mod blockdev;
 pub mod coldplug;
+pub mod config2;
 pub mod efivars;
 pub mod env;
 pub mod erase;

@@ -11,6 +11,7 @@ pub mod gpt;
 pub mod guid;
 pub mod gzip;
 pub mod http;
+pub mod iso9660;
 pub mod lldp;
 pub mod magic;
 pub mod mbr;

@@ -170,33 +170,46 @@ fn clusters_past_the_held_mib_go_to_the_disk_and_holes_are_zeroed() {
     file[0x10000..0x10008].copy_from_slice(&be64(0x20000));
     file[0x20000 + 20 * 8..0x20000 + 21 * 8].copy_from_slice(&be64(0x30000));
     file[0x30000..0x40000].fill(0x5a);
-    let mut disk = MemDisk::new(8 << 20, 512);
-    disk.write_at(0, &vec![0xee; 8 << 20]).unwrap();
-    let hdr = Header::parse(&file).unwrap();
-    let mut src = SliceImage::new(&file);
-    let mut buf = vec![0u8; 256 * 1024];
-    let prepared = prepare(&mut src, &hdr, 8 << 20, Limits::default()).unwrap();
-    let s = stream(
-        prepared,
-        &mut disk,
-        &mut ScriptedEnv::default(),
-        &mut src,
-        0,
-        &mut buf,
-        &mut |_, _| Ok(()),
-    )
-    .unwrap();
-    assert!(s.held.iter().all(|&c| c == 0));
-    assert!(disk.bytes(1 << 20, 0x40000).iter().all(|&c| c == 0));
-    assert!(disk.bytes(20 << 16, 0x10000).iter().all(|&c| c == 0x5a));
-    assert!(disk
-        .bytes((21 << 16) as u64, (size - (21 << 16)) as usize)
-        .iter()
-        .all(|&c| c == 0));
-    assert!(
-        disk.bytes(size, 4096).iter().all(|&c| c == 0xee),
-        "past the virtual size"
-    );
+    // The disk zeroes holes itself (MemDisk drops chunks), or cannot and
+    // zeros are written (FailingDisk passes no zero_range on).
+    for by_device in [true, false] {
+        let mut mem = MemDisk::new(8 << 20, 512);
+        mem.write_at(0, &vec![0xee; 8 << 20]).unwrap();
+        let mut failing = crate::deploy::device::FailingDisk {
+            inner: MemDisk::new(0, 512),
+            fail_at: u64::MAX,
+        };
+        let hdr = Header::parse(&file).unwrap();
+        let mut src = SliceImage::new(&file);
+        let mut buf = vec![0u8; 256 * 1024];
+        let prepared = prepare(&mut src, &hdr, 8 << 20, Limits::default()).unwrap();
+        let disk: &mut dyn BlockDevice = if by_device {
+            &mut mem
+        } else {
+            failing.inner = core::mem::replace(&mut mem, MemDisk::new(0, 512));
+            &mut failing
+        };
+        let s = stream(
+            prepared,
+            disk,
+            &mut ScriptedEnv::default(),
+            &mut src,
+            0,
+            &mut buf,
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
+        let disk = if by_device { &mem } else { &failing.inner };
+        assert!(s.held.iter().all(|&c| c == 0));
+        assert!(disk.bytes(1 << 20, 0x40000).iter().all(|&c| c == 0));
+        assert!(disk.bytes(20 << 16, 0x10000).iter().all(|&c| c == 0x5a));
+        assert!(disk
+            .bytes(21 << 16, (size - (21 << 16)) as usize)
+            .iter()
+            .all(|&c| c == 0));
+        let past = disk.bytes(size, 4096);
+        assert!(past.iter().all(|&c| c == 0xee), "past the virtual size");
+    }
 }
 
 #[test]
