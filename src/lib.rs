@@ -6,9 +6,9 @@
 //!   anchors): views over byte buffers with checked constructors; no
 //!   policy, no I/O.
 //! - [`cmdline`], [`modules`], [`initramfs`], [`plan`], [`layout`],
-//!   [`stream`]: pure logic over those formats (kernel command line, module
-//!   order, initramfs assembly, Ironic's image_info, partition layout, the
-//!   aligned streaming buffer and hashers).
+//!   [`netdata`], [`stream`]: pure logic over those formats (kernel command
+//!   line, module order, initramfs assembly, Ironic's image_info, partition
+//!   layout, network_data.json, the aligned streaming buffer and hashers).
 //! - [`fs`]: read-only filesystem readers (ext4, XFS) over byte sources,
 //!   and rivet's own mke2fs (ext2/3/4) over a block device.
 //! - [`deploy`]: the engine, written against traits (block device, image
