@@ -579,6 +579,50 @@ fn a_dhcp_less_deploy_takes_its_address_from_the_config_drive() {
         eprintln!("{line}");
     }
     assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
+
+    // A network_data.json that cannot be applied: reported with the key at
+    // fault, on the console and in the callback; DHCP carries the deploy.
+    std::fs::write(
+        tree.join("network_data.json"),
+        br#"{"links": [{"id": "b", "type": "bond", "bond_mode": "802.3ad", "bond_links": ["p"]},
+                       {"id": "p", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
+            "networks": [{"id": "n", "type": "ipv4", "link": "b", "ip_address": "10.0.2.42/24"}]}"#,
+    )
+    .unwrap();
+    std::fs::remove_file(&iso).unwrap();
+    common::disk::ok(
+        "genisoimage",
+        &[
+            "-o",
+            iso.to_str().unwrap(),
+            "-l",
+            "-allow-lowercase",
+            "-quiet",
+            "-J",
+            "-r",
+            "-V",
+            "config-2",
+            dir.join("cd").to_str().unwrap(),
+        ],
+    );
+    let (console, cb) = deploy_in_qemu(
+        &dir,
+        &[],
+        |s| {
+            json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+                   "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
+        },
+        &[target.display().to_string(), iso.display().to_string()],
+        128,
+        "rivet.network_data=config-2",
+    );
+    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
+    let warning = cb["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("\"links[0].bond_mode\": '802.3ad' is not supported"),
+        "{cb}"
+    );
+    assert!(console.contains("DHCP: 10.0.2.15/24"), "{console}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

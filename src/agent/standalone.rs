@@ -193,8 +193,13 @@ fn from_config_drive(
 /// Brings up rivet's stack on the boot NIC and waits (bounded) for an
 /// address. Errors name the NIC.
 /// `insecure` turns off the check of https servers' certificates.
-pub fn network(cmdline: &Cmdline, insecure: bool) -> Result<(LinuxStack, Lease), String> {
-    network_verified(cmdline, insecure, default_bundle()).map(|(s, l, _)| (s, l))
+/// `notes`: what went wrong but did not stop the network (for the report).
+pub fn network(
+    cmdline: &Cmdline,
+    insecure: bool,
+    notes: &mut Vec<String>,
+) -> Result<(LinuxStack, Lease), String> {
+    network_verified(cmdline, insecure, default_bundle(), notes).map(|(s, l, _)| (s, l))
 }
 
 /// The boot NIC's stack, https checked against `ca_bundle`; and the NIC's name.
@@ -202,6 +207,7 @@ pub fn network_verified(
     cmdline: &Cmdline,
     insecure: bool,
     ca_bundle: &str,
+    notes: &mut Vec<String>,
 ) -> Result<(LinuxStack, Lease, String), String> {
     let verify = if insecure {
         Verify::Insecure
@@ -219,21 +225,38 @@ pub fn network_verified(
             ))
         }
     };
-    let (nic, vlan, addressing) = if forced {
-        from_config_drive(cmdline)?.ok_or(
-            "rivet.network_data=config-2: no config-2 medium with \
-             openstack/latest/network_data.json",
-        )?
-    } else {
-        let nic = match cmdline.vlan.as_ref().and_then(|v| v.nic.clone()) {
-            Some(named) => named,
-            None => choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?,
-        };
-        (
-            nic,
-            cmdline.vlan.as_ref().map(|v| v.id),
-            addressing(&cmdline.ip)?,
-        )
+    // A config drive that cannot be applied is reported, and the boot
+    // goes on with the command line's network (DHCP by default).
+    let from_drive = match forced.then(|| from_config_drive(cmdline)) {
+        None => None,
+        Some(Ok(Some(chosen))) => Some(chosen),
+        Some(Ok(None)) => {
+            let why = "rivet.network_data=config-2: no config-2 medium with \
+                       openstack/latest/network_data.json";
+            log::error!("{why}; using the command line's network");
+            notes.push(why.into());
+            None
+        }
+        Some(Err(e)) => {
+            log::error!("{e}; using the command line's network");
+            notes.push(e);
+            None
+        }
+    };
+    let drive_tried = forced;
+    let (nic, vlan, addressing) = match from_drive {
+        Some(chosen) => chosen,
+        None => {
+            let nic = match cmdline.vlan.as_ref().and_then(|v| v.nic.clone()) {
+                Some(named) => named,
+                None => choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?,
+            };
+            (
+                nic,
+                cmdline.vlan.as_ref().map(|v| v.id),
+                addressing(&cmdline.ip)?,
+            )
+        }
     };
     log::info!(
         "network: {nic}{}, {}",
@@ -244,7 +267,7 @@ pub fn network_verified(
             "static"
         }
     );
-    let dhcp = addressing == Addressing::Dhcp && cmdline.ip.is_none() && !forced;
+    let dhcp = addressing == Addressing::Dhcp && cmdline.ip.is_none() && !drive_tried;
     let mut s = open_stack(&nic, vlan, addressing, verify.clone())?;
     let (s, lease, nic) = match s.wait_for_address(60_000) {
         Ok(lease) => (s, lease, nic),
@@ -272,12 +295,17 @@ fn deploy_from(
     cmdline: &Cmdline,
     stack: &mut Option<LinuxStack>,
     after: &mut Option<EndAction>,
+    notes: &mut Vec<String>,
 ) -> Result<Value, Failure> {
     let insecure = cmdline
         .rivet
         .get("rivet.insecure")
         .is_some_and(|v| crate::cmdline::truthy(v));
-    let s = stack.insert(network(cmdline, insecure).map_err(fail("network"))?.0);
+    let s = stack.insert(
+        network(cmdline, insecure, notes)
+            .map_err(fail("network"))?
+            .0,
+    );
     let text = client::get(s, plan_url, 1 << 20, Policy::default()).map_err(|e| Failure {
         step: "plan",
         error: e.to_string(),
@@ -390,7 +418,8 @@ pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
     let callback = cmdline.rivet.get("rivet.callback");
     let mut stack = None;
     let mut after = None;
-    let mut report = match deploy_from(plan_url, cmdline, &mut stack, &mut after) {
+    let mut notes = Vec::new();
+    let mut report = match deploy_from(plan_url, cmdline, &mut stack, &mut after, &mut notes) {
         Ok(v) => {
             log::info!("deploy succeeded: root uuid {}", v["root uuid"]);
             v
@@ -400,6 +429,9 @@ pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
             json!({"status": "failed", "step": f.step, "error": f.error})
         }
     };
+    if !notes.is_empty() {
+        report["warnings"] = json!(notes);
+    }
     report["rivet_version"] = json!(crate::VERSION);
     report["boot_to_report_seconds"] = json!((boot_seconds() * 1000.0).round() / 1000.0);
     let body = serde_json::to_vec(&report).unwrap_or_default();

@@ -359,8 +359,10 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
         log::info!("Ironic's CA: {ca}");
     }
     let bundle = ca.as_deref().unwrap_or(crate::linux::tls::default_bundle());
+    // What went wrong with the network but did not stop it is on the
+    // console (and in the logs Ironic collects).
     let (mut stack, lease, boot_nic) =
-        standalone::network_verified(cmdline, params.insecure, bundle)?;
+        standalone::network_verified(cmdline, params.insecure, bundle, &mut Vec::new())?;
     let macs: Vec<String> = inventory::nics(Path::new("/sys"))
         .iter()
         .filter_map(|n| n.mac.map(|m| m.to_string()))
