@@ -66,8 +66,8 @@ impl Format {
 
     /// Decides from `head` (the image's first bytes) and what the plan
     /// declared. A declared format the bytes contradict is refused, as
-    /// Ironic's format inspector refuses it; `permitted` is Ironic's
-    /// `permitted_image_formats` (empty: no restriction).
+    /// Ironic's format inspector refuses it, and so is a format outside
+    /// `checks.permitted` — unless `checks.inspect` is off.
     pub fn decide(
         declared: Option<DiskFormat>,
         head: &[u8],

@@ -1,14 +1,15 @@
-//! Image formats that are not raw, by their first bytes: what Ironic's
-//! format inspector looks for, so an image that claims to be raw (or says
-//! nothing) but is a qcow2, VMDK, VHD(X), VDI, QED or a compressed stream
-//! is refused by name instead of being written byte for byte — a disk full
-//! of container metadata at best, the image tricks behind CVE-2024-44082
-//! at worst. ISO 9660 is not on the list: hybrid ISOs are raw disk images.
+//! Image formats by their first bytes: what Ironic's format inspector
+//! looks for. `deploy/format.rs` decides from this which images rivet
+//! writes (raw, qcow2, gzip and zstd streams) and refuses the rest by name
+//! (VMDK, VHD(X), VDI, QED, xz, bzip2) instead of writing them byte for
+//! byte — a disk full of container metadata at best, the image tricks
+//! behind CVE-2024-44082 at worst. ISO 9660 is not on the list: hybrid
+//! ISOs are raw disk images.
 
 /// Bytes of the image's start this module may need (VDI's magic is at 0x40).
 pub const SNIFF_BYTES: usize = 512;
 
-/// A format rivet does not write, and the bytes that gave it away.
+/// A format that is not raw, and what to do if rivet does not write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotRaw {
     /// Ironic's name for the format (`disk_format`), or the compression.
