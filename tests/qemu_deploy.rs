@@ -507,28 +507,14 @@ fn qcow2_images_larger_than_the_ram_deploy_in_128_mib() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// DHCP-less: `rivet.network_data=config-2`, and a config drive (made as
-/// Ironic makes one, attached as a disk) whose network_data.json gives the
-/// NIC, by its MAC, a static address; QEMU's DHCP is never asked.
-#[test]
-fn a_dhcp_less_deploy_takes_its_address_from_the_config_drive() {
-    let dir = scratch("qemu-config2");
-    let (_img, sum) = root_image(&dir);
+/// A config drive holding `network_data`, made as Ironic makes one
+/// (ironic/common/images.py's genisoimage options).
+fn config_drive(dir: &Path, network_data: &[u8]) -> PathBuf {
     let tree = dir.join("cd/openstack/latest");
     std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(
-        tree.join("network_data.json"),
-        serde_json::to_vec(&json!({
-            "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
-            "networks": [{"id": "provisioning", "type": "ipv4", "link": "port0",
-                          "ip_address": "10.0.2.42", "netmask": "255.255.255.0",
-                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"}]}],
-            "services": [{"type": "dns", "address": "10.0.2.3"}]
-        }))
-        .unwrap(),
-    )
-    .unwrap();
+    std::fs::write(tree.join("network_data.json"), network_data).unwrap();
     let iso = dir.join("config-2.iso");
+    let _ = std::fs::remove_file(&iso);
     common::disk::ok(
         "genisoimage",
         &[
@@ -548,19 +534,40 @@ fn a_dhcp_less_deploy_takes_its_address_from_the_config_drive() {
             dir.join("cd").to_str().unwrap(),
         ],
     );
+    iso
+}
+
+/// DHCP-less: `rivet.network_data=config-2`, and a config drive (attached
+/// as a disk) whose network_data.json gives the NIC, by its MAC, a static
+/// address; QEMU's DHCP is never asked.
+#[test]
+fn a_dhcp_less_deploy_takes_its_address_from_the_config_drive() {
+    let dir = scratch("qemu-config2");
+    let (_img, sum) = root_image(&dir);
     let target = dir.join("target.img");
     sparse(&target, 4 << 30);
-    let (console, cb) = deploy_in_qemu(
-        &dir,
-        &[],
-        |s| {
-            json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
-                   "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
-        },
-        &[target.display().to_string(), iso.display().to_string()],
-        128,
-        "rivet.network_data=config-2",
-    );
+    let boot = |iso: &Path| {
+        deploy_in_qemu(
+            &dir,
+            &[],
+            |s| {
+                json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+                       "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
+            },
+            &[target.display().to_string(), iso.display().to_string()],
+            128,
+            "rivet.network_data=config-2",
+        )
+    };
+    let good = serde_json::to_vec(&json!({
+        "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
+        "networks": [{"id": "provisioning", "type": "ipv4", "link": "port0",
+                      "ip_address": "10.0.2.42", "netmask": "255.255.255.0",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"}]}],
+        "services": [{"type": "dns", "address": "10.0.2.3"}]
+    }))
+    .unwrap();
+    let (console, cb) = boot(&config_drive(&dir, &good));
     assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
     assert!(
         console.contains("(config-2): network 'provisioning' on eth0"),
@@ -582,40 +589,10 @@ fn a_dhcp_less_deploy_takes_its_address_from_the_config_drive() {
 
     // A network_data.json that cannot be applied: reported with the key at
     // fault, on the console and in the callback; DHCP carries the deploy.
-    std::fs::write(
-        tree.join("network_data.json"),
-        br#"{"links": [{"id": "b", "type": "bond", "bond_mode": "802.3ad", "bond_links": ["p"]},
-                       {"id": "p", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
-            "networks": [{"id": "n", "type": "ipv4", "link": "b", "ip_address": "10.0.2.42/24"}]}"#,
-    )
-    .unwrap();
-    std::fs::remove_file(&iso).unwrap();
-    common::disk::ok(
-        "genisoimage",
-        &[
-            "-o",
-            iso.to_str().unwrap(),
-            "-l",
-            "-allow-lowercase",
-            "-quiet",
-            "-J",
-            "-r",
-            "-V",
-            "config-2",
-            dir.join("cd").to_str().unwrap(),
-        ],
-    );
-    let (console, cb) = deploy_in_qemu(
-        &dir,
-        &[],
-        |s| {
-            json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
-                   "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
-        },
-        &[target.display().to_string(), iso.display().to_string()],
-        128,
-        "rivet.network_data=config-2",
-    );
+    let bad = br#"{"links": [{"id": "b", "type": "bond", "bond_mode": "802.3ad", "bond_links": ["p"]},
+                            {"id": "p", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
+                 "networks": [{"id": "n", "type": "ipv4", "link": "b", "ip_address": "10.0.2.42/24"}]}"#;
+    let (console, cb) = boot(&config_drive(&dir, bad));
     assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
     let warning = cb["warnings"][0].as_str().unwrap_or_default();
     assert!(

@@ -101,6 +101,34 @@ impl<'a, S: ImageSource + ?Sized> Input<'a, S> {
     }
 }
 
+/// What both decoders are besides their `Read`: an image source whose
+/// size is unknown until the end, named after what it reads.
+macro_rules! decoded_source {
+    ($decoder:ident) => {
+        impl<S: ImageSource + ?Sized> embedded_io::ErrorType for $decoder<'_, S>
+        where
+            S::Error: fmt::Display,
+        {
+            type Error = DecodeError<S::Error>;
+        }
+
+        impl<S: ImageSource + ?Sized> ImageSource for $decoder<'_, S>
+        where
+            S::Error: fmt::Display,
+        {
+            fn size(&self) -> Option<u64> {
+                None
+            }
+            fn describe(&self) -> String {
+                self.input.src.describe()
+            }
+        }
+    };
+}
+
+decoded_source!(Gunzip);
+decoded_source!(Unzstd);
+
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 enum GzPhase {
@@ -174,13 +202,6 @@ impl<'a, S: ImageSource + ?Sized> Gunzip<'a, S> {
     }
 }
 
-impl<S: ImageSource + ?Sized> embedded_io::ErrorType for Gunzip<'_, S>
-where
-    S::Error: fmt::Display,
-{
-    type Error = DecodeError<S::Error>;
-}
-
 impl<S: ImageSource + ?Sized> Read for Gunzip<'_, S>
 where
     S::Error: fmt::Display,
@@ -222,18 +243,6 @@ where
                 GzPhase::Done => return Ok(0),
             }
         }
-    }
-}
-
-impl<S: ImageSource + ?Sized> ImageSource for Gunzip<'_, S>
-where
-    S::Error: fmt::Display,
-{
-    fn size(&self) -> Option<u64> {
-        None
-    }
-    fn describe(&self) -> String {
-        self.input.src.describe()
     }
 }
 
@@ -303,13 +312,6 @@ impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
     }
 }
 
-impl<S: ImageSource + ?Sized> embedded_io::ErrorType for Unzstd<'_, S>
-where
-    S::Error: fmt::Display,
-{
-    type Error = DecodeError<S::Error>;
-}
-
 impl<S: ImageSource + ?Sized> Read for Unzstd<'_, S>
 where
     S::Error: fmt::Display,
@@ -366,17 +368,5 @@ where
                 return Ok(written);
             }
         }
-    }
-}
-
-impl<S: ImageSource + ?Sized> ImageSource for Unzstd<'_, S>
-where
-    S::Error: fmt::Display,
-{
-    fn size(&self) -> Option<u64> {
-        None
-    }
-    fn describe(&self) -> String {
-        self.input.src.describe()
     }
 }
