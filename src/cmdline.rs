@@ -358,6 +358,53 @@ impl Cmdline {
     }
 }
 
+/// A decimal number as Python's `float()` reads one (`12`, `-1.5`, `2e3`,
+/// spaces around): Ironic's timeouts and root device hints are such
+/// strings. Written out because core's float parser links 15 KB of tables
+/// into `/init`; the result may differ from it in the last bit, which no
+/// comparison of sizes or seconds notices.
+pub fn decimal(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (negative, s) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (mantissa_text, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], s[i + 1..].parse::<i32>().ok()?),
+        None => (s, 0),
+    };
+    let (whole, fraction) = mantissa_text.split_once('.').unwrap_or((mantissa_text, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    let mut scale = exponent.clamp(-400, 400);
+    for (i, c) in whole.bytes().chain(fraction.bytes()).enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        let fractional = i >= whole.len();
+        if mantissa < 1 << 59 {
+            mantissa = mantissa * 10 + u64::from(c - b'0');
+            scale -= i32::from(fractional);
+        } else {
+            // Digits past u64's precision: only their count matters.
+            scale += i32::from(!fractional);
+        }
+    }
+    // Dividing by ten is exact where multiplying by 0.1 is not (15 / 10).
+    let mut value = mantissa as f64;
+    for _ in 0..scale.unsigned_abs() {
+        if scale < 0 {
+            value /= 10.0;
+        } else {
+            value *= 10.0;
+        }
+    }
+    Some(if negative { -value } else { value })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,5 +535,30 @@ mod tests {
         assert!(IpConfig::parse(":::::eth0:off").is_err());
         assert!(IpConfig::parse("10.0.2.15::::::bogus").is_err());
         assert!(IpConfig::parse("banana").is_err());
+    }
+
+    #[test]
+    fn decimals_read_as_python_float_reads_them() {
+        for (text, want) in [
+            ("12", 12.0),
+            (" 1.5 ", 1.5),
+            ("-0.25", -0.25),
+            ("+3", 3.0),
+            ("2e3", 2000.0),
+            ("2.5E-1", 0.25),
+            (".5", 0.5),
+            ("7.", 7.0),
+            ("100", 100.0),
+            ("123456789012345678901234", 123456789012345678901234.0),
+        ] {
+            let got = decimal(text).unwrap();
+            assert!(
+                (got - want).abs() <= want.abs() * 1e-15,
+                "{text}: {got} != {want}"
+            );
+        }
+        for bad in ["", ".", "-", "1.2.3", "12a", "e5", "1e", "0x10", "1 2"] {
+            assert_eq!(decimal(bad), None, "{bad}");
+        }
     }
 }

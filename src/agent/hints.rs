@@ -217,7 +217,7 @@ impl Hint {
             Some(Type::Bool) => disk.extra.rotational == Some(self.flag),
             Some(Type::Int) => {
                 let gib = disk.size_bytes as f64 / (1u64 << 30) as f64;
-                let n = |v: &String| v.parse::<f64>().unwrap_or(f64::NAN);
+                let n = |v: &String| crate::cmdline::decimal(v).unwrap_or(f64::NAN);
                 let v0 = self.values.first().map(n).unwrap_or(f64::NAN);
                 match self.op {
                     "==" => gib == v0,
@@ -250,8 +250,8 @@ impl Hint {
                     "<or>" => self.values.contains(&x),
                     // Numeric operators on a string hint: compare numbers
                     // when both are numbers, as float() would.
-                    op => match (x.parse::<f64>(), y.parse::<f64>()) {
-                        (Ok(a), Ok(b)) => match op {
+                    op => match (crate::cmdline::decimal(&x), crate::cmdline::decimal(&y)) {
+                        (Some(a), Some(b)) => match op {
                             "==" => a == b,
                             "!=" => a != b,
                             "<" => a < b,

@@ -112,8 +112,8 @@ impl Params {
         }
         let mut number = |key: &str, into: &mut u64| {
             if let Some(v) = c.ipa.get(key) {
-                match v.parse::<f64>() {
-                    Ok(n) if n >= 0.0 => *into = n.ceil() as u64,
+                match crate::cmdline::decimal(v) {
+                    Some(n) if n >= 0.0 => *into = n.ceil() as u64,
                     _ => p.warnings.push(format!(
                         "{key}='{v}' is not a number of seconds; using {into}"
                     )),
