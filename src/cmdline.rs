@@ -94,64 +94,122 @@ fn parse_ipv4(s: &str) -> Option<Ipv4> {
     parts.next().is_none().then_some(out)
 }
 
-/// The kernel's `ip=` parameter (Documentation/admin-guide/nfs/nfsroot.rst).
+/// The kernel's `ip=` parameter (Documentation/admin-guide/nfs/nfsroot.rst),
+/// with dracut's IPv6 forms: addresses in brackets, a prefix length in the
+/// netmask field (`ip=[fd00::5]::[fd00::1]:64::eth0:none`), and `dhcp6` /
+/// `auto6`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpConfig {
-    /// `ip=dhcp` (also `on`, `any`, `both`, `bootp`, or autoconf in the long form).
+    /// `ip=dhcp` (also `on`, `any`, `both`, `bootp`, `dhcp6`, `auto6`, or
+    /// autoconf in the long form): DHCPv4 and IPv6 autoconfiguration both.
     Dhcp { device: Option<String> },
     /// `ip=off` / `none`.
     Off,
     /// `ip=<client>:<server>:<gw>:<netmask>:<hostname>:<device>:off[:<dns0>:<dns1>]`.
     Static {
-        address: Ipv4,
-        gateway: Option<Ipv4>,
-        netmask: Option<Ipv4>,
+        address: core::net::IpAddr,
+        gateway: Option<core::net::IpAddr>,
+        /// From the netmask (IPv4) or the prefix length given there.
+        prefix: Option<u8>,
         hostname: Option<String>,
         device: Option<String>,
-        dns: Vec<Ipv4>,
+        dns: Vec<core::net::IpAddr>,
     },
+}
+
+const AUTOCONF: [&str; 8] = [
+    "dhcp", "on", "any", "both", "bootp", "rarp", "dhcp6", "auto6",
+];
+
+/// `s` split at colons outside brackets, brackets dropped.
+fn ip_fields(s: &str) -> Option<Vec<&str>> {
+    let mut fields = Vec::new();
+    let mut rest = s;
+    loop {
+        let (field, after) = match rest.strip_prefix('[') {
+            Some(inner) => {
+                let close = inner.find(']')?;
+                let after = &inner[close + 1..];
+                if !(after.is_empty() || after.starts_with(':')) {
+                    return None;
+                }
+                (&inner[..close], after)
+            }
+            None => match rest.find(':') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            },
+        };
+        fields.push(field);
+        match after.strip_prefix(':') {
+            Some(next) => rest = next,
+            None => return Some(fields),
+        }
+    }
 }
 
 impl IpConfig {
     pub fn parse(s: &str) -> Result<IpConfig, String> {
-        match s {
-            "dhcp" | "on" | "any" | "both" | "bootp" | "rarp" => {
-                return Ok(IpConfig::Dhcp { device: None })
-            }
-            "off" | "none" => return Ok(IpConfig::Off),
-            _ => {}
+        if AUTOCONF.contains(&s) {
+            return Ok(IpConfig::Dhcp { device: None });
         }
-        let f: Vec<&str> = s.split(':').collect();
-        if f.len() < 2 || f.len() > 10 {
-            return Err(format!(
-                "'{s}' is neither dhcp/off nor client:server:gw:netmask:host:dev:autoconf"
-            ));
+        if s == "off" || s == "none" {
+            return Ok(IpConfig::Off);
         }
+        let f = ip_fields(s)
+            .filter(|f| (2..=10).contains(&f.len()))
+            .ok_or_else(|| {
+                format!("'{s}' is neither dhcp/off nor client:server:gw:netmask:host:dev:autoconf")
+            })?;
         let field = |i: usize| f.get(i).copied().filter(|v| !v.is_empty());
-        let ip = |i: usize, what: &str| -> Result<Option<Ipv4>, String> {
+        let ip = |i: usize, what: &str| -> Result<Option<core::net::IpAddr>, String> {
             field(i)
                 .map(|v| {
-                    parse_ipv4(v).ok_or_else(|| format!("{what} '{v}' is not an IPv4 address"))
+                    v.parse::<core::net::IpAddr>()
+                        .map_err(|_| format!("{what} '{v}' is not an IP address"))
                 })
                 .transpose()
         };
         let device = field(5).map(ToString::to_string);
         match field(6).unwrap_or("off") {
             "off" | "none" => {}
-            "dhcp" | "on" | "any" | "both" | "bootp" | "rarp" => {
-                return Ok(IpConfig::Dhcp { device });
-            }
+            a if AUTOCONF.contains(&a) => return Ok(IpConfig::Dhcp { device }),
             other => return Err(format!("autoconf '{other}' is not off, none, dhcp or on")),
         }
         let address = ip(0, "client address")?.ok_or("a static ip= needs a client address")?;
-        let dns = [ip(7, "dns0")?, ip(8, "dns1")?]
+        let prefix = match field(3) {
+            None => None,
+            Some(n) if n.bytes().all(|b| b.is_ascii_digit()) => Some(
+                n.parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= if address.is_ipv6() { 128 } else { 32 })
+                    .ok_or_else(|| format!("prefix length '{n}' is out of range"))?,
+            ),
+            Some(m) => match parse_ipv4(m).map(u32::from_be_bytes) {
+                Some(mask) if mask.leading_ones() == mask.count_ones() => {
+                    Some(mask.count_ones() as u8)
+                }
+                _ => return Err(format!("netmask '{m}' is not a netmask")),
+            },
+        };
+        let gateway = ip(2, "gateway")?;
+        let dns: Vec<_> = [ip(7, "dns0")?, ip(8, "dns1")?]
             .into_iter()
             .flatten()
             .collect();
+        if gateway
+            .iter()
+            .chain(&dns)
+            .any(|a| a.is_ipv6() != address.is_ipv6())
+        {
+            return Err(format!(
+                "'{s}': the gateway and DNS servers must be of the address's family"
+            ));
+        }
         Ok(IpConfig::Static {
             address,
-            gateway: ip(2, "gateway")?,
-            netmask: ip(3, "netmask")?,
+            gateway,
+            prefix,
             hostname: field(4).map(ToString::to_string),
             device,
             dns,
@@ -520,17 +578,40 @@ mod tests {
                 device: Some("eth1".into())
             })
         );
+        let ip = |s: &str| s.parse::<core::net::IpAddr>().unwrap();
         assert_eq!(
             IpConfig::parse("10.0.2.15::10.0.2.2:255.255.255.0:node1:eth0:off:10.0.2.3"),
             Ok(IpConfig::Static {
-                address: [10, 0, 2, 15],
-                gateway: Some([10, 0, 2, 2]),
-                netmask: Some([255, 255, 255, 0]),
+                address: ip("10.0.2.15"),
+                gateway: Some(ip("10.0.2.2")),
+                prefix: Some(24),
                 hostname: Some("node1".into()),
                 device: Some("eth0".into()),
-                dns: vec![[10, 0, 2, 3]],
+                dns: vec![ip("10.0.2.3")],
             })
         );
+        assert_eq!(
+            IpConfig::parse("[fd00:1::5]::[fd00:1::1]:64::eth0:none:[fd00:1::53]"),
+            Ok(IpConfig::Static {
+                address: ip("fd00:1::5"),
+                gateway: Some(ip("fd00:1::1")),
+                prefix: Some(64),
+                hostname: None,
+                device: Some("eth0".into()),
+                dns: vec![ip("fd00:1::53")],
+            })
+        );
+        for auto in ["dhcp6", "auto6", "::::node1:eth1:dhcp6"] {
+            assert!(
+                matches!(IpConfig::parse(auto), Ok(IpConfig::Dhcp { .. })),
+                "{auto}"
+            );
+        }
+        assert!(IpConfig::parse("[fd00::5]::[10.0.2.2]:64::eth0:none").is_err());
+        assert!(IpConfig::parse("[fd00::5::::eth0:none").is_err());
+        assert!(IpConfig::parse("[fd00::5]x::::eth0:none").is_err());
+        assert!(IpConfig::parse("[fd00::5]:::129::eth0:none").is_err());
+        assert!(IpConfig::parse("10.0.2.15::10.0.2.2:255.0.255.0::eth0:off").is_err());
         assert!(IpConfig::parse("10.0.2.256::::::off").is_err());
         assert!(IpConfig::parse(":::::eth0:off").is_err());
         assert!(IpConfig::parse("10.0.2.15::::::bogus").is_err());

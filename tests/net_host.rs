@@ -595,3 +595,109 @@ fn network_data_json_configures_the_stack_without_dhcp() {
         stderr(&o)
     );
 }
+
+/// IPv6 only (no DHCPv4 server), dnsmasq as Metal3 configures it for a
+/// stateful DHCPv6 range: the address is leased by DHCPv6, the name
+/// answered with AAAA over IPv6, and the download comes over IPv6; also
+/// from a literal `http://[addr]:port/` URL.
+#[test]
+fn ipv6_only_with_stateful_dhcpv6_as_metal3_runs_dnsmasq() {
+    let dir = scratch("net-dhcpv6");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = blob(&www, 8);
+    let mut net = Net::new(31, &dir);
+    let ip6 = net.ipv6();
+    net.dhcp6(true);
+    net.nginx(&www);
+    let out = dir.join("out.bin");
+    for url in [
+        "http://images.test:8080/blob.bin".to_string(),
+        format!("http://[{ip6}]:8080/blob.bin"),
+    ] {
+        let _ = std::fs::remove_file(&out);
+        let o = net.rivet(&[
+            "fetch",
+            "--iface",
+            "rv1",
+            &url,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let log = stderr(&o);
+        assert!(
+            o.status.success(),
+            "{url}:\n{log}\n{}",
+            net.log("dnsmasq6.log")
+        );
+        assert!(
+            log.contains("DHCPv6: fd00:77:31::1"),
+            "no DHCPv6 lease logged:\n{log}"
+        );
+        assert!(
+            log.contains("rv1: fd00:77:31::1") && log.contains("/64"),
+            "the leased address with the advertised prefix's length:\n{log}"
+        );
+        assert_eq!(sha256_file(&out), sha256_file(&src), "{url}");
+    }
+    // The kernel's own IPv6 on the NIC was turned off (it would reset
+    // rivet's connections from the same EUI-64 addresses).
+    let off = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.cli,
+            "cat",
+            "/proc/sys/net/ipv6/conf/rv1/disable_ipv6",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&off.stdout).trim(), "1");
+}
+
+/// IPv6 by SLAAC alone (dnsmasq `ra-only`): the address is the prefix and
+/// the MAC's EUI-64, DNS from the advertisement's RDNSS option.
+#[test]
+fn ipv6_only_with_slaac_and_the_advertised_dns_server() {
+    let dir = scratch("net-slaac");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = blob(&www, 8);
+    let mut net = Net::new(32, &dir);
+    net.ipv6();
+    net.dhcp6(false);
+    net.nginx(&www);
+    let mac = net.run_in_cli("cat", &["/sys/class/net/rv1/address"]);
+    let m: Vec<u8> = mac
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let want = std::net::Ipv6Addr::new(
+        0xfd00,
+        0x77,
+        0x32,
+        0,
+        u16::from_be_bytes([m[0] ^ 2, m[1]]),
+        u16::from_be_bytes([m[2], 0xff]),
+        u16::from_be_bytes([0xfe, m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    );
+    let out = dir.join("out.bin");
+    let o = net.rivet(&[
+        "fetch",
+        "--iface",
+        "rv1",
+        "http://images.test:8080/blob.bin",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}\n{}", net.log("dnsmasq6.log"));
+    assert!(
+        log.contains(&format!("IPv6: {want}/64")),
+        "no SLAAC address {want}:\n{log}"
+    );
+    assert!(!log.contains("DHCPv6:"), "ra-only: no DHCPv6\n{log}");
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+}

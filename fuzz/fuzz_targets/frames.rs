@@ -1,11 +1,12 @@
 //! Frames off the wire before smoltcp sees them: the transport checksum
-//! verdict, and LLDP TLVs.
+//! verdict, LLDP TLVs, router advertisements; and DHCPv6 datagrams.
 #![no_main]
 #[path = "guard.rs"]
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
-use rivet::wire::{checksum, lldp};
+use rivet::net::ipv6::Autoconf;
+use rivet::wire::{checksum, dhcpv6, lldp, ndisc};
 
 fuzz_target!(|data: &[u8]| {
     guard::bounded(guard::MIB, || {
@@ -13,5 +14,17 @@ fuzz_target!(|data: &[u8]| {
         if let Some(t) = lldp::tlvs(data) {
             assert!(t.iter().map(|(_, v)| v.len() + 2).sum::<usize>() <= data.len());
         }
+        let mut auto = Autoconf::new([0x52, 0x54, 0, 0x12, 0x34, 0x56], 0, 1);
+        auto.poll(0);
+        if let Some(ra) = ndisc::router_advert(data) {
+            assert!(ra.prefixes.len() * 32 + ra.dns.len() * 16 <= data.len());
+            auto.on_advert(&ra, 0);
+        }
+        if let Ok(m) = dhcpv6::Message::parse(data) {
+            assert!(m.dns.len() * 16 <= data.len());
+        }
+        auto.on_dhcp(data, 10);
+        auto.poll(20);
+        assert!(auto.config().addresses.len() <= 9);
     });
 });

@@ -17,7 +17,7 @@ use crate::net::stack::{describe_lease, Addressing, Lease};
 use crate::net::Transport;
 use crate::plan::{BootMode, Plan};
 use serde_json::{json, Value};
-use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{IpAddress, IpCidr};
 use std::path::Path;
 
 /// A failure: the step it happened in and what went wrong.
@@ -71,17 +71,16 @@ fn addressing(ip: &Option<IpConfig>) -> Result<Addressing, String> {
         Some(IpConfig::Static {
             address,
             gateway,
-            netmask,
+            prefix,
             dns,
             ..
         }) => {
-            let prefix = netmask
-                .map(|m| u32::from_be_bytes(m).count_ones() as u8)
-                .unwrap_or(24);
+            // The kernel's default: the address class's mask; /64 for IPv6.
+            let prefix = prefix.unwrap_or(if address.is_ipv6() { 64 } else { 24 });
             Ok(Addressing::Static {
-                cidr: Ipv4Cidr::new(Ipv4Address::from(*address), prefix),
-                gateway: gateway.map(Ipv4Address::from),
-                dns: dns.iter().map(|d| Ipv4Address::from(*d)).collect(),
+                cidr: IpCidr::new((*address).into(), prefix),
+                gateway: gateway.map(IpAddress::from),
+                dns: dns.iter().map(|d| IpAddress::from(*d)).collect(),
             })
         }
     }

@@ -4,7 +4,7 @@ use super::args::Args;
 use rivet::linux::packet::{open_stack, LinuxStack};
 use rivet::linux::tls::{Verify, CA_BUNDLE};
 use rivet::net::stack::Addressing;
-use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{IpAddress, IpCidr};
 
 pub const OPTIONS: &[&str] = &[
     "iface",
@@ -20,7 +20,8 @@ pub const SWITCHES: &[&str] = &["insecure"];
 pub const HELP: &str = "\
     --iface NAME        Use rivet's own TCP/IP on NAME (AF_PACKET; DHCP unless --ip)
     --vlan ID           Speak on 802.1Q VLAN ID of --iface (frames tagged by rivet)
-    --ip CIDR           Static address, e.g. 10.0.0.5/24
+    --ip CIDR           Static address, e.g. 10.0.0.5/24 or fd00::5/64 (default: DHCPv4 and
+                        IPv6 autoconfiguration: router advertisements, SLAAC, DHCPv6)
     --gw IP             Default gateway with --ip
     --dns IP            DNS server with --ip (repeatable)
     --network-data FILE OpenStack network_data.json (a config-2 medium's): the NIC by MAC
@@ -29,9 +30,10 @@ pub const HELP: &str = "\
     --insecure          Do not verify https servers' certificates (says so loudly)
 ";
 
-fn ipv4(s: &str, what: &str) -> Result<Ipv4Address, String> {
-    s.parse()
-        .map_err(|_| format!("{what} '{s}' is not an IPv4 address"))
+fn ip(s: &str, what: &str) -> Result<IpAddress, String> {
+    s.parse::<std::net::IpAddr>()
+        .map(IpAddress::from)
+        .map_err(|_| format!("{what} '{s}' is not an IP address"))
 }
 
 /// How https servers are checked: --ca-bundle, --insecure, or the system bundle.
@@ -83,19 +85,36 @@ pub fn stack(args: &Args) -> Result<Option<LinuxStack>, String> {
             let (addr, prefix) = cidr
                 .split_once('/')
                 .ok_or_else(|| format!("--ip '{cidr}': expected ADDRESS/PREFIX"))?;
+            let addr = ip(addr, "--ip")?;
+            let most = if matches!(addr, IpAddress::Ipv6(_)) {
+                128
+            } else {
+                32
+            };
             let prefix: u8 = prefix
                 .parse()
                 .ok()
-                .filter(|p| *p <= 32)
+                .filter(|p| *p <= most)
                 .ok_or_else(|| format!("--ip '{cidr}': bad prefix"))?;
+            let gateway = args.get("gw").map(|g| ip(g, "--gw")).transpose()?;
+            let dns: Vec<IpAddress> = args
+                .all("dns")
+                .into_iter()
+                .map(|d| ip(d, "--dns"))
+                .collect::<Result<_, _>>()?;
+            if gateway
+                .iter()
+                .chain(&dns)
+                .any(|a| a.version() != addr.version())
+            {
+                return Err(format!(
+                    "--ip '{cidr}': --gw and --dns must be of its family"
+                ));
+            }
             Addressing::Static {
-                cidr: Ipv4Cidr::new(ipv4(addr, "--ip")?, prefix),
-                gateway: args.get("gw").map(|g| ipv4(g, "--gw")).transpose()?,
-                dns: args
-                    .all("dns")
-                    .into_iter()
-                    .map(|d| ipv4(d, "--dns"))
-                    .collect::<Result<_, _>>()?,
+                cidr: IpCidr::new(addr, prefix),
+                gateway,
+                dns,
             }
         }
     };

@@ -54,6 +54,14 @@ fn note_bad_checksum(count: &mut u64) {
 impl PacketDevice {
     /// Brings `name` up, turns GRO off and opens the raw socket.
     pub fn open(name: &str, vlan: Option<u16>) -> Result<PacketDevice, String> {
+        match sys::kernel_ipv6_off(name) {
+            Ok(true) => log::info!("{name}: the kernel's IPv6 turned off: rivet's stack speaks it"),
+            Ok(false) => {}
+            Err(e) => log::warn!(
+                "{name}: the kernel's IPv6 could not be turned off ({e}): \
+                 it may reset rivet's IPv6 connections"
+            ),
+        }
         sys::set_link_up(name).map_err(|e| format!("{name}: bringing the link up: {e}"))?;
         // Every frame must reach the packet socket as it was on the wire,
         // at most one MTU: merged (GRO), hardware-merged (a virtio NIC's

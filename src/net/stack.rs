@@ -1,8 +1,11 @@
 //! rivet's own TCP/IP: a smoltcp interface over any Ethernet device, with
-//! DHCPv4 (kept running for renewals during long downloads) or a static
-//! address, DNS, and TCP connections exposed as a [`Transport`] (serving
-//! is in [`super::listener`]). Time and
-//! waiting come from a [`Wait`] so the stack itself stays no_std.
+//! DHCPv4 (kept running for renewals during long downloads) and IPv6
+//! autoconfiguration ([`v6`]), or a static address; DNS (A and AAAA), and
+//! TCP connections over either family exposed as a [`Transport`] (serving
+//! is in [`super::listener`]). Time and waiting come from a [`Wait`] so the
+//! stack itself stays no_std.
+
+mod v6;
 
 use super::{ConnId, NetError, NetErrorKind, Transport};
 use alloc::format;
@@ -16,6 +19,7 @@ use smoltcp::socket::{dhcpv4, dns, tcp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     DnsQueryType, EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr,
+    Ipv6Address,
 };
 
 /// TCP receive window: large enough for a fast LAN. FACTS measured 1 MiB
@@ -50,11 +54,13 @@ pub trait Wait {
 /// How the interface gets its address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addressing {
+    /// DHCPv4, and IPv6 autoconfiguration (SLAAC, DHCPv6) beside it.
     Dhcp,
+    /// One static address of either family (IPv6 with its link-local).
     Static {
-        cidr: Ipv4Cidr,
-        gateway: Option<Ipv4Address>,
-        dns: Vec<Ipv4Address>,
+        cidr: IpCidr,
+        gateway: Option<IpAddress>,
+        dns: Vec<IpAddress>,
     },
 }
 
@@ -69,20 +75,22 @@ impl Addressing {
                 gateway,
                 dns,
             } => Addressing::Static {
-                cidr: Ipv4Cidr::new(Ipv4Address::from(*address), *prefix),
-                gateway: gateway.map(Ipv4Address::from),
-                dns: dns.iter().map(|d| Ipv4Address::from(*d)).collect(),
+                cidr: IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::from(*address), *prefix)),
+                gateway: gateway.map(|g| IpAddress::Ipv4(g.into())),
+                dns: dns.iter().map(|d| IpAddress::Ipv4((*d).into())).collect(),
             },
         }
     }
 }
 
-/// The address configuration in force.
+/// The address configuration in force for one family: DHCPv4 or static
+/// for IPv4; for IPv6 the first global address (DHCPv6 before SLAAC), the
+/// advertised router, the DNS servers from DHCPv6 and advertisements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    pub address: Ipv4Cidr,
-    pub router: Option<Ipv4Address>,
-    pub dns: Vec<Ipv4Address>,
+    pub address: IpCidr,
+    pub router: Option<IpAddress>,
+    pub dns: Vec<IpAddress>,
 }
 
 pub struct Stack<D: Device, W: Wait> {
@@ -92,7 +100,12 @@ pub struct Stack<D: Device, W: Wait> {
     pub(super) sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
     dns: Option<SocketHandle>,
+    /// IPv4's configuration.
     pub lease: Option<Lease>,
+    /// IPv6's, when autoconfiguration has given an address.
+    pub lease6: Option<Lease>,
+    v6: Option<v6::V6>,
+    mac: [u8; 6],
     conns: Vec<Option<SocketHandle>>,
     next_port: u16,
 }
@@ -121,6 +134,9 @@ impl<D: Device, W: Wait> Stack<D, W> {
             dhcp: None,
             dns: None,
             lease: None,
+            lease6: None,
+            v6: None,
+            mac,
             conns: Vec::new(),
             next_port: 49152 + (seed % 8192) as u16,
         };
@@ -128,6 +144,9 @@ impl<D: Device, W: Wait> Stack<D, W> {
             Addressing::Dhcp => {
                 let socket = dhcpv4::Socket::new();
                 stack.dhcp = Some(stack.sockets.add(socket));
+                // Both families, as a Linux host on the same port would:
+                // the provisioning network decides which answers.
+                stack.start_v6(mac, seed);
             }
             Addressing::Static { cidr, gateway, dns } => {
                 stack.apply(Lease {
@@ -140,16 +159,53 @@ impl<D: Device, W: Wait> Stack<D, W> {
         stack
     }
 
+    /// A DHCPv4 lease or a static address, of its family.
     fn apply(&mut self, lease: Lease) {
+        let routes = self.iface.routes_mut();
+        match lease.address {
+            IpCidr::Ipv4(_) => {
+                routes.remove_default_ipv4_route();
+                if let Some(IpAddress::Ipv4(router)) = lease.router {
+                    let _ = routes.add_default_ipv4_route(router);
+                }
+                self.lease = Some(lease);
+            }
+            IpCidr::Ipv6(_) => {
+                routes.remove_default_ipv6_route();
+                if let Some(IpAddress::Ipv6(router)) = lease.router {
+                    let _ = routes.add_default_ipv6_route(router);
+                }
+                self.lease6 = Some(lease);
+            }
+        }
+        self.set_addresses();
+        self.set_dns_servers();
+    }
+
+    /// The interface's addresses: IPv4's, then IPv6's link-local and those
+    /// autoconfiguration holds (or the static one).
+    fn set_addresses(&mut self) {
+        let v4 = self.lease.as_ref().map(|l| l.address);
+        let v6 = match (&self.v6, &self.lease6) {
+            (Some(auto), _) => auto.addresses(),
+            (None, Some(fixed)) => alloc::vec![v6::link_local(self.mac), fixed.address],
+            (None, None) => Vec::new(),
+        };
         self.iface.update_ip_addrs(|addrs| {
             addrs.clear();
-            let _ = addrs.push(IpCidr::Ipv4(lease.address));
+            for a in v4.into_iter().chain(v6) {
+                let _ = addrs.push(a);
+            }
         });
-        self.iface.routes_mut().remove_default_ipv4_route();
-        if let Some(router) = lease.router {
-            let _ = self.iface.routes_mut().add_default_ipv4_route(router);
-        }
-        let servers: Vec<IpAddress> = lease.dns.iter().map(|a| IpAddress::Ipv4(*a)).collect();
+    }
+
+    /// DNS servers of both families, IPv4's first.
+    fn set_dns_servers(&mut self) {
+        let servers: Vec<IpAddress> = [&self.lease, &self.lease6]
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l.dns.iter().copied())
+            .collect();
         match self.dns {
             Some(h) => self
                 .sockets
@@ -157,20 +213,29 @@ impl<D: Device, W: Wait> Stack<D, W> {
                 .update_servers(&servers),
             None => self.dns = Some(self.sockets.add(dns::Socket::new(&servers, vec![]))),
         }
-        self.lease = Some(lease);
     }
 
-    /// Runs the interface once and handles DHCP events.
+    /// Runs the interface once and handles DHCP and IPv6 events.
     pub fn poll(&mut self) {
-        let now = instant(self.waiter.now_ms());
+        let now_ms = self.waiter.now_ms();
+        let now = instant(now_ms);
         TCP_CLOCK_MS.store(now.total_millis() as u32, Ordering::Relaxed);
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        match &mut self.v6 {
+            Some(v6) => {
+                let mut device = v6.snoop(&mut self.device);
+                self.iface.poll(now, &mut device, &mut self.sockets);
+            }
+            None => {
+                self.iface.poll(now, &mut self.device, &mut self.sockets);
+            }
+        }
+        self.poll_v6(now_ms);
         let Some(h) = self.dhcp else { return };
         let event = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
             Some(dhcpv4::Event::Configured(c)) => Some(Some(Lease {
-                address: c.address,
-                router: c.router,
-                dns: c.dns_servers.iter().copied().collect(),
+                address: IpCidr::Ipv4(c.address),
+                router: c.router.map(IpAddress::Ipv4),
+                dns: c.dns_servers.iter().copied().map(IpAddress::Ipv4).collect(),
             })),
             Some(dhcpv4::Event::Deconfigured) => Some(None),
             None => None,
@@ -193,8 +258,8 @@ impl<D: Device, W: Wait> Stack<D, W> {
             Some(None) if self.lease.is_none() => {}
             Some(None) => {
                 log::warn!("DHCP: lease lost");
-                self.iface.update_ip_addrs(|a| a.clear());
                 self.lease = None;
+                self.set_addresses();
             }
             None => {}
         }
@@ -215,28 +280,93 @@ impl<D: Device, W: Wait> Stack<D, W> {
         }
     }
 
-    /// Waits for an address (DHCP lease or static), up to `timeout_ms`.
+    /// Waits for an address of either family (a DHCPv4 lease, an IPv6
+    /// address from DHCPv6 or SLAAC, or the static one), up to `timeout_ms`.
+    /// IPv4's when both have come.
     pub fn wait_for_address(&mut self, timeout_ms: u64) -> Result<Lease, NetError> {
+        self.wait_for(None, timeout_ms)
+    }
+
+    /// Waits for an address of `family` (`Some(true)`: IPv6), or of either.
+    fn wait_for(&mut self, v6: Option<bool>, timeout_ms: u64) -> Result<Lease, NetError> {
         let deadline = self.waiter.now_ms() + timeout_ms;
         loop {
             self.poll();
-            if let Some(l) = &self.lease {
+            let found = match v6 {
+                Some(true) => self.lease6.as_ref(),
+                Some(false) => self.lease.as_ref(),
+                None => self.lease.as_ref().or(self.lease6.as_ref()),
+            };
+            if let Some(l) = found {
                 return Ok(l.clone());
             }
             if self.waiter.now_ms() >= deadline {
+                let what = match (v6, self.dhcp.is_some(), self.v6.is_some()) {
+                    (Some(true), ..) => "no IPv6 address (router advertisement, SLAAC or DHCPv6)",
+                    (_, true, true) => {
+                        "no address: no DHCPv4 lease, no IPv6 router advertisement or DHCPv6 lease"
+                    }
+                    (_, true, false) => "no DHCP lease",
+                    _ => "no IPv4 address",
+                };
                 return Err(NetError::new(
                     NetErrorKind::Timeout,
-                    format!("no DHCP lease within {} s", timeout_ms / 1000),
+                    format!("{what} within {} s", timeout_ms / 1000),
                 ));
             }
             self.turn(100);
         }
     }
 
-    fn resolve(&mut self, host: &str, timeout_ms: u64) -> Result<Ipv4Address, NetError> {
+    /// The address of `host`: an IP literal (IPv6 with its zone dropped:
+    /// rivet has one interface), else an A or AAAA answer. A name is asked
+    /// first in the family rivet has an address in, IPv4 first.
+    fn resolve(&mut self, host: &str, timeout_ms: u64) -> Result<IpAddress, NetError> {
         if let Ok(a) = host.parse::<Ipv4Address>() {
-            return Ok(a);
+            return Ok(IpAddress::Ipv4(a));
         }
+        let unzoned = host.split_once('%').map_or(host, |(a, _)| a);
+        if let Ok(a) = unzoned.parse::<Ipv6Address>() {
+            return Ok(IpAddress::Ipv6(a));
+        }
+        let mut kinds = Vec::new();
+        if self.lease.is_some() {
+            kinds.push(DnsQueryType::A);
+        }
+        if self.lease6.is_some() {
+            kinds.push(DnsQueryType::Aaaa);
+        }
+        let deadline = self.waiter.now_ms() + timeout_ms;
+        let mut last = NetError::new(NetErrorKind::Dns, format!("cannot resolve {host}"));
+        for kind in kinds {
+            match self.query(host, kind, deadline) {
+                Ok(Some(a)) => return Ok(a),
+                Ok(None) => {
+                    last = NetError::new(
+                        NetErrorKind::Dns,
+                        format!(
+                            "{host} has no {} address",
+                            if kind == DnsQueryType::A {
+                                "IPv4"
+                            } else {
+                                "IPv6"
+                            }
+                        ),
+                    )
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// One DNS question; `Ok(None)`: answered, without such an address.
+    fn query(
+        &mut self,
+        host: &str,
+        kind: DnsQueryType,
+        deadline: u64,
+    ) -> Result<Option<IpAddress>, NetError> {
         let h = self.dns.ok_or_else(|| {
             NetError::new(
                 NetErrorKind::Dns,
@@ -246,12 +376,11 @@ impl<D: Device, W: Wait> Stack<D, W> {
         let query = {
             let socket = self.sockets.get_mut::<dns::Socket>(h);
             socket
-                .start_query(self.iface.context(), host, DnsQueryType::A)
+                .start_query(self.iface.context(), host, kind)
                 .map_err(|e| {
                     NetError::new(NetErrorKind::Dns, format!("cannot resolve {host}: {e:?}"))
                 })?
         };
-        let deadline = self.waiter.now_ms() + timeout_ms;
         loop {
             self.poll();
             match self
@@ -259,18 +388,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
                 .get_mut::<dns::Socket>(h)
                 .get_query_result(query)
             {
-                Ok(addrs) => {
-                    return addrs
-                        .iter()
-                        .find_map(|a| match a {
-                            IpAddress::Ipv4(v4) => Some(*v4),
-                            #[allow(unreachable_patterns)]
-                            _ => None,
-                        })
-                        .ok_or_else(|| {
-                            NetError::new(NetErrorKind::Dns, format!("{host} has no IPv4 address"))
-                        })
-                }
+                Ok(addrs) => return Ok(addrs.first().copied()),
                 Err(dns::GetQueryResultError::Pending) => {}
                 Err(dns::GetQueryResultError::Failed) => {
                     return Err(NetError::new(
@@ -317,6 +435,11 @@ impl<D: Device, W: Wait> Transport for Stack<D, W> {
             self.wait_for_address(timeout_ms)?;
         }
         let addr = self.resolve(host, timeout_ms)?;
+        // An address of the other family may still be on its way.
+        let v6 = matches!(addr, IpAddress::Ipv6(_));
+        if !v6 && self.lease.is_none() || v6 && self.lease6.is_none() {
+            self.wait_for(Some(v6), timeout_ms)?;
+        }
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0u8; TCP_RX_BUFFER]),
             tcp::SocketBuffer::new(vec![0u8; TCP_TX_BUFFER]),
@@ -335,11 +458,7 @@ impl<D: Device, W: Wait> Transport for Stack<D, W> {
             self.next_port + 1
         };
         socket
-            .connect(
-                self.iface.context(),
-                (IpAddress::Ipv4(addr), port),
-                self.next_port,
-            )
+            .connect(self.iface.context(), (addr, port), self.next_port)
             .map_err(|e| {
                 NetError::new(
                     NetErrorKind::Other,

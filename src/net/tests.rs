@@ -325,9 +325,9 @@ fn a_handshake_that_never_completes_is_a_timeout_not_a_refusal() {
     use super::stack::{Addressing, Stack};
     use super::testing::{ScriptedWait, Silent};
     use super::{NetErrorKind, Transport};
-    use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+    use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
     let addressing = Addressing::Static {
-        cidr: Ipv4Cidr::new(Ipv4Address::new(10, 77, 1, 100), 24),
+        cidr: IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::new(10, 77, 1, 100), 24)),
         gateway: None,
         dns: vec![],
     };
@@ -385,5 +385,45 @@ fn a_document_trickled_just_inside_the_idle_timeout_is_given_up() {
         .unwrap()
         .len(),
         100 * 1024
+    );
+}
+
+#[test]
+fn an_ipv6_url_waits_for_an_ipv6_address_and_says_what_never_came() {
+    use super::stack::{Addressing, Stack};
+    use super::testing::{ScriptedWait, Silent};
+    use super::{NetErrorKind, Transport};
+    use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
+    let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    let mut auto = Stack::new(
+        Silent { sent: 0 },
+        ScriptedWait::default(),
+        mac,
+        Addressing::Dhcp,
+        7,
+    );
+    let err = auto.connect("fd00::1", 6385, 5_000).unwrap_err();
+    assert_eq!(err.kind, NetErrorKind::Timeout, "{}", err.message);
+    assert!(
+        err.message.contains(
+            "no address: no DHCPv4 lease, no IPv6 router advertisement or DHCPv6 lease within 5 s"
+        ),
+        "{}",
+        err.message
+    );
+    // Meanwhile: router solicitations at 0 and 4 s, a DHCPv4 discover.
+    assert!(auto.device.sent >= 3, "{} frames sent", auto.device.sent);
+    let v4_only = Addressing::Static {
+        cidr: IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::new(10, 77, 1, 100), 24)),
+        gateway: None,
+        dns: vec![],
+    };
+    let mut stack = Stack::new(Silent { sent: 0 }, ScriptedWait::default(), mac, v4_only, 7);
+    let err = stack.connect("fd00::1%eth0", 6385, 5_000).unwrap_err();
+    assert_eq!(err.kind, NetErrorKind::Timeout, "{}", err.message);
+    assert!(
+        err.message.starts_with("no IPv6 address"),
+        "{}",
+        err.message
     );
 }

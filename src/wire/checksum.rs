@@ -187,6 +187,14 @@ fn check_ipv6(ip: &[u8]) -> Verdict {
     verify(next, l4, pseudo, false)
 }
 
+/// The ICMPv6 checksum of `message` sent from `src` to `dst` (RFC 4443
+/// 2.3): with the message's checksum field zero, the value to put there;
+/// over a received message, 0 when it is right.
+pub fn icmpv6(src: &[u8; 16], dst: &[u8; 16], message: &[u8]) -> u16 {
+    let pseudo = sum(src) + sum(dst) + 58 + message.len() as u64;
+    !fold(pseudo + sum(message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,8 @@ pub struct Net {
     pub srv: String,
     pub cli: String,
     pub server_ip: String,
+    /// fd00:77:N::1 once [`Net::ipv6`] gave the server side IPv6.
+    pub server_ip6: Option<String>,
     pub subnet: u8,
     /// The server side's interface: the veth end or the tap.
     pub link: String,
@@ -63,6 +65,7 @@ impl Net {
         ok("ip", &["netns", "add", &cli]);
         Net {
             server_ip: format!("10.77.{n}.1"),
+            server_ip6: None,
             subnet: n,
             srv,
             cli,
@@ -127,6 +130,56 @@ impl Net {
         );
     }
 
+    /// Gives the server side fd00:77:N::1/64 (no duplicate address
+    /// detection, so it is usable at once) and returns it.
+    pub fn ipv6(&mut self) -> String {
+        let ip6 = format!("fd00:77:{}::1", self.subnet);
+        let cidr = format!("{ip6}/64");
+        ok(
+            "ip",
+            &[
+                "-n", &self.srv, "addr", "add", &cidr, "dev", &self.link, "nodad",
+            ],
+        );
+        self.server_ip6 = Some(ip6.clone());
+        ip6
+    }
+
+    /// dnsmasq for IPv6 as Metal3's ironic-image runs it: router
+    /// advertisements with a router lifetime of 0 (`ra-param=IFACE,0,0`:
+    /// the prefix is on-link, nobody is a default router) and either a
+    /// stateful DHCPv6 range (`stateful`) or `ra-only` (SLAAC). DNS on,
+    /// answering `images.test` with the server's IPv6 address.
+    pub fn dhcp6(&mut self, stateful: bool) {
+        let ip6 = self.server_ip6.clone().expect("Net::ipv6 first");
+        let n = self.subnet;
+        let range = if stateful {
+            format!("fd00:77:{n}::100,fd00:77:{n}::1ff,64,1h")
+        } else {
+            format!("fd00:77:{n}::,ra-only,64,1h")
+        };
+        self.spawn_in_srv(
+            "dnsmasq",
+            &[
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                &format!("--interface={}", self.link),
+                // Its link-local address (what the advertisements name as
+                // DNS server) comes up after dnsmasq: listen as it does.
+                "--bind-dynamic",
+                "--leasefile-ro",
+                "--enable-ra",
+                &format!("--ra-param={},0,0", self.link),
+                &format!("--dhcp-range={range}"),
+                &format!("--host-record=images.test,{ip6}"),
+                "--log-dhcp",
+                "--pid-file=",
+            ],
+            "dnsmasq6.log",
+        );
+    }
+
     /// nginx serving `root` on port 8080 (Range, ETag, sendfile: the real
     /// thing), and on 8090 without Range (`max_ranges 0`: every request
     /// gets the whole file).
@@ -148,12 +201,17 @@ impl Net {
             format!(
                 "daemon off; master_process off; worker_processes 1; pid {p}/nginx.pid; error_log {p}/error.log;\n\
                  events {{ worker_connections 64; }}\n\
-                 http {{ access_log off; sendfile on; server {{ listen {ip}:{port}{ssl}; root {root}; {certs} }}\n\
+                 http {{ access_log off; sendfile on; server {{ listen {ip}:{port}{ssl}; {ip6} root {root}; {certs} }}\n\
                  server {{ listen {ip}:8090; root {root}; max_ranges 0; }} }}\n",
                 p = prefix.display(),
                 ip = self.server_ip,
                 root = root.display(),
                 port = if tls.is_some() { 8443 } else { 8080 },
+                ip6 = self
+                    .server_ip6
+                    .as_ref()
+                    .map(|a| format!("listen [{a}]:8080;"))
+                    .unwrap_or_default(),
                 ssl = if tls.is_some() { " ssl" } else { "" },
                 certs = tls
                     .map(|t| format!(
@@ -225,6 +283,16 @@ impl Net {
             .args(args)
             .output()
             .unwrap()
+    }
+
+    /// Runs a command in the client namespace; its standard output.
+    pub fn run_in_cli(&self, cmd: &str, args: &[&str]) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.cli, cmd])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     /// Runs rivet in the client namespace.

@@ -18,6 +18,26 @@ const SIOCSIFFLAGS: rustix::ioctl::Opcode = 0x8914;
 const IFF_UP: i16 = 0x1;
 
 /// Brings a network interface's link up (what `ip link set NAME up` does).
+/// Turns the kernel's IPv6 off on `name`. rivet's stack answers for the
+/// NIC's MAC; the kernel would otherwise give itself the same EUI-64
+/// addresses (link-local, SLAAC) and reset every TCP connection rivet
+/// opens from them. `Ok(true)` when this call turned it off.
+pub fn kernel_ipv6_off(name: &str) -> io::Result<bool> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name",
+        ));
+    }
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == "1" => Ok(false),
+        Ok(_) => std::fs::write(&path, "1").map(|_| true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn set_link_up(name: &str) -> io::Result<()> {
     if name.is_empty() || name.len() >= 16 {
         return Err(io::Error::new(
@@ -88,7 +108,14 @@ const AF_PACKET: u16 = 17;
 /// receive buffer large enough for a 1 MiB TCP window (FACTS: the default
 /// 208 KiB overflows and drops).
 pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
-    let (fd, _) = bound_packet_socket(name, ETH_P_ALL)?;
+    let (fd, ifindex) = bound_packet_socket(name, ETH_P_ALL)?;
+    // IPv6 lives on multicast (router advertisements, neighbour
+    // solicitations to solicited-node groups, DHCPv6): with the kernel's
+    // IPv6 off nobody joins those groups, and a NIC's filter (virtio-net's
+    // too) would drop them. All multicast passes while the socket lives.
+    if let Err(e) = membership(fd.as_fd(), ifindex, PACKET_MR_ALLMULTI, [0; 6]) {
+        log::warn!("{name}: no all-multicast reception ({e}): IPv6 may not configure");
+    }
     // ETH_P_ALL also loops every frame rivet sends back to it: a clone and
     // a ring slot per ACK, for smoltcp to throw away. Linux 4.20 and later
     // can leave them out; older kernels still work, a little slower.
@@ -138,6 +165,24 @@ struct PacketMreq {
 
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_MULTICAST: u16 = 0;
+const PACKET_MR_ALLMULTI: u16 = 2;
+
+fn membership(
+    fd: std::os::fd::BorrowedFd<'_>,
+    ifindex: u32,
+    kind: u16,
+    group: [u8; 6],
+) -> io::Result<()> {
+    let mut address = [0u8; 8];
+    address[..6].copy_from_slice(&group);
+    let mreq = PacketMreq {
+        ifindex: ifindex as i32,
+        kind,
+        alen: 6,
+        address,
+    };
+    setsockopt(fd, PACKET_ADD_MEMBERSHIP, &mreq)
+}
 
 /// A socket receiving `ethertype` frames sent to the multicast `group` on
 /// `name` (the membership lets the NIC's filter pass them; it goes with the
@@ -149,15 +194,7 @@ pub fn multicast_packet_socket(
 ) -> io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::AsFd;
     let (fd, ifindex) = bound_packet_socket(name, ethertype)?;
-    let mut address = [0u8; 8];
-    address[..6].copy_from_slice(&group);
-    let mreq = PacketMreq {
-        ifindex: ifindex as i32,
-        kind: PACKET_MR_MULTICAST,
-        alen: 6,
-        address,
-    };
-    setsockopt(fd.as_fd(), PACKET_ADD_MEMBERSHIP, &mreq)?;
+    membership(fd.as_fd(), ifindex, PACKET_MR_MULTICAST, group)?;
     Ok(fd)
 }
 
