@@ -1,20 +1,23 @@
 //! OpenStack's `network_data.json` (what Ironic puts on a `config-2`
 //! medium for DHCP-less boots) → how rivet's stack speaks: on which NIC,
-//! on which VLAN, with which IPv4 address, gateway and DNS servers.
+//! on which VLAN, with which address, gateway and DNS servers.
 //!
 //! Honoured: links of type `phy` (and the other physical kinds: `ethernet`,
 //! `vif`, `bridge`, `ovs`, `tap`, `hw_veb`, `dvs`, `vhostuser`), `vlan`
 //! (`vlan_link`, `vlan_id`) and `bond` (`bond_links`; `active-backup` only:
 //! rivet speaks on one member, the one with carrier); networks of type
-//! `ipv4` (`ip_address` with `netmask` or a `/prefix`, `routes`, `services`
-//! and `dns_nameservers`) and `ipv4_dhcp`; top-level `services` of type
-//! `dns`. IPv6 networks are passed over: rivet's stack speaks IPv4.
+//! `ipv4` and `ipv6` (`ip_address` with `netmask` or a `/prefix`, `routes`,
+//! `services` and `dns_nameservers`), `ipv4_dhcp`, and `ipv6_slaac` /
+//! `ipv6_dhcpv6-stateful` / `ipv6_dhcpv6-stateless` (all three: rivet's
+//! IPv6 autoconfiguration, which follows the router's flags); top-level
+//! `services` of type `dns`. Where a NIC has both, IPv4's network is taken.
 //! A key that cannot be applied is named in the error.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use core::net::IpAddr;
 use serde_json::Value;
 
 /// A NIC as rivet found it.
@@ -27,12 +30,14 @@ pub struct Nic {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addressing {
+    /// DHCPv4 and IPv6 autoconfiguration.
     Dhcp,
+    /// One address; the gateway and DNS servers are of its family.
     Static {
-        address: [u8; 4],
+        address: IpAddr,
         prefix: u8,
-        gateway: Option<[u8; 4]>,
-        dns: Vec<[u8; 4]>,
+        gateway: Option<IpAddr>,
+        dns: Vec<IpAddr>,
     },
 }
 
@@ -91,18 +96,17 @@ fn mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
-fn ipv4(s: &str) -> Option<[u8; 4]> {
-    let mut out = [0u8; 4];
-    let mut parts = s.split('.');
-    for b in out.iter_mut() {
-        *b = parts.next()?.parse().ok()?;
-    }
-    parts.next().is_none().then_some(out)
+/// An address of the family asked for (`v6`).
+fn ip(s: &str, v6: bool) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok().filter(|a| a.is_ipv6() == v6)
 }
 
 /// A netmask's prefix length, if its ones are contiguous.
-fn prefix_of(mask: [u8; 4]) -> Option<u8> {
-    let m = u32::from_be_bytes(mask);
+fn prefix_of(mask: IpAddr) -> Option<u8> {
+    let m = match mask {
+        IpAddr::V4(m) => u128::from(u32::from(m)) << 96,
+        IpAddr::V6(m) => u128::from(m),
+    };
     let ones = m.leading_ones();
     (m.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
 }
@@ -198,9 +202,9 @@ impl<'a> Links<'a> {
     }
 }
 
-fn dns_list(v: &Value, into: &mut Vec<[u8; 4]>) {
+fn dns_list(v: &Value, v6: bool, into: &mut Vec<IpAddr>) {
     let mut add = |a: &Value| {
-        if let Some(ip) = a.as_str().and_then(ipv4) {
+        if let Some(ip) = a.as_str().and_then(|a| ip(a, v6)) {
             if !into.contains(&ip) {
                 into.push(ip);
             }
@@ -216,8 +220,9 @@ fn dns_list(v: &Value, into: &mut Vec<[u8; 4]>) {
     }
 }
 
-/// The static IPv4 configuration of network `i`.
-fn static_v4(net: &Value, i: usize, top: &Value) -> Result<Addressing, Error> {
+/// The static configuration of network `i`, IPv6 if `v6`.
+fn static_ip(net: &Value, i: usize, top: &Value, v6: bool) -> Result<Addressing, Error> {
+    let (family, most) = if v6 { ("IPv6", 128) } else { ("IPv4", 32) };
     let key = |k: &str| format!("networks[{i}].{k}");
     let given = net["ip_address"]
         .as_str()
@@ -227,14 +232,14 @@ fn static_v4(net: &Value, i: usize, top: &Value) -> Result<Addressing, Error> {
         None => (given, None),
     };
     let address =
-        ipv4(addr).ok_or_else(|| err(key("ip_address"), format!("'{given}' is not IPv4")))?;
+        ip(addr, v6).ok_or_else(|| err(key("ip_address"), format!("'{given}' is not {family}")))?;
     let prefix = match (inline, net["netmask"].as_str()) {
         (Some(p), _) => p
             .parse::<u8>()
             .ok()
-            .filter(|p| (1..=32).contains(p))
+            .filter(|p| (1..=most).contains(p))
             .ok_or_else(|| err(key("ip_address"), format!("'/{p}' is not a prefix length")))?,
-        (None, Some(m)) => ipv4(m)
+        (None, Some(m)) => ip(m, v6)
             .and_then(prefix_of)
             .filter(|p| *p > 0)
             .ok_or_else(|| err(key("netmask"), format!("'{m}' is not a netmask")))?,
@@ -247,19 +252,25 @@ fn static_v4(net: &Value, i: usize, top: &Value) -> Result<Addressing, Error> {
     };
     let mut gateway = None;
     for (j, r) in net["routes"].as_array().into_iter().flatten().enumerate() {
-        let default = r["network"].as_str() == Some("0.0.0.0")
-            && matches!(r["netmask"].as_str(), Some("0.0.0.0") | None);
+        let any = if v6 { "::" } else { "0.0.0.0" };
+        let default =
+            r["network"].as_str() == Some(any) && r["netmask"].as_str().is_none_or(|m| m == any);
         if default {
             let g = r["gateway"]
                 .as_str()
-                .and_then(ipv4)
-                .ok_or_else(|| err(key(&format!("routes[{j}].gateway")), "missing or not IPv4"))?;
+                .and_then(|g| ip(g, v6))
+                .ok_or_else(|| {
+                    err(
+                        key(&format!("routes[{j}].gateway")),
+                        format!("missing or not {family}"),
+                    )
+                })?;
             gateway = Some(g);
         }
     }
     let mut dns = Vec::new();
-    dns_list(net, &mut dns);
-    dns_list(top, &mut dns);
+    dns_list(net, v6, &mut dns);
+    dns_list(top, v6, &mut dns);
     Ok(Addressing::Static {
         address,
         prefix,
@@ -268,9 +279,10 @@ fn static_v4(net: &Value, i: usize, top: &Value) -> Result<Addressing, Error> {
     })
 }
 
-/// Picks the network rivet provisions on: an IPv4 network (static or
-/// DHCP) reached through one of `nics`, the boot NIC's (`boot_mac`) first,
-/// then one with carrier, then the first.
+/// Picks the network rivet provisions on: a network (static or
+/// autoconfigured) reached through one of `nics`, the boot NIC's
+/// (`boot_mac`) first, then one with carrier, then the first; on one NIC,
+/// IPv4 before IPv6.
 pub fn choose(json: &[u8], nics: &[Nic], boot_mac: Option<[u8; 6]>) -> Result<Choice, Error> {
     let top: Value =
         serde_json::from_slice(json).map_err(|e| err("", format!("not valid JSON: {e}")))?;
@@ -283,16 +295,21 @@ pub fn choose(json: &[u8], nics: &[Nic], boot_mac: Option<[u8; 6]>) -> Result<Ch
         .ok_or_else(|| err("networks", "missing"))?;
     let mut candidates = Vec::new();
     let mut seen = Vec::new();
+    let mut known = false;
     // A network that cannot be applied matters only if none can.
     let mut errors = Vec::new();
     for (i, net) in networks.iter().enumerate() {
         let kind = net["type"].as_str().unwrap_or("");
         seen.push(kind.to_string());
-        let dhcp = match kind {
-            "ipv4" => false,
-            "ipv4_dhcp" => true,
+        // (autoconfigured, IPv6)
+        let (dhcp, v6) = match kind {
+            "ipv4" => (false, false),
+            "ipv4_dhcp" => (true, false),
+            "ipv6" => (false, true),
+            "ipv6_slaac" | "ipv6_dhcpv6-stateful" | "ipv6_dhcpv6-stateless" => (true, true),
             _ => continue,
         };
+        known = true;
         let path = match net["link"].as_str() {
             Some(link) => links.path(link, &format!("networks[{i}].link"), 0),
             None => Err(err(format!("networks[{i}].link"), "missing")),
@@ -321,7 +338,7 @@ pub fn choose(json: &[u8], nics: &[Nic], boot_mac: Option<[u8; 6]>) -> Result<Ch
         let addressing = if dhcp {
             Addressing::Dhcp
         } else {
-            match static_v4(net, i, &top) {
+            match static_ip(net, i, &top, v6) {
                 Ok(a) => a,
                 Err(e) => {
                     errors.push(e);
@@ -329,13 +346,13 @@ pub fn choose(json: &[u8], nics: &[Nic], boot_mac: Option<[u8; 6]>) -> Result<Ch
                 }
             }
         };
-        let rank = if Some(nic.mac) == boot_mac {
+        let rank = 2 * if Some(nic.mac) == boot_mac {
             0
         } else if nic.carrier == Some(true) {
             1
         } else {
             2
-        };
+        } + u8::from(v6);
         candidates.push((
             rank,
             Choice {
@@ -352,14 +369,14 @@ pub fn choose(json: &[u8], nics: &[Nic], boot_mac: Option<[u8; 6]>) -> Result<Ch
     }
     match candidates.into_iter().next() {
         Some((_, c)) => Ok(c),
-        None if seen.iter().any(|k| k.starts_with("ipv4")) => Err(err(
+        None if known => Err(err(
             "networks",
-            "no IPv4 network is on a link whose MAC address is one of this machine's NICs",
+            "no IP network is on a link whose MAC address is one of this machine's NICs",
         )),
         None => Err(err(
             "networks",
             format!(
-                "no IPv4 network (found: {}); rivet's stack speaks IPv4",
+                "no IPv4 or IPv6 network (found: {})",
                 if seen.is_empty() {
                     "none".to_string()
                 } else {

@@ -18,8 +18,7 @@ use smoltcp::phy::Device;
 use smoltcp::socket::{dhcpv4, dns, tcp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    DnsQueryType, EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr,
-    Ipv6Address,
+    DnsQueryType, EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address,
 };
 
 /// TCP receive window: large enough for a fast LAN. FACTS measured 1 MiB
@@ -75,9 +74,9 @@ impl Addressing {
                 gateway,
                 dns,
             } => Addressing::Static {
-                cidr: IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::from(*address), *prefix)),
-                gateway: gateway.map(|g| IpAddress::Ipv4(g.into())),
-                dns: dns.iter().map(|d| IpAddress::Ipv4((*d).into())).collect(),
+                cidr: IpCidr::new(IpAddress::from(*address), *prefix),
+                gateway: gateway.map(IpAddress::from),
+                dns: dns.iter().map(|d| IpAddress::from(*d)).collect(),
             },
         }
     }
@@ -316,6 +315,34 @@ impl<D: Device, W: Wait> Stack<D, W> {
             }
             self.turn(100);
         }
+    }
+
+    /// Every address in force with its router, IPv4's first.
+    pub fn describe_addresses(&self) -> String {
+        let all: Vec<String> = [&self.lease, &self.lease6]
+            .into_iter()
+            .flatten()
+            .map(describe_lease)
+            .collect();
+        all.join(", ")
+    }
+
+    /// This host's address in the family `host` is reached over (what a
+    /// callback URL given to `host` must name): `host` resolved as a
+    /// connection would resolve it.
+    pub fn address_towards(&mut self, host: &str, timeout_ms: u64) -> Result<IpAddress, NetError> {
+        let remote = self.resolve(host, timeout_ms)?;
+        let v6 = matches!(remote, IpAddress::Ipv6(_));
+        let lease = if v6 { &self.lease6 } else { &self.lease };
+        lease.as_ref().map(|l| l.address.address()).ok_or_else(|| {
+            NetError::new(
+                NetErrorKind::Other,
+                format!(
+                    "no IPv{} address to reach {host} ({remote}) from",
+                    if v6 { 6 } else { 4 }
+                ),
+            )
+        })
     }
 
     /// The address of `host`: an IP literal (IPv6 with its zone dropped:

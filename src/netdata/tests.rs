@@ -3,6 +3,10 @@
 
 use super::*;
 
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
 fn nic(name: &str, mac: &str, carrier: bool) -> Nic {
     Nic {
         name: name.into(),
@@ -56,10 +60,10 @@ fn the_spec_example_on_its_first_nic() {
     assert_eq!(
         c.addressing,
         Addressing::Static {
-            address: [10, 184, 0, 244],
+            address: ip("10.184.0.244"),
             prefix: 20,
-            gateway: Some([23, 253, 157, 1]),
-            dns: vec![[8, 8, 8, 8], [8, 8, 4, 4]],
+            gateway: Some(ip("23.253.157.1")),
+            dns: vec![ip("8.8.8.8"), ip("8.8.4.4")],
         }
     );
 }
@@ -99,15 +103,15 @@ fn a_vlan_on_an_active_backup_bond_speaks_on_the_member_with_carrier() {
     };
     assert_eq!(
         (address, prefix, gateway),
-        ([23, 253, 157, 244], 24, Some([23, 253, 157, 1]))
+        (ip("23.253.157.244"), 24, Some(ip("23.253.157.1")))
     );
     assert_eq!(
         dns,
         vec![
-            [69, 20, 0, 164],
-            [69, 20, 0, 196],
-            [8, 8, 8, 8],
-            [8, 8, 4, 4]
+            ip("69.20.0.164"),
+            ip("69.20.0.196"),
+            ip("8.8.8.8"),
+            ip("8.8.4.4")
         ]
     );
 }
@@ -148,10 +152,10 @@ fn ipv4_dhcp_and_a_prefix_on_the_address() {
     assert_eq!(
         c.addressing,
         Addressing::Static {
-            address: [192, 168, 111, 20],
+            address: ip("192.168.111.20"),
             prefix: 24,
-            gateway: Some([192, 168, 111, 1]),
-            dns: vec![[192, 168, 111, 1]],
+            gateway: Some(ip("192.168.111.1")),
+            dns: vec![ip("192.168.111.1")],
         }
     );
 }
@@ -202,8 +206,21 @@ fn what_cannot_be_applied_is_named() {
             "networks[0].routes[0].gateway",
         ),
         (
-            r#"{"type": "ipv6", "link": "l0", "ip_address": "fd00::5/64"}"#,
-            "networks",
+            r#"{"type": "ipv6", "link": "l0", "ip_address": "10.0.0.5/64"}"#,
+            "networks[0].ip_address",
+        ),
+        (
+            r#"{"type": "ipv6", "link": "l0", "ip_address": "fd00::5/129"}"#,
+            "networks[0].ip_address",
+        ),
+        (
+            r#"{"type": "ipv6", "link": "l0", "ip_address": "fd00::5", "netmask": "ffff::ff00::"}"#,
+            "networks[0].netmask",
+        ),
+        (
+            r#"{"type": "ipv6", "link": "l0", "ip_address": "fd00::5/64",
+                "routes": [{"network": "::", "netmask": "::", "gateway": "10.0.0.1"}]}"#,
+            "networks[0].routes[0].gateway",
         ),
     ];
     for (net, key) in cases {
@@ -211,13 +228,14 @@ fn what_cannot_be_applied_is_named() {
         assert_eq!(e.key, key, "{net}: {e}");
     }
     let e = choose(
-        one(r#"{"type": "ipv6", "link": "l0"}"#).as_bytes(),
+        one(r#"{"type": "infiniband", "link": "l0"}"#).as_bytes(),
         &nics,
         None,
     )
     .unwrap_err();
     assert!(
-        e.to_string().contains("no IPv4 network (found: ipv6)"),
+        e.to_string()
+            .contains("no IPv4 or IPv6 network (found: infiniband)"),
         "{e}"
     );
     let e = choose(b"{\"links\": [", &nics, None).unwrap_err();
@@ -231,4 +249,50 @@ fn what_cannot_be_applied_is_named() {
     )
     .unwrap_err();
     assert!(e.problem.contains("one of this machine's NICs"), "{e}");
+}
+
+/// What Metal3 writes for a static IPv6 provisioning network (its
+/// `networkData` secret): the prefix as a netmask, the default route as
+/// `::`, DNS of both families (only IPv6's apply).
+#[test]
+fn a_static_ipv6_network_as_metal3_writes_it() {
+    let json = r#"{
+      "links": [{"id": "enp1s0", "type": "phy", "ethernet_mac_address": "52:54:00:aa:bb:cc"}],
+      "networks": [{"id": "provisioning", "type": "ipv6", "link": "enp1s0",
+        "ip_address": "fd00:1101::20", "netmask": "ffff:ffff:ffff:ffff::",
+        "routes": [{"network": "::", "netmask": "::", "gateway": "fd00:1101::1"}]}],
+      "services": [{"type": "dns", "address": "fd00:1101::1"}, {"type": "dns", "address": "8.8.8.8"}]
+    }"#;
+    let nics = [nic("enp1s0", "52:54:00:aa:bb:cc", true)];
+    let c = choose(json.as_bytes(), &nics, None).unwrap();
+    assert_eq!(
+        c.addressing,
+        Addressing::Static {
+            address: ip("fd00:1101::20"),
+            prefix: 64,
+            gateway: Some(ip("fd00:1101::1")),
+            dns: vec![ip("fd00:1101::1")],
+        }
+    );
+    let slaac = json.replace(r#""type": "ipv6""#, r#""type": "ipv6_slaac""#);
+    let c = choose(slaac.as_bytes(), &nics, None).unwrap();
+    assert_eq!(c.addressing, Addressing::Dhcp);
+}
+
+#[test]
+fn on_one_nic_the_ipv4_network_is_taken_before_the_ipv6_one() {
+    // The spec's example lists IPv4 then IPv6 on interface0; reversed, IPv4
+    // still wins.
+    let spec: Value = serde_json::from_str(SPEC).unwrap();
+    let mut reversed = spec.clone();
+    let nets = reversed["networks"].as_array_mut().unwrap();
+    nets.swap(0, 1);
+    let nics = [nic("eth0", "a0:36:9f:2c:e8:80", true)];
+    for json in [spec, reversed] {
+        let c = choose(json.to_string().as_bytes(), &nics, None).unwrap();
+        assert!(
+            matches!(c.addressing, Addressing::Static { address, .. } if address == ip("10.184.0.244")),
+            "{c:?}"
+        );
+    }
 }

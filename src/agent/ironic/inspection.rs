@@ -36,8 +36,9 @@ pub struct Facts {
     /// BOOTIF's MAC, lower case with colons.
     pub pxe_mac: Option<String>,
     pub hostname: String,
-    /// IPv4 addresses rivet holds, by interface (its own stack's lease).
+    /// IPv4 and IPv6 addresses rivet holds, by interface (its own stack's).
     pub ipv4: BTreeMap<String, String>,
+    pub ipv6: BTreeMap<String, String>,
     /// LLDP TLVs seen per interface: (type, value bytes).
     pub lldp: BTreeMap<String, Vec<(u8, Vec<u8>)>>,
 }
@@ -80,7 +81,7 @@ pub fn inventory(f: &Facts) -> Value {
                 "name": n.name,
                 "mac_address": n.mac.map(|m| m.to_string()),
                 "ipv4_address": f.ipv4.get(&n.name),
-                "ipv6_address": Value::Null,
+                "ipv6_address": f.ipv6.get(&n.name),
                 "has_carrier": n.carrier.unwrap_or(false),
                 "lldp": f.lldp.get(&n.name).map(|t| lldp_json(t)),
                 "vendor": n.vendor,
@@ -355,6 +356,7 @@ mod tests {
             ..Facts::default()
         };
         f.ipv4.insert("eth0".into(), "10.0.2.15".into());
+        f.ipv6.insert("eth0".into(), "fd00:1::42".into());
         f.lldp.insert(
             "eth0".into(),
             vec![(1, vec![4, 0x52, 0x54, 0, 1, 2, 3]), (0, vec![])],
@@ -368,7 +370,7 @@ mod tests {
         assert_eq!(
             inv["interfaces"][0],
             json!({"name": "eth0", "mac_address": "52:54:00:12:34:56", "ipv4_address": "10.0.2.15",
-                "ipv6_address": null, "has_carrier": true, "lldp": [[1, "04525400010203"], [0, ""]],
+                "ipv6_address": "fd00:1::42", "has_carrier": true, "lldp": [[1, "04525400010203"], [0, ""]],
                 "vendor": "0x1af4", "product": "0x1000", "client_id": null, "biosdevname": null,
                 "speed_mbps": null, "pci_address": "0000:00:03.0", "driver": "virtio_net"})
         );

@@ -13,7 +13,6 @@ use crate::cmdline::{Cmdline, EndAction};
 use crate::linux::packet::LinuxStack;
 use crate::linux::{inventory, logger, sys};
 use crate::net::listener::Listener;
-use crate::net::stack::Lease;
 use crate::net::{ConnId, NetError, NetErrorKind, Transport};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -218,9 +217,10 @@ pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
     }
 }
 
-/// Other NICs with carrier get a lease from rivet's stack on each, for the
-/// inventory's `ipv4_address` (`ipa-inspection-dhcp-all-interfaces`).
-fn lease_other_nics(boot_nic: &str, ipv4: &mut BTreeMap<String, String>) {
+/// Other NICs with carrier get an address from rivet's stack on each, for
+/// the inventory's `ipv4_address` / `ipv6_address`
+/// (`ipa-inspection-dhcp-all-interfaces`).
+fn lease_other_nics(boot_nic: &str, addresses: &mut Addresses) {
     for nic in inventory::nics(Path::new("/sys")) {
         if nic.name == boot_nic || nic.carrier == Some(false) {
             continue;
@@ -231,13 +231,37 @@ fn lease_other_nics(boot_nic: &str, ipv4: &mut BTreeMap<String, String>) {
             crate::net::stack::Addressing::Dhcp,
             crate::linux::tls::Verify::Insecure,
         );
-        match opened.map(|mut s| s.wait_for_address(15_000)) {
-            Ok(Ok(lease)) => {
-                log::info!("inspection: {} has {}", nic.name, lease.address);
-                ipv4.insert(nic.name.clone(), lease.address.address().to_string());
+        match opened.map(|mut s| s.wait_for_address(15_000).map(|_| s)) {
+            Ok(Ok(s)) => {
+                log::info!("inspection: {} has {}", nic.name, s.describe_addresses());
+                addresses.record(&nic.name, &s);
             }
-            Ok(Err(e)) => log::warn!("inspection: {}: no DHCP lease ({e})", nic.name),
+            Ok(Err(e)) => log::warn!("inspection: {}: {e}", nic.name),
             Err(e) => log::warn!("inspection: {}: {e}", nic.name),
+        }
+    }
+}
+
+/// The addresses rivet's stacks hold, by interface and family.
+#[derive(Default)]
+struct Addresses {
+    ipv4: BTreeMap<String, String>,
+    ipv6: BTreeMap<String, String>,
+}
+
+impl Addresses {
+    fn record<D: smoltcp::phy::Device, W: crate::net::stack::Wait>(
+        &mut self,
+        nic: &str,
+        stack: &crate::net::stack::Stack<D, W>,
+    ) {
+        for (lease, map) in [
+            (&stack.lease, &mut self.ipv4),
+            (&stack.lease6, &mut self.ipv6),
+        ] {
+            if let Some(l) = lease {
+                map.insert(nic.to_string(), l.address.address().to_string());
+            }
         }
     }
 }
@@ -245,7 +269,7 @@ fn lease_other_nics(boot_nic: &str, ipv4: &mut BTreeMap<String, String>) {
 /// What inspection reports about this machine.
 fn facts(
     cmdline: &Cmdline,
-    ipv4: BTreeMap<String, String>,
+    addresses: Addresses,
     lldp: BTreeMap<String, Vec<(u8, Vec<u8>)>>,
 ) -> Facts {
     use crate::linux::hardware;
@@ -261,7 +285,8 @@ fn facts(
         uefi: crate::linux::efivars::booted_uefi(),
         pxe_mac: cmdline.bootif.map(|m| m.to_string()),
         hostname: hardware::hostname(),
-        ipv4,
+        ipv4: addresses.ipv4,
+        ipv6: addresses.ipv6,
         lldp,
     }
 }
@@ -273,7 +298,6 @@ fn inspect(
     cmdline: &Cmdline,
     params: &Params,
     stack: &mut LinuxStack,
-    lease: &Lease,
     boot_nic: &str,
     apis: &mut [IronicApi],
 ) -> Option<conductor::Lookup> {
@@ -282,10 +306,10 @@ fn inspect(
         "inspection is enabled with collectors {}",
         collectors.join(", ")
     );
-    let mut ipv4 = BTreeMap::new();
-    ipv4.insert(boot_nic.to_string(), lease.address.address().to_string());
+    let mut addresses = Addresses::default();
+    addresses.record(boot_nic, stack);
     if params.dhcp_all_interfaces {
-        lease_other_nics(boot_nic, &mut ipv4);
+        lease_other_nics(boot_nic, &mut addresses);
     }
     let lldp = if params.collect_lldp {
         let names: Vec<String> = inventory::nics(Path::new("/sys"))
@@ -299,7 +323,7 @@ fn inspect(
     } else {
         BTreeMap::new()
     };
-    let facts = facts(cmdline, ipv4, lldp);
+    let facts = facts(cmdline, addresses, lldp);
     let logs = collectors.iter().any(|c| c == "logs").then(pack_logs);
     let body = inspection::body(&facts, &collectors, logs, params.collect_lldp, Vec::new());
     // Ironic's own endpoint answers with the lookup from 1.84 on; an
@@ -383,7 +407,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     let inspected = if params.inspection_urls.is_empty() {
         None
     } else {
-        inspect(cmdline, params, &mut stack, &lease, &boot_nic, &mut apis)
+        inspect(cmdline, params, &mut stack, &boot_nic, &mut apis)
     };
     if apis.is_empty() {
         log::info!("No ipa-api-url configured, heartbeat and lookup skipped after inspection");
@@ -407,11 +431,24 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
                     another agent already took it) and ipa-agent-token= is not given"
             .into());
     }
-    let host = params
-        .advertise_host
-        .clone()
-        .unwrap_or_else(|| lease.address.address().to_string());
     let ironic = apis.swap_remove(i);
+    // The address on the way to Ironic (its family: a dual-stack machine
+    // answers an IPv6 conductor on IPv6), as the real agent picks it.
+    let host = match &params.advertise_host {
+        Some(h) => h.clone(),
+        None => {
+            let ironic_host = crate::net::url::Url::parse(&ironic.url)
+                .map(|u| u.host)
+                .unwrap_or_default();
+            stack
+                .address_towards(&ironic_host, 10_000)
+                .map(|a| a.to_string())
+                .unwrap_or_else(|e| {
+                    log::warn!("{e}; advertising {}", lease.address.address());
+                    lease.address.address().to_string()
+                })
+        }
+    };
     let mut listener = stack.listen(params.listen_port, 16);
     let verify_ca = if params.plain_http {
         log::warn!("ipa-advertise-protocol=http: the agent API is plain HTTP (a stock conductor refuses it)");
@@ -444,7 +481,11 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
         Some(tls.pem)
     };
     let scheme = if verify_ca.is_some() { "https" } else { "http" };
-    let callback_url = format!("{scheme}://{host}:{}", params.advertise_port);
+    let callback_url = if host.contains(':') {
+        format!("{scheme}://[{host}]:{}", params.advertise_port)
+    } else {
+        format!("{scheme}://{host}:{}", params.advertise_port)
+    };
     log::info!(
         "node {}: heartbeat every ~{} s, agent API at {callback_url}",
         found.node_uuid,
