@@ -104,6 +104,8 @@ pub struct Stack<D: Device, W: Wait> {
     /// IPv6's, when autoconfiguration has given an address.
     pub lease6: Option<Lease>,
     v6: Option<v6::V6>,
+    /// Router advertisements seen since the last poll.
+    adverts: Vec<crate::wire::ndisc::RouterAdvert>,
     mac: [u8; 6],
     conns: Vec<Option<SocketHandle>>,
     next_port: u16,
@@ -135,6 +137,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
             lease: None,
             lease6: None,
             v6: None,
+            adverts: Vec::new(),
             mac,
             conns: Vec::new(),
             next_port: 49152 + (seed % 8192) as u16,
@@ -219,15 +222,9 @@ impl<D: Device, W: Wait> Stack<D, W> {
         let now_ms = self.waiter.now_ms();
         let now = instant(now_ms);
         TCP_CLOCK_MS.store(now.total_millis() as u32, Ordering::Relaxed);
-        match &mut self.v6 {
-            Some(v6) => {
-                let mut device = v6.snoop(&mut self.device);
-                self.iface.poll(now, &mut device, &mut self.sockets);
-            }
-            None => {
-                self.iface.poll(now, &mut self.device, &mut self.sockets);
-            }
-        }
+        // One device type for smoltcp's whole poll (each is a copy of it).
+        let mut device = v6::Snoop::new(&mut self.device, &mut self.adverts);
+        self.iface.poll(now, &mut device, &mut self.sockets);
         self.poll_v6(now_ms);
         let Some(h) = self.dhcp else { return };
         let event = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {

@@ -24,18 +24,9 @@ pub(super) struct V6 {
     auto: Autoconf,
     mac: [u8; 6],
     udp: SocketHandle,
-    adverts: Vec<ndisc::RouterAdvert>,
 }
 
 impl V6 {
-    /// The device as smoltcp sees it, with advertisements copied out.
-    pub(super) fn snoop<'a, D: Device>(&'a mut self, device: &'a mut D) -> Snoop<'a, D> {
-        Snoop {
-            inner: device,
-            adverts: &mut self.adverts,
-        }
-    }
-
     /// Link-local first, then the global ones.
     pub(super) fn addresses(&self) -> Vec<IpCidr> {
         let mut out = vec![link_local(self.mac)];
@@ -66,14 +57,16 @@ impl<D: Device, W: Wait> Stack<D, W> {
             auto: Autoconf::new(mac, now, seed),
             mac,
             udp: self.sockets.add(socket),
-            adverts: Vec::new(),
         });
         self.set_addresses();
     }
 
     pub(super) fn poll_v6(&mut self, now_ms: u64) {
-        let Some(v6) = &mut self.v6 else { return };
-        for ra in v6.adverts.drain(..) {
+        let Some(v6) = &mut self.v6 else {
+            self.adverts.clear();
+            return;
+        };
+        for ra in self.adverts.drain(..) {
             v6.auto.on_advert(&ra, now_ms);
         }
         let socket = self.sockets.get_mut::<udp::Socket>(v6.udp);
@@ -145,6 +138,12 @@ impl<D: Device, W: Wait> Stack<D, W> {
 pub(super) struct Snoop<'a, D: Device> {
     inner: &'a mut D,
     adverts: &'a mut Vec<ndisc::RouterAdvert>,
+}
+
+impl<'a, D: Device> Snoop<'a, D> {
+    pub(super) fn new(inner: &'a mut D, adverts: &'a mut Vec<ndisc::RouterAdvert>) -> Self {
+        Snoop { inner, adverts }
+    }
 }
 
 pub(super) struct SnoopRx<'a, R> {
