@@ -120,7 +120,7 @@ fn a_panic_in_pid1_is_logged_and_ends_with_the_end_action() {
         .arg("--append", "rivet.after=reboot rivet.debug=panic")
         .run("reboot: Restarting system");
     let lines = rivet_lines(&console);
-    assert_logged(&lines, "internal error: panicked at src/linux/pid1.rs");
+    assert_logged(&lines, "internal error: panicked in src/linux/pid1.rs");
     // The message is the panic's second line, after its location.
     assert!(console.contains("rivet.debug=panic asked for a panic"));
     assert_logged(&lines, "syncing disks, then reboot");

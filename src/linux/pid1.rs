@@ -43,7 +43,15 @@ pub fn main(mode: Mode) -> ! {
     // A panic aborts the process, which would panic the kernel: end cleanly
     // from inside the hook instead, before the abort can happen.
     std::panic::set_hook(Box::new(|info| {
-        log::error!("internal error: {info}");
+        // The release build keeps a panic's file but not its line
+        // (linker/README.md): no ":0:0".
+        let at = match info.location() {
+            Some(l) if l.line() > 0 => format!("{}:{}", l.file(), l.line()),
+            Some(l) => l.file().to_string(),
+            None => "an unknown place".into(),
+        };
+        let message = info.payload_as_str().unwrap_or("(no message)");
+        log::error!("internal error: panicked in {at}: {message}");
         end(decode(END_ACTION.load(Ordering::SeqCst)));
     }));
     for (source, target, fstype) in [
