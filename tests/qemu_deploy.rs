@@ -537,6 +537,71 @@ fn config_drive(dir: &Path, network_data: &[u8]) -> PathBuf {
     iso
 }
 
+/// IPv6 only: the machine's NIC on a tap whose other side runs dnsmasq as
+/// Metal3 does for IPv6 (router advertisements, stateful DHCPv6, a router
+/// lifetime of 0) and the deploy server on fd00:77:66::1; no IPv4 at all.
+/// The plan comes from a literal `http://[…]` URL, the image by a name
+/// answered with AAAA, the callback goes back over IPv6.
+#[test]
+fn an_ipv6_only_network_deploys_with_dhcpv6() {
+    let dir = scratch("qemu-ipv6");
+    let (_img, sum) = root_image(&dir);
+    let mut net = common::netns::Net::with_tap(66, &dir);
+    let ip6 = net.ipv6();
+    net.dhcp6(true);
+    let server = common::Fixture::start_in(
+        Some(&net.srv),
+        "deploy_server.py",
+        &[
+            "--dir",
+            dir.to_str().unwrap(),
+            "--bind",
+            &ip6,
+            "--lifetime",
+            "600",
+        ],
+        &dir.join("server.log"),
+    );
+    let base = format!("http://[{ip6}]:{}", server.port);
+    write_plan(
+        &dir,
+        json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+               "urls": [format!("http://images.test:{}/root.img", server.port)],
+               "os_hash_algo": "sha256", "os_hash_value": sum}),
+    );
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let console = Boot::new(&dir, &initramfs("virtio"))
+        .arg("--mem", 128)
+        .arg("--tap", format!("{}:{}", net.srv, net.link))
+        .arg("--disk", target.display())
+        .arg(
+            "--append",
+            format!("rivet.plan={base}/plan.json rivet.callback={base}/callback"),
+        )
+        .run("reboot: Power down");
+    let posted = std::fs::read(dir.join("posted-callback.json"))
+        .unwrap_or_else(|_| panic!("no callback:\n{console}"));
+    let cb: Value = serde_json::from_slice(&posted).unwrap();
+    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
+    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
+    let lines = rivet_lines(&console);
+    for l in lines
+        .iter()
+        .filter(|l| l.contains("IPv6") || l.contains("network") || l.contains("image written"))
+    {
+        eprintln!("{l}");
+    }
+    assert!(console.contains("DHCPv6: fd00:77:66::1"), "{console}");
+    assert!(
+        console.contains("network up: eth0 fd00:77:66::1"),
+        "{console}"
+    );
+    assert!(!console.contains("DHCP: "), "no IPv4 here:\n{console}");
+    drop(server);
+    drop(net);
+}
+
 /// DHCP-less: `rivet.network_data=config-2`, and a config drive (attached
 /// as a disk) whose network_data.json gives the NIC, by its MAC, a static
 /// address; QEMU's DHCP is never asked.

@@ -198,9 +198,66 @@ fn conductor_deploys_a_partition_image_and_refusals_leave_the_agent_serving() {
 /// download must all go through.
 #[test]
 fn a_conductor_on_the_same_host_reaches_rivet_over_a_tap_with_default_offloads() {
-    let dir = scratch("ironic-tap");
-    let mut net = Net::with_tap(61, &dir);
-    net.dhcp();
+    let (lines, callback_urls, net) = deploy_through_a_conductor_on_a_tap(61, false);
+    for url in callback_urls {
+        assert!(
+            url.starts_with("https://10.77.61.1") && url.ends_with(":9999"),
+            "{url}"
+        );
+    }
+    assert_logged(&lines, "DHCP: 10.77.61.1");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("wrong TCP/UDP checksum") || l.contains("larger than the ring")),
+        "every frame was taken whole:\n{}",
+        lines.join("\n")
+    );
+    drop(net);
+}
+
+/// IPv6 only, as Metal3 provisions when Ironic's address is IPv6: dnsmasq
+/// sends router advertisements and leases addresses by DHCPv6; the
+/// conductor listens on IPv6 only. Lookup, heartbeats (the callback URL
+/// bracketed), the agent API over TLS and the image download all go over
+/// IPv6.
+#[test]
+fn a_conductor_on_ipv6_only_looks_up_and_deploys_rivet() {
+    let (lines, callback_urls, net) = deploy_through_a_conductor_on_a_tap(67, true);
+    for url in callback_urls {
+        assert!(
+            url.starts_with("https://[fd00:77:67::1") && url.ends_with("]:9999"),
+            "{url}"
+        );
+    }
+    assert_logged(&lines, "DHCPv6: fd00:77:67::1");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("DHCP: ")),
+        "no IPv4 here:\n{}",
+        lines.join("\n")
+    );
+    for l in lines
+        .iter()
+        .filter(|l| l.contains("IPv6") || l.contains("network up") || l.contains("agent API"))
+    {
+        eprintln!("{l}");
+    }
+    drop(net);
+}
+
+/// A partition image deployed by the conductor stand-in next to the
+/// machine's tap (`n`: the namespace's number), over IPv6 only if `ipv6`;
+/// returns rivet's console lines, the heartbeats' callback URLs, and the
+/// network (kept until the caller is done).
+fn deploy_through_a_conductor_on_a_tap(n: u8, ipv6: bool) -> (Vec<String>, Vec<String>, Net) {
+    let dir = scratch(&format!("ironic-tap{n}"));
+    let mut net = Net::with_tap(n, &dir);
+    if ipv6 {
+        net.ipv6();
+        net.dhcp6(true);
+    } else {
+        net.dhcp();
+    }
     let (img, sum) = root_image(&dir);
     let target = dir.join("target.img");
     sparse(&target, 5 << 30);
@@ -213,33 +270,21 @@ fn a_conductor_on_the_same_host_reaches_rivet_over_a_tap_with_default_offloads()
         .boot(&dir, &[&target], "")
         .run("reboot: Power down");
     let record = record(&dir);
-    assert_eq!(record["errors"], json!([]), "{record:#}");
+    assert_eq!(record["errors"], json!([]), "{record:#}\n{console}");
     assert_eq!(record["done"], true, "{record:#}");
     assert!(!record["lookups"].as_array().unwrap().is_empty());
     let beats = record["heartbeats"].as_array().unwrap();
     assert!(!beats.is_empty());
+    let mut urls = Vec::new();
     for hb in beats {
         assert_eq!(hb["refused"], Value::Null, "{hb}");
-        let url = hb["body"]["callback_url"].as_str().unwrap();
-        assert!(
-            url.starts_with("https://10.77.61.1") && url.ends_with(":9999"),
-            "{url}"
-        );
+        urls.push(hb["body"]["callback_url"].as_str().unwrap().to_string());
     }
     let write = &record["write_image"];
     assert_eq!(write["command_status"], "SUCCEEDED", "{write}");
     // Root is the only partition: it starts at 1 MiB.
     assert!(files_equal_at(&img, &target, MIB, 48 * MIB));
-    let lines = rivet_lines(&console);
-    assert_logged(&lines, "DHCP: 10.77.61.1");
-    assert!(
-        !lines
-            .iter()
-            .any(|l| l.contains("wrong TCP/UDP checksum") || l.contains("larger than the ring")),
-        "every frame was taken whole:\n{}",
-        lines.join("\n")
-    );
-    drop(net);
+    (rivet_lines(&console), urls, net)
 }
 
 #[test]

@@ -73,7 +73,13 @@ impl Conductor {
         let agent_port = free_port();
         let scheme = if https.is_some() { "https" } else { "http" };
         // 10.0.2.2: the host as QEMU's user network shows it to the guest.
-        let host = tap.map_or("10.0.2.2", |n| n.server_ip.as_str());
+        // On a tap given IPv6 (Net::ipv6), the stand-in speaks only that.
+        let bind = tap.map(|n| n.server_ip6.clone().unwrap_or_else(|| n.server_ip.clone()));
+        let host = match &bind {
+            Some(ip) if ip.contains(':') => format!("[{ip}]"),
+            Some(ip) => ip.clone(),
+            None => "10.0.2.2".into(),
+        };
         let mut args: Vec<String> = [
             "--dir",
             dir.to_str().unwrap(),
@@ -89,8 +95,8 @@ impl Conductor {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        if let Some(net) = tap {
-            args.extend(["--bind".into(), net.server_ip.clone()]);
+        if let Some(ip) = &bind {
+            args.extend(["--bind".into(), ip.clone()]);
             args.push("--agent-direct".into());
         }
         if let Some(mut info) = image_info {
