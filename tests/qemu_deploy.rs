@@ -537,6 +537,68 @@ fn config_drive(dir: &Path, network_data: &[u8]) -> PathBuf {
     iso
 }
 
+/// DHCP-less over IPv6 from virtual media: the config drive is a CD on a
+/// SATA controller (sr_mod, as a BMC's virtual media shows up; the `full`
+/// class), and its network_data.json gives the NIC a static IPv6 address.
+/// QEMU's user network is the provisioning network: fec0::/64, the host as
+/// fec0::2 (its ::1, where the deploy server listens), DNS fec0::3.
+#[test]
+fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
+    let dir = scratch("qemu-cd6");
+    let (_img, sum) = root_image(&dir);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let network_data = serde_json::to_vec(&json!({
+        "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
+        "networks": [{"id": "provisioning-v6", "type": "ipv6", "link": "port0",
+                      "ip_address": "fec0::42", "netmask": "ffff:ffff:ffff:ffff::",
+                      "routes": [{"network": "::", "netmask": "::", "gateway": "fec0::2"}]}],
+        "services": [{"type": "dns", "address": "fec0::3"}, {"type": "dns", "address": "10.0.2.3"}]
+    }))
+    .unwrap();
+    let iso = config_drive(&dir, &network_data);
+    let server = Server::start(&dir, &["--bind", "::1"]);
+    let base = format!("http://[fec0::2]:{}", server.fixture.port);
+    write_plan(
+        &dir,
+        json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+               "urls": [format!("{base}/root.img")], "os_hash_algo": "sha256", "os_hash_value": sum}),
+    );
+    let console = Boot::new(&dir, &initramfs("full"))
+        .arg("--mem", 192)
+        .arg("--disk", target.display())
+        .arg("--qemu-arg", "-device")
+        .arg("--qemu-arg", "ahci,id=sata")
+        .arg("--qemu-arg", "-drive")
+        .arg("--qemu-arg", format!("id=vmedia,if=none,media=cdrom,readonly=on,file={}", iso.display()))
+        .arg("--qemu-arg", "-device")
+        .arg("--qemu-arg", "ide-cd,drive=vmedia,bus=sata.0")
+        .arg(
+            "--append",
+            format!("rivet.network_data=config-2 rivet.plan={base}/plan.json rivet.callback={base}/callback"),
+        )
+        .run("reboot: Power down");
+    let cb = server.callback();
+    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
+    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
+    for l in rivet_lines(&console)
+        .iter()
+        .filter(|l| l.contains("config-2") || l.contains("network") || l.contains("sr0"))
+    {
+        eprintln!("{l}");
+    }
+    assert!(
+        console.contains("/dev/sr0 (config-2): network 'provisioning-v6' on eth0"),
+        "{console}"
+    );
+    assert!(
+        console.contains("network up: eth0 fec0::42/64 via fec0::2"),
+        "{console}"
+    );
+    assert!(!console.contains("DHCP: "), "DHCP was used:\n{console}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// IPv6 only: the machine's NIC on a tap whose other side runs dnsmasq as
 /// Metal3 does for IPv6 (router advertisements, stateful DHCPv6, a router
 /// lifetime of 0) and the deploy server on fd00:77:66::1; no IPv4 at all.
