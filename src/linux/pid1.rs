@@ -50,7 +50,12 @@ pub fn main(mode: Mode) -> ! {
             Some(l) => l.file().to_string(),
             None => "an unknown place".into(),
         };
-        let message = info.payload_as_str().unwrap_or("(no message)");
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
         log::error!("internal error: panicked in {at}: {message}");
         end(decode(END_ACTION.load(Ordering::SeqCst)));
     }));
