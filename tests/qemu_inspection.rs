@@ -54,7 +54,8 @@ fn one_boot_is_inspected_cleaned_and_deployed_with_dmi_lldp_and_root_device_hint
     let callback = format!("{}/v1/continue_inspection", conductor.api_url);
     let append = format!(
         "ipa-inspection-callback-url={callback} ipa-inspection-collectors=default,logs \
-         ipa-collect-lldp=1 ipa-lldp-timeout=8 ipa-inspection-dhcp-all-interfaces=1"
+         ipa-collect-lldp=1 ipa-lldp-timeout=8 ipa-inspection-dhcp-all-interfaces=1 \
+         ipa-enable-vlan-interfaces=all"
     );
     let qemu = [
         "-smbios",
@@ -104,6 +105,17 @@ fn one_boot_is_inspected_cleaned_and_deployed_with_dmi_lldp_and_root_device_hint
     let lldp = eth0["lldp"].as_array().expect("LLDP on the boot NIC");
     assert!(lldp.contains(&leaf) && lldp.contains(&port), "{eth0}");
     assert_eq!(data["lldp_raw"]["eth0"], eth0["lldp"]);
+    // Metal3's ipa-enable-vlan-interfaces=all: the VLAN the switch names in
+    // LLDP (802.1 VLAN Name, 100) is listed as the real agent lists it.
+    let vlan = inv["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "eth0.100")
+        .unwrap_or_else(|| panic!("no eth0.100: {:#}", inv["interfaces"]));
+    assert_eq!(vlan["mac_address"], MAC);
+    assert_eq!(vlan["driver"], "8021q");
+    assert_eq!(vlan["lldp"], Value::Null);
     let eth1 = &inv["interfaces"][1];
     assert_eq!(eth1["mac_address"], "52:54:00:00:00:02");
     assert_eq!(

@@ -41,6 +41,8 @@ pub struct Facts {
     pub ipv6: BTreeMap<String, String>,
     /// LLDP TLVs seen per interface: (type, value bytes).
     pub lldp: BTreeMap<String, Vec<(u8, Vec<u8>)>>,
+    /// `ipa-enable-vlan-interfaces`' interfaces, listed after the NICs.
+    pub vlans: Vec<super::vlans::VlanIface>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -93,6 +95,26 @@ pub fn inventory(f: &Facts) -> Value {
                 "driver": n.driver,
             })
         })
+        .chain(f.vlans.iter().map(|v| {
+            // As the real agent lists a VLAN interface: its parent's MAC and
+            // carrier, no device of its own (no vendor, PCI address, LLDP).
+            let parent = f.nics.iter().find(|n| n.name == v.parent);
+            json!({
+                "name": v.name,
+                "mac_address": parent.and_then(|n| n.mac).map(|m| m.to_string()),
+                "ipv4_address": f.ipv4.get(&v.name),
+                "ipv6_address": f.ipv6.get(&v.name),
+                "has_carrier": parent.and_then(|n| n.carrier).unwrap_or(false),
+                "lldp": Value::Null,
+                "vendor": Value::Null,
+                "product": Value::Null,
+                "client_id": Value::Null,
+                "biosdevname": Value::Null,
+                "speed_mbps": Value::Null,
+                "pci_address": Value::Null,
+                "driver": "8021q",
+            })
+        }))
         .collect();
     let v = &f.vendor;
     json!({
@@ -362,6 +384,25 @@ mod tests {
             vec![(1, vec![4, 0x52, 0x54, 0, 1, 2, 3]), (0, vec![])],
         );
         f
+    }
+
+    #[test]
+    fn vlan_interfaces_follow_the_nics_as_the_real_agent_lists_them() {
+        let mut f = facts();
+        f.vlans.push(crate::agent::ironic::vlans::VlanIface {
+            name: "eth0.100".into(),
+            parent: "eth0".into(),
+            id: 100,
+        });
+        f.ipv6.insert("eth0.100".into(), "fd00:100::7".into());
+        let inv = inventory(&f);
+        assert_eq!(
+            inv["interfaces"][1],
+            json!({"name": "eth0.100", "mac_address": "52:54:00:12:34:56", "ipv4_address": null,
+                "ipv6_address": "fd00:100::7", "has_carrier": true, "lldp": null, "vendor": null,
+                "product": null, "client_id": null, "biosdevname": null, "speed_mbps": null,
+                "pci_address": null, "driver": "8021q"})
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod node;
 pub mod params;
 pub mod run;
 pub mod steps;
+pub mod vlans;
 
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,8 @@ pub struct Params {
     pub lldp_timeout_s: u64,
     /// `ipa-inspection-dhcp-all-interfaces=1`.
     pub dhcp_all_interfaces: bool,
+    /// `ipa-enable-vlan-interfaces=` entries: `NIC.ID`, `NIC` or `all`.
+    pub enable_vlan_interfaces: Vec<String>,
     /// `ipa-cafile=`: the CA the Ironic API's certificate is checked
     /// against (else [`ironic_ca`] finds Metal3's).
     pub cafile: Option<String>,
@@ -79,6 +81,7 @@ impl Params {
             collect_lldp: false,
             lldp_timeout_s: 30,
             dhcp_all_interfaces: false,
+            enable_vlan_interfaces: Vec::new(),
             cafile: c.ipa.get("ipa-cafile").cloned(),
             warnings: Vec::new(),
         };
@@ -148,6 +151,17 @@ impl Params {
         p.insecure = c.ipa.get("ipa-insecure").is_some_and(truthy);
         p.debug = c.ipa.get("ipa-debug").is_some_and(truthy);
         p.collect_lldp = c.ipa.get("ipa-collect-lldp").is_some_and(truthy);
+        p.enable_vlan_interfaces = c
+            .ipa
+            .get("ipa-enable-vlan-interfaces")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         p.dhcp_all_interfaces = c
             .ipa
             .get("ipa-inspection-dhcp-all-interfaces")
@@ -171,6 +185,7 @@ impl Params {
 /// The `ipa-*` keys rivet acts on (the README lists them).
 pub const HONOURED: &[&str] = &[
     "ipa-api-url",
+    "ipa-enable-vlan-interfaces",
     "ipa-agent-token",
     "ipa-global-request-id",
     "ipa-lookup-timeout",
@@ -314,7 +329,8 @@ mod tests {
         assert!(p.collect_lldp && p.dhcp_all_interfaces && p.insecure);
         assert_eq!(p.lldp_timeout_s, 5);
         let w = p.warnings.join("\n");
-        assert!(w.contains("ipa-enable-vlan-interfaces is not used"), "{w}");
+        assert!(!w.contains("ipa-enable-vlan-interfaces"), "{w}");
+        assert_eq!(p.enable_vlan_interfaces, ["all"]);
         let mdns =
             Params::from_cmdline(&Cmdline::parse("ipa-inspection-callback-url=mdns")).unwrap();
         assert!(mdns.inspection_urls.is_empty());

@@ -225,20 +225,26 @@ fn lease_other_nics(boot_nic: &str, addresses: &mut Addresses) {
         if nic.name == boot_nic || nic.carrier == Some(false) {
             continue;
         }
-        let opened = crate::linux::packet::open_stack(
-            &nic.name,
-            None,
-            crate::net::stack::Addressing::Dhcp,
-            crate::linux::tls::Verify::Insecure,
-        );
-        match opened.map(|mut s| s.wait_for_address(15_000).map(|_| s)) {
-            Ok(Ok(s)) => {
-                log::info!("inspection: {} has {}", nic.name, s.describe_addresses());
-                addresses.record(&nic.name, &s);
-            }
-            Ok(Err(e)) => log::warn!("inspection: {}: {e}", nic.name),
-            Err(e) => log::warn!("inspection: {}: {e}", nic.name),
+        address_on(&nic.name, None, &nic.name, addresses);
+    }
+}
+
+/// An address from rivet's stack on `nic` (tagged `vlan`), recorded as
+/// `name`'s: DHCPv4 or IPv6 autoconfiguration, whichever answers in 15 s.
+fn address_on(nic: &str, vlan: Option<u16>, name: &str, addresses: &mut Addresses) {
+    let opened = crate::linux::packet::open_stack(
+        nic,
+        vlan,
+        crate::net::stack::Addressing::Dhcp,
+        crate::linux::tls::Verify::Insecure,
+    );
+    match opened.map(|mut s| s.wait_for_address(15_000).map(|_| s)) {
+        Ok(Ok(s)) => {
+            log::info!("inspection: {name} has {}", s.describe_addresses());
+            addresses.record(name, &s);
         }
+        Ok(Err(e)) => log::warn!("inspection: {name}: {e}"),
+        Err(e) => log::warn!("inspection: {name}: {e}"),
     }
 }
 
@@ -288,6 +294,7 @@ fn facts(
         ipv4: addresses.ipv4,
         ipv6: addresses.ipv6,
         lldp,
+        vlans: Vec::new(),
     }
 }
 
@@ -311,11 +318,9 @@ fn inspect(
     if params.dhcp_all_interfaces {
         lease_other_nics(boot_nic, &mut addresses);
     }
+    let nics = inventory::nics(Path::new("/sys"));
     let lldp = if params.collect_lldp {
-        let names: Vec<String> = inventory::nics(Path::new("/sys"))
-            .into_iter()
-            .map(|n| n.name)
-            .collect();
+        let names: Vec<String> = nics.iter().map(|n| n.name.clone()).collect();
         crate::linux::lldp::listen(
             &names,
             std::time::Duration::from_secs(params.lldp_timeout_s),
@@ -323,7 +328,25 @@ fn inspect(
     } else {
         BTreeMap::new()
     };
-    let facts = facts(cmdline, addresses, lldp);
+    let mut warnings = Vec::new();
+    let vlans = super::vlans::choose(
+        &params.enable_vlan_interfaces,
+        &nics,
+        &lldp,
+        params.collect_lldp,
+        &mut warnings,
+    );
+    for w in warnings {
+        log::warn!("inspection: {w}");
+    }
+    for v in &vlans {
+        log::info!("inspection: VLAN interface {}", v.name);
+        if params.dhcp_all_interfaces {
+            address_on(&v.parent, Some(v.id), &v.name, &mut addresses);
+        }
+    }
+    let mut facts = facts(cmdline, addresses, lldp);
+    facts.vlans = vlans;
     let logs = collectors.iter().any(|c| c == "logs").then(pack_logs);
     let body = inspection::body(&facts, &collectors, logs, params.collect_lldp, Vec::new());
     // Ironic's own endpoint answers with the lookup from 1.84 on; an
