@@ -45,6 +45,9 @@ pub enum Addressing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     pub nic: String,
+    /// A bond's other members present here, with carrier first: rivet
+    /// fails over to them in order (active-backup).
+    pub standby: Vec<String>,
     pub vlan: Option<u16>,
     pub addressing: Addressing,
     /// The network's `id`, for the log.
@@ -356,6 +359,12 @@ pub fn choose(json: &[u8], nics: &[Nic], boot_mac: Option<[u8; 6]>) -> Result<Ch
         candidates.push((
             rank,
             Choice {
+                standby: {
+                    let mut others: Vec<&&Nic> =
+                        present.iter().filter(|n| n.name != nic.name).collect();
+                    others.sort_by_key(|n| n.carrier != Some(true));
+                    others.iter().map(|n| n.name.clone()).collect()
+                },
                 nic: nic.name.clone(),
                 vlan: path.vlan,
                 addressing,

@@ -701,3 +701,73 @@ fn ipv6_only_with_slaac_and_the_advertised_dns_server() {
     assert!(!log.contains("DHCPv6:"), "ra-only: no DHCPv6\n{log}");
     assert_eq!(sha256_file(&out), sha256_file(&src));
 }
+
+/// An active-backup bond from network_data.json: rivet speaks on the
+/// member with carrier; when that carrier goes (its peer taken down) it
+/// moves to the other member and the download goes on, byte for byte.
+#[test]
+fn an_active_backup_bond_fails_over_when_the_carrier_goes() {
+    let dir = scratch("net-bond");
+    let mut net = Net::new(22, &dir);
+    net.second_link();
+    let src = blob(&dir, 8);
+    // About 4 s at 2 MB/s: time to pull a cable in the middle.
+    let base = net.fault(8099, &src, &["--rate", "2000000"]);
+    let mac = |nic: &str| net.run_in_cli("cat", &[&format!("/sys/class/net/{nic}/address")]);
+    let (mac1, mac2) = (mac("rv1"), mac("rv2"));
+    let nd = serde_json::json!({
+        "links": [
+            {"id": "p1", "type": "phy", "ethernet_mac_address": mac1.trim()},
+            {"id": "p2", "type": "phy", "ethernet_mac_address": mac2.trim()},
+            {"id": "bond0", "type": "bond", "bond_links": ["p1", "p2"], "bond_mode": "active-backup",
+             "ethernet_mac_address": mac1.trim()}
+        ],
+        "networks": [{"id": "prov", "type": "ipv4", "link": "bond0", "ip_address": "10.77.22.5/24"}]
+    });
+    let file = dir.join("network_data.json");
+    std::fs::write(&file, nd.to_string()).unwrap();
+    let out = dir.join("out.bin");
+    let log = dir.join("rivet.log");
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.cli,
+            env!("CARGO_BIN_EXE_rivet"),
+            "fetch",
+        ])
+        .args(["--network-data", file.to_str().unwrap()])
+        .args([&format!("{base}/blob.bin"), "--out", out.to_str().unwrap()])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < MIB {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "no data:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // rv1's carrier goes with its peer.
+    net.in_srv("ip", &["link", "set", "rv0", "down"]);
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{log}\n{}", net.log("fault-8099.log"));
+    assert!(
+        log.contains("bond of rv1, rv2 (active-backup): speaking on rv1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("bond: rv1 lost its carrier; now speaking on rv2"),
+        "{log}"
+    );
+    for l in log
+        .lines()
+        .filter(|l| l.contains("bond") || l.contains("fetched"))
+    {
+        eprintln!("{l}");
+    }
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+}

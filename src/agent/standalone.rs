@@ -165,11 +165,30 @@ pub fn firmware_boot_mode() -> BootMode {
     }
 }
 
+/// Where and how rivet's stack speaks.
+struct Uplink {
+    nic: String,
+    /// A bond's other members (active-backup).
+    standby: Vec<String>,
+    vlan: Option<u16>,
+    addressing: Addressing,
+}
+
+impl Uplink {
+    fn open(&self, verify: Verify) -> Result<LinuxStack, String> {
+        open_stack(
+            &self.nic,
+            &self.standby,
+            self.vlan,
+            self.addressing.clone(),
+            verify,
+        )
+    }
+}
+
 /// The NIC, VLAN and addressing a config-2 medium's network_data.json
 /// gives; `Ok(None)` without one; the key at fault if it cannot be applied.
-fn from_config_drive(
-    cmdline: &Cmdline,
-) -> Result<Option<(String, Option<u16>, Addressing)>, String> {
+fn from_config_drive(cmdline: &Cmdline) -> Result<Option<Uplink>, String> {
     let Some((device, json)) = crate::linux::config2::network_data(Path::new("/sys")) else {
         return Ok(None);
     };
@@ -177,16 +196,22 @@ fn from_config_drive(
     let c = crate::netdata::choose(&json, &nics, cmdline.bootif.map(|m| m.0))
         .map_err(|e| format!("{device}: {e}"))?;
     log::info!(
-        "{device} (config-2): network '{}' on {}{}",
+        "{device} (config-2): network '{}' on {}{}{}",
         c.network,
         c.nic,
-        c.vlan.map(|v| format!(" VLAN {v}")).unwrap_or_default()
+        c.vlan.map(|v| format!(" VLAN {v}")).unwrap_or_default(),
+        if c.standby.is_empty() {
+            String::new()
+        } else {
+            format!(" (bond; standing by: {})", c.standby.join(", "))
+        }
     );
-    Ok(Some((
-        c.nic,
-        c.vlan,
-        Addressing::from_network_data(&c.addressing),
-    )))
+    Ok(Some(Uplink {
+        addressing: Addressing::from_network_data(&c.addressing),
+        nic: c.nic,
+        standby: c.standby,
+        vlan: c.vlan,
+    }))
 }
 
 /// Brings up rivet's stack on the boot NIC and waits (bounded) for an
@@ -243,45 +268,47 @@ pub fn network_verified(
         }
     };
     let drive_tried = forced;
-    let (nic, vlan, addressing) = match from_drive {
+    let uplink = match from_drive {
         Some(chosen) => chosen,
-        None => {
-            let nic = match cmdline.vlan.as_ref().and_then(|v| v.nic.clone()) {
+        None => Uplink {
+            nic: match cmdline.vlan.as_ref().and_then(|v| v.nic.clone()) {
                 Some(named) => named,
                 None => choose_nic(cmdline, &inventory::nics(Path::new("/sys")))?,
-            };
-            (
-                nic,
-                cmdline.vlan.as_ref().map(|v| v.id),
-                addressing(&cmdline.ip)?,
-            )
-        }
+            },
+            standby: Vec::new(),
+            vlan: cmdline.vlan.as_ref().map(|v| v.id),
+            addressing: addressing(&cmdline.ip)?,
+        },
     };
+    let nic = uplink.nic.clone();
     log::info!(
         "network: {nic}{}, {}",
-        vlan.map(|id| format!(" VLAN {id}")).unwrap_or_default(),
-        if addressing == Addressing::Dhcp {
+        uplink
+            .vlan
+            .map(|id| format!(" VLAN {id}"))
+            .unwrap_or_default(),
+        if uplink.addressing == Addressing::Dhcp {
             "DHCP"
         } else {
             "static"
         }
     );
-    let dhcp = addressing == Addressing::Dhcp && cmdline.ip.is_none() && !drive_tried;
-    let mut s = open_stack(&nic, vlan, addressing, verify.clone())?;
+    let dhcp = uplink.addressing == Addressing::Dhcp && cmdline.ip.is_none() && !drive_tried;
+    let mut s = uplink.open(verify.clone())?;
     let (s, lease, nic) = match s.wait_for_address(60_000) {
         Ok(lease) => (s, lease, nic),
         // DHCP-less after all: a config drive may say how.
         Err(e) if dhcp => {
-            let Some((nic2, vlan2, addressing2)) = from_config_drive(cmdline)? else {
+            let Some(drive) = from_config_drive(cmdline)? else {
                 return Err(format!("{nic}: {e}"));
             };
             log::warn!("{nic}: {e}; using the config drive's network_data.json");
             drop(s);
-            let mut s = open_stack(&nic2, vlan2, addressing2, verify)?;
+            let mut s = drive.open(verify)?;
             let lease = s
                 .wait_for_address(60_000)
-                .map_err(|e| format!("{nic2}: {e}"))?;
-            (s, lease, nic2)
+                .map_err(|e| format!("{}: {e}", drive.nic))?;
+            (s, lease, drive.nic)
         }
         Err(e) => return Err(format!("{nic}: {e}")),
     };

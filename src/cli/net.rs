@@ -60,7 +60,10 @@ fn from_network_data(args: &Args, file: &str) -> Result<LinuxStack, String> {
         c.nic,
         c.vlan.map(|v| format!(" VLAN {v}")).unwrap_or_default()
     );
-    let mut stack = open_stack(&c.nic, c.vlan, addressing, verify(args)?)?;
+    if !c.standby.is_empty() {
+        log::info!("{file}: bond members {} stand by", c.standby.join(", "));
+    }
+    let mut stack = open_stack(&c.nic, &c.standby, c.vlan, addressing, verify(args)?)?;
     let lease = stack
         .wait_for_address(30_000)
         .map_err(|e| format!("{}: {e}", c.nic))?;
@@ -127,7 +130,7 @@ pub fn stack(args: &Args) -> Result<Option<LinuxStack>, String> {
         ),
         None => None,
     };
-    let mut stack = open_stack(iface, vlan, addressing, verify(args)?)?;
+    let mut stack = open_stack(iface, &[], vlan, addressing, verify(args)?)?;
     let lease = stack
         .wait_for_address(30_000)
         .map_err(|e| format!("{iface}: {e}"))?;

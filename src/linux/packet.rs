@@ -1,5 +1,8 @@
 //! The boot NIC as a smoltcp device: an AF_PACKET raw socket, so rivet's own
-//! TCP/IP runs in process and the kernel holds no address on the NIC.
+//! TCP/IP runs in process and the kernel holds no address on the NIC. An
+//! active-backup bond is several such NICs ("ports"): frames go out on the
+//! active one, come in on any, and the next port with carrier takes over
+//! when the active one loses its carrier.
 
 use super::sys;
 use crate::net::stack::Wait;
@@ -19,15 +22,27 @@ const RECEIVE_OFFLOADS: [&str; 3] = ["rx-gro", "rx-gro-hw", "rx-lro"];
 /// from 2 MiB up with a 1 MiB window; the window is now 2 MiB).
 const RING_BYTES: usize = 2 * crate::net::stack::TCP_RX_BUFFER;
 
-pub struct PacketDevice {
+/// One NIC's socket and receive path.
+struct Port {
+    name: String,
     fd: OwnedFd,
+    rx: Vec<u8>,
+    ring: Option<sys::RxRing>,
+}
+
+/// How often a bond's active port has its carrier looked at.
+const CARRIER_CHECK_MS: i64 = 200;
+
+pub struct PacketDevice {
+    /// The first is the one that starts active.
+    ports: Vec<Port>,
+    active: usize,
+    next_carrier_check: Instant,
     mtu: usize,
     /// The 802.1Q VLAN rivet speaks on (`rivet.vlan=`, `--vlan`): frames go
     /// out tagged and only frames of that VLAN come in; without one, only
     /// untagged frames (a trunk's other VLANs are not rivet's network).
     vlan: Option<u16>,
-    rx: Vec<u8>,
-    ring: Option<sys::RxRing>,
     pub rx_frames: u64,
     pub rx_errors: u64,
     /// Frames dropped for a wrong TCP/UDP checksum.
@@ -54,67 +69,143 @@ fn note_bad_checksum(count: &mut u64) {
 impl PacketDevice {
     /// Brings `name` up, turns GRO off and opens the raw socket.
     pub fn open(name: &str, vlan: Option<u16>) -> Result<PacketDevice, String> {
-        match sys::kernel_ipv6_off(name) {
-            Ok(true) => log::info!("{name}: the kernel's IPv6 turned off: rivet's stack speaks it"),
-            Ok(false) => {}
-            Err(e) => log::warn!(
-                "{name}: the kernel's IPv6 could not be turned off ({e}): \
-                 it may reset rivet's IPv6 connections"
-            ),
+        PacketDevice::bond(&[name.to_string()], vlan)
+    }
+
+    /// An active-backup bond of `names` (the first starts active; one name:
+    /// a plain NIC). Every port takes frames for any MAC (promiscuous): the
+    /// bond speaks with the first port's MAC on whichever port is active.
+    pub fn bond(names: &[String], vlan: Option<u16>) -> Result<PacketDevice, String> {
+        let promiscuous = names.len() > 1;
+        let mut ports = Vec::new();
+        let mut mtu = usize::MAX;
+        for name in names {
+            let (port, port_mtu) = open_port(name, promiscuous)?;
+            ports.push(port);
+            mtu = mtu.min(port_mtu);
         }
-        sys::set_link_up(name).map_err(|e| format!("{name}: bringing the link up: {e}"))?;
-        // Every frame must reach the packet socket as it was on the wire,
-        // at most one MTU: merged (GRO), hardware-merged (a virtio NIC's
-        // guest TSO, LRO) frames would not fit a ring slot, and their
-        // checksums are partial (FACTS).
-        match sys::disable_features(name, &RECEIVE_OFFLOADS) {
-            Ok(off) => log::debug!("{name}: turned off {}", off.join(", ")),
-            Err(e) => log::warn!("{name}: receive offloads not turned off ({e})"),
+        if ports.is_empty() {
+            return Err("no network interface to open".into());
         }
-        let mtu =
-            sys::interface_mtu(name).map_err(|e| format!("{name}: reading the MTU: {e}"))? as usize;
-        let fd = sys::packet_socket(name)
-            .map_err(|e| format!("{name}: opening a packet socket: {e}"))?;
-        let ring = match sys::RxRing::new(fd.as_fd(), mtu, RING_BYTES) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                log::warn!("{name}: no PACKET_MMAP receive ring ({e}); receiving frame by frame");
-                if let Err(e) = sys::want_packet_status(fd.as_fd()) {
-                    log::warn!("{name}: no PACKET_AUXDATA ({e}): every checksum is verified");
-                }
-                None
-            }
-        };
+        for p in &mut ports {
+            p.rx = vec![0u8; mtu + LINK_HEADER];
+        }
         if let Some(id) = vlan {
-            log::info!("{name}: VLAN {id}: frames tagged 802.1Q");
+            log::info!("{}: VLAN {id}: frames tagged 802.1Q", names.join("+"));
+        }
+        if promiscuous {
+            log::info!(
+                "bond of {} (active-backup): speaking on {}",
+                names.join(", "),
+                names[0]
+            );
         }
         Ok(PacketDevice {
-            fd,
+            ports,
+            active: 0,
+            next_carrier_check: Instant::from_millis(0),
             mtu,
             vlan,
-            rx: vec![0u8; mtu + LINK_HEADER],
-            ring,
             rx_frames: 0,
             rx_errors: 0,
             rx_bad_checksums: 0,
         })
     }
 
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The port frames go out on.
+    pub fn active_port(&self) -> &str {
+        &self.ports[self.active].name
+    }
+
+    /// A bond moves to the next port with carrier when the active one has
+    /// lost its own.
+    fn check_carrier(&mut self, now: Instant) {
+        if self.ports.len() < 2 || now < self.next_carrier_check {
+            return;
+        }
+        self.next_carrier_check =
+            now + smoltcp::time::Duration::from_millis(CARRIER_CHECK_MS as u64);
+        let carrier = |name: &str| {
+            std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
+                .is_ok_and(|c| c.trim() == "1")
+        };
+        if carrier(&self.ports[self.active].name) {
+            return;
+        }
+        let n = self.ports.len();
+        if let Some(next) = (1..n)
+            .map(|k| (self.active + k) % n)
+            .find(|&i| carrier(&self.ports[i].name))
+        {
+            log::warn!(
+                "bond: {} lost its carrier; now speaking on {}",
+                self.ports[self.active].name,
+                self.ports[next].name
+            );
+            self.active = next;
+        }
     }
 
     /// Frames the kernel could not queue for rivet (a full ring: rivet fell
     /// behind the sender) since the last call. TCP recovers them with
     /// retransmissions, at a cost in throughput.
     pub fn kernel_drops(&self) -> u64 {
-        sys::packet_drops(self.fd.as_fd()).map_or(0, u64::from)
+        self.ports
+            .iter()
+            .map(|p| sys::packet_drops(p.fd.as_fd()).map_or(0, u64::from))
+            .sum()
     }
 
-    /// A duplicate of the socket, for a waiter that polls it.
-    pub fn poll_handle(&self) -> OwnedFd {
-        self.fd.try_clone().expect("dup of the packet socket")
+    /// Duplicates of the sockets, for a waiter that polls them.
+    pub fn poll_handles(&self) -> Vec<OwnedFd> {
+        self.ports
+            .iter()
+            .map(|p| p.fd.try_clone().expect("dup of the packet socket"))
+            .collect()
     }
+}
+
+/// Brings `name` up, turns its receive offloads off, opens its socket;
+/// and its MTU.
+fn open_port(name: &str, promiscuous: bool) -> Result<(Port, usize), String> {
+    match sys::kernel_ipv6_off(name) {
+        Ok(true) => log::info!("{name}: the kernel's IPv6 turned off: rivet's stack speaks it"),
+        Ok(false) => {}
+        Err(e) => log::warn!(
+            "{name}: the kernel's IPv6 could not be turned off ({e}): \
+             it may reset rivet's IPv6 connections"
+        ),
+    }
+    sys::set_link_up(name).map_err(|e| format!("{name}: bringing the link up: {e}"))?;
+    // Every frame must reach the packet socket as it was on the wire,
+    // at most one MTU: merged (GRO), hardware-merged (a virtio NIC's
+    // guest TSO, LRO) frames would not fit a ring slot, and their
+    // checksums are partial (FACTS).
+    match sys::disable_features(name, &RECEIVE_OFFLOADS) {
+        Ok(off) => log::debug!("{name}: turned off {}", off.join(", ")),
+        Err(e) => log::warn!("{name}: receive offloads not turned off ({e})"),
+    }
+    let mtu =
+        sys::interface_mtu(name).map_err(|e| format!("{name}: reading the MTU: {e}"))? as usize;
+    let fd = sys::packet_socket(name, promiscuous)
+        .map_err(|e| format!("{name}: opening a packet socket: {e}"))?;
+    let ring = match sys::RxRing::new(fd.as_fd(), mtu, RING_BYTES) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::warn!("{name}: no PACKET_MMAP receive ring ({e}); receiving frame by frame");
+            if let Err(e) = sys::want_packet_status(fd.as_fd()) {
+                log::warn!("{name}: no PACKET_AUXDATA ({e}): every checksum is verified");
+            }
+            None
+        }
+    };
+    let port = Port {
+        name: name.to_string(),
+        fd,
+        rx: Vec::new(),
+        ring,
+    };
+    Ok((port, mtu))
 }
 
 pub enum Rx<'a> {
@@ -166,52 +257,36 @@ impl Device for PacketDevice {
     type RxToken<'a> = Rx<'a>;
     type TxToken<'a> = Tx<'a>;
 
-    fn receive(&mut self, _t: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
-        if let Some(ring) = self.ring.as_mut() {
-            let bad = &mut self.rx_bad_checksums;
-            let vlan = self.vlan;
-            let frame = ring.next_frame_where(|meta, frame| {
-                if meta.vlan != vlan {
-                    return false;
-                }
-                let ok = accept(meta, frame);
-                if !ok {
-                    note_bad_checksum(bad);
-                }
-                ok
-            })?;
-            self.rx_frames += 1;
-            return Some((Rx::Ring(frame), Tx(&self.fd, self.vlan)));
-        }
-        loop {
-            match sys::recv_with_status(self.fd.as_fd(), &mut self.rx[..]) {
-                Ok(Some((n, meta))) if n > 0 => {
-                    let n = n.min(self.rx.len());
-                    if meta.vlan != self.vlan {
-                        continue;
-                    }
-                    if !accept(meta, &self.rx[..n]) {
-                        note_bad_checksum(&mut self.rx_bad_checksums);
-                        continue;
-                    }
-                    self.rx_frames += 1;
-                    return Some((Rx::Copy(&self.rx[..n]), Tx(&self.fd, self.vlan)));
-                }
-                Ok(_) => return None,
-                Err(e) => {
-                    // ENETDOWN and friends: never panic, just report no frame.
-                    self.rx_errors += 1;
-                    if self.rx_errors.is_power_of_two() {
-                        log::warn!("packet receive failed: {e}");
-                    }
-                    return None;
-                }
+    fn receive(&mut self, now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        self.check_carrier(now);
+        let n = self.ports.len();
+        // The active port first; a bond's others may still carry frames
+        // the switch sends there.
+        let i = (0..n)
+            .map(|k| (self.active + k) % n)
+            .find(|&i| n == 1 || port_ready(&self.ports[i]))?;
+        let (vlan, active) = (self.vlan, self.active);
+        let (bad, errors) = (&mut self.rx_bad_checksums, &mut self.rx_errors);
+        let (port, out) = if i == active {
+            (&mut self.ports[i], None)
+        } else {
+            let (low, high) = self.ports.split_at_mut(i.max(active));
+            if i < active {
+                (&mut low[i], Some(&high[0].fd))
+            } else {
+                (&mut high[0], Some(&low[active].fd))
             }
-        }
+        };
+        let Port { fd, ring, rx, .. } = port;
+        let fd: &OwnedFd = fd;
+        let frame = receive_on(ring, rx, fd, vlan, bad, errors)?;
+        self.rx_frames += 1;
+        Some((frame, Tx(out.unwrap_or(fd), vlan)))
     }
 
-    fn transmit(&mut self, _t: Instant) -> Option<Tx<'_>> {
-        Some(Tx(&self.fd, self.vlan))
+    fn transmit(&mut self, now: Instant) -> Option<Tx<'_>> {
+        self.check_carrier(now);
+        Some(Tx(&self.ports[self.active].fd, self.vlan))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -227,16 +302,80 @@ impl Device for PacketDevice {
     }
 }
 
-/// Waits with poll(2) on the packet socket; time from the monotonic clock.
+/// Whether a frame may be waiting on `port` (without taking it).
+fn port_ready(port: &Port) -> bool {
+    match &port.ring {
+        Some(ring) => ring.has_frame(),
+        None => {
+            let mut fds = [rustix::event::PollFd::new(
+                &port.fd,
+                rustix::event::PollFlags::IN,
+            )];
+            rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default()))
+                .is_ok_and(|n| n > 0)
+        }
+    }
+}
+
+/// One frame from a port (its ring, else its socket into `buf`) that is
+/// on `vlan` and passes the checksum rules.
+fn receive_on<'a>(
+    ring: &'a mut Option<sys::RxRing>,
+    buf: &'a mut [u8],
+    fd: &OwnedFd,
+    vlan: Option<u16>,
+    bad: &mut u64,
+    errors: &mut u64,
+) -> Option<Rx<'a>> {
+    if let Some(ring) = ring.as_mut() {
+        let frame = ring.next_frame_where(|meta, frame| {
+            if meta.vlan != vlan {
+                return false;
+            }
+            let ok = accept(meta, frame);
+            if !ok {
+                note_bad_checksum(bad);
+            }
+            ok
+        })?;
+        return Some(Rx::Ring(frame));
+    }
+    loop {
+        match sys::recv_with_status(fd.as_fd(), buf) {
+            Ok(Some((n, meta))) if n > 0 => {
+                let n = n.min(buf.len());
+                if meta.vlan != vlan {
+                    continue;
+                }
+                if !accept(meta, &buf[..n]) {
+                    note_bad_checksum(bad);
+                    continue;
+                }
+                return Some(Rx::Copy(&buf[..n]));
+            }
+            Ok(_) => return None,
+            Err(e) => {
+                // ENETDOWN and friends: never panic, just report no frame.
+                *errors += 1;
+                if errors.is_power_of_two() {
+                    log::warn!("packet receive failed: {e}");
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// Waits with poll(2) on the packet sockets; time from the monotonic clock.
 pub struct PollWait {
-    fd: OwnedFd,
+    fds: Vec<OwnedFd>,
     start: StdInstant,
 }
 
 impl PollWait {
     pub fn new(device: &PacketDevice) -> PollWait {
         PollWait {
-            fd: device.poll_handle(),
+            fds: device.poll_handles(),
             start: StdInstant::now(),
         }
     }
@@ -248,10 +387,11 @@ impl Wait for PollWait {
     }
 
     fn wait(&mut self, ms: u64) {
-        let mut fds = [rustix::event::PollFd::new(
-            &self.fd,
-            rustix::event::PollFlags::IN,
-        )];
+        let mut fds: Vec<_> = self
+            .fds
+            .iter()
+            .map(|fd| rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN))
+            .collect();
         let timeout = rustix::time::Timespec {
             tv_sec: (ms / 1000) as i64,
             tv_nsec: ((ms % 1000) * 1_000_000) as i64,
@@ -273,16 +413,20 @@ pub fn mac_of(name: &str) -> Result<[u8; 6], String> {
 pub type LinuxStack =
     crate::net::secure::TlsTransport<crate::net::stack::Stack<PacketDevice, PollWait>>;
 
-/// Opens `name` and starts the stack (DHCP runs as the stack is polled);
+/// Opens `name` (with `standby` NICs: an active-backup bond speaking with
+/// `name`'s MAC) and starts the stack (DHCP runs as the stack is polled);
 /// https servers are checked as `verify` says.
 pub fn open_stack(
     name: &str,
+    standby: &[String],
     vlan: Option<u16>,
     addressing: crate::net::stack::Addressing,
     verify: super::tls::Verify,
 ) -> Result<LinuxStack, String> {
     let mac = mac_of(name)?;
-    let device = PacketDevice::open(name, vlan)?;
+    let mut ports = vec![name.to_string()];
+    ports.extend(standby.iter().cloned());
+    let device = PacketDevice::bond(&ports, vlan)?;
     let waiter = PollWait::new(&device);
     let mut seed = [0u8; 8];
     sys::random(&mut seed);

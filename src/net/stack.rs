@@ -284,7 +284,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
     }
 
     /// Waits for an address of `family` (`Some(true)`: IPv6), or of either.
-    fn wait_for(&mut self, v6: Option<bool>, timeout_ms: u64) -> Result<Lease, NetError> {
+    pub fn wait_for(&mut self, v6: Option<bool>, timeout_ms: u64) -> Result<Lease, NetError> {
         let deadline = self.waiter.now_ms() + timeout_ms;
         loop {
             self.poll();
@@ -299,10 +299,10 @@ impl<D: Device, W: Wait> Stack<D, W> {
             if self.waiter.now_ms() >= deadline {
                 let what = match (v6, self.dhcp.is_some(), self.v6.is_some()) {
                     (Some(true), ..) => "no IPv6 address (router advertisement, SLAAC or DHCPv6)",
-                    (_, true, true) => {
+                    (None, true, true) => {
                         "no address: no DHCPv4 lease, no IPv6 router advertisement or DHCPv6 lease"
                     }
-                    (_, true, false) => "no DHCP lease",
+                    (_, true, _) => "no DHCP lease",
                     _ => "no IPv4 address",
                 };
                 return Err(NetError::new(

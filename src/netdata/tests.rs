@@ -92,6 +92,7 @@ fn a_vlan_on_an_active_backup_bond_speaks_on_the_member_with_carrier() {
         (c.nic.as_str(), c.vlan, c.network.as_str()),
         ("eth1", Some(101), "publicnet-ipv4")
     );
+    assert_eq!(c.standby, ["eth0"], "the other member stands by");
     let Addressing::Static {
         address,
         prefix,
@@ -126,6 +127,7 @@ fn the_boot_nic_wins_over_the_order_of_networks() {
     let boot = super::mac("a0:36:9f:2c:e8:81");
     let c = choose(json.as_bytes(), &nics, boot).unwrap();
     assert_eq!((c.nic.as_str(), c.vlan), ("eth1", Some(101)));
+    assert_eq!(c.standby, ["eth0"]);
 }
 
 /// What Ironic writes for a node (nova-compatible, one port, DHCP).

@@ -43,6 +43,27 @@ impl Net {
         net
     }
 
+    /// A second veth pair beside the first (rv3 on the server side, rv2 on
+    /// the client's), for a bond: the server answers on both with the same
+    /// address, and its route follows whichever link is up.
+    pub fn second_link(&self) {
+        ok(
+            "ip",
+            &[
+                "link", "add", "rv3", "netns", &self.srv, "type", "veth", "peer", "name", "rv2",
+                "netns", &self.cli,
+            ],
+        );
+        let cidr = format!("{}/24", self.server_ip);
+        ok("ip", &["-n", &self.srv, "addr", "add", &cidr, "dev", "rv3"]);
+        self.in_srv("ethtool", &["-K", "rv3", "tso", "off", "gso", "off"]);
+        self.in_srv(
+            "sysctl",
+            &["-qw", "net.ipv4.conf.all.ignore_routes_with_linkdown=1"],
+        );
+        ok("ip", &["-n", &self.srv, "link", "set", "rv3", "up"]);
+    }
+
     /// A server namespace with a tap device `link` for a QEMU guest
     /// (`qemu/boot --tap`), left at the kernel's and QEMU's default offloads.
     pub fn with_tap(n: u8, dir: &Path) -> Net {

@@ -229,21 +229,29 @@ fn lease_other_nics(boot_nic: &str, addresses: &mut Addresses) {
     }
 }
 
-/// An address from rivet's stack on `nic` (tagged `vlan`), recorded as
-/// `name`'s: DHCPv4 or IPv6 autoconfiguration, whichever answers in 15 s.
+/// Addresses from rivet's stack on `nic` (tagged `vlan`), recorded as
+/// `name`'s. As the real agent (`inspector.wait_for_dhcp`) it waits for
+/// IPv4, here up to 15 s; an IPv6 address that came meanwhile is reported
+/// too.
 fn address_on(nic: &str, vlan: Option<u16>, name: &str, addresses: &mut Addresses) {
     let opened = crate::linux::packet::open_stack(
         nic,
+        &[],
         vlan,
         crate::net::stack::Addressing::Dhcp,
         crate::linux::tls::Verify::Insecure,
     );
-    match opened.map(|mut s| s.wait_for_address(15_000).map(|_| s)) {
-        Ok(Ok(s)) => {
-            log::info!("inspection: {name} has {}", s.describe_addresses());
-            addresses.record(name, &s);
+    match opened {
+        Ok(mut s) => {
+            let waited = s.wait_for(Some(false), 15_000);
+            if s.lease.is_some() || s.lease6.is_some() {
+                log::info!("inspection: {name} has {}", s.describe_addresses());
+                addresses.record(name, &s);
+            }
+            if let Err(e) = waited {
+                log::warn!("inspection: {name}: {e}");
+            }
         }
-        Ok(Err(e)) => log::warn!("inspection: {name}: {e}"),
         Err(e) => log::warn!("inspection: {name}: {e}"),
     }
 }
@@ -313,6 +321,19 @@ fn inspect(
         "inspection is enabled with collectors {}",
         collectors.join(", ")
     );
+    // The real agent waits for the boot NIC's IPv4 (inspector.wait_for_dhcp);
+    // where IPv6 came first and Ironic is not reached over IPv6, DHCPv4
+    // gets a moment too.
+    let over_v6 = params
+        .inspection_urls
+        .first()
+        .and_then(|u| crate::net::url::Url::parse(u).ok())
+        .is_some_and(|u| u.host.contains(':'));
+    if stack.lease.is_none() && !over_v6 {
+        if let Err(e) = stack.wait_for(Some(false), 15_000) {
+            log::warn!("inspection: {boot_nic}: {e}");
+        }
+    }
     let mut addresses = Addresses::default();
     addresses.record(boot_nic, stack);
     if params.dhcp_all_interfaces {

@@ -107,7 +107,9 @@ const AF_PACKET: u16 = 17;
 /// A non-blocking AF_PACKET raw socket bound to interface `name`, with a
 /// receive buffer large enough for a 1 MiB TCP window (FACTS: the default
 /// 208 KiB overflows and drops).
-pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
+/// `promiscuous`: frames for every MAC too (a bond's ports, which speak
+/// with one port's MAC on another).
+pub fn packet_socket(name: &str, promiscuous: bool) -> io::Result<std::os::fd::OwnedFd> {
     let (fd, ifindex) = bound_packet_socket(name, ETH_P_ALL)?;
     // IPv6 lives on multicast (router advertisements, neighbour
     // solicitations to solicited-node groups, DHCPv6): with the kernel's
@@ -115,6 +117,9 @@ pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
     // too) would drop them. All multicast passes while the socket lives.
     if let Err(e) = membership(fd.as_fd(), ifindex, PACKET_MR_ALLMULTI, [0; 6]) {
         log::warn!("{name}: no all-multicast reception ({e}): IPv6 may not configure");
+    }
+    if promiscuous {
+        membership(fd.as_fd(), ifindex, PACKET_MR_PROMISC, [0; 6])?;
     }
     // ETH_P_ALL also loops every frame rivet sends back to it: a clone and
     // a ring slot per ACK, for smoltcp to throw away. Linux 4.20 and later
@@ -165,6 +170,7 @@ struct PacketMreq {
 
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_MULTICAST: u16 = 0;
+const PACKET_MR_PROMISC: u16 = 1;
 const PACKET_MR_ALLMULTI: u16 = 2;
 
 fn membership(
@@ -491,6 +497,12 @@ impl RxRing {
             )
         };
         (len > snaplen).then_some(len as usize)
+    }
+
+    /// Whether the kernel has filled the next frame.
+    pub fn has_frame(&self) -> bool {
+        let status = self.status(self.next);
+        status.load(std::sync::atomic::Ordering::Acquire) & TP_STATUS_USER != 0
     }
 
     /// The next frame the kernel has filled that `keep` accepts (given the
