@@ -1,13 +1,15 @@
 //! The one place for syscalls that need `unsafe` or raw ioctls. Everything
 //! else in rivet calls these safe functions: here the process, the clock,
 //! mounts, modules and randomness; in [`disk`] block devices, NVMe admin
-//! commands and SCSI/ATA pass-through; in [`net`] links, the packet socket
-//! and its receive ring.
+//! commands and SCSI/ATA pass-through; in [`net`] links and the packet
+//! socket, in [`packet_rx`] its receive ring.
 
 mod disk;
 mod net;
+mod packet_rx;
 pub use disk::*;
 pub use net::*;
+pub use packet_rx::*;
 
 use rustix::fd::AsFd;
 use rustix::io::Errno;
