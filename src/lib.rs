@@ -2,8 +2,8 @@
 //!
 //! The library is layered so that each layer reads only downwards:
 //! - [`wire`]: byte formats (GPT, MBR, superblocks, cpio, ELF `.modinfo`,
-//!   gzip, HTTP, EFI load options, TCP/UDP checksums, X.509, trust
-//!   anchors): views over byte buffers with checked constructors; no
+//!   gzip, HTTP, EFI load options, TCP/UDP checksums, router
+//!   advertisements, DHCPv6, X.509, trust anchors): views over byte buffers with checked constructors; no
 //!   policy, no I/O.
 //! - [`cmdline`], [`modules`], [`initramfs`], [`plan`], [`layout`],
 //!   [`netdata`], [`stream`]: pure logic over those formats (kernel command
