@@ -161,6 +161,17 @@ impl IpConfig {
             .ok_or_else(|| {
                 format!("'{s}' is neither dhcp/off nor client:server:gw:netmask:host:dev:autoconf")
             })?;
+        // dracut's `ip=<interface>:<autoconf>` (`ip=eth0:dhcp6`).
+        if let [device, how] = f[..] {
+            if AUTOCONF.contains(&how)
+                && !device.is_empty()
+                && device.parse::<core::net::IpAddr>().is_err()
+            {
+                return Ok(IpConfig::Dhcp {
+                    device: Some(device.to_string()),
+                });
+            }
+        }
         let field = |i: usize| f.get(i).copied().filter(|v| !v.is_empty());
         let ip = |i: usize, what: &str| -> Result<Option<core::net::IpAddr>, String> {
             field(i)
@@ -599,6 +610,12 @@ mod tests {
                 hostname: None,
                 device: Some("eth0".into()),
                 dns: vec![ip("fd00:1::53")],
+            })
+        );
+        assert_eq!(
+            IpConfig::parse("eth0:dhcp6"),
+            Ok(IpConfig::Dhcp {
+                device: Some("eth0".into())
             })
         );
         for auto in ["dhcp6", "auto6", "::::node1:eth1:dhcp6"] {
