@@ -31,7 +31,7 @@ struct Port {
 }
 
 /// How often a bond's active port has its carrier looked at.
-const CARRIER_CHECK_MS: i64 = 200;
+const CARRIER_CHECK_MS: u64 = 200;
 
 pub struct PacketDevice {
     /// The first is the one that starts active.
@@ -112,11 +112,6 @@ impl PacketDevice {
         })
     }
 
-    /// The port frames go out on.
-    pub fn active_port(&self) -> &str {
-        &self.ports[self.active].name
-    }
-
     /// A bond moves to the next port with carrier when the active one has
     /// lost its own.
     fn check_carrier(&mut self, now: Instant) {
@@ -124,7 +119,7 @@ impl PacketDevice {
             return;
         }
         self.next_carrier_check =
-            now + smoltcp::time::Duration::from_millis(CARRIER_CHECK_MS as u64);
+            now + smoltcp::time::Duration::from_millis(CARRIER_CHECK_MS);
         let carrier = |name: &str| {
             std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
                 .is_ok_and(|c| c.trim() == "1")
