@@ -771,3 +771,59 @@ fn an_active_backup_bond_fails_over_when_the_carrier_goes() {
     }
     assert_eq!(sha256_file(&out), sha256_file(&src));
 }
+
+/// A tagged provisioning network as a switch makes one: the NIC on a trunk,
+/// dnsmasq and nginx on an access port of VLAN 100 (tests/fixtures/
+/// vlan_switch.py stands in for the switch). rivet gets its DHCP lease and
+/// downloads on the VLAN; untagged it hears no DHCP server.
+#[test]
+fn dhcp_and_a_download_on_a_tagged_vlan_behind_a_switch() {
+    let dir = scratch("net-vlan-dhcp");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = blob(&www, 8);
+    let mut net = Net::new(23, &dir);
+    net.behind_vlan(100);
+    net.dhcp();
+    let base = net.nginx(&www);
+    let out = dir.join("out.bin");
+    let fetch = |extra: &[&str]| {
+        let mut args = vec![
+            "fetch",
+            "--iface",
+            "rv1",
+            "--timeout",
+            "5",
+            "--retries",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let url = format!("{base}/blob.bin");
+        args.extend_from_slice(&[&url, "--out", out.to_str().unwrap()]);
+        net.rivet(&args)
+    };
+    let o = fetch(&["--vlan", "100"]);
+    let log = stderr(&o);
+    assert!(
+        o.status.success(),
+        "{log}\n{}\n{}",
+        net.log("dnsmasq.log"),
+        net.log("vlan-switch.log")
+    );
+    for l in log
+        .lines()
+        .filter(|l| l.contains("VLAN") || l.contains("DHCP") || l.contains("fetched"))
+    {
+        eprintln!("{l}");
+    }
+    assert!(log.contains("rv1: VLAN 100: frames tagged 802.1Q"), "{log}");
+    assert!(
+        log.contains("DHCP: 10.77.23."),
+        "no lease on the VLAN:\n{log}"
+    );
+    assert_eq!(sha256_file(&out), sha256_file(&src));
+    // Untagged, the same wire has no DHCP server.
+    let o = fetch(&[]);
+    assert!(!o.status.success(), "a lease off the VLAN:\n{}", stderr(&o));
+    assert!(stderr(&o).contains("no address"), "{}", stderr(&o));
+}

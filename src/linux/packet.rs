@@ -118,8 +118,7 @@ impl PacketDevice {
         if self.ports.len() < 2 || now < self.next_carrier_check {
             return;
         }
-        self.next_carrier_check =
-            now + smoltcp::time::Duration::from_millis(CARRIER_CHECK_MS);
+        self.next_carrier_check = now + smoltcp::time::Duration::from_millis(CARRIER_CHECK_MS);
         let carrier = |name: &str| {
             std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
                 .is_ok_and(|c| c.trim() == "1")

@@ -19,6 +19,7 @@ pub struct Net {
     pub link: String,
     pub dir: PathBuf,
     children: Vec<Child>,
+    fixtures: Vec<super::Fixture>,
 }
 
 impl Net {
@@ -64,6 +65,50 @@ impl Net {
         ok("ip", &["-n", &self.srv, "link", "set", "rv3", "up"]);
     }
 
+    /// Puts the services behind VLAN `id`: the client's link becomes a
+    /// trunk, and a user-space switch (tests/fixtures/vlan_switch.py)
+    /// passes that VLAN's frames, untagged, to an access link `acc1` that
+    /// now holds the server's address (dnsmasq and nginx go there). This
+    /// host's kernel has no 8021q to do it.
+    pub fn behind_vlan(&mut self, id: u16) {
+        ok(
+            "ip",
+            &[
+                "-n", &self.srv, "link", "add", "acc0", "type", "veth", "peer", "name", "acc1",
+            ],
+        );
+        ok("ip", &["-n", &self.srv, "addr", "flush", "dev", &self.link]);
+        let cidr = format!("{}/24", self.server_ip);
+        ok(
+            "ip",
+            &["-n", &self.srv, "addr", "add", &cidr, "dev", "acc1"],
+        );
+        // Frames are forwarded as the packet socket sees them: whole and
+        // with their checksums done.
+        self.in_srv(
+            "ethtool",
+            &["-K", "acc1", "tso", "off", "gso", "off", "tx", "off"],
+        );
+        for l in ["acc0", "acc1"] {
+            ok("ip", &["-n", &self.srv, "link", "set", l, "up"]);
+        }
+        let fixture = super::Fixture::start_in(
+            Some(&self.srv),
+            "vlan_switch.py",
+            &[
+                "--trunk",
+                &self.link,
+                "--access",
+                "acc0",
+                "--vlan",
+                &id.to_string(),
+            ],
+            &self.dir.join("vlan-switch.log"),
+        );
+        self.fixtures.push(fixture);
+        self.link = "acc1".into();
+    }
+
     /// A server namespace with a tap device `link` for a QEMU guest
     /// (`qemu/boot --tap`), left at the kernel's and QEMU's default offloads.
     pub fn with_tap(n: u8, dir: &Path) -> Net {
@@ -93,6 +138,7 @@ impl Net {
             link: link.to_string(),
             dir: dir.to_path_buf(),
             children: Vec::new(),
+            fixtures: Vec::new(),
         }
     }
 
