@@ -73,13 +73,27 @@ impl PacketDevice {
     }
 
     /// An active-backup bond of `names` (the first starts active; one name:
-    /// a plain NIC). Every port takes frames for any MAC (promiscuous): the
-    /// bond speaks with the first port's MAC on whichever port is active.
+    /// a plain NIC). Every port of a bond takes frames for any MAC
+    /// (promiscuous): the bond speaks with the first port's MAC on
+    /// whichever port is active. So does a NIC rivet tags frames for: a
+    /// NIC's VLAN filter (virtio-net's in QEMU, most Intel NICs') passes only
+    /// the VLANs the kernel has interfaces for, rivet makes none, and
+    /// promiscuous mode turns the filter off; where the filter is an ethtool
+    /// feature (`rx-vlan-filter`) it is turned off too.
     pub fn bond(names: &[String], vlan: Option<u16>) -> Result<PacketDevice, String> {
-        let promiscuous = names.len() > 1;
+        let promiscuous = names.len() > 1 || vlan.is_some();
         let mut ports = Vec::new();
         let mut mtu = usize::MAX;
         for name in names {
+            if vlan.is_some() {
+                match sys::disable_features(name, &["rx-vlan-filter"]) {
+                    Ok(off) if !off.is_empty() => {
+                        log::debug!("{name}: turned off {}", off.join(", "))
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::debug!("{name}: rx-vlan-filter left as it is ({e})"),
+                }
+            }
             let (port, port_mtu) = open_port(name, promiscuous)?;
             ports.push(port);
             mtu = mtu.min(port_mtu);
