@@ -537,6 +537,100 @@ fn config_drive(dir: &Path, network_data: &[u8]) -> PathBuf {
     iso
 }
 
+/// `iso` as a BMC's virtual media shows up: a CD on a SATA controller.
+fn with_virtual_media(boot: Boot, iso: &Path) -> Boot {
+    let drive = format!(
+        "id=vmedia,if=none,media=cdrom,readonly=on,file={}",
+        iso.display()
+    );
+    [
+        "-device",
+        "ahci,id=sata",
+        "-drive",
+        &drive,
+        "-device",
+        "ide-cd,drive=vmedia,bus=sata.0",
+    ]
+    .into_iter()
+    .fold(boot, |b, a| b.arg("--qemu-arg", a))
+}
+
+/// DHCP-less on a tagged VLAN from virtual media: the config drive (a CD)
+/// puts the NIC's static address on a `vlan` link, VLAN 100. The NIC is on
+/// a trunk; the deploy server sits on VLAN 100's access port behind a
+/// switch (tests/fixtures/vlan_switch.py), so only tagged frames reach it.
+#[test]
+fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
+    let dir = scratch("qemu-cd-vlan");
+    let (_img, sum) = root_image(&dir);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let mut net = common::netns::Net::with_tap(68, &dir);
+    net.behind_vlan(100);
+    let network_data = serde_json::to_vec(&json!({
+        "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"},
+                  {"id": "vlan100", "type": "vlan", "vlan_link": "port0", "vlan_id": 100,
+                   "vlan_mac_address": "52:54:00:12:34:56"}],
+        "networks": [{"id": "prov-vlan", "type": "ipv4", "link": "vlan100",
+                      "ip_address": "10.77.68.42", "netmask": "255.255.255.0"}]
+    }))
+    .unwrap();
+    let iso = config_drive(&dir, &network_data);
+    let server = common::Fixture::start_in(
+        Some(&net.srv),
+        "deploy_server.py",
+        &[
+            "--dir",
+            dir.to_str().unwrap(),
+            "--bind",
+            &net.server_ip,
+            "--lifetime",
+            "600",
+        ],
+        &dir.join("server.log"),
+    );
+    let base = format!("http://{}:{}", net.server_ip, server.port);
+    write_plan(
+        &dir,
+        json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+               "urls": [format!("{base}/root.img")], "os_hash_algo": "sha256", "os_hash_value": sum}),
+    );
+    let console = with_virtual_media(Boot::new(&dir, &initramfs("full")), &iso)
+        .arg("--mem", 192)
+        .arg("--tap", format!("{}:rvtap", net.srv))
+        .arg("--disk", target.display())
+        .arg(
+            "--append",
+            format!("rivet.network_data=config-2 rivet.plan={base}/plan.json rivet.callback={base}/callback"),
+        )
+        .run("reboot: Power down");
+    let posted = std::fs::read(dir.join("posted-callback.json"))
+        .unwrap_or_else(|_| panic!("no callback:\n{console}\n{}", net.log("vlan-switch.log")));
+    let cb: Value = serde_json::from_slice(&posted).unwrap();
+    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
+    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
+    for l in rivet_lines(&console)
+        .iter()
+        .filter(|l| l.contains("config-2") || l.contains("network") || l.contains("VLAN"))
+    {
+        eprintln!("{l}");
+    }
+    assert!(
+        console.contains("/dev/sr0 (config-2): network 'prov-vlan' on eth0 VLAN 100"),
+        "{console}"
+    );
+    assert!(
+        console.contains("eth0: VLAN 100: frames tagged 802.1Q"),
+        "{console}"
+    );
+    assert!(
+        console.contains("network up: eth0 10.77.68.42/24"),
+        "{console}"
+    );
+    drop(server);
+    drop(net);
+}
+
 /// DHCP-less over IPv6 from virtual media: the config drive is a CD on a
 /// SATA controller (sr_mod, as a BMC's virtual media shows up; the `full`
 /// class), and its network_data.json gives the NIC a static IPv6 address.
@@ -564,15 +658,9 @@ fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
         json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
                "urls": [format!("{base}/root.img")], "os_hash_algo": "sha256", "os_hash_value": sum}),
     );
-    let console = Boot::new(&dir, &initramfs("full"))
+    let console = with_virtual_media(Boot::new(&dir, &initramfs("full")), &iso)
         .arg("--mem", 192)
         .arg("--disk", target.display())
-        .arg("--qemu-arg", "-device")
-        .arg("--qemu-arg", "ahci,id=sata")
-        .arg("--qemu-arg", "-drive")
-        .arg("--qemu-arg", format!("id=vmedia,if=none,media=cdrom,readonly=on,file={}", iso.display()))
-        .arg("--qemu-arg", "-device")
-        .arg("--qemu-arg", "ide-cd,drive=vmedia,bus=sata.0")
         .arg(
             "--append",
             format!("rivet.network_data=config-2 rivet.plan={base}/plan.json rivet.callback={base}/callback"),
