@@ -18,14 +18,17 @@ pub const OPTIONS: &[&str] = &[
 pub const SWITCHES: &[&str] = &["insecure"];
 
 pub const HELP: &str = "\
-    --iface NAME        Use rivet's own TCP/IP on NAME (AF_PACKET; DHCP unless --ip)
+    \x20   --iface NAME        Use rivet's own TCP/IP on NAME (AF_PACKET; DHCPv4 and IPv6
+                        autoconfiguration unless --ip). NAME's kernel IPv6 is turned
+                        off: rivet answers for its MAC
     --vlan ID           Speak on 802.1Q VLAN ID of --iface (frames tagged by rivet)
     --ip CIDR           Static address, e.g. 10.0.0.5/24 or fd00::5/64 (default: DHCPv4 and
                         IPv6 autoconfiguration: router advertisements, SLAAC, DHCPv6)
     --gw IP             Default gateway with --ip
     --dns IP            DNS server with --ip (repeatable)
     --network-data FILE OpenStack network_data.json (a config-2 medium's): the NIC by MAC
-                        (among --iface if given), VLAN, static IPv4 or DHCP, gateway, DNS
+                        (among --iface if given), VLAN, bond (active-backup), static
+                        IPv4/IPv6 or autoconfiguration, gateway, DNS
     --ca-bundle FILE    CA certificates for https URLs [default: /etc/ssl/certs/ca-certificates.crt]
     --insecure          Do not verify https servers' certificates (says so loudly)
 ";
