@@ -635,7 +635,10 @@ fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
 /// SATA controller (sr_mod, as a BMC's virtual media shows up; the `full`
 /// class), and its network_data.json gives the NIC a static IPv6 address.
 /// QEMU's user network is the provisioning network: fec0::/64, the host as
-/// fec0::2 (its ::1, where the deploy server listens), DNS fec0::3.
+/// fec0::2 (its ::1, where the deploy server listens), DNS fec0::3. The CD
+/// is made as Ironic makes its virtual-media deploy ISO when it injects
+/// network_data.json (image_utils.prepare_deploy_iso → `mkisofs -r -V
+/// config-2`: Rock Ridge only, no Joliet).
 #[test]
 fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
     let dir = scratch("qemu-cd6");
@@ -650,7 +653,22 @@ fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
         "services": [{"type": "dns", "address": "fec0::3"}, {"type": "dns", "address": "10.0.2.3"}]
     }))
     .unwrap();
-    let iso = config_drive(&dir, &network_data);
+    let tree = dir.join("iso/openstack/latest");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("network_data.json"), &network_data).unwrap();
+    let iso = dir.join("deploy.iso");
+    common::disk::ok(
+        "genisoimage",
+        &[
+            "-quiet",
+            "-r",
+            "-V",
+            "config-2",
+            "-o",
+            iso.to_str().unwrap(),
+            dir.join("iso").to_str().unwrap(),
+        ],
+    );
     let server = Server::start(&dir, &["--bind", "::1"]);
     let base = format!("http://[fec0::2]:{}", server.fixture.port);
     write_plan(
