@@ -9,6 +9,9 @@ use crate::deploy::BlockDevice;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+/// Bytes of clean blocks a [`Window`] keeps.
+const MAX_CACHED: u64 = 4 << 20;
+
 /// A partition of a block device as a seekable stream, caching the blocks
 /// it touches (a fresh FAT32 ESP touches about 1 MiB) until [`Window::flush_blocks`].
 pub struct Window<'a> {
@@ -35,6 +38,12 @@ impl<'a> Window<'a> {
 
     fn load(&mut self, index: u64) -> io::Result<&mut (Vec<u8>, bool)> {
         if !self.cache.contains_key(&index) {
+            // Reading a large FAT filesystem (a config drive) must not hold
+            // all of it: clean blocks go past 4 MiB of cache. Writes (an
+            // ESP, about 1 MiB) stay until flushed.
+            if self.cache.len() as u64 * self.block >= MAX_CACHED {
+                self.cache.retain(|_, (_, dirty)| *dirty);
+            }
             let mut data = vec![0u8; self.block as usize];
             self.dev
                 .read_at(self.offset + index * self.block, &mut data)
