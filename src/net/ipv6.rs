@@ -331,7 +331,8 @@ impl Autoconf {
             if let Phase::Requesting { tries, .. } = &mut self.phase {
                 *tries += 1;
                 if *tries > REQUEST_TRIES {
-                    self.start(Phase::Soliciting, now + self.rt);
+                    self.start(Phase::Soliciting, now);
+                    self.next_send = now + DHCP_FIRST_RT_MS;
                 }
             }
         }
@@ -354,7 +355,7 @@ impl Autoconf {
             Phase::Informing => (Kind::InformationRequest, None, None),
             Phase::Idle | Phase::Informed => return None,
         };
-        let elapsed = ((now - self.exchange_started) / 10).min(0xffff) as u16;
+        let elapsed = (now.saturating_sub(self.exchange_started) / 10).min(0xffff) as u16;
         Some(
             Request {
                 kind,

@@ -242,3 +242,20 @@ fn t1_of_zero_renews_at_half_the_preferred_lifetime() {
         "preferred 3600 s: renew at 1800 s"
     );
 }
+
+#[test]
+fn a_server_that_never_replies_to_requests_sends_the_client_back_to_soliciting() {
+    let mut a = Autoconf::new(MAC, 0, 11);
+    a.on_advert(&advert(true, false, false), 0);
+    let solicit = only_dhcp(a.poll(0));
+    a.on_dhcp(&answer(2, &solicit, Some("fd00:1::42"), 0, "fd00:1::1"), 10);
+    let mut kinds = Vec::new();
+    for t in (10..400_000).step_by(250) {
+        for m in dhcp_sent(&a.poll(t)) {
+            kinds.push(m.kind);
+        }
+    }
+    let requests = kinds.iter().take_while(|k| **k == Kind::Request).count();
+    assert_eq!(requests, 11, "the first and ten retransmissions: {kinds:?}");
+    assert_eq!(kinds[requests], Kind::Solicit);
+}
