@@ -346,12 +346,12 @@ impl<D: Device, W: Wait> Stack<D, W> {
     /// rivet has one interface), else an A or AAAA answer. A name is asked
     /// first in the family rivet has an address in, IPv4 first.
     fn resolve(&mut self, host: &str, timeout_ms: u64) -> Result<IpAddress, NetError> {
-        if let Ok(a) = host.parse::<Ipv4Address>() {
-            return Ok(IpAddress::Ipv4(a));
+        if let Some(a) = literal(host) {
+            return Ok(a);
         }
-        let unzoned = host.split_once('%').map_or(host, |(a, _)| a);
-        if let Ok(a) = unzoned.parse::<Ipv6Address>() {
-            return Ok(IpAddress::Ipv6(a));
+        // A name needs a DNS server, so an address first.
+        if self.lease.is_none() && self.lease6.is_none() {
+            self.wait_for_address(timeout_ms)?;
         }
         let mut kinds = Vec::new();
         if self.lease.is_some() {
@@ -455,13 +455,14 @@ impl<D: Device, W: Wait> Transport for Stack<D, W> {
     }
 
     fn connect(&mut self, host: &str, port: u16, timeout_ms: u64) -> Result<ConnId, NetError> {
-        if self.lease.is_none() {
-            self.wait_for_address(timeout_ms)?;
-        }
         let addr = self.resolve(host, timeout_ms)?;
-        // An address of the other family may still be on its way.
+        // An address of the other family may still be on its way; a
+        // link-local peer (`http://[fe80::1%eth0]/`) needs only rivet's own
+        // link-local address, there as soon as IPv6 runs.
         let v6 = matches!(addr, IpAddress::Ipv6(_));
-        if !v6 && self.lease.is_none() || v6 && self.lease6.is_none() {
+        let link_local = matches!(addr, IpAddress::Ipv6(a) if a.is_unicast_link_local())
+            && (self.v6.is_some() || self.lease6.is_some());
+        if !v6 && self.lease.is_none() || v6 && self.lease6.is_none() && !link_local {
             self.wait_for(Some(v6), timeout_ms)?;
         }
         let mut socket = tcp::Socket::new(
@@ -612,6 +613,16 @@ impl<D: Device, W: Wait> Transport for Stack<D, W> {
             self.conns[c.0] = None;
         }
     }
+}
+
+/// `host` as an IP literal (IPv6 with its zone dropped: rivet has one
+/// interface).
+fn literal(host: &str) -> Option<IpAddress> {
+    if let Ok(a) = host.parse::<Ipv4Address>() {
+        return Some(IpAddress::Ipv4(a));
+    }
+    let unzoned = host.split_once('%').map_or(host, |(a, _)| a);
+    unzoned.parse::<Ipv6Address>().ok().map(IpAddress::Ipv6)
 }
 
 /// Host name for messages about an address.

@@ -402,12 +402,26 @@ fn an_ipv6_url_waits_for_an_ipv6_address_and_says_what_never_came() {
         Addressing::Dhcp,
         7,
     );
-    let err = auto.connect("fd00::1", 6385, 5_000).unwrap_err();
+    let err = auto.wait_for_address(5_000).unwrap_err();
     assert_eq!(err.kind, NetErrorKind::Timeout, "{}", err.message);
     assert!(
         err.message.contains(
             "no address: no DHCPv4 lease, no IPv6 router advertisement or DHCPv6 lease within 5 s"
         ),
+        "{}",
+        err.message
+    );
+    let err = auto.connect("fd00::1", 6385, 5_000).unwrap_err();
+    assert!(
+        err.message.starts_with("no IPv6 address"),
+        "{}",
+        err.message
+    );
+    // A link-local peer needs only rivet's link-local address: the
+    // connection is tried (and here never answered).
+    let err = auto.connect("fe80::1%eth0", 6385, 5_000).unwrap_err();
+    assert!(
+        err.message.contains("handshake never completed"),
         "{}",
         err.message
     );
