@@ -537,6 +537,25 @@ fn config_drive(dir: &Path, network_data: &[u8]) -> PathBuf {
     iso
 }
 
+/// The callback the deploy server recorded in `dir`, checked as a user
+/// would check it: the deploy succeeded and its root uuid is the
+/// filesystem now on `target`. rivet's console lines holding any of `show`
+/// go to the test's output.
+fn succeeded(dir: &Path, target: &Path, console: &str, show: &[&str]) -> Value {
+    let posted = std::fs::read(dir.join("posted-callback.json"))
+        .unwrap_or_else(|_| panic!("no callback:\n{console}"));
+    let cb: Value = serde_json::from_slice(&posted).unwrap();
+    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
+    assert_eq!(cb["root uuid"], blkid_at(target, MIB)["UUID"].as_str());
+    for l in rivet_lines(console)
+        .iter()
+        .filter(|l| show.iter().any(|s| l.contains(s)))
+    {
+        eprintln!("{l}");
+    }
+    cb
+}
+
 /// `iso` as a BMC's virtual media shows up: a CD on a SATA controller.
 fn with_virtual_media(boot: Boot, iso: &Path) -> Boot {
     let drive = format!(
@@ -604,17 +623,10 @@ fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
             format!("rivet.network_data=config-2 rivet.plan={base}/plan.json rivet.callback={base}/callback"),
         )
         .run("reboot: Power down");
-    let posted = std::fs::read(dir.join("posted-callback.json"))
-        .unwrap_or_else(|_| panic!("no callback:\n{console}\n{}", net.log("vlan-switch.log")));
-    let cb: Value = serde_json::from_slice(&posted).unwrap();
-    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
-    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
-    for l in rivet_lines(&console)
-        .iter()
-        .filter(|l| l.contains("config-2") || l.contains("network") || l.contains("VLAN"))
-    {
-        eprintln!("{l}");
+    if !dir.join("posted-callback.json").exists() {
+        eprintln!("the switch's log:\n{}", net.log("vlan-switch.log"));
     }
+    succeeded(&dir, &target, &console, &["config-2", "network", "VLAN"]);
     assert!(
         console.contains("/dev/sr0 (config-2): network 'prov-vlan' on eth0 VLAN 100"),
         "{console}"
@@ -684,15 +696,8 @@ fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
             format!("rivet.network_data=config-2 rivet.plan={base}/plan.json rivet.callback={base}/callback"),
         )
         .run("reboot: Power down");
-    let cb = server.callback();
-    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
-    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
-    for l in rivet_lines(&console)
-        .iter()
-        .filter(|l| l.contains("config-2") || l.contains("network") || l.contains("sr0"))
-    {
-        eprintln!("{l}");
-    }
+    drop(server);
+    succeeded(&dir, &target, &console, &["config-2", "network", "sr0"]);
     assert!(
         console.contains("/dev/sr0 (config-2): network 'provisioning-v6' on eth0"),
         "{console}"
@@ -748,18 +753,12 @@ fn an_ipv6_only_network_deploys_with_dhcpv6() {
             format!("rivet.plan={base}/plan.json rivet.callback={base}/callback"),
         )
         .run("reboot: Power down");
-    let posted = std::fs::read(dir.join("posted-callback.json"))
-        .unwrap_or_else(|_| panic!("no callback:\n{console}"));
-    let cb: Value = serde_json::from_slice(&posted).unwrap();
-    assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
-    assert_eq!(cb["root uuid"], blkid_at(&target, MIB)["UUID"].as_str());
-    let lines = rivet_lines(&console);
-    for l in lines
-        .iter()
-        .filter(|l| l.contains("IPv6") || l.contains("network") || l.contains("image written"))
-    {
-        eprintln!("{l}");
-    }
+    succeeded(
+        &dir,
+        &target,
+        &console,
+        &["IPv6", "network", "image written"],
+    );
     assert!(console.contains("DHCPv6: fd00:77:66::1"), "{console}");
     assert!(
         console.contains("network up: eth0 fd00:77:66::1"),
