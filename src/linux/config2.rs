@@ -72,7 +72,8 @@ pub fn fat_file(
 ) -> Result<Option<Vec<u8>>, String> {
     let size = dev.size();
     // By reference, as the ESP code passes it: one copy of fatfs in /init.
-    let mut window = super::fat::Window::new(dev, 0, size);
+    // Twice the medium: enough for any honest walk, an end to a looping one.
+    let mut window = super::fat::Window::new(dev, 0, size).with_read_budget(size.saturating_mul(2));
     let fs = fatfs::FileSystem::new(&mut window, fatfs::FsOptions::new())
         .map_err(|e| format!("not a readable FAT filesystem: {e}"))?;
     let mut file = match fs.root_dir().open_file(path) {
@@ -155,5 +156,18 @@ mod tests {
         let mut after = vec![0u8; image.len()];
         d.read_at(0, &mut after).unwrap();
         assert!(after == image, "the medium was written to");
+    }
+
+    #[test]
+    fn a_window_past_its_read_budget_fails_instead_of_reading_on() {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut d = disk(&vec![7u8; 64 << 10]);
+        let mut w = crate::linux::fat::Window::new(&mut d, 0, 64 << 10).with_read_budget(8 << 10);
+        let mut buf = vec![0u8; 8 << 10];
+        w.read_exact(&mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 7));
+        w.seek(SeekFrom::Start(32 << 10)).unwrap();
+        let e = w.read_exact(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("read budget spent"), "{e}");
     }
 }

@@ -21,9 +21,19 @@ pub struct Window<'a> {
     pos: u64,
     block: u64,
     cache: BTreeMap<u64, (Vec<u8>, bool)>,
+    /// Bytes left to fetch from the device; `None`: unbounded.
+    read_budget: Option<u64>,
 }
 
 impl<'a> Window<'a> {
+    /// Stops fetching after `bytes` from the device: a hostile filesystem
+    /// (a cluster chain that loops back on itself) ends in an error, not a
+    /// walk that never ends.
+    pub fn with_read_budget(mut self, bytes: u64) -> Window<'a> {
+        self.read_budget = Some(bytes);
+        self
+    }
+
     pub fn new(dev: &'a mut dyn BlockDevice, offset: u64, len: u64) -> Window<'a> {
         let block = (dev.logical_block() as u64).max(4096);
         Window {
@@ -33,6 +43,7 @@ impl<'a> Window<'a> {
             pos: 0,
             block,
             cache: BTreeMap::new(),
+            read_budget: None,
         }
     }
 
@@ -43,6 +54,11 @@ impl<'a> Window<'a> {
             // ESP, about 1 MiB) stay until flushed.
             if self.cache.len() as u64 * self.block >= MAX_CACHED {
                 self.cache.retain(|_, (_, dirty)| *dirty);
+            }
+            if let Some(left) = self.read_budget.as_mut() {
+                *left = left.checked_sub(self.block).ok_or_else(|| {
+                    io::Error::other("read budget spent: the filesystem loops or is too large")
+                })?;
             }
             let mut data = vec![0u8; self.block as usize];
             self.dev

@@ -189,7 +189,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
     fn set_addresses(&mut self) {
         let v4 = self.lease.as_ref().map(|l| l.address);
         let v6 = match (&self.v6, &self.lease6) {
-            (Some(auto), _) => auto.addresses(),
+            (Some(auto), _) => auto.addresses(self.mac),
             (None, Some(fixed)) => alloc::vec![v6::link_local(self.mac), fixed.address],
             (None, None) => Vec::new(),
         };

@@ -22,14 +22,13 @@ const ADVERTS_HELD: usize = 4;
 
 pub(super) struct V6 {
     auto: Autoconf,
-    mac: [u8; 6],
     udp: SocketHandle,
 }
 
 impl V6 {
     /// Link-local first, then the global ones.
-    pub(super) fn addresses(&self) -> Vec<IpCidr> {
-        let mut out = vec![link_local(self.mac)];
+    pub(super) fn addresses(&self, mac: [u8; 6]) -> Vec<IpCidr> {
+        let mut out = vec![link_local(mac)];
         for a in self.auto.config().addresses {
             out.push(IpCidr::Ipv6(Ipv6Cidr::new(
                 Ipv6Address::from(a.address),
@@ -55,13 +54,13 @@ impl<D: Device, W: Wait> Stack<D, W> {
         let now = self.waiter.now_ms();
         self.v6 = Some(V6 {
             auto: Autoconf::new(mac, now, seed),
-            mac,
             udp: self.sockets.add(socket),
         });
         self.set_addresses();
     }
 
     pub(super) fn poll_v6(&mut self, now_ms: u64) {
+        let mac = self.mac;
         let Some(v6) = &mut self.v6 else {
             self.adverts.clear();
             return;
@@ -79,7 +78,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
             match send {
                 Send::RouterSolicit => {
                     if let Some(tx) = self.device.transmit(instant(now_ms)) {
-                        let frame = ndisc::router_solicit(v6.mac);
+                        let frame = ndisc::router_solicit(mac);
                         smoltcp::phy::TxToken::consume(tx, frame.len(), |b| {
                             b.copy_from_slice(&frame)
                         });
