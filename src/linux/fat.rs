@@ -9,9 +9,6 @@ use crate::deploy::BlockDevice;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-/// Bytes of clean blocks a [`Window`] keeps.
-const MAX_CACHED: u64 = 4 << 20;
-
 /// A partition of a block device as a seekable stream, caching the blocks
 /// it touches (a fresh FAT32 ESP touches about 1 MiB) until [`Window::flush_blocks`].
 pub struct Window<'a> {
@@ -21,19 +18,9 @@ pub struct Window<'a> {
     pos: u64,
     block: u64,
     cache: BTreeMap<u64, (Vec<u8>, bool)>,
-    /// Bytes left to fetch from the device; `None`: unbounded.
-    read_budget: Option<u64>,
 }
 
 impl<'a> Window<'a> {
-    /// Stops fetching after `bytes` from the device: a hostile filesystem
-    /// (a cluster chain that loops back on itself) ends in an error, not a
-    /// walk that never ends.
-    pub fn with_read_budget(mut self, bytes: u64) -> Window<'a> {
-        self.read_budget = Some(bytes);
-        self
-    }
-
     pub fn new(dev: &'a mut dyn BlockDevice, offset: u64, len: u64) -> Window<'a> {
         let block = (dev.logical_block() as u64).max(4096);
         Window {
@@ -43,23 +30,11 @@ impl<'a> Window<'a> {
             pos: 0,
             block,
             cache: BTreeMap::new(),
-            read_budget: None,
         }
     }
 
     fn load(&mut self, index: u64) -> io::Result<&mut (Vec<u8>, bool)> {
         if !self.cache.contains_key(&index) {
-            // Reading a large FAT filesystem (a config drive) must not hold
-            // all of it: clean blocks go past 4 MiB of cache. Writes (an
-            // ESP, about 1 MiB) stay until flushed.
-            if self.cache.len() as u64 * self.block >= MAX_CACHED {
-                self.cache.retain(|_, (_, dirty)| *dirty);
-            }
-            if let Some(left) = self.read_budget.as_mut() {
-                *left = left.checked_sub(self.block).ok_or_else(|| {
-                    io::Error::other("read budget spent: the filesystem loops or is too large")
-                })?;
-            }
             let mut data = vec![0u8; self.block as usize];
             self.dev
                 .read_at(self.offset + index * self.block, &mut data)
