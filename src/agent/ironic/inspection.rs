@@ -510,7 +510,10 @@ mod tests {
         match read_answer(&lookup) {
             Answer::Lookup(l) => {
                 assert_eq!(l.node_uuid, "1be26c0b-03f2-4d2e-ae87-c02d7f33c123");
-                assert_eq!(l.token.as_deref().map(str::len), Some(43));
+                assert_eq!(
+                    l.token,
+                    super::super::conductor::TokenAnswer::Given("x".repeat(43))
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -45,11 +45,6 @@ pub struct Params {
     pub warnings: Vec<String>,
 }
 
-fn version(s: &str) -> Option<(u32, u32)> {
-    let (a, b) = s.split_once('.')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
-}
-
 impl Params {
     /// None when the command line does not ask for Ironic mode.
     pub fn from_cmdline(c: &Cmdline) -> Option<Params> {
@@ -140,7 +135,7 @@ impl Params {
             }
         }
         if let Some(v) = c.ipa.get("ipa-ironic-api-version") {
-            match version(v) {
+            match super::conductor::version(v) {
                 Some(ver) => p.api_version = Some(ver),
                 None => p.warnings.push(format!(
                     "ipa-ironic-api-version='{v}' is not MAJOR.MINOR; discovering it"

@@ -379,10 +379,9 @@ fn inspect(
                 .iter()
                 .all(|u| u.starts_with(&api.url)) =>
         {
-            if api.version == conductor::MIN_VERSION {
-                api.discover_version(stack);
-            }
-            (api.version >= inspection::LOOKUP_IN_ANSWER).then_some(inspection::LOOKUP_IN_ANSWER)
+            api.ensure_version(stack);
+            (api.api_version() >= inspection::LOOKUP_IN_ANSWER)
+                .then_some(inspection::LOOKUP_IN_ANSWER)
         }
         _ => None,
     };
@@ -441,7 +440,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
         .map(|u| IronicApi::new(u, params.global_request_id.clone()))
         .collect();
     if let Some(v) = params.api_version {
-        apis.iter_mut().for_each(|a| a.version = v);
+        apis.iter_mut().for_each(|a| a.version = Some(v));
     }
     log::info!(
         "looking up this machine ({}) at {}",
@@ -469,12 +468,11 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
             &mut || next_random(&mut rng),
         )?,
     };
-    let token = found.token.clone().or_else(|| params.agent_token.clone());
-    if token.is_none() && found.token_required {
-        return Err("the conductor requires an agent token but handed out none (lookup answered \"******\": \
-                    another agent already took it) and ipa-agent-token= is not given"
-            .into());
-    }
+    let token = conductor::choose_token(
+        &found.token,
+        found.token_required,
+        params.agent_token.as_deref(),
+    )?;
     let ironic = apis.swap_remove(i);
     // The address on the way to Ironic (its family: a dual-stack machine
     // answers an IPv6 conductor on IPv6), as the real agent picks it.
@@ -500,8 +498,8 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     } else if !ironic.supports_auto_tls() {
         log::warn!(
             "Ironic API {}.{} predates auto-TLS (1.68): the agent API is plain HTTP",
-            ironic.version.0,
-            ironic.version.1
+            ironic.api_version().0,
+            ironic.api_version().1
         );
         None
     } else {
