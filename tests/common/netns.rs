@@ -197,6 +197,32 @@ impl Net {
         );
     }
 
+    /// dnsmasq as an Ironic operator runs it for UEFI iPXE (Bifrost's and
+    /// Metal3's set-up): firmware PXE gets iPXE's `snponly.efi` over TFTP,
+    /// iPXE itself (DHCP option 175) gets `ipxe_script` over HTTP.
+    pub fn pxe_dhcp(&mut self, ipxe_script: &str) {
+        let range = format!("10.77.{0}.100,10.77.{0}.200,1h", self.subnet);
+        self.spawn_in_srv(
+            "dnsmasq",
+            &[
+                "--no-daemon",
+                "--port=0",
+                &format!("--interface={}", self.link),
+                "--bind-interfaces",
+                "--leasefile-ro",
+                &format!("--dhcp-range={range}"),
+                &format!("--dhcp-option=option:router,{}", self.server_ip),
+                "--enable-tftp",
+                "--tftp-root=/usr/lib/ipxe",
+                "--dhcp-match=set:ipxe,175",
+                "--dhcp-boot=tag:!ipxe,snponly.efi",
+                &format!("--dhcp-boot=tag:ipxe,{ipxe_script}"),
+                "--pid-file=",
+            ],
+            "dnsmasq.log",
+        );
+    }
+
     /// Gives the server side fd00:77:N::1/64 (no duplicate address
     /// detection, so it is usable at once) and returns it.
     pub fn ipv6(&mut self) -> String {

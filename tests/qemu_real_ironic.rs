@@ -1,0 +1,564 @@
+//! rivet under a real Ironic: the all-in-one `ironic` service from PyPI
+//! (the version `tests/setup` pins, in `.cache/ironic-venv`), sqlite,
+//! noauth, driving one QEMU machine through OVMF → iPXE (dnsmasq and nginx
+//! as an operator runs them, on a tap in a network namespace) into rivet,
+//! with the kernel command line Ironic writes itself. The test plays only
+//! the BMC of a manual-management node (fake power; tests/fixtures/
+//! ironic_lab.py says how) and a user of Ironic's REST API; it judges by
+//! Ironic's own view of the node and by the disk afterwards.
+
+mod common;
+use common::disk::{blkid_at, ok, sha256_file, sparse, MIB};
+use common::netns::Net;
+use common::tls::TestCa;
+use common::{initramfs, initramfs_with_ca, kernel_dir, repo, rivet_lines, scratch};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// tests/fixtures/debian-image's fixed root UUID.
+const ROOT_UUID: &str = "5e1f2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+const MAC: &str = "52:54:00:12:34:56";
+/// What systemd prints once the deployed image is up.
+const DEBIAN_UP: &str = "Welcome to .*Debian";
+
+fn venv() -> PathBuf {
+    let v = repo().join(".cache/ironic-venv");
+    assert!(
+        v.join("bin/ironic").exists(),
+        "no Ironic in {}: run tests/setup",
+        v.display()
+    );
+    v
+}
+
+/// The Debian 12 UEFI partition image (tests/fixtures/debian-image) and
+/// its sha256, made once for all tests.
+fn debian_image() -> &'static (PathBuf, String) {
+    static IMAGE: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let script = repo().join("tests/fixtures/debian-image");
+        let path = PathBuf::from(ok(script.to_str().unwrap(), &["ext4"]).trim());
+        let sum = sha256_file(&path);
+        (path, sum)
+    })
+}
+
+/// One machine, its disks and a real Ironic, for one plan.
+struct Lab {
+    dir: PathBuf,
+    net: Net,
+    http: PathBuf,
+    http_url: String,
+    disks: Vec<PathBuf>,
+    tls: Option<TestCa>,
+}
+
+impl Lab {
+    fn new(n: u8, name: &str, disks_gib: &[u64], tls: bool) -> Lab {
+        let dir = scratch(name);
+        let mut net = Net::with_tap(n, &dir);
+        let http = dir.join("http");
+        std::fs::create_dir_all(http.join("rivet")).unwrap();
+        let http_url = net.nginx(&http);
+        net.pxe_dhcp(&format!("{http_url}/ironic/boot.ipxe"));
+        let disks = disks_gib
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let d = dir.join(format!("disk{i}.img"));
+                sparse(&d, g << 30);
+                d
+            })
+            .collect();
+        let tls = tls.then(|| TestCa::new(&dir, "ironic"));
+        Lab {
+            dir,
+            net,
+            http,
+            http_url,
+            disks,
+            tls,
+        }
+    }
+
+    /// Puts `file` where nginx serves it; returns its URL.
+    fn serve(&self, file: &Path, name: &str) -> String {
+        let to = self.http.join(name);
+        // The kernel is a relative symlink: link what it points at.
+        let file = file.canonicalize().unwrap();
+        if std::fs::hard_link(&file, &to).is_err() {
+            std::fs::copy(file, &to).unwrap();
+        }
+        format!("{}/{name}", self.http_url)
+    }
+
+    /// Runs the plan to its end; the lab's report. At each `pause` step
+    /// `at_pause` gets the step's name and checks what it likes.
+    fn run(&self, mut plan: Value, mut at_pause: impl FnMut(&str)) -> Value {
+        let kernel = self.serve(&kernel_dir().join("vmlinuz"), "rivet/vmlinuz");
+        let initrd = match &self.tls {
+            Some(ca) => {
+                let cert = ca.server(&self.dir, "ironic-api", &[&self.net.server_ip]);
+                plan["tls"] = json!({"cert": cert.cert, "key": cert.key, "ca": ca.pem});
+                initramfs_with_ca(&self.dir, &ca.pem)
+            }
+            None => initramfs("virtio"),
+        };
+        let ramdisk = self.serve(&initrd, "rivet/initrd.img");
+        let plan_path = self.dir.join("plan.json");
+        std::fs::write(&plan_path, plan.to_string()).unwrap();
+        let vars = self.dir.join("OVMF_VARS.fd");
+        std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+        let python = venv().join("bin/python3");
+        let log = self.dir.join("lab.log");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.net.srv, "timeout", "2400"])
+            .arg(&python)
+            .arg(repo().join("tests/fixtures/ironic_lab.py"))
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--venv")
+            .arg(venv())
+            .args(["--server-ip", &self.net.server_ip, "--tap", &self.net.link])
+            .arg("--http-dir")
+            .arg(&self.http)
+            .args(["--http-url", &self.http_url, "--kernel", &kernel])
+            .args(["--ramdisk", &ramdisk, "--mac", MAC])
+            .arg("--vars")
+            .arg(&vars)
+            .arg("--plan")
+            .arg(&plan_path);
+        for d in &self.disks {
+            cmd.arg("--disk").arg(d);
+        }
+        let mut child = cmd
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let pauses: Vec<String> = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["do"] == "pause")
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        let mut next = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if let Some(name) = pauses.get(next) {
+                if self.dir.join(format!("paused-{name}")).exists() {
+                    at_pause(name);
+                    std::fs::write(self.dir.join(format!("resume-{name}")), b"").unwrap();
+                    next += 1;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        let report: Value = serde_json::from_slice(
+            &std::fs::read(self.dir.join("report.json")).unwrap_or_default(),
+        )
+        .unwrap_or(Value::Null);
+        let lab_log = std::fs::read_to_string(&log).unwrap_or_default();
+        // What a user watching `baremetal node show` would have seen.
+        eprintln!("{lab_log}");
+        assert!(
+            status.success() && report["errors"] == json!([]),
+            "the lab failed ({status}): {}\nsee {}",
+            report["errors"],
+            self.dir.display()
+        );
+        report
+    }
+
+    fn console(&self, name: &str) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.dir.join(name)).unwrap_or_default())
+            .into_owned()
+    }
+
+    /// The consoles of every boot, in order, with what each booted from.
+    fn boots(&self, report: &Value) -> Vec<(String, String)> {
+        report["boots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["from"].as_str().unwrap().to_string(),
+                    self.console(b["console"].as_str().unwrap()),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The provision states the node passed through, in order, without repeats.
+fn states(report: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in report["transitions"].as_array().unwrap() {
+        if let Some(s) = t["provision_state"].as_str() {
+            if out.last().map(String::as_str) != Some(s) {
+                out.push(s.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn step<'a>(report: &'a Value, name: &str, nth: usize) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["do"] == name)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no step {name} #{nth}"))
+}
+
+/// Partitions of a GPT disk (sfdisk's JSON): (start, size) in bytes, name.
+fn partitions(disk: &Path) -> Vec<(u64, u64, String)> {
+    let j: Value =
+        serde_json::from_str(&ok("sfdisk", &["--json", disk.to_str().unwrap()])).unwrap();
+    j["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap() * 512,
+                p["size"].as_u64().unwrap() * 512,
+                p["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether sfdisk finds a partition table.
+fn has_table(disk: &Path) -> bool {
+    common::disk::run("sfdisk", &["-d", disk.to_str().unwrap()])
+        .status
+        .success()
+}
+
+/// The UEFI partition image's deploy, as a user checks it from the host:
+/// the table (ESP, config drive, root last), the root filesystem Ironic
+/// was told of, the config drive Ironic built.
+fn assert_partition_deploy(disk: &Path) {
+    let out = ok("sgdisk", &["-v", disk.to_str().unwrap()]);
+    assert!(out.contains("No problems found"), "{out}");
+    let parts = partitions(disk);
+    assert_eq!(parts.len(), 3, "ESP, config drive, root: {parts:?}");
+    assert_eq!(parts[0].0, MIB);
+    assert_eq!(parts[0].1, 550 * MIB);
+    let esp = blkid_at(disk, parts[0].0);
+    assert_eq!(
+        (esp["TYPE"].as_str(), esp["LABEL"].as_str()),
+        ("vfat", "efi-part"),
+        "{esp:?}"
+    );
+    let cd = blkid_at(disk, parts[1].0);
+    assert_eq!(
+        (cd["TYPE"].as_str(), cd["LABEL"].as_str()),
+        ("iso9660", "config-2"),
+        "{cd:?}"
+    );
+    let root = blkid_at(disk, parts[2].0);
+    assert_eq!(
+        (root["TYPE"].as_str(), root["UUID"].as_str()),
+        ("ext4", ROOT_UUID),
+        "{root:?}"
+    );
+}
+
+/// What Ironic's user sends for the Debian partition image over HTTP.
+fn debian_instance(lab: &Lab) -> Value {
+    let (image, sum) = debian_image();
+    json!({"image_source": lab.serve(image, "debian12.img"), "image_os_hash_algo": "sha256",
+        "image_os_hash_value": sum, "image_type": "partition", "root_gb": 1,
+        "image_disk_format": "raw"})
+}
+
+fn configdrive() -> Value {
+    json!({"meta_data": {"uuid": "a5c1f1d0-7a44-4c8f-9a8e-1b2c3d4e5f60", "hostname": "rivet-lab"},
+           "user_data": "#cloud-config\n"})
+}
+
+/// Prints the node's provision-state transitions with their times, as a
+/// user following `baremetal node show` saw them.
+fn print_transitions(report: &Value) {
+    for t in report["transitions"].as_array().unwrap() {
+        match t["provision_state"].as_str() {
+            Some(s) => eprintln!(
+                "{:>7.1} s  {s}{}",
+                t["t"].as_f64().unwrap(),
+                t["target"]
+                    .as_str()
+                    .map(|x| format!(" → {x}"))
+                    .unwrap_or_default()
+            ),
+            None => eprintln!(
+                "{:>7.1} s  ({})",
+                t["t"].as_f64().unwrap(),
+                t["power"].as_str().unwrap()
+            ),
+        }
+    }
+}
+
+/// Inspection as Ironic's hooks recorded it for this QEMU machine.
+fn assert_inspected(report: &Value) {
+    let props = &step(report, "inspect", 0)["node"]["properties"];
+    assert_eq!(props["cpu_arch"], "x86_64", "{props:#}");
+    assert_eq!(props["memory_mb"], 512, "{props:#}");
+    assert_eq!(props["cpus"], 1, "{props:#}");
+    // The root device (the smallest disk of at least 4 GiB), less 1 GiB.
+    assert_eq!(props["local_gb"], 4, "{props:#}");
+}
+
+#[test]
+fn a_real_ironic_inspects_cleans_deploys_and_undeploys_with_fast_track_over_tls() {
+    let lab = Lab::new(71, "real-ironic-fast", &[5], true);
+    let plan = json!({"fast_track": true, "steps": [
+        {"do": "manage"},
+        {"do": "inspect"},
+        {"do": "provide"},
+        {"do": "deploy", "instance_info": debian_instance(&lab), "configdrive": configdrive(),
+         "expect": "active"},
+        {"do": "pause", "name": "active"},
+        {"do": "boot_instance", "until": DEBIAN_UP},
+        {"do": "deleted"},
+    ]});
+    let disk = lab.disks[0].clone();
+    let report = lab.run(plan, |_| assert_partition_deploy(&disk));
+    print_transitions(&report);
+    assert_inspected(&report);
+    assert_eq!(report["api_root"]["default_version"]["version"], "1.115");
+    let deployed = &step(&report, "deploy", 0)["node"];
+    assert_eq!(deployed["last_error"], Value::Null);
+    assert_eq!(
+        deployed["driver_internal_info"]["root_uuid_or_disk_id"],
+        ROOT_UUID
+    );
+    assert_eq!(
+        deployed["driver_internal_info"]["is_whole_disk_image"],
+        false
+    );
+    assert_eq!(
+        step(&report, "deleted", 0)["node"]["provision_state"],
+        "available"
+    );
+    let seen = states(&report);
+    for s in [
+        "manageable",
+        "inspecting",
+        "inspect wait",
+        "cleaning",
+        "clean wait",
+        "available",
+        "deploying",
+        "wait call-back",
+        "active",
+        "deleting",
+    ] {
+        assert!(seen.iter().any(|x| x == s), "{s} not in {seen:?}");
+    }
+
+    // One ramdisk boot served inspection, cleaning and the deploy (fast
+    // track); the disk booted Debian by itself; undeploy booted the
+    // ramdisk again for cleaning.
+    let boots = lab.boots(&report);
+    let from: Vec<&str> = boots.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(from, ["network", "disk", "network"]);
+    let agent = rivet_lines(&boots[0].1);
+    common::assert_logged(&agent, "version 1.115");
+    common::assert_logged(&agent, "(lookup in the answer)");
+    common::assert_logged(&agent, "checksum verified: sha256");
+    common::assert_logged(&agent, "boot entry Boot");
+    let disk_boot = &boots[1].1;
+    for needle in ["Welcome to GRUB", &format!("root=UUID={ROOT_UUID}")] {
+        assert!(disk_boot.contains(needle), "{needle}: {disk_boot}");
+    }
+    // Ironic's default cleaning (erase_devices: a random pass and zeros)
+    // left nothing of the deploy.
+    let cleaning = rivet_lines(&boots[2].1);
+    common::assert_logged(&cleaning, "erase /dev/vda: done (2 overwrite pass(es))");
+    assert!(!has_table(&disk), "a partition table survived cleaning");
+}
+
+#[test]
+fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_image_by_hint() {
+    let lab = Lab::new(72, "real-ironic-slow", &[5, 6], false);
+    // A UEFI whole-disk image as a user makes one: GPT, an ESP (a UEFI
+    // image without one is refused by install_bootloader, as by the real
+    // agent), an ext4 data partition.
+    let whole = lab.dir.join("whole-disk.img");
+    sparse(&whole, 80 * MIB);
+    let w = whole.to_str().unwrap();
+    ok(
+        "sgdisk",
+        &[
+            "-n",
+            "1:2048:+32M",
+            "-t",
+            "1:ef00",
+            "-c",
+            "1:EFI",
+            "-n",
+            "2:0:0",
+            "-c",
+            "2:data",
+            w,
+        ],
+    );
+    ok("mkfs.vfat", &["-n", "EFI", "--offset", "2048", w, "32768"]);
+    let data_at = 33 * MIB;
+    ok(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "whole-data",
+            "-E",
+            &format!("offset={data_at}"),
+            w,
+            "40M",
+        ],
+    );
+    let fs_uuid = blkid_at(&whole, data_at)["UUID"].clone();
+    let whole_url = lab.serve(&whole, "whole-disk.img");
+    let plan = json!({"fast_track": false,
+        // Metal3's choice: clean only the metadata (ironic-image sets this).
+        "ironic": {"deploy": {"erase_devices_priority": "0"}},
+        "steps": [
+        {"do": "manage"},
+        {"do": "inspect"},
+        {"do": "provide"},
+        {"do": "deploy", "instance_info": debian_instance(&lab), "configdrive": configdrive(),
+         "expect": "active"},
+        {"do": "pause", "name": "partition"},
+        {"do": "boot_instance", "until": DEBIAN_UP},
+        {"do": "deleted"},
+        {"do": "patch", "path": "/properties/root_device", "value": {"serial": "disk1"}},
+        {"do": "deploy", "instance_info": {"image_source": whole_url, "image_os_hash_algo": "sha256",
+            "image_os_hash_value": sha256_file(&whole), "image_type": "whole-disk",
+            "image_disk_format": "raw", "root_gb": 0}, "expect": "active"},
+        {"do": "pause", "name": "whole-disk"},
+        {"do": "deleted"},
+    ]});
+    let (d0, d1) = (lab.disks[0].clone(), lab.disks[1].clone());
+    let report = lab.run(plan, |name| match name {
+        "partition" => assert_partition_deploy(&d0),
+        _ => {
+            // The hint chose the larger disk; the smaller one, where the
+            // partition image was, was cleaned and stays empty.
+            let out = ok("sgdisk", &["-v", d1.to_str().unwrap()]);
+            assert!(out.contains("No problems found"), "{out}");
+            let parts = partitions(&d1);
+            assert_eq!(parts.len(), 2, "{parts:?}");
+            assert_eq!(parts[1].2, "data");
+            assert_eq!(blkid_at(&d1, parts[1].0)["UUID"], fs_uuid);
+            assert!(!has_table(&d0), "the first disk was cleaned");
+        }
+    });
+    print_transitions(&report);
+    assert_inspected(&report);
+    let whole_node = &step(&report, "deploy", 1)["node"];
+    assert_eq!(
+        whole_node["driver_internal_info"]["is_whole_disk_image"],
+        true
+    );
+    assert_eq!(
+        whole_node["instance_info"]["root_device"],
+        Value::Null,
+        "the hint is the node's own property"
+    );
+    // Without fast track every phase boots the ramdisk anew, and Ironic
+    // powers the machine off between them.
+    let boots = lab.boots(&report);
+    let from: Vec<&str> = boots.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        from,
+        ["network", "network", "network", "disk", "network", "network", "disk", "network"],
+        "{:?}",
+        report["boots"]
+    );
+    // Inspection without fast track gets only the callback URL; every
+    // other ramdisk boot found the API's version.
+    let agents: Vec<Vec<String>> = boots
+        .iter()
+        .filter(|(f, _)| f == "network")
+        .map(|(_, console)| rivet_lines(console))
+        .collect();
+    common::assert_logged(&agents[0], "No ipa-api-url configured");
+    for agent in &agents[1..] {
+        common::assert_logged(agent, "version 1.115");
+        assert!(
+            !agent.iter().any(|l| l.contains("discovery failed")),
+            "{agent:#?}"
+        );
+    }
+    let whole_boot = rivet_lines(&boots[5].1);
+    common::assert_logged(&whole_boot, "target disk /dev/vdb");
+}
+
+#[test]
+fn a_real_ironic_sees_each_failure_with_the_agents_reason() {
+    let lab = Lab::new(73, "real-ironic-fail", &[5], false);
+    let good = common::disk::mkfs_image(&lab.dir, "ext4", 48, "no-loader");
+    let plain = json!({"image_source": lab.serve(&good, "plain.img"), "image_os_hash_algo": "sha256",
+        "image_os_hash_value": sha256_file(&good), "image_type": "partition", "root_gb": 1,
+        "image_disk_format": "raw"});
+    let mut wrong = plain.clone();
+    wrong["image_os_hash_value"] = json!("0".repeat(64));
+    let plan = json!({"fast_track": true,
+        "ironic": {"deploy": {"erase_devices_priority": "0"},
+                   // The conductor's timeout for an agent gone silent.
+                   "conductor": {"deploy_callback_timeout": "120"}},
+        "steps": [
+        {"do": "manage"},
+        {"do": "provide"},
+        {"do": "deploy", "instance_info": wrong, "expect": "deploy failed"},
+        {"do": "pause", "name": "checksum"},
+        {"do": "deploy", "instance_info": plain, "expect": "deploy failed"},
+        {"do": "cut_network_when", "console": "rivet: image: [0-9.]+ MiB"},
+        {"do": "deploy", "instance_info": debian_instance(&lab), "expect": "deploy failed",
+         "timeout": 600},
+    ]});
+    let disk = lab.disks[0].clone();
+    let report = lab.run(plan, |_| {
+        // The wrong checksum was found after the stream: the root
+        // partition holds no filesystem (its first MiB was held back).
+        let parts = partitions(&disk);
+        let root = parts.last().unwrap();
+        let found = blkid_at(&disk, root.0);
+        assert!(found.get("TYPE").is_none(), "{found:?}");
+    });
+    print_transitions(&report);
+    let errors: Vec<String> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["do"] == "deploy")
+        .map(|s| s["node"]["last_error"].as_str().unwrap_or("").to_string())
+        .collect();
+    for e in &errors {
+        eprintln!("last_error: {e}");
+    }
+    assert!(errors[0].contains("checksum"), "{}", errors[0]);
+    assert!(errors[0].contains(&"0".repeat(64)), "{}", errors[0]);
+    assert!(
+        errors[1].contains("Failed to install a bootloader")
+            && errors[1].contains("no UEFI boot loader in the image's ext4 root filesystem"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("Timeout reached while waiting for callback"),
+        "{}",
+        errors[2]
+    );
+    assert!(report["network_cut_at"].as_f64().is_some());
+}
