@@ -595,6 +595,23 @@ fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
     }))
     .unwrap();
     let iso = config_drive(&dir, &network_data);
+    // What the previous tenant left on a disk of the machine (NVMe, as on
+    // real servers: nvme0n1 and sda sort before sr0): a config-2 ISO whose
+    // network is the tenant's. PID 1 must not read it.
+    let tenant = dir.join("tenant");
+    std::fs::create_dir_all(&tenant).unwrap();
+    let planted = config_drive(
+        &tenant,
+        &serde_json::to_vec(&json!({
+            "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
+            "networks": [{"id": "tenant", "type": "ipv4", "link": "port0",
+                          "ip_address": "10.77.68.66", "netmask": "255.255.255.0"}]
+        }))
+        .unwrap(),
+    );
+    let tenant_disk = dir.join("tenant-disk.img");
+    sparse(&tenant_disk, 8 << 30);
+    common::disk::write_at(&tenant_disk, 0, &std::fs::read(&planted).unwrap());
     let server = common::Fixture::start_in(
         Some(&net.srv),
         "deploy_server.py",
@@ -614,7 +631,15 @@ fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
         json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
                "urls": [format!("{base}/root.img")], "os_hash_algo": "sha256", "os_hash_value": sum}),
     );
+    let nvme = format!(
+        "id=tenant,if=none,format=raw,file={}",
+        tenant_disk.display()
+    );
     let console = with_virtual_media(Boot::new(&dir, &initramfs("full")), &iso)
+        .arg("--qemu-arg", "-drive")
+        .arg("--qemu-arg", &nvme)
+        .arg("--qemu-arg", "-device")
+        .arg("--qemu-arg", "nvme,drive=tenant,serial=disk-2")
         .arg("--mem", 192)
         .arg("--tap", format!("{}:rvtap", net.srv))
         .arg("--disk", target.display())
@@ -631,6 +656,7 @@ fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
         console.contains("/dev/sr0 (config-2): network 'prov-vlan' on eth0 VLAN 100"),
         "{console}"
     );
+    assert!(!console.contains("network 'tenant'"), "{console}");
     assert!(
         console.contains("eth0: VLAN 100: frames tagged 802.1Q"),
         "{console}"

@@ -1,13 +1,18 @@
 //! The config-2 medium of a DHCP-less boot: a whole block device with an
 //! ISO 9660 filesystem labelled `config-2` (in either case, as cloud-init
 //! and glean accept it) — the virtual media CD Ironic attaches (its deploy
-//! ISO carries network_data.json), or the same image attached as a disk.
+//! ISO carries network_data.json), or the same image on write-protected
+//! removable virtual media. Never a fixed or writable disk: those are what
+//! rivet deploys to and cleans, and a previous tenant may have left a
+//! config-2 filesystem there to choose this boot's address, gateway, DNS
+//! and VLAN (they sort before `sr0`, so the first one found would win).
 //! FAT media are not read: fatfs panics on hostile directory entries
 //! (fuzz/config_drive found one). Partitions labelled config-2 are not
 //! looked at: every deployed disk carries one with the instance's network,
 //! which is not the provisioning network.
 
 use super::blockdev::Disk;
+use super::inventory;
 use crate::deploy::BlockDevice;
 use crate::wire::superblock::{self, Kind};
 use std::path::Path;
@@ -16,20 +21,27 @@ use std::path::Path;
 pub const NETWORK_DATA: &str = "openstack/latest/network_data.json";
 const MAX_BYTES: u32 = 1 << 20;
 
-/// The first config-2 medium's network_data.json: the device and the bytes.
-pub fn network_data(sys: &Path) -> Option<(String, Vec<u8>)> {
-    let mut names: Vec<String> = std::fs::read_dir(sys.join("block"))
-        .ok()?
+/// The block devices a config-2 medium is taken from, in the order they
+/// are tried: optical drives, then write-protected removable media.
+pub fn candidates(sys: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(sys.join("block")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(bool, String)> = entries
         .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            !["loop", "ram", "zram", "dm-", "md"]
-                .iter()
-                .any(|p| n.starts_with(p))
+        .filter(|e| inventory::is_attached_media(&e.path()))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (!inventory::is_optical(&e.path()), name)
         })
         .collect();
-    names.sort_unstable();
-    for name in names {
+    found.sort_unstable();
+    found.into_iter().map(|(_, name)| name).collect()
+}
+
+/// The first config-2 medium's network_data.json: the device and the bytes.
+pub fn network_data(sys: &Path) -> Option<(String, Vec<u8>)> {
+    for name in candidates(sys) {
         let path = format!("/dev/{name}");
         let Ok(mut dev) = Disk::open_read_only(&path, 512) else {
             continue;
@@ -60,4 +72,39 @@ pub fn network_data(sys: &Path) -> Option<(String, Vec<u8>)> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's /sys/block as real hardware names it: SATA and NVMe
+    /// disks, a BMC's virtual CD, write-protected virtual USB media, a
+    /// writable USB stick, a loop device.
+    #[test]
+    fn config_2_is_read_only_from_attached_media_never_from_disks() {
+        let sys = std::env::temp_dir().join(format!("rivet-config2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&sys);
+        let put = |rel: &str, text: &str| {
+            let p = sys.join("block").join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        for (dev, kind, removable, ro) in [
+            ("sda", "0", "0", "0"),
+            ("sdb", "0", "1", "1"),
+            ("sdc", "0", "1", "0"),
+            ("sr0", "5", "1", "1"),
+            ("sr1", "5", "1", "0"),
+        ] {
+            put(&format!("{dev}/device/type"), kind);
+            put(&format!("{dev}/removable"), removable);
+            put(&format!("{dev}/ro"), ro);
+        }
+        put("nvme0n1/removable", "0");
+        put("nvme0n1/ro", "0");
+        put("loop0/removable", "0");
+        assert_eq!(candidates(&sys), ["sr0", "sr1", "sdb"]);
+        std::fs::remove_dir_all(&sys).unwrap();
+    }
 }

@@ -146,8 +146,24 @@ fn read_number(path: &Path) -> Option<u64> {
     read_trimmed(path)?.parse().ok()
 }
 
-/// Block devices that can be deploy targets: not loop, RAM, floppy or
-/// empty (size 0, like a CD drive without a disc).
+/// A CD/DVD drive: SCSI peripheral type 5, which lsblk shows as TYPE
+/// "rom" (sr0 on SATA, SAS, USB and a BMC's virtual media alike).
+pub fn is_optical(block_dir: &Path) -> bool {
+    read_trimmed(&block_dir.join("device/type")).as_deref() == Some("5")
+}
+
+/// Media a BMC attaches (virtual media): optical, or removable and
+/// write-protected. What is on them was put there for this boot; a fixed
+/// or writable disk may hold what a previous tenant left.
+pub fn is_attached_media(block_dir: &Path) -> bool {
+    is_optical(block_dir)
+        || (read_number(&block_dir.join("removable")) == Some(1)
+            && read_number(&block_dir.join("ro")) == Some(1))
+}
+
+/// Block devices that can be deploy targets: not loop, RAM, floppy,
+/// optical (ironic-python-agent lists lsblk's TYPE "disk" only: a CD with
+/// a disc is no target) or empty.
 pub fn disks(sys: &Path) -> Vec<Disk> {
     let Ok(entries) = fs::read_dir(sys.join("block")) else {
         return Vec::new();
@@ -164,7 +180,7 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
             }
             let dir = entry.path();
             let size_bytes = read_number(&dir.join("size"))? * 512;
-            if size_bytes == 0 {
+            if size_bytes == 0 || is_optical(&dir) {
                 return None;
             }
             let queue = dir.join("queue");
@@ -331,6 +347,9 @@ mod tests {
         put("block/vda/serial", "disk-one\n");
         put("block/loop0/size", "100\n");
         put("block/sr0/size", "0\n");
+        // A virtual media CD with a disc in it.
+        put("block/sr1/size", "1400\n");
+        put("block/sr1/device/type", "5\n");
         put("block/nvme0n1/size", "8\n");
         put("block/nvme0n1/device/model", "QEMU NVMe Ctrl  \n");
         put("class/net/lo/type", "772\n");
