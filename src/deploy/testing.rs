@@ -15,6 +15,9 @@ pub struct SliceImage<'a> {
     pub size_known: bool,
     /// Serves reads at an offset (as a file or a server with Range would).
     pub ranges: bool,
+    /// What reads at an offset return instead of `data`: a server that
+    /// answers range requests with other bytes than it streams.
+    pub ranged_from: Option<&'a [u8]>,
 }
 
 impl<'a> SliceImage<'a> {
@@ -24,6 +27,7 @@ impl<'a> SliceImage<'a> {
             pos: 0,
             size_known: true,
             ranges: false,
+            ranged_from: None,
         }
     }
 }
@@ -54,18 +58,17 @@ impl ImageSource for SliceImage<'_> {
             return None;
         }
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        Some(
-            match self.data.get(start..start.saturating_add(buf.len())) {
-                Some(part) => {
-                    buf.copy_from_slice(part);
-                    Ok(())
-                }
-                None => Err(alloc::format!(
-                    "{} bytes at {offset}: past the end",
-                    buf.len()
-                )),
-            },
-        )
+        let data = self.ranged_from.unwrap_or(self.data);
+        Some(match data.get(start..start.saturating_add(buf.len())) {
+            Some(part) => {
+                buf.copy_from_slice(part);
+                Ok(())
+            }
+            None => Err(alloc::format!(
+                "{} bytes at {offset}: past the end",
+                buf.len()
+            )),
+        })
     }
 }
 

@@ -124,6 +124,7 @@ pub fn prepare<S: ImageSource + ?Sized>(
         cursor: None,
         first_pending: 0,
         tables_first: false,
+        rechecks: BTreeMap::new(),
         inflated: Vec::new(),
     };
     read_tables(src, &mut pass, &name)?;
@@ -248,8 +249,14 @@ fn read_tables<S: ImageSource + ?Sized>(
         }
     };
     pass.t.read_l1(&l1).map_err(|e| pass.refused(e))?;
+    // Every table read here decides where data lands on the disk, and
+    // none of it passed through the checksum: each is compared with the
+    // same bytes as the pass serves them (Region::Recheck).
+    pass.rechecks.insert(0, pass::digest(&l1));
+    pass.add(h.l1_table_offset, Region::Recheck { table: 0 }, l1_len)?;
     let offsets = pass.t.l1.clone().unwrap_or_default();
     let mut regions = Vec::new();
+    let mut digests = Vec::new();
     let mut mapped = 0usize;
     // Half the bound: the other half is room for the tables mapped as the
     // pass reaches them when there are more.
@@ -270,11 +277,14 @@ fn read_tables<S: ImageSource + ?Sized>(
             .t
             .read_l2(i as u64, &table)
             .map_err(|e| pass.refused(e))?;
-        mapped += found.len();
+        // A digest for each table counts against the mappings' bound.
+        mapped += found.len() + 1;
         if mapped <= preload {
             regions.extend(found);
+            digests.push((i as u64, o, pass::digest(&table)));
         } else {
             regions = Vec::new();
+            digests = Vec::new();
         }
     }
     let tables = pass.t.l2_sorted.len();
@@ -282,9 +292,16 @@ fn read_tables<S: ImageSource + ?Sized>(
         for (s, r, len) in regions {
             pass.add(s, r, len)?;
         }
+        for (i, o, d) in digests {
+            pass.rechecks.insert(i + 1, d);
+            pass.add(o, Region::Recheck { table: i + 1 }, cs)?;
+        }
         pass.tables_first = true;
         pass.t.l2_unread = 0;
-        log::info!("qcow2: {tables} tables read and checked; {mapped} clusters to write");
+        log::info!(
+            "qcow2: {tables} tables read and checked; {} clusters to write",
+            mapped - tables
+        );
     } else {
         // Checked, but too many to hold at once: each table is mapped
         // again when the pass reaches it.
@@ -293,7 +310,8 @@ fn read_tables<S: ImageSource + ?Sized>(
             pass.add(o, Region::L2 { index: i as u64 }, cs)?;
         }
         log::info!(
-            "qcow2: {tables} tables read and checked; {mapped} clusters, mapped as the pass reaches their tables"
+            "qcow2: {tables} tables read and checked; {} clusters, mapped as the pass reaches their tables",
+            mapped - tables
         );
     }
     Ok(())

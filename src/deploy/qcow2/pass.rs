@@ -33,6 +33,9 @@ pub(super) struct Pass {
     pub(super) first_pending: usize,
     /// Tables were all read before the pass: nothing can wait.
     pub(super) tables_first: bool,
+    /// SHA-256 of each table read by range, by [`Region::Recheck`]'s
+    /// number, until the pass has seen the same bytes served.
+    pub(super) rechecks: BTreeMap<u64, String>,
     pub(super) inflated: Vec<u8>,
 }
 
@@ -55,7 +58,7 @@ impl Pass {
     }
 
     pub(super) fn complete(&self) -> bool {
-        self.t.l1.is_some() && self.t.l2_unread == 0
+        self.t.l1.is_some() && self.t.l2_unread == 0 && self.rechecks.is_empty()
     }
 
     pub(super) fn first_mib_known(&self) -> bool {
@@ -141,7 +144,7 @@ impl Pass {
                     sink.mark(guest);
                 }
             }
-            Region::L1 | Region::L2 { .. } | Region::Compressed { .. } => {
+            Region::L1 | Region::L2 { .. } | Region::Compressed { .. } | Region::Recheck { .. } => {
                 // Few regions are in progress at once: a table or two, a
                 // compressed cluster across a buffer's end.
                 let i = match self.partial.iter().position(|(p, _)| *p == k) {
@@ -227,6 +230,20 @@ impl Pass {
                     cs,
                 )?;
                 sink.mark(guest);
+            }
+            Region::Recheck { table } => {
+                let len = match table {
+                    0 => self.t.h.l1_size as usize * 8,
+                    _ => self.t.cs as usize,
+                };
+                gathered.resize(len, 0);
+                if self.rechecks.remove(&table).as_deref() != Some(digest(gathered).as_str()) {
+                    return Err(self.refused(format!(
+                        "{} at {start:#x} is not what the file holds there as served: the \
+                         server answered the range request with other bytes than it streams",
+                        describe(r)
+                    )));
+                }
             }
             Region::Data { .. } => {}
         }
@@ -462,4 +479,12 @@ pub(super) fn inflate(c: Compression, input: &[u8], out: &mut [u8]) -> Result<us
             }
         }
     }
+}
+
+/// SHA-256 of a table's bytes, through the image checksum's own hasher
+/// (a second instantiation of SHA-256 would cost /init 15 KB).
+pub(super) fn digest(bytes: &[u8]) -> String {
+    let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Sha256);
+    h.update(bytes);
+    h.finish_hex()
 }

@@ -88,6 +88,12 @@ pub(super) enum Region {
     Compressed {
         guest: u64,
     },
+    /// A table read by range before the pass (0: the L1 table, n + 1: L2
+    /// table n): its bytes as served must be the bytes read, or the server
+    /// has mapped the disk with tables the checksum does not cover.
+    Recheck {
+        table: u64,
+    },
 }
 
 /// Regions sort by where they start, then by a tag that keeps two regions
@@ -99,6 +105,7 @@ pub(super) fn key(start: u64, r: Region) -> Key {
         Region::L1 => u64::MAX,
         Region::L2 { index } => u64::MAX - 1 - index,
         Region::Data { guest, .. } | Region::Compressed { guest } => guest,
+        Region::Recheck { table } => (u64::MAX >> 1) - table,
     };
     (start, tag)
 }
@@ -211,5 +218,7 @@ pub(super) fn describe(r: Region) -> String {
         Region::L2 { index } => format!("L2 table {index}"),
         Region::Data { guest, .. } => format!("guest cluster {guest}"),
         Region::Compressed { guest } => format!("compressed guest cluster {guest}"),
+        Region::Recheck { table: 0 } => "the L1 table read by range".into(),
+        Region::Recheck { table } => format!("L2 table {} read by range", table - 1),
     }
 }

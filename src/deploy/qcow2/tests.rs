@@ -493,3 +493,50 @@ fn mutated_images_are_refused_or_read_as_the_oracle_reads_them() {
     // The mutations leave a good share readable, or the test tests little.
     assert!(accepted > 500, "only {accepted} accepted");
 }
+
+/// A server that honours `Range` but answers it with other tables than
+/// the file it streams (and hashes): the disk would be laid out by bytes
+/// the checksum never covered. Refused, whichever table lies, before the
+/// held first MiB is released.
+#[test]
+fn tables_served_by_range_must_be_the_tables_streamed() {
+    let b = build();
+    let mut other_l2 = b.file.clone();
+    // Guest 0 now maps 'B' and guest 5 'A'.
+    other_l2[L2 as usize..L2 as usize + 8].copy_from_slice(&be64(1 << 63 | DATA_B));
+    other_l2[L2 as usize + 40..L2 as usize + 48].copy_from_slice(&be64(1 << 63 | DATA_A));
+    let mut other_l1 = b.file.clone();
+    // No L2 table at all: the whole disk zeros.
+    other_l1[L1 as usize..L1 as usize + 8].copy_from_slice(&be64(0));
+    for (lie, says) in [
+        (
+            &other_l2,
+            "L2 table 0 read by range at 0x400 is not what the file holds there as served",
+        ),
+        (
+            &other_l1,
+            "the L1 table read by range at 0x200 is not what the file holds there as served",
+        ),
+    ] {
+        let h = Header::parse(&b.file).unwrap();
+        let mut src = SliceImage {
+            ranges: true,
+            ranged_from: Some(lie),
+            ..SliceImage::new(&b.file)
+        };
+        let mut disk = garbage_disk();
+        let prepared = prepare(&mut src, &h, 64 * 1024, Limits::default()).unwrap();
+        let err = error(stream(
+            prepared,
+            &mut disk,
+            &mut ScriptedEnv::default(),
+            &mut src,
+            AT,
+            &mut vec![0u8; 64 * 1024],
+            &mut |_, _| Ok(()),
+        ));
+        assert!(err.to_string().contains(says), "{err}");
+        // Nothing of the image reached the disk: it all sits in the held MiB.
+        assert!(disk.bytes(0, DISK as usize).iter().all(|&c| c == 0xee));
+    }
+}
