@@ -827,3 +827,83 @@ fn dhcp_and_a_download_on_a_tagged_vlan_behind_a_switch() {
     assert!(!o.status.success(), "a lease off the VLAN:\n{}", stderr(&o));
     assert!(stderr(&o).contains("no address"), "{}", stderr(&o));
 }
+
+/// Clients that send a complete request head and then trickle its body (a
+/// byte a second, more connections than the API has slots, replaced as
+/// they are closed) must not lock the conductor out: a body from a peer
+/// that proved nothing has to keep arriving at a minimum rate, and a full
+/// server closes its worst connection to make room.
+#[test]
+fn slow_request_bodies_do_not_lock_the_api_out() {
+    let dir = scratch("net-slow-bodies");
+    let mut net = Net::new(24, &dir);
+    net.spawn_rivet(
+        &[
+            "serve",
+            "--iface",
+            "rv1",
+            "--ip",
+            "10.77.24.5/24",
+            "--port",
+            "9999",
+            "--seconds",
+            "90",
+        ],
+        "serve.log",
+    );
+    let attack = r#"
+import socket, subprocess, threading, time
+URL = "http://10.77.24.5:9999/v1/status"
+for _ in range(100):
+    if subprocess.run(["curl", "-sf", "-m", "1", "-o", "/dev/null", URL]).returncode == 0:
+        break
+    time.sleep(0.1)
+HEAD = (b"POST /v1/commands/ HTTP/1.1\r\nHost: 10.77.24.5\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 500000\r\n\r\n")
+end = time.time() + 40
+opened = [0]
+def trickle():
+    conns = []
+    while time.time() < end:
+        while len(conns) < 24:
+            try:
+                s = socket.create_connection(("10.77.24.5", 9999), 1)
+                s.sendall(HEAD)
+                conns.append(s)
+                opened[0] += 1
+            except OSError:
+                break
+        for s in list(conns):
+            try:
+                s.sendall(b"{")
+            except OSError:
+                conns.remove(s)
+        time.sleep(1)
+threading.Thread(target=trickle, daemon=True).start()
+time.sleep(6)
+# The conductor's calls, with the retries Ironic's agent client makes.
+answered = 0
+for _ in range(6):
+    r = subprocess.run(["curl", "-sf", "-m", "5", "--retry", "2", "--retry-connrefused", "--retry-delay", "1",
+                        "-o", "/dev/null", URL])
+    answered += r.returncode == 0
+    time.sleep(3)
+print("answered", answered, "of 6; slow connections opened", opened[0])
+"#;
+    let o = net.run_in_srv("python3", &["-c", attack]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    eprintln!("{out}");
+    assert!(
+        out.contains("answered 6 of 6"),
+        "the API was locked out:\n{out}\n{}",
+        net.log("serve.log")
+    );
+    // More than the 16 slots were opened over the run: closed ones were
+    // replaced, and the API still answered every call.
+    let opened: usize = out
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(opened > 24, "{out}");
+}

@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 use smoltcp::iface::SocketHandle;
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
+use smoltcp::wire::IpAddress;
 
 /// Listening sockets for one port. smoltcp has no listen backlog: each
 /// socket takes one connection, so the pool keeps a few sockets in Listen
@@ -23,7 +24,14 @@ pub struct Listener {
     slots: Vec<Slot>,
     /// TLS (or another record layer) for every connection, if set.
     secure: Option<SecureFactory>,
+    /// Peers whose connections are never closed to make room: the
+    /// conductor's address given with [`Listener::keep_for`], and every
+    /// peer that has proven itself (see [`Handler::proves`]).
+    kept_peers: Vec<IpAddress>,
 }
+
+/// How many peers [`Listener::kept_peers`] remembers (the oldest goes).
+const KEPT_PEERS: usize = 4;
 
 impl Listener {
     /// Serves every connection through `factory`'s record layer. Call it
@@ -34,6 +42,12 @@ impl Listener {
         }
         self.secure = Some(factory);
     }
+
+    /// Never closes `peer`'s connections to make room (the conductor's
+    /// address, where it is known).
+    pub fn keep_for(&mut self, peer: IpAddress) {
+        keep(&mut self.kept_peers, peer);
+    }
 }
 
 /// From accepting a connection, or answering its last request, to the
@@ -42,6 +56,13 @@ impl Listener {
 pub const HEAD_DEADLINE_MS: u64 = 10_000;
 /// From a complete head to the whole body (bodies are at most 1 MiB).
 pub const BODY_DEADLINE_MS: u64 = 120_000;
+/// A body from a peer that has not proven itself must keep arriving at
+/// this rate (bytes per second, averaged from its head) once
+/// [`BODY_GRACE_MS`] have passed: a body trickled to hold a slot is closed
+/// long before [`BODY_DEADLINE_MS`]. A conductor on any link sends its
+/// commands' bodies (a few KiB) at once.
+pub const MIN_BODY_RATE: u64 = 16 * 1024;
+pub const BODY_GRACE_MS: u64 = 2_000;
 
 struct Slot {
     handle: SocketHandle,
@@ -57,6 +78,13 @@ struct Slot {
     tls: Option<Box<dyn Secure>>,
     /// The closing alert has been queued.
     notified: bool,
+    /// When the request whose body is arriving had its head complete, and
+    /// the bytes received since (for [`MIN_BODY_RATE`]).
+    body_since_ms: Option<u64>,
+    body_bytes: u64,
+    /// A request on this connection proved its sender.
+    proven: bool,
+    peer: Option<IpAddress>,
 }
 
 impl Slot {
@@ -70,7 +98,31 @@ impl Slot {
             waiting: None,
             tls: secure.as_mut().map(|f| f()),
             notified: false,
+            body_since_ms: None,
+            body_bytes: 0,
+            proven: false,
+            peer: None,
         }
+    }
+
+    /// Feeds received HTTP bytes; the handler bounds each body and says
+    /// whether a head proves its sender.
+    fn feed(&mut self, data: &[u8], handler: &mut dyn Handler) -> Option<Event> {
+        let mut proven = false;
+        let event = self.conn.feed_limited(data, &mut |m, t| {
+            proven |= handler.proves(m, t);
+            handler.body_limit(m, t)
+        });
+        self.proven |= proven;
+        event
+    }
+
+    /// Whether the body in flight arrives too slowly, at `now`.
+    fn body_too_slow(&self, now: u64) -> Option<u64> {
+        let since = self.body_since_ms?;
+        let elapsed = now.saturating_sub(since);
+        let rate = self.body_bytes.saturating_mul(1000) / elapsed.max(1);
+        (!self.proven && elapsed > BODY_GRACE_MS && rate < MIN_BODY_RATE).then_some(rate)
     }
 
     /// Sends HTTP bytes, through the record layer if there is one.
@@ -111,9 +163,7 @@ impl Slot {
                         Reply::Now(resp) => {
                             let bytes = self.conn.respond(&resp);
                             self.emit(&bytes);
-                            event = self
-                                .conn
-                                .feed_limited(&[], &mut |m, t| handler.body_limit(m, t));
+                            event = self.feed(&[], handler);
                         }
                         Reply::Later(ticket) => {
                             self.waiting = Some(ticket);
@@ -138,6 +188,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
             max: max.max(1),
             slots: Vec::new(),
             secure: None,
+            kept_peers: Vec::new(),
         };
         for _ in 0..l.max.min(4) {
             self.add_listening(&mut l);
@@ -179,6 +230,18 @@ impl<D: Device, W: Wait> Stack<D, W> {
                 continue;
             }
             let since = *slot.since_ms.get_or_insert(now);
+            if slot.peer.is_none() {
+                slot.peer = socket.remote_endpoint().map(|e| e.addr);
+            }
+            if let Some(rate) = slot.body_too_slow(now) {
+                log::debug!(
+                    "agent API: closing {:?}: request body arriving at {rate} B/s (at least {} B/s)",
+                    socket.remote_endpoint(),
+                    MIN_BODY_RATE
+                );
+                socket.abort();
+                continue;
+            }
             let deadline = if slot.conn.awaiting_head() {
                 HEAD_DEADLINE_MS
             } else {
@@ -202,9 +265,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
                     slot.waiting = None;
                     let bytes = slot.conn.respond(&resp);
                     slot.emit(&bytes);
-                    let next = slot
-                        .conn
-                        .feed_limited(&[], &mut |m, t| handler.body_limit(m, t));
+                    let next = slot.feed(&[], handler);
                     slot.answer(next, handler);
                 }
             }
@@ -225,12 +286,29 @@ impl<D: Device, W: Wait> Stack<D, W> {
                         break;
                     }
                 };
+                if slot.body_since_ms.is_some() {
+                    slot.body_bytes += plain.len() as u64;
+                }
                 // After a rejection the rest of the request is read and
                 // dropped, so the client sees the answer, not a reset.
-                let event = slot
-                    .conn
-                    .feed_limited(&plain, &mut |m, t| handler.body_limit(m, t));
+                let event = slot.feed(&plain, handler);
                 slot.answer(event, handler);
+            }
+            if slot.waiting.is_none() && !slot.conn.awaiting_head() {
+                slot.body_since_ms.get_or_insert(now);
+            } else {
+                slot.body_since_ms = None;
+                slot.body_bytes = 0;
+            }
+            if slot.proven {
+                if let Some(peer) = slot.peer {
+                    if !l.kept_peers.contains(&peer) {
+                        log::debug!(
+                            "agent API: {peer} proved itself; its connections keep their slots"
+                        );
+                    }
+                    keep(&mut l.kept_peers, peer);
+                }
             }
             if slot.requests != answered {
                 slot.since_ms = Some(now);
@@ -265,21 +343,31 @@ impl<D: Device, W: Wait> Stack<D, W> {
             .iter()
             .filter(|s| is_listening(self.sockets.get(s.handle)))
             .count();
-        // Every slot taken: the oldest idle connection makes room, so the
-        // conductor can always connect (an idle client can hold no slot
-        // the conductor needs).
+        // Every slot taken: the worst connection makes room, so the
+        // conductor can always connect. Worst is the one that has gone
+        // longest without progress (accepted or answered and idle since,
+        // or with a body arriving since its head): never the newcomer that
+        // has not had time to send its request; never a connection that
+        // proved itself, nor one from a kept peer (the conductor's
+        // address), nor one being answered.
         if listening == 0 && l.slots.len() >= l.max {
-            let idle = l
+            let victim = l
                 .slots
                 .iter()
-                .filter(|s| s.waiting.is_none() && s.outbox.is_empty() && s.conn.awaiting_head())
+                .filter(|s| s.waiting.is_none() && s.outbox.is_empty() && !s.proven)
+                .filter(|s| !s.peer.is_some_and(|p| l.kept_peers.contains(&p)))
                 .filter(|s| self.sockets.get::<tcp::Socket>(s.handle).is_open())
-                .min_by_key(|s| s.since_ms.unwrap_or(0));
-            if let Some(oldest) = idle {
-                let socket = self.sockets.get_mut::<tcp::Socket>(oldest.handle);
+                .min_by_key(|s| s.body_since_ms.or(s.since_ms).unwrap_or(0));
+            if let Some(worst) = victim {
+                let socket = self.sockets.get_mut::<tcp::Socket>(worst.handle);
                 log::debug!(
-                    "agent API: all {} connections busy; closing the oldest idle one ({:?})",
+                    "agent API: all {} connections busy; closing the {} ({:?})",
                     l.max,
+                    if worst.body_since_ms.is_some() {
+                        "oldest unfinished request"
+                    } else {
+                        "oldest idle one"
+                    },
                     socket.remote_endpoint()
                 );
                 socket.abort();
@@ -313,5 +401,15 @@ impl<D: Device, W: Wait> Stack<D, W> {
     /// Waits up to `ms` for network activity (for serve loops).
     pub fn idle(&mut self, ms: u64) {
         self.turn(ms);
+    }
+}
+
+/// Remembers `peer` among the kept peers (the oldest goes past the bound).
+fn keep(peers: &mut Vec<IpAddress>, peer: IpAddress) {
+    if !peers.contains(&peer) {
+        if peers.len() == KEPT_PEERS {
+            peers.remove(0);
+        }
+        peers.push(peer);
     }
 }

@@ -73,6 +73,12 @@ pub trait Handler {
     fn resume(&mut self, _ticket: u64) -> Option<Response> {
         None
     }
+    /// Whether a request head proves its sender (the agent API: a valid
+    /// agent token). A proven connection, and its peer's address from then
+    /// on, keep their slot when the server is full.
+    fn proves(&mut self, _method: &str, _target: &str) -> bool {
+        false
+    }
 }
 
 impl<F: FnMut(&Request) -> Response> Handler for F {

@@ -526,17 +526,26 @@ impl Api {
     /// Large bodies only for the conductor: a command POST carrying the
     /// agent token; everything else gets the server's 1 MiB.
     pub fn body_limit(&self, method: &str, target: &str) -> usize {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let token = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("agent_token="));
-        let authorised =
-            matches!((token.map(unescape), &self.token), (Some(g), Some(t)) if same_token(&g, t));
-        if method == "POST" && path.trim_end_matches('/') == "/v1/commands" && authorised {
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        if method == "POST"
+            && path.trim_end_matches('/') == "/v1/commands"
+            && self.has_token(target)
+        {
             MAX_COMMAND_BODY
         } else {
             crate::net::server::MAX_BODY
         }
+    }
+}
+
+impl Api {
+    /// The target carries this agent's token (`?agent_token=`).
+    pub fn has_token(&self, target: &str) -> bool {
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        let token = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("agent_token="));
+        matches!((token.map(unescape), &self.token), (Some(g), Some(t)) if same_token(&g, t))
     }
 }
 
@@ -549,6 +558,9 @@ impl crate::net::server::Handler for Served<'_> {
     }
     fn resume(&mut self, ticket: u64) -> Option<Response> {
         self.api.resume(ticket)
+    }
+    fn proves(&mut self, _method: &str, target: &str) -> bool {
+        self.api.has_token(target)
     }
 }
 

@@ -492,6 +492,17 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
         }
     };
     let mut listener = stack.listen(params.listen_port, 16);
+    // The conductor usually calls from the API's address (all-in-one
+    // Ironic, Metal3, Bifrost): its connections keep their slots. Any
+    // other peer earns that by sending the agent token.
+    if let Some(ip) = crate::net::url::Url::parse(&ironic.url).ok().and_then(|u| {
+        u.host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .ok()
+    }) {
+        listener.keep_for(ip.into());
+    }
     let verify_ca = if params.plain_http {
         log::warn!("ipa-advertise-protocol=http: the agent API is plain HTTP (a stock conductor refuses it)");
         None
