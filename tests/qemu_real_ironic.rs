@@ -11,13 +11,12 @@ mod common;
 use common::disk::{blkid_at, ok, sha256_file, sparse, MIB};
 use common::netns::Net;
 use common::tls::TestCa;
+use common::uefi::{assert_boots_debian, ROOT_UUID};
 use common::{initramfs, initramfs_with_ca, kernel_dir, repo, rivet_lines, scratch};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// tests/fixtures/debian-image's fixed root UUID.
-const ROOT_UUID: &str = "5e1f2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
 const MAC: &str = "52:54:00:12:34:56";
 /// What systemd prints once the deployed image is up.
 const DEBIAN_UP: &str = "Welcome to .*Debian";
@@ -32,16 +31,20 @@ fn venv() -> PathBuf {
     v
 }
 
-/// The Debian 12 UEFI partition image (tests/fixtures/debian-image) and
-/// its sha256, made once for all tests.
-fn debian_image() -> &'static (PathBuf, String) {
-    static IMAGE: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let script = repo().join("tests/fixtures/debian-image");
-        let path = PathBuf::from(ok(script.to_str().unwrap(), &["ext4"]).trim());
-        let sum = sha256_file(&path);
-        (path, sum)
-    })
+/// A Debian 12 UEFI partition image (tests/fixtures/debian-image: `ext4`
+/// in Debian's layout, `xfs` in the RHEL family's) and its sha256, made
+/// once for all tests.
+fn debian_image(kind: &str) -> (PathBuf, String) {
+    static SUMS: std::sync::Mutex<Vec<(String, PathBuf, String)>> =
+        std::sync::Mutex::new(Vec::new());
+    let path = common::uefi::debian_image(kind);
+    let mut sums = SUMS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p, sum)) = sums.iter().find(|(k, _, _)| k == kind) {
+        return (p.clone(), sum.clone());
+    }
+    let sum = sha256_file(&path);
+    sums.push((kind.to_string(), path.clone(), sum.clone()));
+    (path, sum)
 }
 
 /// One machine, its disks and a real Ironic, for one plan.
@@ -244,8 +247,10 @@ fn has_table(disk: &Path) -> bool {
 
 /// The UEFI partition image's deploy, as a user checks it from the host:
 /// the table (ESP, config drive, root last), the root filesystem Ironic
-/// was told of, the config drive Ironic built.
-fn assert_partition_deploy(disk: &Path) {
+/// was told of (`fs`), the config drive Ironic built, and on the ESP the
+/// boot loaders install_bootloader put in `EFI/<vendor>/` and the
+/// removable path (listed with mtools).
+fn assert_partition_deploy(disk: &Path, fs: &str, vendor: &str) {
     let out = ok("sgdisk", &["-v", disk.to_str().unwrap()]);
     assert!(out.contains("No problems found"), "{out}");
     let parts = partitions(disk);
@@ -267,15 +272,22 @@ fn assert_partition_deploy(disk: &Path) {
     let root = blkid_at(disk, parts[2].0);
     assert_eq!(
         (root["TYPE"].as_str(), root["UUID"].as_str()),
-        ("ext4", ROOT_UUID),
+        (fs, ROOT_UUID),
         "{root:?}"
     );
+    let esp = format!("{}@@{}", disk.display(), parts[0].0);
+    let listed = |dir: &str| ok("mdir", &["-b", "-i", &esp, dir]).to_lowercase();
+    let vendor_dir = listed(&format!("::/EFI/{vendor}"));
+    for f in ["shimx64.efi", "grubx64.efi", "grub.cfg", "bootx64.csv"] {
+        assert!(vendor_dir.contains(f), "EFI/{vendor}/{f}: {vendor_dir}");
+    }
+    assert!(listed("::/EFI/BOOT").contains("bootx64.efi"));
 }
 
-/// What Ironic's user sends for the Debian partition image over HTTP.
-fn debian_instance(lab: &Lab) -> Value {
-    let (image, sum) = debian_image();
-    json!({"image_source": lab.serve(image, "debian12.img"), "image_os_hash_algo": "sha256",
+/// What Ironic's user sends for a Debian partition image over HTTP.
+fn debian_instance(lab: &Lab, kind: &str) -> Value {
+    let (image, sum) = debian_image(kind);
+    json!({"image_source": lab.serve(&image, &format!("debian12-{kind}.img")), "image_os_hash_algo": "sha256",
         "image_os_hash_value": sum, "image_type": "partition", "root_gb": 1,
         "image_disk_format": "raw"})
 }
@@ -324,14 +336,14 @@ fn a_real_ironic_inspects_cleans_deploys_and_undeploys_with_fast_track_over_tls(
         {"do": "manage"},
         {"do": "inspect"},
         {"do": "provide"},
-        {"do": "deploy", "instance_info": debian_instance(&lab), "configdrive": configdrive(),
+        {"do": "deploy", "instance_info": debian_instance(&lab, "ext4"), "configdrive": configdrive(),
          "expect": "active"},
         {"do": "pause", "name": "active"},
         {"do": "boot_instance", "until": DEBIAN_UP},
         {"do": "deleted"},
     ]});
     let disk = lab.disks[0].clone();
-    let report = lab.run(plan, |_| assert_partition_deploy(&disk));
+    let report = lab.run(plan, |_| assert_partition_deploy(&disk, "ext4", "debian"));
     print_transitions(&report);
     assert_inspected(&report);
     assert_eq!(report["api_root"]["default_version"]["version"], "1.115");
@@ -375,11 +387,13 @@ fn a_real_ironic_inspects_cleans_deploys_and_undeploys_with_fast_track_over_tls(
     common::assert_logged(&agent, "version 1.115");
     common::assert_logged(&agent, "(lookup in the answer)");
     common::assert_logged(&agent, "checksum verified: sha256");
-    common::assert_logged(&agent, "boot entry Boot");
-    let disk_boot = &boots[1].1;
-    for needle in ["Welcome to GRUB", &format!("root=UUID={ROOT_UUID}")] {
-        assert!(disk_boot.contains(needle), "{needle}: {disk_boot}");
-    }
+    common::assert_logged(
+        &agent,
+        "boot loader: debian (Debian's signed shim and grub packages), from ext4",
+    );
+    common::assert_logged(&agent, "'debian': HD(1,GPT,");
+    // The firmware's first choice is the entry rivet wrote.
+    assert_boots_debian(&boots[1].1, "\"debian\"", "\\EFI\\debian\\shimx64.efi");
     // Ironic's default cleaning (erase_devices: a random pass and zeros)
     // left nothing of the deploy.
     let cleaning = rivet_lines(&boots[2].1);
@@ -436,7 +450,7 @@ fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_
         {"do": "manage"},
         {"do": "inspect"},
         {"do": "provide"},
-        {"do": "deploy", "instance_info": debian_instance(&lab), "configdrive": configdrive(),
+        {"do": "deploy", "instance_info": debian_instance(&lab, "xfs"), "configdrive": configdrive(),
          "expect": "active"},
         {"do": "pause", "name": "partition"},
         {"do": "boot_instance", "until": DEBIAN_UP},
@@ -450,7 +464,7 @@ fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_
     ]});
     let (d0, d1) = (lab.disks[0].clone(), lab.disks[1].clone());
     let report = lab.run(plan, |name| match name {
-        "partition" => assert_partition_deploy(&d0),
+        "partition" => assert_partition_deploy(&d0, "xfs", "rocky"),
         _ => {
             // The hint chose the larger disk; the smaller one, where the
             // partition image was, was cleaned and stays empty.
@@ -500,6 +514,13 @@ fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_
             "{agent:#?}"
         );
     }
+    // The RHEL family's layout: shim and grub from the image's own
+    // /boot/efi/EFI/rocky, the entry named by its BOOTX64.CSV.
+    common::assert_logged(
+        &agents[2],
+        "installed under /boot/efi in the image), from xfs",
+    );
+    assert_boots_debian(&boots[3].1, "\"rocky\"", "\\EFI\\rocky\\shimx64.efi");
     let whole_boot = rivet_lines(&boots[5].1);
     common::assert_logged(&whole_boot, "target disk /dev/vdb");
 }
@@ -524,7 +545,7 @@ fn a_real_ironic_sees_each_failure_with_the_agents_reason() {
         {"do": "pause", "name": "checksum"},
         {"do": "deploy", "instance_info": plain, "expect": "deploy failed"},
         {"do": "cut_network_when", "console": "rivet: image: [0-9.]+ MiB"},
-        {"do": "deploy", "instance_info": debian_instance(&lab), "expect": "deploy failed",
+        {"do": "deploy", "instance_info": debian_instance(&lab, "ext4"), "expect": "deploy failed",
          "timeout": 600},
     ]});
     let disk = lab.disks[0].clone();

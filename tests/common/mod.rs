@@ -6,6 +6,7 @@ pub mod disk;
 pub mod ironic;
 pub mod netns;
 pub mod tls;
+pub mod uefi;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
