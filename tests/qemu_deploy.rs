@@ -795,9 +795,9 @@ fn an_ipv6_only_network_deploys_with_dhcpv6() {
     drop(net);
 }
 
-/// DHCP-less: `rivet.network_data=config-2`, and a config drive (attached
-/// as a disk) whose network_data.json gives the NIC, by its MAC, a static
-/// address; QEMU's DHCP is never asked.
+/// DHCP-less: `rivet.network_data=config-2`, and a config drive on virtual
+/// media (a SATA CD, with the default class) whose network_data.json gives
+/// the NIC, by its MAC, a static address; QEMU's DHCP is never asked.
 #[test]
 fn a_dhcp_less_deploy_takes_its_address_from_the_config_drive() {
     let dir = scratch("qemu-config2");
@@ -805,17 +805,25 @@ fn a_dhcp_less_deploy_takes_its_address_from_the_config_drive() {
     let target = dir.join("target.img");
     sparse(&target, 4 << 30);
     let boot = |iso: &Path| {
-        deploy_in_qemu(
+        let server = Server::start(&dir, &[]);
+        write_plan(
             &dir,
-            &[],
-            |s| {
-                json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
-                       "urls": [s.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum})
-            },
-            &[target.display().to_string(), iso.display().to_string()],
-            128,
-            "rivet.network_data=config-2",
-        )
+            json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+                   "urls": [server.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum}),
+        );
+        let console = with_virtual_media(Boot::new(&dir, &initramfs("default")), iso)
+            .arg("--mem", 128)
+            .arg("--disk", target.display())
+            .arg(
+                "--append",
+                format!(
+                    "rivet.plan={} rivet.callback={} rivet.network_data=config-2",
+                    server.url("plan.json"),
+                    server.url("callback")
+                ),
+            )
+            .run("reboot: Power down");
+        (console, server.callback())
     };
     let good = serde_json::to_vec(&json!({
         "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
