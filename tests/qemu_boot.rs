@@ -21,9 +21,18 @@ fn two_disk_boot(mem: u32, name: &str) {
                 big.display()
             ),
         )
+        // A NIC the virtio class carries no driver for: PID 1 names it.
+        .arg("--qemu-arg", "-device")
+        .arg("--qemu-arg", "e1000,netdev=n1,mac=52:54:00:00:00:03")
+        .arg("--qemu-arg", "-netdev")
+        .arg("--qemu-arg", "user,id=n1")
         .run("reboot: Power down");
     let lines = rivet_lines(&console);
     assert_logged(&lines, "starting as PID 1");
+    assert_logged(
+        &lines,
+        "[8086:100e] network controller (class 0x020000): no carried module drives it",
+    );
     for module in ["virtio_pci", "virtio_blk", "virtio_net"] {
         assert_logged(&lines, &format!("module {module} loaded (for "));
     }

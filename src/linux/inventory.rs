@@ -219,6 +219,62 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
     disks
 }
 
+/// A PCI network or storage controller that no driver has bound: on real
+/// hardware the reason "no NIC" or "no disk" was found, named so that an
+/// operator knows which module to add (`rivet mkinitramfs --modules`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undriven {
+    pub address: String,
+    pub vendor: String,
+    pub device: String,
+    pub class: u32,
+}
+
+impl fmt::Display for Undriven {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.class >> 16 {
+            1 => "storage controller",
+            _ => "network controller",
+        };
+        write!(
+            f,
+            "PCI {} [{}:{}] {what} (class {:#08x}): no carried module drives it",
+            self.address, self.vendor, self.device, self.class
+        )
+    }
+}
+
+/// PCI network (class 0x02) and mass-storage (0x01) controllers without a
+/// bound driver.
+pub fn undriven_pci(sys: &Path) -> Vec<Undriven> {
+    let Ok(entries) = fs::read_dir(sys.join("bus/pci/devices")) else {
+        return Vec::new();
+    };
+    let hex = |text: Option<String>| text.map(|t| t.trim_start_matches("0x").to_string());
+    let mut found: Vec<Undriven> = entries
+        .flatten()
+        .filter_map(|e| {
+            let dir = e.path();
+            let class = u32::from_str_radix(
+                read_trimmed(&dir.join("class"))?.trim_start_matches("0x"),
+                16,
+            )
+            .ok()?;
+            if !matches!(class >> 16, 1 | 2) || dir.join("driver").exists() {
+                return None;
+            }
+            Some(Undriven {
+                address: e.file_name().to_string_lossy().into_owned(),
+                vendor: hex(read_trimmed(&dir.join("vendor")))?,
+                device: hex(read_trimmed(&dir.join("device")))?,
+                class,
+            })
+        })
+        .collect();
+    found.sort_unstable_by(|a, b| a.address.cmp(&b.address));
+    found
+}
+
 /// Network interfaces other than loopback.
 /// The NICs with a MAC address, as `network_data.json` names them.
 pub fn netdata_nics(sys: &Path) -> Vec<crate::netdata::Nic> {
@@ -380,6 +436,41 @@ mod tests {
             "nic eth0: mac 52:54:00:12:34:56, carrier up, driver -"
         );
         fs::remove_dir_all(sys).unwrap();
+    }
+
+    #[test]
+    fn pci_network_and_storage_controllers_without_a_driver_are_named() {
+        let root = std::env::temp_dir().join(format!("rivet-pci-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let put = |rel: &str, text: &str| {
+            let p = root.join("bus/pci/devices").join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        };
+        // An E810 (ice) and a PERC (megaraid_sas) nobody drives, a bound
+        // virtio NIC, an unbound USB controller (not a NIC or disk).
+        for (addr, vendor, device, class, bound) in [
+            ("0000:3b:00.0", "0x8086", "0x1593", "0x020000", false),
+            ("0000:18:00.0", "0x1000", "0x10e2", "0x010400", false),
+            ("0000:00:02.0", "0x1af4", "0x1000", "0x020000", true),
+            ("0000:00:14.0", "0x8086", "0xa36d", "0x0c0330", false),
+        ] {
+            put(&format!("{addr}/vendor"), &format!("{vendor}\n"));
+            put(&format!("{addr}/device"), &format!("{device}\n"));
+            put(&format!("{addr}/class"), &format!("{class}\n"));
+            if bound {
+                put(&format!("{addr}/driver/bind"), "");
+            }
+        }
+        let found: Vec<String> = undriven_pci(&root).iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            found,
+            [
+                "PCI 0000:18:00.0 [1000:10e2] storage controller (class 0x010400): no carried module drives it",
+                "PCI 0000:3b:00.0 [8086:1593] network controller (class 0x020000): no carried module drives it",
+            ]
+        );
+        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

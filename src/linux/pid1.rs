@@ -145,6 +145,9 @@ fn bring_up_hardware(cmdline: &Cmdline) {
         coldplug.settle(devices);
     }
     log::info!("coldplug done: {} modules loaded", coldplug.loaded().len());
+    for undriven in inventory::undriven_pci(sys) {
+        log::warn!("{undriven}");
+    }
     if efivars::booted_uefi() {
         mount_efivarfs(&index, &mut coldplug);
     }
