@@ -1020,3 +1020,108 @@ fn stream_benchmark_in_qemu() {
     println!("qemu-stream: https/http ratio {ratio:.2}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The storage controllers QEMU emulates that real machines carry, all in
+/// one guest, each with a disk (serial and WWN set, as a SAS or SATA disk
+/// reports them), and a VMware vmxnet3 NIC instead of virtio: the `full`
+/// class finds a driver for each, the inventory shows each disk's model,
+/// serial and WWN, and a standalone deploy goes onto the MegaRAID disk the
+/// plan names by serial.
+#[test]
+fn deploys_through_the_scsi_controllers_and_nic_real_machines_carry() {
+    let dir = scratch("qemu-hbas");
+    let (_img, sum) = root_image(&dir);
+    let target = dir.join("perc.img");
+    sparse(&target, 4 << 30);
+    // (QEMU controller, its driver, the disk's serial, WWN)
+    let hbas = [
+        (
+            "megasas-gen2",
+            "megaraid_sas",
+            "perc-0",
+            "0x5000c500a1b2c300",
+        ),
+        ("mptsas1068", "mptsas", "sas1068-0", "0x5000c500a1b2c301"),
+        ("lsi53c895a", "sym53c8xx", "sym-0", "0x5000c500a1b2c302"),
+        ("pvscsi", "vmw_pvscsi", "pvscsi-0", "0x5000c500a1b2c303"),
+        (
+            "virtio-scsi-pci",
+            "virtio_scsi",
+            "vscsi-0",
+            "0x5000c500a1b2c304",
+        ),
+    ];
+    let server = Server::start(&dir, &[]);
+    write_plan(
+        &dir,
+        json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+               "urls": [server.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum,
+               "target_disk": "serial=perc-0"}),
+    );
+    let mut boot = Boot::new(&dir, &initramfs("full"))
+        .arg("--mem", 256)
+        .arg("--nic", "vmxnet3");
+    for (i, (hba, _, serial, wwn)) in hbas.iter().enumerate() {
+        let file = if i == 0 {
+            target.clone()
+        } else {
+            let f = dir.join(format!("{serial}.img"));
+            sparse(&f, 64 * MIB);
+            f
+        };
+        for arg in [
+            "-device".to_string(),
+            format!("{hba},id=hba{i}"),
+            "-drive".into(),
+            format!("if=none,id=hd{i},format=raw,file={}", file.display()),
+            "-device".into(),
+            format!("scsi-hd,drive=hd{i},bus=hba{i}.0,serial={serial},wwn={wwn}"),
+        ] {
+            boot = boot.arg("--qemu-arg", arg);
+        }
+    }
+    let console = boot
+        .arg(
+            "--append",
+            format!(
+                "rivet.plan={} rivet.callback={}",
+                server.url("plan.json"),
+                server.url("callback")
+            ),
+        )
+        .run("reboot: Power down");
+    let cb = succeeded(
+        &dir,
+        &target,
+        &console,
+        &["module", "disk sd", "nic", "target disk"],
+    );
+    assert_eq!(cb["status"], "succeeded");
+    let lines = rivet_lines(&console);
+    for (_, driver, serial, wwn) in hbas {
+        common::assert_logged(&lines, &format!("module {driver} loaded (for "));
+        let disk = lines
+            .iter()
+            .find(|l| l.starts_with("disk sd") && l.contains(&format!("serial {serial},")))
+            .unwrap_or_else(|| panic!("no disk with serial {serial}:\n{}", lines.join("\n")));
+        assert!(disk.contains(&format!("wwn {wwn}")), "{disk}");
+        assert!(disk.contains("model QEMU HARDDISK"), "{disk}");
+    }
+    common::assert_logged(&lines, "module vmxnet3 loaded (for pci:");
+    common::assert_logged(&lines, "driver vmxnet3");
+    let chosen = lines
+        .iter()
+        .find(|l| l.starts_with("target disk /dev/sd"))
+        .unwrap_or_else(|| panic!("{}", lines.join("\n")));
+    let perc = lines
+        .iter()
+        .find(|l| l.contains("serial perc-0,"))
+        .and_then(|l| l.strip_prefix("disk ")?.split(':').next())
+        .unwrap();
+    assert!(
+        chosen.starts_with(&format!("target disk /dev/{perc} ")),
+        "{chosen}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
