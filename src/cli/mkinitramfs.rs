@@ -22,6 +22,10 @@ OPTIONS:
     --class NAME      Hardware class: virtio, default or full [default: default]
     --modules a,b,c   More modules to carry (repeatable)
     --init BIN        Binary to carry as /init [default: this rivet]
+    --firmware DIR    Where the carried modules' firmware files are looked for
+                      (repeatable, in order) [default: DIR/lib/firmware of --kernel,
+                      then this host's /lib/firmware]; a file not found is named
+                      in a warning and the build goes on
     --ca-bundle FILE  CA certificates (PEM) https servers are checked against, carried
                       as trust anchors in /etc/ssl/certs/rivet-trust-anchors; `none`
                       carries none [default: this host's /etc/ssl/certs/ca-certificates.crt]
@@ -83,6 +87,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             "init",
             "ca-bundle",
             "compress",
+            "firmware",
         ],
         &[],
     )?;
@@ -143,7 +148,15 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             bytes: &read[name].1,
         })
         .collect();
-    let extra: Vec<Extra> = bundle
+    let firmware_dirs: Vec<std::path::PathBuf> = match args.all("firmware") {
+        dirs if dirs.is_empty() => vec![
+            std::path::Path::new(kernel_dir).join("lib/firmware"),
+            "/lib/firmware".into(),
+        ],
+        dirs => dirs.iter().map(Into::into).collect(),
+    };
+    let (firmware, missing) = firmware_of(&carried, &firmware_dirs);
+    let mut extra: Vec<Extra> = bundle
         .iter()
         .map(|b| Extra {
             path: CA_ANCHORS.trim_start_matches('/').into(),
@@ -151,6 +164,11 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             bytes: &b.anchors,
         })
         .collect();
+    extra.extend(firmware.iter().map(|(path, bytes)| Extra {
+        path: path.clone(),
+        mode: 0o644,
+        bytes,
+    }));
     let (init_part, rest) =
         initramfs::archive_parts(&init, &carried, &extra).map_err(|e| e.to_string())?;
     // Two compressed archives, concatenated: the kernel unpacks one after
@@ -182,6 +200,20 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             builtin.join(", ")
         );
     }
+    for (path, bytes) in &firmware {
+        eprintln!("  {path:<40} {:>10}", human_bytes(bytes.len() as u64));
+    }
+    let searched: Vec<String> = firmware_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    for (module, name) in &missing {
+        eprintln!(
+            "warning: module {module} may ask for firmware {name}: not in {} (carried \
+             without it; the driver may fail or run degraded on hardware that needs it)",
+            searched.join(" or ")
+        );
+    }
     match &bundle {
         Some(b) => eprintln!(
             "  CA bundle {}: {} certificates, {} → {} trust anchors, {}{}",
@@ -208,6 +240,45 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         packed.len()
     );
     Ok(())
+}
+
+/// The firmware files the carried modules name (`firmware=`), found in the
+/// first of `dirs` that has them, plain or `.xz` (the kernel's loader reads
+/// both where CONFIG_FW_LOADER_COMPRESS_XZ is set, as on Debian): their
+/// paths in the archive (`lib/firmware/…`, where the kernel looks without
+/// a helper) and bytes; and the (module, file) pairs not found. A name that
+/// climbs out of the firmware tree is never looked up.
+fn firmware_of(
+    carried: &[Carried],
+    dirs: &[std::path::PathBuf],
+) -> (Vec<(String, Vec<u8>)>, Vec<(String, String)>) {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in carried {
+        for name in &c.info.firmware {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let safe = !name.is_empty()
+                && !name.starts_with('/')
+                && name.split('/').all(|part| part != ".." && !part.is_empty());
+            let file = safe
+                .then(|| {
+                    dirs.iter().find_map(|d| {
+                        [name.clone(), format!("{name}.xz")]
+                            .into_iter()
+                            .find_map(|n| Some((n.clone(), std::fs::read(d.join(&n)).ok()?)))
+                    })
+                })
+                .flatten();
+            match file {
+                Some((n, bytes)) => found.push((format!("lib/firmware/{n}"), bytes)),
+                None => missing.push((c.name.clone(), name.clone())),
+            }
+        }
+    }
+    (found, missing)
 }
 
 /// How the archive is compressed. The kernels rivet targets decompress
@@ -338,6 +409,62 @@ mod tests {
         assert!(class_modules("toaster")
             .unwrap_err()
             .contains("unknown class 'toaster'"));
+    }
+
+    #[test]
+    fn firmware_is_found_in_the_first_directory_that_has_it_or_named_as_missing() {
+        let base = std::env::temp_dir().join(format!("rivet-fw-{}", std::process::id()));
+        let (first, second) = (base.join("kernel-tree"), base.join("host"));
+        for (dir, file, bytes) in [
+            (&first, "tigon/tg3_tso5.bin", &b"from the kernel tree"[..]),
+            (&second, "tigon/tg3_tso5.bin", b"from the host"),
+            (&second, "tigon/tg3.bin.xz", b"xz"),
+            (&base, "shadow", b"outside the firmware trees"),
+        ] {
+            let p = dir.join(file);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let info = |names: &[&str]| rivet::wire::modinfo::ModInfo {
+            firmware: names.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        };
+        let carried = [
+            Carried {
+                name: "tg3".into(),
+                info: info(&[
+                    "tigon/tg3_tso5.bin",
+                    "tigon/tg3_tso.bin",
+                    "tigon/tg3.bin",
+                    "../shadow",
+                ]),
+                bytes: &[],
+            },
+            Carried {
+                name: "other".into(),
+                info: info(&["tigon/tg3_tso5.bin"]),
+                bytes: &[],
+            },
+        ];
+        let (found, missing) = firmware_of(&carried, &[first, second]);
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "lib/firmware/tigon/tg3_tso5.bin".to_string(),
+                    b"from the kernel tree".to_vec()
+                ),
+                ("lib/firmware/tigon/tg3.bin.xz".to_string(), b"xz".to_vec()),
+            ]
+        );
+        assert_eq!(
+            missing,
+            vec![
+                ("tg3".to_string(), "tigon/tg3_tso.bin".to_string()),
+                ("tg3".to_string(), "../shadow".to_string()),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(base);
     }
 
     #[test]

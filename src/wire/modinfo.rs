@@ -40,6 +40,9 @@ pub struct ModInfo {
     pub aliases: Vec<String>,
     /// `softdep=pre: …`: modules wanted before this one (e.g. crc32c for ext4).
     pub softdeps_pre: Vec<String>,
+    /// `firmware=`: files the driver may ask the kernel for, relative to
+    /// `/lib/firmware` (tg3: `tigon/tg3_tso5.bin`).
+    pub firmware: Vec<String>,
 }
 
 impl ModInfo {
@@ -57,6 +60,7 @@ impl ModInfo {
                 ),
                 "alias" => info.aliases.push(value.to_string()),
                 "softdep" => info.softdeps_pre.extend(softdeps_pre(value)),
+                "firmware" => info.firmware.push(value.to_string()),
                 _ => {}
             }
         }
@@ -95,6 +99,17 @@ retpoline=Y\0intree=Y\0name=virtio_net\0vermagic=6.1.0-56-amd64 SMP preempt mod_
         assert_eq!(info.depends, vec!["net_failover", "virtio", "virtio_ring"]);
         assert_eq!(info.aliases, vec!["virtio:d00000001v*"]);
         assert!(info.softdeps_pre.is_empty());
+    }
+
+    #[test]
+    fn firmware_lines_as_tg3_has_them() {
+        let section = b"firmware=tigon/tg3_tso5.bin\0firmware=tigon/tg3_tso.bin\0\
+firmware=tigon/tg3.bin\0depends=libphy\0name=tg3\0";
+        let info = ModInfo::parse(section).unwrap();
+        assert_eq!(
+            info.firmware,
+            vec!["tigon/tg3_tso5.bin", "tigon/tg3_tso.bin", "tigon/tg3.bin"]
+        );
     }
 
     #[test]

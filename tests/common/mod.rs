@@ -70,7 +70,14 @@ pub fn initramfs_with_ca(dir: &Path, ca: &Path) -> PathBuf {
 }
 
 fn build_initramfs(class: &str, out: &Path, extra: &[&str]) {
-    let status = Command::new(env!("CARGO_BIN_EXE_rivet"))
+    let summary = initramfs_built(class, out, extra);
+    eprint!("{summary}");
+}
+
+/// `rivet mkinitramfs --class CLASS … EXTRA` into `out`; returns what it
+/// printed (the summary and its warnings).
+pub fn initramfs_built(class: &str, out: &Path, extra: &[&str]) -> String {
+    let built = Command::new(env!("CARGO_BIN_EXE_rivet"))
         .args(["mkinitramfs", "--class", class, "--kernel"])
         .arg(kernel_dir())
         .arg("--init")
@@ -78,9 +85,14 @@ fn build_initramfs(class: &str, out: &Path, extra: &[&str]) {
         .arg("--out")
         .arg(out)
         .args(extra)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "rivet mkinitramfs failed");
+    let summary = String::from_utf8_lossy(&built.stderr).into_owned();
+    assert!(
+        built.status.success(),
+        "rivet mkinitramfs failed:\n{summary}"
+    );
+    summary
 }
 
 /// A sparse raw disk image of `mib` MiB.
