@@ -242,16 +242,18 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
+/// A firmware file to carry: its path in the archive, its bytes.
+type Firmware = (String, Vec<u8>);
+/// A firmware file not found: the module that names it, its name.
+type Missing = (String, String);
+
 /// The firmware files the carried modules name (`firmware=`), found in the
 /// first of `dirs` that has them, plain or `.xz` (the kernel's loader reads
 /// both where CONFIG_FW_LOADER_COMPRESS_XZ is set, as on Debian): their
 /// paths in the archive (`lib/firmware/…`, where the kernel looks without
 /// a helper) and bytes; and the (module, file) pairs not found. A name that
 /// climbs out of the firmware tree is never looked up.
-fn firmware_of(
-    carried: &[Carried],
-    dirs: &[std::path::PathBuf],
-) -> (Vec<(String, Vec<u8>)>, Vec<(String, String)>) {
+fn firmware_of(carried: &[Carried], dirs: &[std::path::PathBuf]) -> (Vec<Firmware>, Vec<Missing>) {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
