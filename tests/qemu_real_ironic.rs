@@ -404,44 +404,12 @@ fn a_real_ironic_inspects_cleans_deploys_and_undeploys_with_fast_track_over_tls(
 #[test]
 fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_image_by_hint() {
     let lab = Lab::new(72, "real-ironic-slow", &[5, 6], false);
-    // A UEFI whole-disk image as a user makes one: GPT, an ESP (a UEFI
-    // image without one is refused by install_bootloader, as by the real
-    // agent), an ext4 data partition.
-    let whole = lab.dir.join("whole-disk.img");
-    sparse(&whole, 80 * MIB);
-    let w = whole.to_str().unwrap();
-    ok(
-        "sgdisk",
-        &[
-            "-n",
-            "1:2048:+32M",
-            "-t",
-            "1:ef00",
-            "-c",
-            "1:EFI",
-            "-n",
-            "2:0:0",
-            "-c",
-            "2:data",
-            w,
-        ],
-    );
-    ok("mkfs.vfat", &["-n", "EFI", "--offset", "2048", w, "32768"]);
-    let data_at = 33 * MIB;
-    ok(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-L",
-            "whole-data",
-            "-E",
-            &format!("offset={data_at}"),
-            w,
-            "40M",
-        ],
-    );
-    let fs_uuid = blkid_at(&whole, data_at)["UUID"].clone();
+    // A UEFI whole-disk image (a UEFI image without an ESP is refused by
+    // install_bootloader, as by the real agent): an ESP whose shim-style
+    // CSV names iPXE as `rivet-test`, and an ext4 root at 41 MiB.
+    let (whole, _) =
+        common::disk::uefi_whole_disk_image(&lab.dir, Path::new("/usr/lib/ipxe/ipxe.efi"));
+    let fs_uuid = blkid_at(&whole, 41 * MIB)["UUID"].clone();
     let whole_url = lab.serve(&whole, "whole-disk.img");
     let plan = json!({"fast_track": false,
         // Metal3's choice: clean only the metadata (ironic-image sets this).
@@ -472,7 +440,7 @@ fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_
             assert!(out.contains("No problems found"), "{out}");
             let parts = partitions(&d1);
             assert_eq!(parts.len(), 2, "{parts:?}");
-            assert_eq!(parts[1].2, "data");
+            assert_eq!(parts[1].2, "root");
             assert_eq!(blkid_at(&d1, parts[1].0)["UUID"], fs_uuid);
             assert!(!has_table(&d0), "the first disk was cleaned");
         }
@@ -523,6 +491,10 @@ fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_
     assert_boots_debian(&boots[3].1, "\"rocky\"", "\\EFI\\rocky\\shimx64.efi");
     let whole_boot = rivet_lines(&boots[5].1);
     common::assert_logged(&whole_boot, "target disk /dev/vdb");
+    // The whole-disk image's ESP named its loader in a CSV: the firmware's
+    // first choice after that deploy is the entry rivet wrote for it.
+    let loading = common::ironic::first_line_with(&boots[6].1, "BdsDxe: loading Boot");
+    assert!(loading.contains("\"rivet-test\""), "{loading}");
 }
 
 #[test]

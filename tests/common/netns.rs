@@ -178,49 +178,41 @@ impl Net {
         self.in_srv("python3", &["-c", &probe]);
     }
 
+    /// dnsmasq answering DHCPv4 on the server side's link, with `extra`.
+    fn dnsmasq(&mut self, extra: &[&str]) {
+        let range = format!("--dhcp-range=10.77.{0}.100,10.77.{0}.200,1h", self.subnet);
+        let iface = format!("--interface={}", self.link);
+        let router = format!("--dhcp-option=option:router,{}", self.server_ip);
+        let mut args = vec![
+            "--no-daemon",
+            "--port=0",
+            &iface,
+            "--bind-interfaces",
+            "--leasefile-ro",
+            &range,
+            &router,
+            "--pid-file=",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn_in_srv("dnsmasq", &args, "dnsmasq.log");
+    }
+
     pub fn dhcp(&mut self) {
-        let range = format!("10.77.{0}.100,10.77.{0}.200,1h", self.subnet);
-        let opt = format!("--dhcp-option=option:router,{}", self.server_ip);
-        self.spawn_in_srv(
-            "dnsmasq",
-            &[
-                "--no-daemon",
-                "--port=0",
-                &format!("--interface={}", self.link),
-                "--bind-interfaces",
-                "--leasefile-ro",
-                &format!("--dhcp-range={range}"),
-                &opt,
-                "--pid-file=",
-            ],
-            "dnsmasq.log",
-        );
+        self.dnsmasq(&[]);
     }
 
     /// dnsmasq as an Ironic operator runs it for UEFI iPXE (Bifrost's and
     /// Metal3's set-up): firmware PXE gets iPXE's `snponly.efi` over TFTP,
     /// iPXE itself (DHCP option 175) gets `ipxe_script` over HTTP.
     pub fn pxe_dhcp(&mut self, ipxe_script: &str) {
-        let range = format!("10.77.{0}.100,10.77.{0}.200,1h", self.subnet);
-        self.spawn_in_srv(
-            "dnsmasq",
-            &[
-                "--no-daemon",
-                "--port=0",
-                &format!("--interface={}", self.link),
-                "--bind-interfaces",
-                "--leasefile-ro",
-                &format!("--dhcp-range={range}"),
-                &format!("--dhcp-option=option:router,{}", self.server_ip),
-                "--enable-tftp",
-                "--tftp-root=/usr/lib/ipxe",
-                "--dhcp-match=set:ipxe,175",
-                "--dhcp-boot=tag:!ipxe,snponly.efi",
-                &format!("--dhcp-boot=tag:ipxe,{ipxe_script}"),
-                "--pid-file=",
-            ],
-            "dnsmasq.log",
-        );
+        let script = format!("--dhcp-boot=tag:ipxe,{ipxe_script}");
+        self.dnsmasq(&[
+            "--enable-tftp",
+            "--tftp-root=/usr/lib/ipxe",
+            "--dhcp-match=set:ipxe,175",
+            "--dhcp-boot=tag:!ipxe,snponly.efi",
+            &script,
+        ]);
     }
 
     /// Gives the server side fd00:77:N::1/64 (no duplicate address
