@@ -122,7 +122,15 @@ struct Path {
 
 struct Links<'a> {
     list: &'a [Value],
+    /// Link lookups left for the whole file: links referencing links
+    /// (bonds of bonds, each listing the same members many times) would
+    /// otherwise multiply work and memory with every level.
+    budget: core::cell::Cell<usize>,
 }
+
+/// Link lookups one network_data.json may cost: real files have tens of
+/// links and resolve each network in a few lookups.
+const LOOKUP_BUDGET: usize = 4096;
 
 impl<'a> Links<'a> {
     fn find(&self, id: &str) -> Option<(usize, &'a Value)> {
@@ -134,6 +142,16 @@ impl<'a> Links<'a> {
 
     /// Follows `id` down to physical links (through one VLAN and bonds).
     fn path(&self, id: &str, key: &str, depth: u8) -> Result<Path, Error> {
+        let left = self.budget.get().checked_sub(1).ok_or_else(|| {
+            err(
+                key,
+                format!(
+                    "links reference links more than {LOOKUP_BUDGET} times (bonds of bonds \
+                     listing members again and again?)"
+                ),
+            )
+        })?;
+        self.budget.set(left);
         let (i, link) = self
             .find(id)
             .ok_or_else(|| err(key, format!("no link has id '{id}'")))?;
@@ -178,7 +196,11 @@ impl<'a> Links<'a> {
                     let key = format!("{here}.bond_links[{j}]");
                     let id = m.as_str().ok_or_else(|| err(&key, "not a link id"))?;
                     let p = self.path(id, &key, depth + 1)?;
-                    nics.extend(p.nics);
+                    for m in p.nics {
+                        if !nics.contains(&m) {
+                            nics.push(m);
+                        }
+                    }
                 }
                 Ok(Path { nics, vlan: None })
             }
@@ -292,7 +314,10 @@ pub fn choose(json: &[u8], nics: &[Nic], boot_mac: Option<[u8; 6]>) -> Result<Ch
     let list = top["links"]
         .as_array()
         .ok_or_else(|| err("links", "missing"))?;
-    let links = Links { list };
+    let links = Links {
+        list,
+        budget: core::cell::Cell::new(LOOKUP_BUDGET),
+    };
     let networks = top["networks"]
         .as_array()
         .ok_or_else(|| err("networks", "missing"))?;

@@ -2,6 +2,7 @@
 //! Metal3 generate, against NICs as rivet finds them.
 
 use super::*;
+use serde_json::json;
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -297,4 +298,48 @@ fn on_one_nic_the_ipv4_network_is_taken_before_the_ipv6_one() {
             "{c:?}"
         );
     }
+}
+
+/// A few KB of bonds whose members are bonds, each listing the same member
+/// 40 times, five levels deep: 40⁴ lookups before a MAC is reached, and a
+/// member list that doubled with every level. Refused within the lookup
+/// budget, naming where it was.
+#[test]
+fn bonds_of_bonds_are_refused_within_a_work_budget() {
+    let mut links =
+        vec![json!({"id": "p", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"})];
+    let mut below = "p".to_string();
+    for level in 0..4 {
+        let id = format!("b{level}");
+        links.push(
+            json!({"id": id, "type": "bond", "bond_mode": "active-backup",
+                          "bond_links": vec![below.clone(); 40]}),
+        );
+        below = id;
+    }
+    let doc = json!({"links": links,
+        "networks": [{"id": "n", "type": "ipv4", "link": below, "ip_address": "10.0.2.42/24"}]});
+    let err = choose(
+        doc.to_string().as_bytes(),
+        &[nic("eth0", "52:54:00:12:34:56", true)],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("links reference links more than 4096 times"),
+        "{err}"
+    );
+    // A bond listing a member twice speaks on it once.
+    let doc = json!({"links": [
+            {"id": "p", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"},
+            {"id": "b", "type": "bond", "bond_mode": "active-backup", "bond_links": ["p", "p"]}],
+        "networks": [{"id": "n", "type": "ipv4", "link": "b", "ip_address": "10.0.2.42/24"}]});
+    let c = choose(
+        doc.to_string().as_bytes(),
+        &[nic("eth0", "52:54:00:12:34:56", true)],
+        None,
+    )
+    .unwrap();
+    assert!(c.standby.is_empty(), "{:?}", c.standby);
 }
