@@ -10,7 +10,7 @@ use rivet::wire::http::{Chunked, Response, Step};
 fuzz_target!(|data: &[u8]| {
     guard::bounded(guard::MIB, || {
         let mut buf = data.to_vec();
-        let Ok(Some(r)) = Response::parse_final(&mut buf) else {
+        let Ok(Some(r)) = Response::parse_final(&mut buf, &mut 0) else {
             return;
         };
         let _ = r.framing("GET");

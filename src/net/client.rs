@@ -114,7 +114,20 @@ pub struct Download<'t, T: Transport> {
     after_part: bool,
     pub resumes: u32,
     pub restarts: u32,
+    /// Failed attempts since the body last made [`PROGRESS`] bytes of
+    /// progress, and where it was then: a server that sends a few bytes on
+    /// each connection and drops it runs out of retries like one that
+    /// sends none (a count kept per read would start again at every byte).
+    failures: u32,
+    progress_mark: u64,
+    /// When the download started: a body of known size must arrive at the
+    /// policy's minimum average rate (deadline: idle timeout + size / rate).
+    started_ms: u64,
 }
+
+/// Bytes of body that make a failed attempt count as progress, so that a
+/// long download over a flaky link keeps its retries.
+const PROGRESS: u64 = 1 << 20;
 
 fn header_value<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
     r.header(name)
@@ -148,7 +161,11 @@ impl<'t, T: Transport> Download<'t, T> {
             after_part: false,
             resumes: 0,
             restarts: 0,
+            failures: 0,
+            progress_mark: 0,
+            started_ms: 0,
         };
+        d.started_ms = d.t.now_ms();
         d.open_with_retries()?;
         Ok(d)
     }
@@ -166,6 +183,7 @@ impl<'t, T: Transport> Download<'t, T> {
             self.close();
             self.after_part = true;
         }
+        let now = self.t.now_ms();
         let mut part = Download {
             t: &mut *self.t,
             policy: self.policy,
@@ -185,6 +203,9 @@ impl<'t, T: Transport> Download<'t, T> {
             after_part: false,
             resumes: 0,
             restarts: 0,
+            failures: 0,
+            progress_mark: offset,
+            started_ms: now,
         };
         part.open_with_retries()?;
         if part.range_ignored {
@@ -341,13 +362,14 @@ impl<'t, T: Transport> Download<'t, T> {
     fn read_head(&mut self, conn: ConnId) -> Result<(Response, Vec<u8>), Attempt> {
         let mut head = Vec::new();
         let mut chunk = [0u8; 2048];
+        let mut interim = 0;
         loop {
             let n = self.t.recv(conn, &mut chunk, self.policy.idle_timeout_ms)?;
             if n == 0 {
                 return Err(Attempt::Retry("connection closed before a response".into()));
             }
             head.extend_from_slice(&chunk[..n]);
-            match Response::parse_final(&mut head) {
+            match Response::parse_final(&mut head, &mut interim) {
                 Ok(Some(r)) => {
                     let rest = head[r.head_len..].to_vec();
                     return Ok((r, rest));
@@ -536,7 +558,24 @@ impl<'t, T: Transport> Download<'t, T> {
         if out.is_empty() {
             return Ok(0);
         }
-        let mut failures = 0u32;
+        if let Some(total) = self.total {
+            let rate = self.policy.min_rate_bytes_per_s.max(1);
+            let allowed_ms = self
+                .policy
+                .idle_timeout_ms
+                .saturating_add(total.saturating_mul(1000) / rate);
+            let took = self.t.now_ms().saturating_sub(self.started_ms);
+            if took > allowed_ms {
+                return Err(self.err(
+                    None,
+                    format!(
+                        "{} of {total} bytes in {} s: slower than {rate} bytes/s on average, given up",
+                        self.pos,
+                        took / 1000
+                    ),
+                ));
+            }
+        }
         let mut backoff = self.policy.backoff_ms;
         loop {
             let result = if self.conn.is_none() {
@@ -583,13 +622,18 @@ impl<'t, T: Transport> Download<'t, T> {
                     if self.total == Some(self.pos) && self.skip == 0 {
                         return Ok(0);
                     }
-                    failures += 1;
-                    if failures > self.policy.retries {
+                    if self.pos.saturating_sub(self.progress_mark) >= PROGRESS {
+                        self.failures = 0;
+                    }
+                    self.progress_mark = self.pos;
+                    self.failures += 1;
+                    if self.failures > self.policy.retries {
                         return Err(self.err(
                             None,
                             format!(
-                                "giving up after {failures} attempts at byte {}: {why}",
-                                self.pos
+                                "giving up after {} attempts at byte {} (less than {PROGRESS} \
+                                 bytes between them): {why}",
+                                self.failures, self.pos
                             ),
                         ));
                     }
@@ -802,10 +846,11 @@ fn read_answer<T: Transport>(
     let other = |m: String| NetError::new(NetErrorKind::Other, m);
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];
+    let mut interim = 0;
     let response = loop {
         let n = t.recv(conn, &mut chunk, timeout_ms)?;
         raw.extend_from_slice(&chunk[..n]);
-        match Response::parse_final(&mut raw) {
+        match Response::parse_final(&mut raw, &mut interim) {
             Ok(Some(r)) => break r,
             Ok(None) if n > 0 => continue,
             Ok(None) => return Err(other("connection closed before the response head".into())),

@@ -27,6 +27,8 @@ pub struct FakeServer {
     pub etag: Option<String>,
     /// Body bytes sent on the Nth response before the connection is cut.
     pub cut_after: VecDeque<u64>,
+    /// `100 Continue` heads sent before every response's own.
+    pub interim: usize,
     /// Statuses answered (with an empty body) to the first requests.
     pub fail_with: VecDeque<u16>,
     /// Connections refused before one is accepted.
@@ -131,6 +133,7 @@ impl FakeServer {
         let mut start = 0u64;
         let mut last = data.len().saturating_sub(1) as u64;
         let mut status = "200 OK";
+        let interim = "HTTP/1.1 100 Continue\r\n\r\n".repeat(self.interim);
         let etag = self.etag.clone();
         let if_range_ok = match (header("If-Range"), &etag) {
             (Some(v), Some(e)) => &v == e,
@@ -149,7 +152,7 @@ impl FakeServer {
             status = "206 Partial Content";
         }
         let body = &data[start as usize..=last as usize];
-        let mut out = format!("HTTP/1.1 {status}\r\n");
+        let mut out = format!("{interim}HTTP/1.1 {status}\r\n");
         if let Some(e) = &etag {
             out += &format!("ETag: {e}\r\n");
         }

@@ -441,3 +441,71 @@ fn an_ipv6_url_waits_for_an_ipv6_address_and_says_what_never_came() {
         err.message
     );
 }
+
+/// A server that answers every request, resumes included, but cuts each
+/// connection after 300 bytes: before, every byte received started the
+/// retry count again and the download never ended (here: 400 cuts, then
+/// it would have finished). Now the attempts without a MiB of progress
+/// between them run out as the policy's retries do.
+#[test]
+fn a_server_that_drops_every_connection_early_runs_out_of_retries() {
+    let data = image(4 << 20);
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.cut_after = vec![300u64; 400].into();
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    let err = read_all(&mut d).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "giving up after 10 attempts at byte 3000 (less than 1048576 bytes between them)"
+        ),
+        "{err}"
+    );
+    drop(d);
+    assert_eq!(s.requests.len(), 10);
+    // A flaky link that gets a MiB through each time keeps its retries.
+    let mut s = FakeServer::serving("/img", data.clone());
+    s.cut_after = vec![1 << 20; 3].into();
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    assert_eq!(read_all(&mut d).unwrap(), data);
+    assert_eq!(d.resumes, 3);
+}
+
+/// `100 Continue` without end before the answer: refused after eight.
+#[test]
+fn endless_interim_responses_are_refused() {
+    let mut s = FakeServer::serving("/img", image(1000));
+    s.interim = 2;
+    let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+    assert_eq!(read_all(&mut d).unwrap().len(), 1000);
+    drop(d);
+    let mut s = FakeServer::serving("/img", image(1000));
+    s.interim = 1000;
+    let err = Download::start(&mut s, "http://h/img", Policy::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("more than 8 interim (1xx) responses before the final one"),
+        "{err}"
+    );
+}
+
+/// A body of known size trickled just inside the idle timeout: given up
+/// once it falls behind the policy's minimum average rate.
+#[test]
+fn a_trickled_body_is_given_up_at_the_minimum_average_rate() {
+    let data = image(2 << 20);
+    let mut s = FakeServer::serving("/img", data);
+    s.segment = 1000;
+    s.recv_delay_ms = 1_000;
+    let policy = Policy {
+        min_rate_bytes_per_s: 64 * 1024,
+        ..Policy::default()
+    };
+    let mut d = Download::start(&mut s, "http://h/img", policy).unwrap();
+    let err = read_all(&mut d).unwrap_err().to_string();
+    assert!(
+        err.contains("slower than 65536 bytes/s on average, given up"),
+        "{err}"
+    );
+}

@@ -25,7 +25,14 @@ pub enum Error {
     ChunkFramingTooLarge,
     /// Transfer-Encoding other than chunked.
     UnsupportedEncoding(String),
+    /// More than [`MAX_INTERIM`] interim (1xx) heads before the final one:
+    /// a server sending `100 Continue` for ever would hold the request.
+    TooManyInterim,
 }
+
+/// Interim (1xx) heads accepted before a final response: servers send one
+/// `100 Continue`, perhaps a `103 Early Hints`.
+pub const MAX_INTERIM: u32 = 8;
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -38,6 +45,10 @@ impl fmt::Display for Error {
             Error::BadHead(why) => write!(f, "malformed HTTP response head: {why}"),
             Error::BadContentLength => f.write_str("malformed or conflicting Content-Length"),
             Error::BadChunk => f.write_str("malformed chunked encoding"),
+            Error::TooManyInterim => write!(
+                f,
+                "more than {MAX_INTERIM} interim (1xx) responses before the final one"
+            ),
             Error::ChunkFramingTooLarge => write!(
                 f,
                 "chunked encoding: a chunk line longer than {MAX_CHUNK_LINE} bytes or trailers longer than {MAX_TRAILERS}"
@@ -73,10 +84,16 @@ impl Response {
     /// interim 1xx heads (`100 Continue`, `103 Early Hints`) from `buf`;
     /// `None` while the head is incomplete. 101 is final: rivet never asks
     /// to switch protocols.
-    pub fn parse_final(buf: &mut Vec<u8>) -> Result<Option<Response>, Error> {
+    /// `interim` counts the interim heads dropped so far for this request
+    /// (keep it across calls): past [`MAX_INTERIM`] the response is refused.
+    pub fn parse_final(buf: &mut Vec<u8>, interim: &mut u32) -> Result<Option<Response>, Error> {
         loop {
             match Response::parse(buf) {
                 Ok(r) if (100..200).contains(&r.status) && r.status != 101 => {
+                    *interim += 1;
+                    if *interim > MAX_INTERIM {
+                        return Err(Error::TooManyInterim);
+                    }
                     buf.drain(..r.head_len);
                 }
                 Ok(r) => return Ok(Some(r)),
@@ -408,12 +425,22 @@ ETag: \"6565b4b0-80000000\"\r\nContent-Range: bytes 100-199/2147483648\r\n\r\nBO
         let mut buf =
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
                 .to_vec();
-        let r = Response::parse_final(&mut buf).unwrap().unwrap();
+        let r = Response::parse_final(&mut buf, &mut 0).unwrap().unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(&buf[r.head_len..], b"ok");
         let mut part = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2".to_vec();
-        assert_eq!(Response::parse_final(&mut part).unwrap(), None);
+        assert_eq!(Response::parse_final(&mut part, &mut 0).unwrap(), None);
         assert_eq!(part, b"HTTP/1.1 2", "the interim head is consumed");
+        // Counted across calls: the ninth interim head is refused, however
+        // the heads arrive.
+        let mut seen = 0;
+        let mut buf = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(5);
+        assert_eq!(Response::parse_final(&mut buf, &mut seen).unwrap(), None);
+        let mut buf = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(4);
+        assert_eq!(
+            Response::parse_final(&mut buf, &mut seen),
+            Err(Error::TooManyInterim)
+        );
     }
 
     #[test]
