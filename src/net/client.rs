@@ -387,6 +387,21 @@ impl<'t, T: Transport> Download<'t, T> {
         let validator = header_value(r, "etag")
             .or(header_value(r, "last-modified"))
             .map(ToString::to_string);
+        if let (true, Some(before), Some(now)) = (self.pos > 0, &self.validator, &validator) {
+            // Whatever the status: the bytes from here on are of another
+            // file than the bytes already handed out (a server that ignored
+            // If-Range, or one that answered it with the new file).
+            if before != now {
+                return Err(Attempt::Fatal(self.err(
+                    Some(r.status),
+                    format!(
+                        "the file changed on the server between connections (validator \
+                         {before}, now {now}): its parts would mix; refused at byte {}",
+                        self.pos
+                    ),
+                )));
+            }
+        }
         if self.range_end.is_some() && r.status != 206 {
             // A part read apart from the stream: the whole file is of no use.
             self.range_ignored = true;

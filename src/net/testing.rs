@@ -29,6 +29,12 @@ pub struct FakeServer {
     pub cut_after: VecDeque<u64>,
     /// `100 Continue` heads sent before every response's own.
     pub interim: usize,
+    /// (N, ETag): after N responses the file's ETag is this one (the file
+    /// was replaced on the server).
+    pub new_etag: Option<(usize, String)>,
+    /// Ranges are served whatever If-Range says (a server that ignores it).
+    pub ignore_if_range: bool,
+    answered: usize,
     /// Statuses answered (with an empty body) to the first requests.
     pub fail_with: VecDeque<u16>,
     /// Connections refused before one is accepted.
@@ -134,12 +140,17 @@ impl FakeServer {
         let mut last = data.len().saturating_sub(1) as u64;
         let mut status = "200 OK";
         let interim = "HTTP/1.1 100 Continue\r\n\r\n".repeat(self.interim);
-        let etag = self.etag.clone();
-        let if_range_ok = match (header("If-Range"), &etag) {
-            (Some(v), Some(e)) => &v == e,
-            (Some(_), None) => false,
-            (None, _) => true,
+        self.answered += 1;
+        let etag = match &self.new_etag {
+            Some((after, e)) if self.answered > *after => Some(e.clone()),
+            _ => self.etag.clone(),
         };
+        let if_range_ok = self.ignore_if_range
+            || match (header("If-Range"), &etag) {
+                (Some(v), Some(e)) => &v == e,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
         if let (true, true, Some(r)) = (self.ranges, if_range_ok, header("Range")) {
             let (from, to) = r
                 .trim_start_matches("bytes=")

@@ -509,3 +509,27 @@ fn a_trickled_body_is_given_up_at_the_minimum_average_rate() {
         "{err}"
     );
 }
+
+/// The file is replaced on the server while it downloads: the resume
+/// finds another ETag. Whether the server answers If-Range with the new
+/// file (200) or ignores it (206 from the new file), the parts would mix:
+/// refused, naming both validators.
+#[test]
+fn a_file_replaced_mid_download_is_refused_not_mixed() {
+    for ignores_if_range in [false, true] {
+        let mut s = FakeServer::serving("/img", image(1_000_000));
+        s.etag = Some("\"v1\"".into());
+        s.new_etag = Some((1, "\"v2\"".into()));
+        s.ignore_if_range = ignores_if_range;
+        s.cut_after = [100_000].into();
+        let mut d = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+        let err = read_all(&mut d).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "the file changed on the server between connections (validator \"v1\", now \"v2\"): \
+                 its parts would mix; refused at byte 100000"
+            ),
+            "{ignores_if_range}: {err}"
+        );
+    }
+}
