@@ -285,7 +285,7 @@ impl IronicApi {
 
 /// Reads Ironic's root document (`GET /`): the highest version is
 /// `default_version.version` ("1.115"). The error says what came instead.
-fn read_root(status: u16, body: &[u8]) -> Result<(u32, u32), String> {
+pub fn read_root(status: u16, body: &[u8]) -> Result<(u32, u32), String> {
     if status != 200 {
         return Err(format!("answered {status}: {}", refusal_reason(body)));
     }
