@@ -428,6 +428,9 @@ fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_
             "image_os_hash_value": sha256_file(&whole), "image_type": "whole-disk",
             "image_disk_format": "raw", "root_gb": 0}, "expect": "active"},
         {"do": "pause", "name": "whole-disk"},
+        // The firmware's first choice: the entry rivet wrote from the
+        // image's CSV (its loader, iPXE, then has nothing to boot).
+        {"do": "boot_instance", "until": "BdsDxe: loading Boot[0-9A-F]+ \"rivet-test\""},
         {"do": "deleted"},
     ]});
     let (d0, d1) = (lab.disks[0].clone(), lab.disks[1].clone());
@@ -495,6 +498,10 @@ fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_
     // first choice after that deploy is the entry rivet wrote for it.
     let loading = common::ironic::first_line_with(&boots[6].1, "BdsDxe: loading Boot");
     assert!(loading.contains("\"rivet-test\""), "{loading}");
+    assert_eq!(
+        step(&report, "boot_instance", 1)["console"],
+        "console-7-disk.log"
+    );
 }
 
 #[test]
