@@ -739,3 +739,75 @@ fn a_write_that_failed_behind_the_caller_is_reported_at_its_own_offset() {
         "one offset, the right one: {text}"
     );
 }
+
+/// A disk that holds a previous deploy: every byte a known pattern.
+fn used_disk(bytes: u64) -> MemDisk {
+    let mut disk = MemDisk::new(bytes, 512);
+    let pattern: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+    disk.write_at(0, &pattern).unwrap();
+    disk.writes = 0;
+    disk
+}
+
+/// Whole-disk GPT images this disk cannot take are refused from the held
+/// first MiB, before the old disk is wiped: one whose GPT was made for a
+/// larger disk (a partition past this disk's end), and one that is full
+/// when a config drive is asked for. Both leave every byte as it was.
+#[test]
+fn whole_disk_gpt_images_that_cannot_fit_are_refused_before_the_wipe() {
+    // Made for a 1 GiB disk: a partition up to 800 MiB; the file itself 2 MiB.
+    let big = gpt::Table {
+        geometry: gpt::Geometry::new(512, GIB / 512, gpt::ENTRY_COUNT).unwrap(),
+        disk_guid: crate::wire::guid::Guid([7; 16]),
+        partitions: vec![gpt::Partition {
+            type_guid: crate::wire::guid::types::LINUX_DATA,
+            unique_guid: crate::wire::guid::Guid([9; 16]),
+            first_lba: 2048,
+            last_lba: (800 << 20) / 512 - 1,
+            attributes: 0,
+            name: "root".into(),
+        }],
+    };
+    let mut img = vec![0u8; 2 << 20];
+    let primary = big.primary_region().unwrap();
+    img[..primary.len()].copy_from_slice(&primary);
+    let p = plan(r#"{"disk_format": "raw"}"#, &img);
+    let mut disk = used_disk(64 << 20);
+    let before = disk.bytes(0, 64 << 20);
+    let err = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &request(&p, BootMode::Uefi),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ends at sector 1638399, past the disk's last usable sector 131038"),
+        "{err}"
+    );
+    assert_eq!(disk.writes, 0);
+    assert!(disk.bytes(0, 64 << 20) == before, "the disk was touched");
+
+    // Fits, but its partition (up to 40 MiB) reaches into the last 64 MiB
+    // of a 100 MiB disk: no room for the config drive asked for.
+    let img = gpt_disk_image();
+    let p = plan(r#"{"disk_format": "raw"}"#, &img);
+    let mut disk = used_disk(100 << 20);
+    let before = disk.bytes(0, 100 << 20);
+    let mut req = request(&p, BootMode::Uefi);
+    req.configdrive = Some(ConfigDrive::raw(b"config-2 contents".to_vec()).unwrap());
+    let err = deploy(
+        &mut disk,
+        &mut SliceImage::new(&img),
+        &mut ScriptedEnv::default(),
+        &req,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("no room for a config drive: the image's partition 1 reaches into the disk's last 64 MiB"),
+        "{err}"
+    );
+    assert_eq!(disk.writes, 0);
+    assert!(disk.bytes(0, 100 << 20) == before, "the disk was touched");
+}

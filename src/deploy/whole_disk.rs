@@ -53,26 +53,33 @@ pub fn image_table(held: &[u8], ss: u32) -> ImageTable {
     ImageTable::None
 }
 
-/// Re-points a GPT at the disk's end: rewrites the primary header inside
-/// `held` (written later, with the rest of the first MiB) and writes the
-/// backup entries and header at the end now. Optionally adds a config drive
-/// partition first. Returns the new partition's number and byte range.
-pub fn finish_gpt(
-    dev: &mut dyn BlockDevice,
-    env: &mut dyn Env,
-    held: &mut [u8],
-    mut header: HeaderFields,
-    mut entries: Vec<u8>,
+/// Where an image's GPT goes on this disk, decided from its header and
+/// entries alone: every partition must end before the disk's last usable
+/// sector, and a config drive (`add_configdrive`) needs the last 64 MiB
+/// free and a free entry. Checked on the held first MiB before the old
+/// disk is wiped, and again when the backup is moved.
+pub struct GptPlan {
+    last_lba: u64,
+    entries_sectors: u64,
+    last_usable: u64,
+    /// The config drive's entry slot and first sector.
+    configdrive: Option<(usize, u64)>,
+}
+
+pub fn plan_gpt(
+    dev: &dyn BlockDevice,
+    header: &HeaderFields,
+    entries: &[u8],
     add_configdrive: bool,
-) -> Result<Option<(u32, u64, u64)>, Error> {
+) -> Result<GptPlan, Error> {
     let ss = dev.logical_block() as u64;
     let last_lba = dev.size() / ss - 1;
     let entries_sectors = (entries.len() as u64).div_ceil(ss);
     let last_usable = last_lba - entries_sectors - 1;
     let parsed = {
-        let tmp = gpt::header_sector(header);
+        let tmp = gpt::header_sector(*header);
         let h = gpt::Header::new_checked(&tmp[..]).map_err(|e| Error::Table(format!("{e}")))?;
-        gpt::parse_entries(&h, &entries).map_err(|e| Error::Table(format!("{e}")))?
+        gpt::parse_entries(&h, entries).map_err(|e| Error::Table(format!("{e}")))?
     };
     if let Some((_, p)) = parsed.iter().find(|(_, p)| p.last_lba > last_usable) {
         return Err(Error::Table(format!(
@@ -80,7 +87,7 @@ pub fn finish_gpt(
             p.name, p.last_lba
         )));
     }
-    let mut added = None;
+    let mut configdrive = None;
     if add_configdrive {
         // sgdisk -n 0:-64MB:0: start 64 MiB before the last usable byte,
         // aligned down to 1 MiB; end at the last usable sector.
@@ -96,6 +103,38 @@ pub fn finish_gpt(
         let slot = (0..header.entry_count as usize)
             .find(|i| entries[i * size..i * size + 16].iter().all(|&b| b == 0))
             .ok_or_else(|| Error::ConfigDrive("the image's GPT has no free entry".into()))?;
+        configdrive = Some((slot, first_lba));
+    }
+    Ok(GptPlan {
+        last_lba,
+        entries_sectors,
+        last_usable,
+        configdrive,
+    })
+}
+
+/// Re-points a GPT at the disk's end: rewrites the primary header inside
+/// `held` (written later, with the rest of the first MiB) and writes the
+/// backup entries and header at the end now. Optionally adds a config drive
+/// partition first. Returns the new partition's number and byte range.
+pub fn finish_gpt(
+    dev: &mut dyn BlockDevice,
+    env: &mut dyn Env,
+    held: &mut [u8],
+    mut header: HeaderFields,
+    mut entries: Vec<u8>,
+    add_configdrive: bool,
+) -> Result<Option<(u32, u64, u64)>, Error> {
+    let ss = dev.logical_block() as u64;
+    let GptPlan {
+        last_lba,
+        entries_sectors,
+        last_usable,
+        configdrive,
+    } = plan_gpt(dev, &header, &entries, add_configdrive)?;
+    let mut added = None;
+    if let Some((slot, first_lba)) = configdrive {
+        let size = header.entry_size as usize;
         let new = gpt::Partition {
             type_guid: types::LINUX_DATA,
             unique_guid: random_guid(env),
@@ -152,7 +191,7 @@ pub fn finish_gpt(
 /// `head`, judged before anything is written: an MBR image needs a free
 /// primary slot, room at the end and a disk within 2 TiB (unless it has a
 /// `config-2` partition to reuse); an image without a table cannot take one.
-/// GPT images are checked where their backup is moved.
+/// GPT images: [`plan_gpt`].
 pub fn configdrive_precheck(dev: &mut dyn BlockDevice, head: &[u8]) -> Result<(), Error> {
     match image_table(head, dev.logical_block()) {
         ImageTable::Mbr => {
@@ -269,8 +308,15 @@ pub(super) fn whole_disk_image(
     // so a refusal leaves the disk as it was.
     let wants_configdrive = req.configdrive.is_some();
     let mut before_write = |dev: &mut dyn BlockDevice, head: &[u8]| -> Result<(), Error> {
-        if wants_configdrive && find_config2(dev, head)?.is_none() {
-            configdrive_precheck(dev, head)?;
+        let add = wants_configdrive && find_config2(dev, head)?.is_none();
+        match image_table(head, dev.logical_block()) {
+            // A GPT that does not fit this disk, or cannot take the config
+            // drive, is refused here, before the wipe.
+            ImageTable::Gpt { header, entries } => {
+                plan_gpt(dev, &header, &entries, add)?;
+            }
+            _ if add => configdrive_precheck(dev, head)?,
+            _ => {}
         }
         let zeros = AlignedBuf::new(MIB as usize, dev.logical_block().max(512) as usize);
         table::wipe(dev, zeros.as_slice(), existing.as_ref(), &[])
