@@ -27,6 +27,19 @@ pub struct Carried<'a> {
     pub name: String,
     pub info: ModInfo,
     pub bytes: &'a [u8],
+    /// `bytes` is a zstd frame of the module, which PID 1 inflates before
+    /// loading it (the kernel rivet targets has no CONFIG_MODULE_DECOMPRESS).
+    pub zstd: bool,
+}
+
+impl Carried<'_> {
+    /// The file's name in [`MODULE_DIR`] and in the index.
+    pub fn file(&self) -> String {
+        match self.zstd {
+            true => format!("{}.ko.zst", self.name),
+            false => format!("{}.ko", self.name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +92,7 @@ pub fn index_for(carried: &[Carried]) -> Result<Index, Error> {
         }
         let module = Module {
             name: c.name.clone(),
-            file: format!("{}.ko", c.name),
+            file: c.file(),
             deps: order,
         };
         index.modules.insert(c.name.clone(), module);
@@ -125,7 +138,7 @@ fn contents<'a>(carried: &[Carried<'a>], extra: &[Extra<'a>]) -> Result<Files<'a
     files.insert(String::from(INDEX_PATH), (0o644, Cow::Owned(index)));
     for c in carried {
         files.insert(
-            format!("{MODULE_DIR}/{}.ko", c.name),
+            format!("{MODULE_DIR}/{}", c.file()),
             (0o644, Cow::Borrowed(c.bytes)),
         );
     }

@@ -19,8 +19,15 @@ OPTIONS:
     --kernel DIR      Root of an extracted kernel package (holds lib/modules/<version>)
     --out FILE        Where to write the compressed cpio archive
     --kver VERSION    Kernel version under DIR/lib/modules (needed if there are several)
-    --class NAME      Hardware class: virtio, default or full [default: default]
-    --modules a,b,c   More modules to carry (repeatable)
+    --class NAME      Hardware class: virtio, default or full; several as a,b or
+                      repeated [default: default]
+    --modules a,b,c   More modules to carry (repeatable): names, name globs
+                      ('hv_*') or paths below the tree's kernel/ directory, each
+                      taking everything below it ('drivers/net/ethernet/broadcom/*')
+    --for-host        Carry the modules this machine's hardware uses: the drivers
+                      bound to its PCI, USB, SCSI, virtio, VMBus and Xen devices,
+                      and the modules whose aliases match those no driver holds
+                      (with --class, both) [default class: none]
     --init BIN        Binary to carry as /init [default: this rivet]
     --firmware DIR    Where the carried modules' firmware files are looked for
                       (repeatable, in order) [default: DIR/lib/firmware of --kernel,
@@ -30,6 +37,11 @@ OPTIONS:
                       as trust anchors in /etc/ssl/certs/rivet-trust-anchors; `none`
                       carries none [default: this host's /etc/ssl/certs/ca-certificates.crt]
     --compress KIND   xz (smallest; runs this host's `xz`) or gzip [default: xz]
+    --module-compression auto|zstd|none
+                      Carry each module zstd-compressed (runs this host's `zstd`;
+                      PID 1 inflates a module when it loads it), so a large class
+                      takes a quarter of the RAM at boot; auto does so when the
+                      plain modules exceed 32 MiB [default: auto]
 ";
 
 /// The classes in initramfs/classes, compiled in.
@@ -45,9 +57,29 @@ const CLASSES: &[(&str, &str)] = &[
     ("full", include_str!("../../initramfs/classes/full.modules")),
 ];
 
-/// Module names of a class, following `include` lines.
-pub fn class_modules(name: &str) -> Result<Vec<String>, String> {
-    fn walk(name: &str, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
+/// What a class line or `--modules` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    /// One module by name: an error if the kernel has none.
+    Module(String),
+    /// A rule (a path below `kernel/` or a name glob, see
+    /// [`KernelTree::select`]): whatever the kernel has that matches.
+    Rule(String),
+}
+
+impl Wanted {
+    fn of(word: &str) -> Wanted {
+        if word.contains(['/', '*', '?', '[']) {
+            Wanted::Rule(word.to_string())
+        } else {
+            Wanted::Module(normalize(word))
+        }
+    }
+}
+
+/// What a class asks for, following `include` lines.
+pub fn class_modules(name: &str) -> Result<Vec<Wanted>, String> {
+    fn walk(name: &str, depth: usize, out: &mut Vec<Wanted>) -> Result<(), String> {
         let Some((_, text)) = CLASSES.iter().find(|(n, _)| *n == name) else {
             let known: Vec<&str> = CLASSES.iter().map(|(n, _)| *n).collect();
             return Err(format!(
@@ -63,7 +95,7 @@ pub fn class_modules(name: &str) -> Result<Vec<String>, String> {
             match line.split_whitespace().collect::<Vec<_>>()[..] {
                 [] => {}
                 ["include", other] => walk(other, depth + 1, out)?,
-                [module] => out.push(normalize(module)),
+                [word] => out.push(Wanted::of(word)),
                 _ => return Err(format!("class '{name}': cannot read line '{line}'")),
             }
         }
@@ -71,7 +103,36 @@ pub fn class_modules(name: &str) -> Result<Vec<String>, String> {
     }
     let mut out = Vec::new();
     walk(name, 0, &mut out)?;
-    out.dedup();
+    Ok(out)
+}
+
+/// The module names `wanted` comes to in `tree`, each once, in the order
+/// first asked for. A rule from `--modules` (`strict`) that matches
+/// nothing is an error, a typo; one from a class is a warning, as a
+/// kernel may be built without a driver.
+fn select(tree: &KernelTree, wanted: &[(Wanted, bool)]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for (w, strict) in wanted {
+        let names = match w {
+            Wanted::Module(name) => vec![name.clone()],
+            Wanted::Rule(rule) => {
+                let names = tree.select(rule);
+                if names.is_empty() {
+                    let what = format!("'{rule}' matches no module under {}", tree.root.display());
+                    if *strict {
+                        return Err(format!("--modules {what}"));
+                    }
+                    eprintln!("warning: class rule {what}");
+                }
+                names
+            }
+        };
+        for name in names {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -88,8 +149,9 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             "ca-bundle",
             "compress",
             "firmware",
+            "module-compression",
         ],
-        &[],
+        &["for-host"],
     )?;
     if args.help {
         print!("{HELP}");
@@ -98,14 +160,39 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     let kernel_dir = args.required("kernel")?;
     let out = args.required("out")?;
     let compression = Compression::parse(args.get("compress"))?;
+    let module_compression = ModuleCompression::parse(args.get("module-compression"))?;
     let bundle = ca_bundle(args.get("ca-bundle"))?;
     let tree = KernelTree::open(kernel_dir.as_ref(), args.get("kver"))?;
-    let class = args.get("class").unwrap_or("default");
-
-    let mut wanted = class_modules(class)?;
-    for list in args.all("modules") {
-        wanted.extend(list.split(',').filter(|m| !m.is_empty()).map(normalize));
+    let mut classes: Vec<&str> = args
+        .all("class")
+        .iter()
+        .flat_map(|c| c.split(','))
+        .filter(|c| !c.is_empty())
+        .collect();
+    let for_host = !args.all("for-host").is_empty();
+    if classes.is_empty() && !for_host {
+        classes.push("default");
     }
+    let class = match for_host {
+        true => [&classes[..], &["this host"]].concat().join(","),
+        false => classes.join(","),
+    };
+
+    let mut wanted: Vec<(Wanted, bool)> = Vec::new();
+    for c in &classes {
+        wanted.extend(class_modules(c)?.into_iter().map(|w| (w, false)));
+    }
+    if for_host {
+        wanted.extend(this_hosts_modules(&tree, std::path::Path::new("/sys"))?);
+    }
+    for list in args.all("modules") {
+        wanted.extend(
+            list.split(',')
+                .filter(|m| !m.is_empty())
+                .map(|m| (Wanted::of(m), true)),
+        );
+    }
+    let wanted = select(&tree, &wanted)?;
     let (builtin, roots): (Vec<String>, Vec<String>) =
         wanted.into_iter().partition(|m| tree.is_builtin(m));
 
@@ -140,12 +227,19 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?
         }
     };
+    let plain_total: usize = order.iter().map(|n| read[n].1.len()).sum();
+    let zstd = module_compression.zstd_for(plain_total);
+    let packed_modules = match zstd {
+        true => zstd_each(&order, |name| &read[name].1)?,
+        false => BTreeMap::new(),
+    };
     let carried: Vec<Carried> = order
         .iter()
         .map(|name| Carried {
             name: name.clone(),
             info: read[name].0.clone(),
-            bytes: &read[name].1,
+            bytes: packed_modules.get(name).unwrap_or(&read[name].1),
+            zstd,
         })
         .collect();
     let firmware_dirs: Vec<std::path::PathBuf> = match args.all("firmware") {
@@ -184,15 +278,22 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         tree.root.display()
     );
     eprintln!("  /init  {:>10}", human_bytes(init.len() as u64));
-    let mut modules_total = 0;
-    for c in &carried {
-        modules_total += c.bytes.len();
+    let modules_total: usize = carried.iter().map(|c| c.bytes.len()).sum();
+    // The largest first, picked rather than sorted: a sort's code costs
+    // /init kilobytes.
+    let mut left: Vec<&Carried> = carried.iter().collect();
+    while let Some((i, c)) = left.iter().enumerate().max_by_key(|(_, c)| c.bytes.len()) {
+        if carried.len() - left.len() == SUMMARY_MODULES {
+            eprintln!("  … and {} smaller modules", left.len());
+            break;
+        }
         eprintln!(
-            "  {:<22} {:>10}  ({} aliases)",
-            c.name,
+            "  {:<30} {:>10}  ({} aliases)",
+            c.file(),
             human_bytes(c.bytes.len() as u64),
             c.info.aliases.len()
         );
+        left.swap_remove(i);
     }
     if !builtin.is_empty() {
         eprintln!(
@@ -207,10 +308,16 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         .iter()
         .map(|d| d.display().to_string())
         .collect();
+    // One line a module: the full class names some 150 files no host has.
+    let mut missing_by_module: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (module, name) in &missing {
+        missing_by_module.entry(module).or_default().push(name);
+    }
+    for (module, names) in missing_by_module {
         eprintln!(
-            "warning: module {module} may ask for firmware {name}: not in {} (carried \
-             without it; the driver may fail or run degraded on hardware that needs it)",
+            "warning: module {module} may ask for firmware {}: not in {} (carried without \
+             it; the driver may fail or run degraded on hardware that needs it)",
+            names.join(", "),
             searched.join(" or ")
         );
     }
@@ -231,15 +338,142 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         None => eprintln!("  no CA bundle: https URLs only with ipa-insecure=1"),
     }
     eprintln!(
-        "{out}: {} modules ({}), cpio {}, {} {} ({} bytes)",
+        "{out}: {} modules ({}{}), cpio {}, {} {} ({} bytes)",
         carried.len(),
         human_bytes(modules_total as u64),
+        match zstd {
+            true => format!(" zstd, {} plain", human_bytes(plain_total as u64)),
+            false => String::new(),
+        },
         human_bytes(archive_len as u64),
         compression.name(),
         human_bytes(packed.len() as u64),
         packed.len()
     );
     Ok(())
+}
+
+/// What `--for-host` asks for: the modules of the drivers bound to this
+/// machine's devices (`sys` is `/sys`), and every module of `tree` whose
+/// aliases match a device no driver holds.
+fn this_hosts_modules(
+    tree: &KernelTree,
+    sys: &std::path::Path,
+) -> Result<Vec<(Wanted, bool)>, String> {
+    use rivet::linux::host_devices::host_devices;
+    let found = host_devices(sys);
+    let mut names: Vec<String> = found
+        .drivers
+        .iter()
+        .filter(|d| tree.has(d) || tree.is_builtin(d))
+        .cloned()
+        .collect();
+    let mut matched = Vec::new();
+    if !found.unbound.is_empty() {
+        for name in tree.names() {
+            let (info, _) = tree.read(name)?;
+            let hit = info.aliases.iter().any(|pattern| {
+                found
+                    .unbound
+                    .iter()
+                    .any(|alias| modules::alias_matches(pattern, alias))
+            });
+            if hit && !names.iter().any(|n| n == name) {
+                matched.push(name.to_string());
+            }
+        }
+    }
+    eprintln!(
+        "this host: drivers in use {}; devices without a driver {} → {}",
+        found.drivers.iter().cloned().collect::<Vec<_>>().join(" "),
+        found.unbound.len(),
+        match matched.is_empty() {
+            true => "no module of this kernel".to_string(),
+            false => matched.join(" "),
+        }
+    );
+    names.extend(matched);
+    Ok(names
+        .into_iter()
+        .map(|n| (Wanted::Module(n), true))
+        .collect())
+}
+
+/// The summary names this many modules, the largest first.
+const SUMMARY_MODULES: usize = 60;
+
+/// Whether modules are carried compressed one by one.
+#[derive(Clone, Copy)]
+enum ModuleCompression {
+    Auto,
+    Zstd,
+    None,
+}
+
+impl ModuleCompression {
+    /// Above this, plain modules would take too much of a small machine's
+    /// RAM: the unpacked archive stays in memory while rivet runs.
+    const AUTO_ABOVE: usize = 32 << 20;
+
+    fn parse(arg: Option<&str>) -> Result<ModuleCompression, String> {
+        match arg.unwrap_or("auto") {
+            "auto" => Ok(ModuleCompression::Auto),
+            "zstd" => Ok(ModuleCompression::Zstd),
+            "none" => Ok(ModuleCompression::None),
+            other => Err(format!("--module-compression {other}: auto, zstd or none")),
+        }
+    }
+
+    fn zstd_for(self, plain: usize) -> bool {
+        match self {
+            ModuleCompression::Auto => plain > Self::AUTO_ABOVE,
+            ModuleCompression::Zstd => true,
+            ModuleCompression::None => false,
+        }
+    }
+}
+
+/// Each module through the host's `zstd -19`, four at once (the full
+/// class's 400 modules take 20 s on one core). A fixed count: std's
+/// `available_parallelism` would bring its cgroup parser into /init.
+fn zstd_each<'a>(
+    names: &'a [String],
+    bytes_of: impl Fn(&str) -> &'a [u8] + Sync,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let workers = 4;
+    let chunk = names.len().div_ceil(workers).max(1);
+    /// A module's name and its compressed bytes.
+    type Packed = (String, Vec<u8>);
+    let results: Vec<Result<Vec<Packed>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                let bytes_of = &bytes_of;
+                s.spawn(move || {
+                    part.iter()
+                        .map(|name| {
+                            let packed =
+                                run_filter("zstd", &["-19", "-q", "-c", "--check"], bytes_of(name))
+                                    .map_err(|e| format!("module {name}: {e}"))?;
+                            Ok((name.clone(), packed))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("zstd worker panicked".into()))
+            })
+            .collect()
+    });
+    let mut out = BTreeMap::new();
+    for part in results {
+        out.extend(part?);
+    }
+    Ok(out)
 }
 
 /// A firmware file to carry: its path in the archive, its bytes.
@@ -324,25 +558,34 @@ impl Compression {
 /// (CONFIG_XZ_DEC_X86, in every distribution kernel) takes 41 KB off
 /// /init and adds 10 KB to a module like igb: `code` says which.
 fn xz(data: &[u8], code: bool) -> Result<Vec<u8>, String> {
+    let x86: &[&str] = if code { &["--x86"] } else { &[] };
+    let args = [
+        &["--format=xz", "--check=crc32"][..],
+        x86,
+        &["--lzma2=preset=9e,dict=2MiB", "--threads=1", "--stdout"],
+    ]
+    .concat();
+    run_filter("xz", &args, data).map_err(|e| format!("{e} (or use --compress gzip)"))
+}
+
+/// Runs a compressor of this host (`xz`, `zstd`) from stdin to stdout.
+fn run_filter(program: &str, args: &[&str], data: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let filter: &[&str] = if code { &["--x86"] } else { &[] };
-    let mut child = Command::new("xz")
-        .args(["--format=xz", "--check=crc32"])
-        .args(filter)
-        .args(["--lzma2=preset=9e,dict=2MiB", "--threads=1", "--stdout"])
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("running xz: {e} (install xz-utils, or use --compress gzip)"))?;
+        .map_err(|e| format!("running {program}: {e} (install it: xz-utils, zstd)"))?;
     let mut stdin = child.stdin.take().expect("piped");
     let output = std::thread::scope(|s| {
         s.spawn(move || stdin.write_all(data));
         child.wait_with_output()
     })
-    .map_err(|e| format!("xz: {e}"))?;
+    .map_err(|e| format!("{program}: {e}"))?;
     if !output.status.success() {
-        return Err(format!("xz failed: {}", output.status));
+        return Err(format!("{program} failed: {}", output.status));
     }
     Ok(output.stdout)
 }
@@ -398,16 +641,36 @@ mod tests {
 
     #[test]
     fn classes_resolve_includes() {
+        let module = |m: &str| Wanted::Module(m.to_string());
+        let rule = |r: &str| Wanted::Rule(r.to_string());
         let virtio = class_modules("virtio").unwrap();
-        assert!(virtio.contains(&"virtio_blk".to_string()));
+        assert!(virtio.contains(&module("virtio_blk")));
         let default = class_modules("default").unwrap();
-        for m in ["virtio_net", "ahci", "nvme", "igb"] {
-            assert!(default.contains(&m.to_string()), "{m} missing from default");
+        for m in [
+            "virtio_net",
+            "ahci",
+            "nvme",
+            "igb",
+            "megaraid_sas",
+            "mlx5_core",
+        ] {
+            assert!(default.contains(&module(m)), "{m} missing from default");
         }
         let full = class_modules("full").unwrap();
-        for m in ["virtio_blk", "igb", "e1000", "e1000e", "ixgbe", "i40e"] {
-            assert!(full.contains(&m.to_string()), "{m} missing from full");
+        assert!(
+            full.contains(&module("virtio_blk")),
+            "full includes default"
+        );
+        for r in [
+            "drivers/net/ethernet",
+            "drivers/scsi",
+            "drivers/ata",
+            "drivers/md",
+        ] {
+            assert!(full.contains(&rule(r)), "{r} missing from full");
         }
+        assert_eq!(Wanted::of("hv-*"), rule("hv-*"));
+        assert_eq!(Wanted::of("xen-netfront"), module("xen_netfront"));
         assert!(class_modules("toaster")
             .unwrap_err()
             .contains("unknown class 'toaster'"));
@@ -441,11 +704,13 @@ mod tests {
                     "../shadow",
                 ]),
                 bytes: &[],
+                zstd: false,
             },
             Carried {
                 name: "other".into(),
                 info: info(&["tigon/tg3_tso5.bin"]),
                 bytes: &[],
+                zstd: false,
             },
         ];
         let (found, missing) = firmware_of(&carried, &[first, second]);

@@ -106,7 +106,7 @@ impl<'a> Coldplug<'a> {
                 return count;
             }
             let file = &self.index.modules[name].file;
-            match sys::load_module(&self.module_dir.join(file)) {
+            match load_file(&self.module_dir.join(file)) {
                 Ok(()) => {
                     if name == wanted {
                         log::info!("module {name} loaded (for {alias})");
@@ -128,5 +128,84 @@ impl<'a> Coldplug<'a> {
             }
         }
         count
+    }
+}
+
+/// The largest module rivet inflates (Debian's largest, amdgpu, is 10 MB).
+const MAX_MODULE: usize = 64 << 20;
+
+/// Loads a module file: plain (`NAME.ko`, handed to the kernel as a file)
+/// or zstd-compressed (`NAME.ko.zst`, inflated here: the kernels rivet
+/// targets are built without CONFIG_MODULE_DECOMPRESS).
+fn load_file(path: &Path) -> Result<(), sys::Errno> {
+    if path.extension().is_some_and(|e| e == "zst") {
+        let image = inflate(path).map_err(|e| {
+            log::error!("{e}");
+            sys::Errno::NOEXEC
+        })?;
+        return sys::load_module_image(&image);
+    }
+    sys::load_module(path)
+}
+
+/// The module inside a zstd file, at most [`MAX_MODULE`] bytes.
+fn inflate(path: &Path) -> Result<Vec<u8>, String> {
+    use embedded_io::Read;
+    let shown = path.display().to_string();
+    let mut file = super::source::FileImage::open(&shown)?;
+    let mut unzstd = crate::deploy::decompress::Unzstd::new(&mut file);
+    let mut image = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = unzstd
+            .read(&mut chunk)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if n == 0 {
+            return Ok(image);
+        }
+        if image.len() + n > MAX_MODULE {
+            return Err(format!("{shown}: inflates past {MAX_MODULE} bytes"));
+        }
+        image.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zstd_modules_inflate_and_bad_ones_are_named() {
+        let dir = std::env::temp_dir().join(format!("rivet-coldplug-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let plain: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let packed = std::process::Command::new("zstd")
+            .args(["-19", "-q", "-c", "--check"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(&plain)?;
+                child.wait_with_output()
+            })
+            .unwrap()
+            .stdout;
+        assert!(packed.len() < plain.len() / 4);
+        let good = dir.join("m.ko.zst");
+        fs::write(&good, &packed).unwrap();
+        assert_eq!(inflate(&good).unwrap(), plain);
+        let cut = dir.join("cut.ko.zst");
+        fs::write(&cut, &packed[..packed.len() / 2]).unwrap();
+        let e = inflate(&cut).unwrap_err();
+        assert!(e.starts_with(&format!("{}: zstd: ", cut.display())), "{e}");
+        let junk = dir.join("junk.ko.zst");
+        fs::write(&junk, b"\x7fELF not zstd at all").unwrap();
+        assert!(inflate(&junk).unwrap_err().contains("zstd"));
+        // What the loader hands the kernel when it cannot inflate.
+        assert_eq!(load_file(&junk), Err(sys::Errno::NOEXEC));
+        let _ = fs::remove_dir_all(dir);
     }
 }

@@ -13,6 +13,8 @@ pub struct KernelTree {
     pub root: PathBuf,
     /// Normalized module name → path of its `.ko`.
     files: BTreeMap<String, PathBuf>,
+    /// Normalized module name → its path below `root` (`kernel/drivers/…/x.ko`).
+    relative: BTreeMap<String, String>,
     /// Modules compressed in a form rivet cannot read (`.ko.xz`, …).
     compressed: BTreeSet<String>,
     /// Modules built into the kernel (`modules.builtin`): nothing to carry.
@@ -73,6 +75,7 @@ impl KernelTree {
             version,
             root: root.clone(),
             files: BTreeMap::new(),
+            relative: BTreeMap::new(),
             compressed: BTreeSet::new(),
             builtin: BTreeSet::new(),
         };
@@ -86,6 +89,9 @@ impl KernelTree {
                 if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     stack.push(path);
                 } else if let Some((name, compressed)) = module_name_of(&path) {
+                    let relative = path.strip_prefix(&root).unwrap_or(&path);
+                    tree.relative
+                        .insert(name.clone(), relative.to_string_lossy().into_owned());
                     if compressed {
                         tree.compressed.insert(name);
                     } else {
@@ -102,6 +108,30 @@ impl KernelTree {
                 .collect();
         }
         Ok(tree)
+    }
+
+    /// The modules a rule selects, by name order. A rule with a `/` is a
+    /// path below `kernel/` (or below the version directory, for `updates/`
+    /// and `extra/`), each part an fnmatch glob; it takes the modules it
+    /// names and everything below the directories it names, so
+    /// `drivers/net/ethernet/broadcom/*` takes `broadcom/bnxt/bnxt_en.ko`
+    /// too. A rule without one is a module name glob (`hv_*`).
+    pub fn select(&self, rule: &str) -> Vec<String> {
+        self.relative
+            .iter()
+            .filter(|(name, path)| rule_selects(rule, name, path))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether the tree has a plain `.ko` of this module.
+    pub fn has(&self, name: &str) -> bool {
+        self.files.contains_key(&normalize(name))
+    }
+
+    /// Every plain module's name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
     }
 
     pub fn is_builtin(&self, name: &str) -> bool {
@@ -129,5 +159,83 @@ impl KernelTree {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let info = ModInfo::parse(section).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok((info, bytes))
+    }
+}
+
+/// Whether `rule` (see [`KernelTree::select`]) selects the module `name`
+/// found at `path` (relative to the version directory).
+pub fn rule_selects(rule: &str, name: &str, path: &str) -> bool {
+    use crate::modules::alias_matches;
+    let rule = rule.trim_matches('/');
+    if !rule.contains('/') {
+        return alias_matches(&normalize(rule), name);
+    }
+    let rule = rule.strip_prefix("kernel/").unwrap_or(rule);
+    let path = path.strip_prefix("kernel/").unwrap_or(path);
+    let mut parts: Vec<&str> = rule.split('/').collect();
+    if let Some(last) = parts.last_mut() {
+        *last = last.split_once(".ko").map_or(*last, |(stem, _)| stem);
+    }
+    let mut names: Vec<String> = path.split('/').map(str::to_string).collect();
+    // The file's part is matched as the module file name and as the name.
+    if let Some(last) = names.last_mut() {
+        if let Some((stem, _)) = last.split_once(".ko") {
+            *last = stem.to_string();
+        }
+    }
+    if parts.len() > names.len() {
+        return false;
+    }
+    let last = names.len() - 1;
+    parts.iter().zip(&names).enumerate().all(|(i, (p, n))| {
+        alias_matches(p, n) || (i == last && alias_matches(&normalize(p), &normalize(n)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rule_selects;
+
+    #[test]
+    fn rules_select_by_path_below_kernel_or_by_name() {
+        let bnxt = "kernel/drivers/net/ethernet/broadcom/bnxt/bnxt_en.ko";
+        let tg3 = "kernel/drivers/net/ethernet/broadcom/tg3.ko";
+        let netvsc = "kernel/drivers/net/hyperv/hv_netvsc.ko";
+        for (rule, name, path, selected) in [
+            ("drivers/net/ethernet/broadcom/*", "bnxt_en", bnxt, true),
+            ("drivers/net/ethernet/broadcom/*", "tg3", tg3, true),
+            ("drivers/net/ethernet", "bnxt_en", bnxt, true),
+            ("kernel/drivers/net/ethernet/", "tg3", tg3, true),
+            ("drivers/net/ethernet/broadcom/tg3", "tg3", tg3, true),
+            ("drivers/net/ethernet/broadcom/tg3.ko", "tg3", tg3, true),
+            ("drivers/net/ethernet/intel/*", "tg3", tg3, false),
+            (
+                "drivers/net/ethernet/broadcom/bnxt/bnxt_en/more",
+                "bnxt_en",
+                bnxt,
+                false,
+            ),
+            ("drivers/*/hyperv", "hv_netvsc", netvsc, true),
+            ("drivers/net", "hv_netvsc", netvsc, true),
+            ("drivers/ne", "hv_netvsc", netvsc, false),
+            ("hv_*", "hv_netvsc", netvsc, true),
+            ("hv-netvsc", "hv_netvsc", netvsc, true),
+            ("tg3", "bnxt_en", bnxt, false),
+            ("updates/dkms/*", "zfs", "updates/dkms/zfs.ko", true),
+            (
+                "drivers/scsi/xen-scsifront",
+                "xen_scsifront",
+                "kernel/drivers/scsi/xen-scsifront.ko",
+                true,
+            ),
+            (
+                "drivers/scsi/xen_scsifront",
+                "xen_scsifront",
+                "kernel/drivers/scsi/xen-scsifront.ko",
+                true,
+            ),
+        ] {
+            assert_eq!(rule_selects(rule, name, path), selected, "{rule} on {path}");
+        }
     }
 }

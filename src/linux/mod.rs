@@ -9,6 +9,7 @@ pub mod env;
 pub mod erase;
 pub mod fat;
 pub mod hardware;
+pub mod host_devices;
 pub mod inventory;
 pub mod kernel_tree;
 pub mod lldp;

@@ -12,7 +12,7 @@ pub use net::*;
 pub use packet_rx::*;
 
 use rustix::fd::AsFd;
-use rustix::io::Errno;
+pub use rustix::io::Errno;
 use std::ffi::CString;
 use std::io;
 use std::path::Path;
@@ -35,6 +35,14 @@ pub fn load_module(path: &Path) -> Result<(), Errno> {
     let file =
         std::fs::File::open(path).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
     match rustix::system::finit_module(file.as_fd(), c"", 0) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads a kernel module from its ELF image in memory (one rivet inflated).
+pub fn load_module_image(image: &[u8]) -> Result<(), Errno> {
+    match rustix::system::init_module(image, c"") {
         Ok(()) | Err(Errno::EXIST) => Ok(()),
         Err(e) => Err(e),
     }
