@@ -227,3 +227,74 @@ fn firmware_a_driver_asks_for_comes_from_the_initramfs() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Metal3's swap: `rivet mkinitramfs --ipa-tarball` put where IPA_BASEURI
+/// points, fetched, unpacked and linked as Metal3's ipa-downloader does
+/// (tests/fixtures/ipa-downloader), and the ironic-python-agent.kernel and
+/// .initramfs it links boot rivet.
+#[test]
+fn metal3_s_ipa_downloader_takes_rivet_s_tarball() {
+    let dir = scratch("ipa-downloader");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let initrd = dir.join("initrd.img");
+    let tarball = www.join("ipa-rivet-master.tar.gz");
+    let summary = initramfs_built(
+        "virtio",
+        &initrd,
+        &["--ipa-tarball", tarball.to_str().unwrap()],
+    );
+    assert!(
+        summary.contains("ipa-rivet-master.kernel (")
+            && summary.contains("for Metal3's ipa-downloader"),
+        "{summary}"
+    );
+    let server = Fixture::start(
+        "deploy_server.py",
+        &["--dir", www.to_str().unwrap(), "--lifetime", "300"],
+        &dir.join("server.log"),
+    );
+    let shared = dir.join("shared");
+    let fetched = std::process::Command::new(repo().join("tests/fixtures/ipa-downloader"))
+        .env("SHARED_DIR", &shared)
+        .env("IPA_BASEURI", format!("http://127.0.0.1:{}", server.port))
+        .env("IPA_FILENAME", "ipa-rivet-master.tar.gz")
+        .output()
+        .unwrap();
+    assert!(
+        fetched.status.success(),
+        "ipa-downloader: {}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let images = shared.join("html/images");
+    let (kernel, ramdisk) = (
+        images.join("ironic-python-agent.kernel"),
+        images.join("ironic-python-agent.initramfs"),
+    );
+    assert_eq!(
+        std::fs::read(&ramdisk).unwrap(),
+        std::fs::read(&initrd).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(&kernel).unwrap(),
+        std::fs::read(kernel_dir().join("vmlinuz")).unwrap()
+    );
+    // The ETag the server sent names the directory the links point into.
+    let target = std::fs::read_link(&kernel).unwrap();
+    let target = target.to_string_lossy();
+    assert!(
+        target.starts_with("ipa-rivet-master.tar.gz-")
+            && target.ends_with("/ipa-rivet-master.kernel"),
+        "{target}"
+    );
+    let disk = blank_disk(&dir, "disk.img", 64);
+    let console = Boot::new(&dir, &ramdisk)
+        .arg("--kernel", kernel.display())
+        .arg("--disk", disk.display())
+        .run("reboot: Power down");
+    let lines = rivet_lines(&console);
+    assert_logged(&lines, "starting as PID 1");
+    assert_logged(&lines, "module virtio_blk loaded (for ");
+    assert_logged(&lines, "disk vda: 67108864 bytes");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -18,6 +18,10 @@ USAGE:
 OPTIONS:
     --kernel DIR      Root of an extracted kernel package (holds lib/modules/<version>)
     --out FILE        Where to write the compressed cpio archive
+    --ipa-tarball NAME.tar.gz
+                      Also (or instead of --out) write the tarball Metal3's
+                      ipa-downloader fetches from IPA_BASEURI: NAME.kernel (the
+                      tree's boot/vmlinuz-VERSION) and NAME.initramfs
     --kver VERSION    Kernel version under DIR/lib/modules (needed if there are several)
     --class NAME      Hardware class: virtio, default or full; several as a,b or
                       repeated [default: default]
@@ -150,6 +154,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             "compress",
             "firmware",
             "module-compression",
+            "ipa-tarball",
         ],
         &["for-host"],
     )?;
@@ -158,11 +163,23 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         return Ok(());
     }
     let kernel_dir = args.required("kernel")?;
-    let out = args.required("out")?;
+    let ipa = args.get("ipa-tarball").map(ipa_name).transpose()?;
+    let out = match (args.get("out"), &ipa) {
+        (Some(out), _) => Some(out),
+        (None, Some(_)) => None,
+        (None, None) => return Err("--out is required (or --ipa-tarball)".into()),
+    };
     let compression = Compression::parse(args.get("compress"))?;
     let module_compression = ModuleCompression::parse(args.get("module-compression"))?;
     let bundle = ca_bundle(args.get("ca-bundle"))?;
     let tree = KernelTree::open(kernel_dir.as_ref(), args.get("kver"))?;
+    let vmlinuz = std::path::Path::new(kernel_dir).join(format!("boot/vmlinuz-{}", tree.version));
+    if ipa.is_some() && !vmlinuz.is_file() {
+        return Err(format!(
+            "--ipa-tarball needs the kernel image: no {}",
+            vmlinuz.display()
+        ));
+    }
     let mut classes: Vec<&str> = args
         .all("class")
         .iter()
@@ -270,7 +287,27 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     let mut packed = compression.compress(&init_part, true)?;
     packed.extend(compression.compress(&rest, false)?);
     let archive_len = init_part.len() + rest.len();
-    std::fs::write(out, &packed).map_err(|e| format!("{out}: {e}"))?;
+    if let Some(out) = out {
+        std::fs::write(out, &packed).map_err(|e| format!("{out}: {e}"))?;
+    }
+    if let Some((path, name)) = &ipa {
+        let kernel = std::fs::read(&vmlinuz).map_err(|e| format!("{}: {e}", vmlinuz.display()))?;
+        let mut tar = rivet::wire::tar::Tar::new();
+        for (file, bytes) in [("kernel", &kernel), ("initramfs", &packed)] {
+            tar.file(&format!("{name}.{file}"), 0o644, 0, bytes)
+                .map_err(|_| format!("--ipa-tarball {path}: NAME too long for a tar header"))?;
+        }
+        // Both parts are compressed already: gzip only wraps them, as
+        // the downloader's `tar -xaf` expects of a .tar.gz.
+        let tarball = rivet::wire::gzip::compress(&tar.finish(), 1);
+        std::fs::write(path, &tarball).map_err(|e| format!("{path}: {e}"))?;
+        eprintln!(
+            "{path}: {name}.kernel ({}) and {name}.initramfs, {} bytes, for Metal3's ipa-downloader",
+            human_bytes(kernel.len() as u64),
+            tarball.len()
+        );
+    }
+    let out = out.unwrap_or_else(|| ipa.as_ref().map_or("", |(path, _)| path));
 
     eprintln!(
         "kernel {} ({}), class {class}",
@@ -351,6 +388,25 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         packed.len()
     );
     Ok(())
+}
+
+/// `--ipa-tarball PATH`: the path and NAME, the file name without
+/// `.tar.gz`, which is what the downloader strips to find NAME.kernel
+/// and NAME.initramfs inside.
+fn ipa_name(path: &str) -> Result<(String, String), String> {
+    let file = std::path::Path::new(path)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or("");
+    match file.strip_suffix(".tar.gz") {
+        Some(name) if !name.is_empty() && !name.contains('.') => {
+            Ok((path.to_string(), name.to_string()))
+        }
+        _ => Err(format!(
+            "--ipa-tarball {path}: the name must be NAME.tar.gz with no other dot \
+             (the downloader strips two extensions to find NAME.kernel), e.g. ipa-rivet.tar.gz"
+        )),
+    }
 }
 
 /// What `--for-host` asks for: the modules of the drivers bound to this
@@ -732,6 +788,22 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn ipa_tarball_names_are_what_the_downloader_strips() {
+        assert_eq!(
+            ipa_name("/srv/ipa-rivet-master.tar.gz").unwrap(),
+            (
+                "/srv/ipa-rivet-master.tar.gz".into(),
+                "ipa-rivet-master".into()
+            )
+        );
+        for bad in ["ipa.tgz", "ipa.tar", ".tar.gz", "ipa-1.2.tar.gz", "/srv/"] {
+            assert!(ipa_name(bad)
+                .unwrap_err()
+                .starts_with(&format!("--ipa-tarball {bad}: ")));
+        }
     }
 
     #[test]
