@@ -557,6 +557,27 @@ fn succeeded(dir: &Path, target: &Path, console: &str, show: &[&str]) -> Value {
 }
 
 /// `iso` as a BMC's virtual media shows up: a CD on a SATA controller.
+/// The CD as iDRAC and iLO present theirs: a USB mass-storage CD-ROM
+/// (QEMU's usb-bot with a scsi-cd) on an xHCI controller.
+fn with_usb_virtual_media(boot: Boot, iso: &Path) -> Boot {
+    let drive = format!(
+        "id=vmedia,if=none,media=cdrom,readonly=on,file={}",
+        iso.display()
+    );
+    [
+        "-device",
+        "qemu-xhci,id=xhci",
+        "-drive",
+        &drive,
+        "-device",
+        "usb-bot,id=bot,bus=xhci.0",
+        "-device",
+        "scsi-cd,drive=vmedia,bus=bot.0",
+    ]
+    .into_iter()
+    .fold(boot, |b, a| b.arg("--qemu-arg", a))
+}
+
 fn with_virtual_media(boot: Boot, iso: &Path) -> Boot {
     let drive = format!(
         "id=vmedia,if=none,media=cdrom,readonly=on,file={}",
@@ -669,9 +690,10 @@ fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
     drop(net);
 }
 
-/// DHCP-less over IPv6 from virtual media: the config drive is a CD on a
-/// SATA controller (sr_mod, as a BMC's virtual media shows up; the `full`
-/// class), and its network_data.json gives the NIC a static IPv6 address.
+/// DHCP-less over IPv6 from virtual media: the config drive is a USB CD
+/// (as iDRAC and iLO present virtual media; the `default` class carries
+/// xHCI, usb-storage and sr_mod), and its network_data.json gives the NIC
+/// a static IPv6 address.
 /// QEMU's user network is the provisioning network: fec0::/64, the host as
 /// fec0::2 (its ::1, where the deploy server listens), DNS fec0::3. The CD
 /// is made as Ironic makes its virtual-media deploy ISO when it injects
@@ -714,7 +736,7 @@ fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
         json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
                "urls": [format!("{base}/root.img")], "os_hash_algo": "sha256", "os_hash_value": sum}),
     );
-    let console = with_virtual_media(Boot::new(&dir, &initramfs("full")), &iso)
+    let console = with_usb_virtual_media(Boot::new(&dir, &initramfs("default")), &iso)
         .arg("--mem", 192)
         .arg("--disk", target.display())
         .arg(
@@ -724,6 +746,12 @@ fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
         .run("reboot: Power down");
     drop(server);
     succeeded(&dir, &target, &console, &["config-2", "network", "sr0"]);
+    for module in ["xhci_pci", "usb_storage", "sr_mod"] {
+        assert!(
+            console.contains(&format!("module {module} loaded")),
+            "{module} not loaded:\n{console}"
+        );
+    }
     assert!(
         console.contains("/dev/sr0 (config-2): network 'provisioning-v6' on eth0"),
         "{console}"
