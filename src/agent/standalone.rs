@@ -189,7 +189,20 @@ impl Uplink {
 /// The NIC, VLAN and addressing a config-2 medium's network_data.json
 /// gives; `Ok(None)` without one; the key at fault if it cannot be applied.
 fn from_config_drive(cmdline: &Cmdline) -> Result<Option<Uplink>, String> {
-    let Some((device, json)) = crate::linux::config2::network_data(Path::new("/sys")) else {
+    let sys = Path::new("/sys");
+    // Tried after DHCP failed (the key absent): a USB CD that enumerated
+    // after boot's coldplug still needs usb-storage, and a second more.
+    if std::process::id() == 1 && crate::linux::config2::candidates(sys).is_empty() {
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs(cmdline.wait_secs.into());
+        while crate::linux::config2::candidates(sys).is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            crate::linux::coldplug::late_pass();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    let Some((device, json)) = crate::linux::config2::network_data(sys) else {
         return Ok(None);
     };
     let nics = inventory::netdata_nics(Path::new("/sys"));

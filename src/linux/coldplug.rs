@@ -131,6 +131,30 @@ impl<'a> Coldplug<'a> {
     }
 }
 
+/// Coldplugs again, as PID 1, for devices that came after boot's coldplug
+/// settled (a BMC's USB CD attached or enumerated late): what they need is
+/// loaded; modules already in the kernel (`/sys/module/*/initstate`) are
+/// left alone. Returns how many it loaded.
+pub fn late_pass() -> usize {
+    use crate::initramfs::{INDEX_PATH, MODULE_DIR};
+    let root = Path::new("/");
+    let Ok(text) = fs::read_to_string(root.join(INDEX_PATH)) else {
+        return 0;
+    };
+    let Ok(index) = Index::parse(&text) else {
+        return 0;
+    };
+    let mut coldplug = Coldplug::new(&index, &root.join(MODULE_DIR));
+    if let Ok(entries) = fs::read_dir("/sys/module") {
+        coldplug.loaded = entries
+            .flatten()
+            .filter(|e| e.path().join("initstate").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+    }
+    coldplug.settle(Path::new("/sys/devices"))
+}
+
 /// The largest module rivet inflates (Debian's largest, amdgpu, is 10 MB).
 const MAX_MODULE: usize = 64 << 20;
 

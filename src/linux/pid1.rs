@@ -124,33 +124,20 @@ fn bring_up_hardware(cmdline: &Cmdline) {
     coldplug.settle(devices);
 
     // Some drivers probe asynchronously (SCSI scanning, NVMe): keep scanning
-    // until a disk and a NIC are there, or the bound passes. A config-2
-    // medium asked for is waited for too: a BMC's USB CD enumerates a
-    // second or two after its host controller's module loads (and
-    // usb-storage waits a second more before scanning it).
+    // until a disk and a NIC are there, or the bound passes.
     let sys = Path::new("/sys");
-    let wants_media = cmdline
-        .rivet
-        .get("rivet.network_data")
-        .is_some_and(|v| v == "config-2");
     let deadline = Instant::now() + Duration::from_secs(cmdline.wait_secs.into());
     loop {
         let (disks, nics) = (inventory::disks(sys), inventory::nics(sys));
-        let media = !wants_media || !super::config2::candidates(sys).is_empty();
-        if !disks.is_empty() && !nics.is_empty() && media {
+        if !disks.is_empty() && !nics.is_empty() {
             break;
         }
         if Instant::now() >= deadline {
             log::warn!(
-                "waited {} s: {} disk(s), {} NIC(s){} found",
+                "waited {} s: {} disk(s), {} NIC(s) found",
                 cmdline.wait_secs,
                 disks.len(),
-                nics.len(),
-                if media {
-                    ""
-                } else {
-                    ", no CD or read-only removable medium"
-                }
+                nics.len()
             );
             break;
         }
