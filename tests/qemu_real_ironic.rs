@@ -12,7 +12,9 @@ use common::disk::{blkid_at, ok, sha256_file, sparse, MIB};
 use common::netns::Net;
 use common::tls::TestCa;
 use common::uefi::{assert_boots_debian, ROOT_UUID};
-use common::{initramfs, initramfs_with_ca, kernel_dir, repo, rivet_lines, scratch};
+use common::{
+    initramfs, initramfs_built, initramfs_with_ca, kernel_dir, repo, rivet_lines, scratch,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,6 +56,8 @@ struct Lab {
     http: PathBuf,
     http_url: String,
     disks: Vec<PathBuf>,
+    /// The QEMU SCSI controller each disk hangs on (None: virtio-blk).
+    controllers: Vec<Option<&'static str>>,
     tls: Option<TestCa>,
 }
 
@@ -80,9 +84,17 @@ impl Lab {
             net,
             http,
             http_url,
+            controllers: vec![None; disks_gib.len()],
             disks,
             tls,
         }
+    }
+
+    /// Puts disk `i` on a SCSI controller of its own: the ramdisk then
+    /// carries the virtio class and that controller's driver.
+    fn on_controller(mut self, i: usize, controller: &'static str) -> Lab {
+        self.controllers[i] = Some(controller);
+        self
     }
 
     /// Puts `file` where nginx serves it; returns its URL.
@@ -106,7 +118,16 @@ impl Lab {
                 plan["tls"] = json!({"cert": cert.cert, "key": cert.key, "ca": ca.pem});
                 initramfs_with_ca(&self.dir, &ca.pem)
             }
-            None => initramfs("virtio"),
+            None if self.controllers.iter().all(Option::is_none) => initramfs("virtio"),
+            None => {
+                let out = self.dir.join("initrd-scsi.img");
+                initramfs_built(
+                    "virtio",
+                    &out,
+                    &["--modules", "virtio_scsi,megaraid_sas,sd_mod"],
+                );
+                out
+            }
         };
         let ramdisk = self.serve(&initrd, "rivet/initrd.img");
         let plan_path = self.dir.join("plan.json");
@@ -132,8 +153,11 @@ impl Lab {
             .arg(&vars)
             .arg("--plan")
             .arg(&plan_path);
-        for d in &self.disks {
-            cmd.arg("--disk").arg(d);
+        for (d, controller) in self.disks.iter().zip(&self.controllers) {
+            match controller {
+                Some(hba) => cmd.arg("--disk").arg(format!("{}@{hba}", d.display())),
+                None => cmd.arg("--disk").arg(d),
+            };
         }
         let mut child = cmd
             .stderr(std::fs::File::create(&log).unwrap())
@@ -403,7 +427,12 @@ fn a_real_ironic_inspects_cleans_deploys_and_undeploys_with_fast_track_over_tls(
 
 #[test]
 fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_image_by_hint() {
-    let lab = Lab::new(72, "real-ironic-slow", &[5, 6], false);
+    // The whole-disk image goes to a SCSI disk (virtio-scsi: OVMF boots
+    // from it), and a Dell PERC's controller (QEMU's megasas-gen2) holds a
+    // third disk: both must reach Ironic's inventory with serial and WWN.
+    let lab = Lab::new(72, "real-ironic-slow", &[5, 6, 1], false)
+        .on_controller(1, "virtio-scsi-pci")
+        .on_controller(2, "megasas-gen2");
     // A UEFI whole-disk image (a UEFI image without an ESP is refused by
     // install_bootloader, as by the real agent): an ESP whose shim-style
     // CSV names iPXE as `rivet-test`, and an ext4 root at 41 MiB.
@@ -493,7 +522,30 @@ fn a_real_ironic_without_fast_track_deploys_a_partition_image_then_a_whole_disk_
     );
     assert_boots_debian(&boots[3].1, "\"rocky\"", "\\EFI\\rocky\\shimx64.efi");
     let whole_boot = rivet_lines(&boots[5].1);
-    common::assert_logged(&whole_boot, "target disk /dev/vdb");
+    common::assert_logged(&whole_boot, "module megaraid_sas loaded (for pci:");
+    let target = common::ironic::first_line_with(&boots[5].1, "target disk /dev/");
+    assert!(target.contains("target disk /dev/sd"), "{target}");
+    // Ironic's stored inventory: the SCSI disks as the hints see them.
+    let disks = report["inventory"]["inventory"]["disks"]
+        .as_array()
+        .unwrap();
+    for (serial, wwn, size) in [
+        ("disk1", "0x5000c500a1b2c301", 6u64 << 30),
+        ("disk2", "0x5000c500a1b2c302", 1 << 30),
+    ] {
+        let disk = disks
+            .iter()
+            .find(|d| d["serial"] == serial)
+            .unwrap_or_else(|| panic!("no disk {serial} in Ironic's inventory: {disks:#?}"));
+        assert_eq!(disk["wwn"], wwn, "{disk:#}");
+        assert_eq!(disk["size"], size, "{disk:#}");
+        assert_eq!(disk["model"], "QEMU HARDDISK", "{disk:#}");
+        assert!(
+            disk["name"].as_str().unwrap().starts_with("/dev/sd"),
+            "{disk:#}"
+        );
+        assert!(disk["hctl"].is_string(), "{disk:#}");
+    }
     // The whole-disk image's ESP named its loader in a CSV: the firmware's
     // first choice after that deploy is the entry rivet wrote for it.
     let loading = common::ironic::first_line_with(&boots[6].1, "BdsDxe: loading Boot");
