@@ -547,6 +547,11 @@ fn succeeded(dir: &Path, target: &Path, console: &str, show: &[&str]) -> Value {
     let cb: Value = serde_json::from_slice(&posted).unwrap();
     assert_eq!(cb["status"], "succeeded", "{cb}\n{console}");
     assert_eq!(cb["root uuid"], blkid_at(target, MIB)["UUID"].as_str());
+    // The figures the README's hardware table quotes.
+    eprintln!(
+        "deployed onto {}: {} s from kernel start to the report, image {} s",
+        cb["disk"], cb["boot_to_report_seconds"], cb["image_seconds"]
+    );
     for l in rivet_lines(console)
         .iter()
         .filter(|l| show.iter().any(|s| l.contains(s)))
@@ -556,7 +561,6 @@ fn succeeded(dir: &Path, target: &Path, console: &str, show: &[&str]) -> Value {
     cb
 }
 
-/// `iso` as a BMC's virtual media shows up: a CD on a SATA controller.
 /// The CD as iDRAC and iLO present theirs: a USB mass-storage CD-ROM
 /// (QEMU's usb-bot with a scsi-cd) on an xHCI controller.
 fn with_usb_virtual_media(boot: Boot, iso: &Path) -> Boot {
@@ -578,6 +582,7 @@ fn with_usb_virtual_media(boot: Boot, iso: &Path) -> Boot {
     .fold(boot, |b, a| b.arg("--qemu-arg", a))
 }
 
+/// `iso` as a BMC's virtual media shows up: a CD on a SATA controller.
 fn with_virtual_media(boot: Boot, iso: &Path) -> Boot {
     let drive = format!(
         "id=vmedia,if=none,media=cdrom,readonly=on,file={}",
@@ -663,6 +668,9 @@ fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
         .arg("--qemu-arg", "nvme,drive=tenant,serial=disk-2")
         .arg("--mem", 192)
         .arg("--tap", format!("{}:rvtap", net.srv))
+        // Intel's classic NIC, which strips the 802.1Q tag in hardware as
+        // server NICs do: the tag reaches rivet in the ring's metadata.
+        .arg("--nic", "e1000")
         .arg("--disk", target.display())
         .arg(
             "--append",
@@ -673,6 +681,7 @@ fn a_virtual_media_config_drive_puts_the_address_on_a_tagged_vlan() {
         eprintln!("the switch's log:\n{}", net.log("vlan-switch.log"));
     }
     succeeded(&dir, &target, &console, &["config-2", "network", "VLAN"]);
+    assert!(console.contains("carrier up, driver e1000"), "{console}");
     assert!(
         console.contains("/dev/sr0 (config-2): network 'prov-vlan' on eth0 VLAN 100"),
         "{console}"
@@ -738,7 +747,15 @@ fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
     );
     let console = with_usb_virtual_media(Boot::new(&dir, &initramfs("default")), &iso)
         .arg("--mem", 192)
-        .arg("--disk", target.display())
+        // An Intel I217/I219-class NIC and an NVMe target disk.
+        .arg("--nic", "e1000e")
+        .arg("--qemu-arg", "-drive")
+        .arg(
+            "--qemu-arg",
+            format!("id=target,if=none,format=raw,file={}", target.display()),
+        )
+        .arg("--qemu-arg", "-device")
+        .arg("--qemu-arg", "nvme,drive=target,serial=nvme-target")
         .arg(
             "--append",
             format!("rivet.network_data=config-2 rivet.plan={base}/plan.json rivet.callback={base}/callback"),
@@ -746,6 +763,11 @@ fn a_virtual_media_config_drive_gives_a_static_ipv6_address() {
         .run("reboot: Power down");
     drop(server);
     succeeded(&dir, &target, &console, &["config-2", "network", "sr0"]);
+    assert!(
+        console.contains("target disk /dev/nvme0n1")
+            && console.contains("carrier up, driver e1000e"),
+        "{console}"
+    );
     for module in ["xhci_pci", "usb_storage", "sr_mod"] {
         assert!(
             console.contains(&format!("module {module} loaded")),
@@ -1151,5 +1173,86 @@ fn deploys_through_the_scsi_controllers_and_nic_real_machines_carry() {
         "{chosen}"
     );
     drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// SATA and NVMe, the boot disks of most servers, behind a Realtek RTL8139
+/// NIC (8139cp/8139too, the `full` class): the plan's hint (`wwn=`) picks
+/// the AHCI disk, and the NVMe disk beside it is listed with its serial
+/// and left alone.
+#[test]
+fn deploys_to_an_ahci_disk_chosen_by_wwn_beside_nvme_through_an_rtl8139() {
+    let dir = scratch("qemu-ahci");
+    let (_img, sum) = root_image(&dir);
+    let target = dir.join("sata.img");
+    sparse(&target, 4 << 30);
+    let nvme = dir.join("nvme.img");
+    sparse(&nvme, 5 << 30);
+    let server = Server::start(&dir, &[]);
+    write_plan(
+        &dir,
+        json!({"image_type": "partition", "root_mb": 64, "deploy_boot_mode": "bios",
+               "urls": [server.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum,
+               "target_disk": "wwn=0x5000c500a1b2c310"}),
+    );
+    let mut boot = Boot::new(&dir, &initramfs("full")).arg("--nic", "rtl8139");
+    for arg in [
+        "-device".to_string(),
+        "ahci,id=sata".into(),
+        "-drive".into(),
+        format!("if=none,id=sata0,format=raw,file={}", target.display()),
+        "-device".into(),
+        "ide-hd,drive=sata0,bus=sata.0,serial=sata-0,wwn=0x5000c500a1b2c310".into(),
+        "-drive".into(),
+        format!("if=none,id=nvme0,format=raw,file={}", nvme.display()),
+        "-device".into(),
+        "nvme,drive=nvme0,serial=nvme-0".into(),
+    ] {
+        boot = boot.arg("--qemu-arg", arg);
+    }
+    let console = boot
+        .arg(
+            "--append",
+            format!(
+                "rivet.plan={} rivet.callback={}",
+                server.url("plan.json"),
+                server.url("callback")
+            ),
+        )
+        .run("reboot: Power down");
+    succeeded(
+        &dir,
+        &target,
+        &console,
+        &["module", "disk ", "nic", "target disk"],
+    );
+    let lines = rivet_lines(&console);
+    for module in ["ahci", "nvme", "8139"] {
+        common::assert_logged(&lines, &format!("module {module}"));
+    }
+    common::assert_logged(&lines, "carrier up, driver 8139");
+    let sata = lines
+        .iter()
+        .find(|l| l.starts_with("disk sd") && l.contains("serial sata-0,"))
+        .unwrap_or_else(|| panic!("no SATA disk:\n{}", lines.join("\n")));
+    assert!(sata.contains("wwn 0x5000c500a1b2c310"), "{sata}");
+    let name = sata
+        .strip_prefix("disk ")
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap();
+    common::assert_logged(&lines, &format!("target disk /dev/{name} "));
+    common::assert_logged(&lines, "disk nvme0n1: 5368709120 bytes");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("disk nvme0n1") && l.contains("serial nvme-0")),
+        "{}",
+        lines.join("\n")
+    );
+    let mut head = vec![0u8; MIB as usize];
+    std::io::Read::read_exact(&mut std::fs::File::open(&nvme).unwrap(), &mut head).unwrap();
+    assert!(head.iter().all(|&b| b == 0), "the NVMe disk was written");
     let _ = std::fs::remove_dir_all(dir);
 }
