@@ -30,6 +30,7 @@ pub mod cmdline;
 pub mod deploy;
 pub mod fs;
 pub mod initramfs;
+pub mod io;
 pub mod layout;
 pub mod modules;
 pub mod net;

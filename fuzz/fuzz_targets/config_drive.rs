@@ -7,7 +7,7 @@
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
-use rivet::deploy::device::{BlockDevice, MemDisk};
+use rivet::io::{BlockDevice, MemDisk};
 use rivet::netdata::{choose, Nic};
 
 fuzz_target!(|data: &[u8]| {

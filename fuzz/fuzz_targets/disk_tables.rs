@@ -7,8 +7,8 @@
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
-use rivet::deploy::device::MemDisk;
-use rivet::deploy::{table, whole_disk, BlockDevice};
+use rivet::deploy::{table, whole_disk};
+use rivet::io::{BlockDevice, MemDisk};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {

@@ -7,10 +7,10 @@
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
-use rivet::deploy::device::{BlockDevice, MemDisk};
 use rivet::deploy::format::{self, Format};
 use rivet::deploy::image::{Erased, Sniffed};
-use rivet::deploy::testing::{ScriptedEnv, SliceImage};
+use rivet::deploy::testing::ScriptedEnv;
+use rivet::io::{BlockDevice, MemDisk, SliceImage};
 use rivet::plan::HashAlgo;
 
 const AT: u64 = 64 << 10;

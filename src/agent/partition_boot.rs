@@ -8,11 +8,12 @@
 
 use crate::deploy::bootchain::{self, BootChain};
 use crate::deploy::table::{self, Existing, Found};
-use crate::deploy::{probe_at, uefi, BlockDevice};
+use crate::deploy::{probe_at, uefi};
 use crate::fs::ext4::Ext4Root;
 use crate::fs::partition::Partition;
 use crate::fs::xfs::Xfs;
 use crate::fs::RootFs;
+use crate::io::BlockDevice;
 use crate::linux::blockdev::Disk;
 use crate::linux::fat;
 use crate::wire::superblock::Kind;

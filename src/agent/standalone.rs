@@ -5,7 +5,8 @@
 
 use super::disks;
 use crate::cmdline::{Cmdline, EndAction, IpConfig};
-use crate::deploy::{self, result, ImageSource, Request};
+use crate::deploy::{self, result, Request};
+use crate::io::ImageSource;
 use crate::linux::blockdev::Disk;
 use crate::linux::env::LinuxEnv;
 use crate::linux::inventory::{self, Nic};
@@ -95,7 +96,7 @@ pub fn execute<S: ImageSource + Send>(
 where
     S::Error: std::fmt::Display,
 {
-    use crate::deploy::BlockDevice;
+    use crate::io::BlockDevice;
     log::info!(
         "deploying {} ({} bytes) onto {} ({} bytes, {}-byte sectors), boot mode {}",
         image.describe(),

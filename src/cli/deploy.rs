@@ -2,7 +2,8 @@
 //! block device named with --disk.
 
 use super::args::Args;
-use rivet::deploy::{result, ImageSource, Request};
+use rivet::deploy::{result, Request};
+use rivet::io::ImageSource;
 use rivet::linux::{blockdev::Disk, source::FileImage};
 use rivet::net::client::{Download, Policy};
 use rivet::plan::{BootMode, Plan};

@@ -2,7 +2,8 @@
 //! filesystem found in each partition (or on the whole disk).
 
 use super::args::Args;
-use rivet::deploy::{table, BlockDevice};
+use rivet::deploy::table;
+use rivet::io::BlockDevice;
 use rivet::linux::blockdev::Disk;
 use rivet::wire::superblock::Filesystem;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! fixed memory (an input buffer, the decoder's state and, for zstd, its
 //! window, at most [`ZSTD_MAX_WINDOW`]).
 
-use super::image::ImageSource;
+use crate::io::ImageSource;
 use crate::stream::fill;
 use crate::wire::gzip;
 use alloc::boxed::Box;

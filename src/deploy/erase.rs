@@ -3,7 +3,8 @@
 //! passes, then a pass of zeros, through one buffer at the device's speed;
 //! and a check afterwards that a sample of it reads back zero.
 
-use super::{BlockDevice, Error};
+use super::Error;
+use crate::io::BlockDevice;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -166,7 +167,7 @@ pub fn check_zeroed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::device::{FailingDisk, MemDisk};
+    use crate::io::{FailingDisk, MemDisk};
 
     struct Scripted {
         now: u64,

@@ -4,9 +4,11 @@
 //! always of the bytes as served.
 
 use super::decompress::{Gunzip, Unzstd};
-use super::image::{self, BeforeWrite, Erased, ErasedSource, ImageSource, Streamed};
+use super::image::{self, BeforeWrite, Erased, ErasedSource, Streamed};
 use super::qcow2::{self, Limits};
-use super::{BlockDevice, Env, Error};
+use super::{Env, Error};
+use crate::io::BlockDevice;
+use crate::io::ImageSource;
 use crate::plan::{DiskFormat, HashAlgo};
 use crate::stream::Hasher;
 use crate::wire::{magic, qcow2 as wire};

@@ -3,9 +3,9 @@
 //! failed or interrupted deploy never leaves a recognisable filesystem or a
 //! bootable disk behind.
 
-use super::device::BlockDevice;
 use super::table::write;
 use super::{Env, Error};
+use crate::io::{BlockDevice, ImageSource};
 use crate::stream::{fill, Meter};
 use alloc::string::String;
 use alloc::vec;
@@ -14,24 +14,6 @@ use embedded_io::Read;
 
 /// How much of the image's start is written only after verification.
 pub const HOLD_BACK: usize = 1 << 20;
-
-/// A source of image bytes: embedded-io's Read, plus what we know of it.
-pub trait ImageSource: Read {
-    /// Total bytes, when known before reading (Content-Length, file size).
-    fn size(&self) -> Option<u64>;
-    /// Where the bytes come from (URL or path), for messages.
-    fn describe(&self) -> alloc::string::String;
-    /// Reads `buf.len()` bytes at `offset` apart from the stream, which
-    /// goes on where it was (a file's pread, an HTTP `Range` request).
-    /// `None`: this source cannot (a server that ignores `Range`).
-    fn read_at(
-        &mut self,
-        _offset: u64,
-        _buf: &mut [u8],
-    ) -> Option<Result<(), alloc::string::String>> {
-        None
-    }
-}
 
 /// Any image source, its error turned to text: the engine below
 /// [`super::deploy`] is compiled once, not once per kind of source and

@@ -14,7 +14,6 @@
 pub mod bootchain;
 pub mod configdrive;
 pub mod decompress;
-pub mod device;
 pub mod erase;
 pub mod format;
 pub mod image;
@@ -29,6 +28,7 @@ pub mod whole_disk;
 #[cfg(test)]
 mod tests;
 
+use crate::io::{BlockDevice, ImageSource, IoError};
 use crate::layout::{self, Layout, Role, MIB};
 use crate::plan::{BootMode, Checksum, EphemeralFormat, HashAlgo, ImageType, Plan};
 use crate::stream::AlignedBuf;
@@ -39,7 +39,6 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
-pub use device::{BlockDevice, IoError};
 
 /// The streaming buffer, whatever the RAM. With the image read ahead on a
 /// thread of its own, a buffer that stays in the CPU's cache between being
@@ -47,7 +46,6 @@ pub use device::{BlockDevice, IoError};
 /// tests/bench/disk-stream, 1 GiB, best of 3: 1 MiB 1278 MB/s, 4 MiB 1130,
 /// 8 MiB 1107 (6 MiB more resident). Small enough for a 128 MiB machine.
 pub const DEFAULT_BUFFER: usize = 1 << 20;
-pub use image::ImageSource;
 pub use partition::ext_kind;
 
 /// Filesystems the environment may be asked to create.

@@ -1,8 +1,8 @@
 //! Partition tables on a device: read what is there, write a layout, and
 //! wipe old metadata so no stale table or superblock survives.
 
-use super::device::BlockDevice;
 use super::{Env, Error};
+use crate::io::BlockDevice;
 use crate::layout::{Layout, MIB};
 use crate::plan::Label;
 use crate::wire::guid::Guid;

@@ -1,76 +1,11 @@
-//! Doubles for exercising the engine without a disk or a network: an image
-//! held in memory (size known or not), and an environment with scripted
-//! time, seeded randomness and a recorder in place of mkfs.
+//! Doubles for exercising the engine: an environment with scripted time,
+//! seeded randomness and a recorder in place of mkfs, and an NVRAM in
+//! memory. (The disk and image doubles are in [`crate::io`].)
 
-use super::{BlockDevice, Env, ImageSource, Mkfs};
+use super::{Env, Mkfs};
+use crate::io::BlockDevice;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::convert::Infallible;
-
-/// Image bytes from memory, optionally hiding their size (as a chunked
-/// HTTP response would).
-pub struct SliceImage<'a> {
-    pub data: &'a [u8],
-    pub pos: usize,
-    pub size_known: bool,
-    /// Serves reads at an offset (as a file or a server with Range would).
-    pub ranges: bool,
-    /// What reads at an offset return instead of `data`: a server that
-    /// answers range requests with other bytes than it streams.
-    pub ranged_from: Option<&'a [u8]>,
-}
-
-impl<'a> SliceImage<'a> {
-    pub fn new(data: &'a [u8]) -> Self {
-        SliceImage {
-            data,
-            pos: 0,
-            size_known: true,
-            ranges: false,
-            ranged_from: None,
-        }
-    }
-}
-
-impl embedded_io::ErrorType for SliceImage<'_> {
-    type Error = Infallible;
-}
-
-impl embedded_io::Read for SliceImage<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-        // Short reads on purpose: at most 100 000 bytes a call.
-        let n = buf.len().min(self.data.len() - self.pos).min(100_000);
-        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl ImageSource for SliceImage<'_> {
-    fn size(&self) -> Option<u64> {
-        self.size_known.then_some(self.data.len() as u64)
-    }
-    fn describe(&self) -> String {
-        String::from("memory")
-    }
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
-        if !self.ranges {
-            return None;
-        }
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        let data = self.ranged_from.unwrap_or(self.data);
-        Some(match data.get(start..start.saturating_add(buf.len())) {
-            Some(part) => {
-                buf.copy_from_slice(part);
-                Ok(())
-            }
-            None => Err(alloc::format!(
-                "{} bytes at {offset}: past the end",
-                buf.len()
-            )),
-        })
-    }
-}
 
 /// Time advances 10 ms per call; randomness is a counter; mkfs writes a
 /// recognisable marker and records the call.

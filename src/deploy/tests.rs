@@ -1,7 +1,8 @@
 use super::configdrive::ConfigDrive;
-use super::device::{FailingDisk, MemDisk};
-use super::testing::{ScriptedEnv, SliceImage};
+use super::testing::ScriptedEnv;
 use super::*;
+use crate::io::SliceImage;
+use crate::io::{FailingDisk, MemDisk};
 use crate::plan::{Label, Plan};
 use crate::wire::{gpt, mbr, superblock::Kind};
 

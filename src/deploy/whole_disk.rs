@@ -5,10 +5,10 @@
 //! its table checked in the held first MiB before anything is wiped, the
 //! image streamed from byte 0, the first MiB written last.
 
-use super::device::BlockDevice;
 use super::table::{random_guid, write};
 use super::*;
 use super::{Env, Error};
+use crate::io::BlockDevice;
 use crate::layout::{MAX_CONFIGDRIVE_MB, MIB};
 use crate::wire::gpt::{self, HeaderFields};
 use crate::wire::guid::types;
@@ -429,7 +429,7 @@ pub(super) fn whole_disk_image(
 /// An existing partition labelled `config-2` (ironic-python-agent reuses it).
 fn find_config2(dev: &mut dyn BlockDevice, held: &[u8]) -> Result<Option<(u32, u64, u64)>, Error> {
     // The table lives in `held`, not yet on the disk: read it from there.
-    let mut mem = device::MemDisk::new(dev.size(), dev.logical_block());
+    let mut mem = crate::io::MemDisk::new(dev.size(), dev.logical_block());
     let n = held.len() / dev.logical_block() as usize * dev.logical_block() as usize;
     mem.write_at(0, &held[..n])
         .map_err(|e| Error::device(&mem, "write", 0, e))?;

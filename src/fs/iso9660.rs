@@ -2,7 +2,7 @@
 //! block device: the volume label, then the path walked directory by
 //! directory, every size bounded.
 
-use crate::deploy::BlockDevice;
+use crate::io::BlockDevice;
 use crate::wire::iso9660::{lookup, Extent, Volume, PVD_SECTOR, SECTOR};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -92,7 +92,7 @@ pub fn read_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::device::MemDisk;
+    use crate::io::MemDisk;
 
     /// A config drive as Ironic makes one (ironic/common/images.py:
     /// `genisoimage ... -ldots -allow-lowercase -allow-multidot -l -J -r -V config-2`).

@@ -2,7 +2,7 @@
 //! of any offset and length become block-aligned reads.
 
 use super::{FsError, ReadAt};
-use crate::deploy::BlockDevice;
+use crate::io::BlockDevice;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec;

@@ -3,7 +3,7 @@
 //! instead of the page cache.
 
 use super::sys;
-use crate::deploy::{BlockDevice, IoError};
+use crate::io::{BlockDevice, IoError};
 use crate::stream::AlignedBuf;
 use rustix::fs::{FileType, Mode, OFlags};
 use std::os::fd::OwnedFd;

@@ -13,7 +13,7 @@
 
 use super::blockdev::Disk;
 use super::inventory;
-use crate::deploy::BlockDevice;
+use crate::io::BlockDevice;
 use crate::wire::superblock::{self, Kind};
 use std::path::Path;
 

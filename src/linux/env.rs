@@ -2,8 +2,9 @@
 //! random numbers, and the formatters rivet carries.
 
 use super::{fat, sys};
-use crate::deploy::{BlockDevice, Env, Mkfs};
+use crate::deploy::{Env, Mkfs};
 use crate::fs::mkext;
+use crate::io::BlockDevice;
 use std::time::Instant;
 
 pub struct LinuxEnv {

@@ -9,7 +9,7 @@
 use super::blockdev::Disk;
 use super::sys::{self, NvmeAdminCmd, SgData};
 use crate::deploy::erase::{self, Eraser, Pass, Progress};
-use crate::deploy::BlockDevice;
+use crate::io::BlockDevice;
 use crate::stream::AlignedBuf;
 use ring::aead;
 use std::time::Instant;

@@ -5,7 +5,7 @@
 
 use crate::deploy::bootchain::EspFile;
 use crate::deploy::uefi::{self, Dir, Loader};
-use crate::deploy::BlockDevice;
+use crate::io::BlockDevice;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -392,7 +392,7 @@ pub fn format(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::device::MemDisk;
+    use crate::io::MemDisk;
     use crate::wire::superblock::{probe, Kind};
 
     #[test]
@@ -470,7 +470,7 @@ mod tests {
 #[cfg(test)]
 mod write_tests {
     use super::*;
-    use crate::deploy::device::MemDisk;
+    use crate::io::MemDisk;
 
     /// fsck.vfat -n: whether it found nothing to fix, and what it said.
     fn fsck(dev: &mut MemDisk, len: u64, name: &str) -> (bool, String) {

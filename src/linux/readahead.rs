@@ -11,7 +11,7 @@
 //! deploy's buffer.
 
 use super::source::SourceError;
-use crate::deploy::ImageSource;
+use crate::io::ImageSource;
 use crate::stream::fill;
 use std::fmt::Display;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -202,7 +202,7 @@ impl ImageSource for ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::testing::SliceImage;
+    use crate::io::SliceImage;
     use embedded_io::Read;
 
     /// Serves `data`, then fails.

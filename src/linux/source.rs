@@ -1,6 +1,6 @@
 //! Image bytes from a local file (`--image FILE` or a `file://` URL).
 
-use crate::deploy::ImageSource;
+use crate::io::ImageSource;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;

@@ -87,7 +87,7 @@ enum Body {
 const USER_AGENT: &str = concat!("rivet/", env!("CARGO_PKG_VERSION"));
 
 /// A GET whose body is read through [`embedded_io::Read`]; reconnects and
-/// resumes transparently. Implements [`crate::deploy::ImageSource`].
+/// resumes transparently. Implements [`crate::io::ImageSource`].
 pub struct Download<'t, T: Transport> {
     t: &'t mut T,
     policy: Policy,
@@ -687,7 +687,7 @@ impl<T: Transport> embedded_io::Read for Download<'_, T> {
     }
 }
 
-impl<T: Transport> crate::deploy::ImageSource for Download<'_, T> {
+impl<T: Transport> crate::io::ImageSource for Download<'_, T> {
     fn size(&self) -> Option<u64> {
         self.total
     }

@@ -65,7 +65,7 @@ fn a_server_without_ranges_restarts_and_skips() {
 
 #[test]
 fn parts_read_at_an_offset_leave_the_stream_where_it_was() {
-    use crate::deploy::ImageSource;
+    use crate::io::ImageSource;
     let data = image(400_000);
     let mut s = FakeServer::serving("/img", data.clone());
     s.etag = Some("\"v1\"".into());
@@ -93,7 +93,7 @@ fn parts_read_at_an_offset_leave_the_stream_where_it_was() {
 
 #[test]
 fn a_server_without_ranges_reads_no_parts_and_the_stream_goes_on() {
-    use crate::deploy::ImageSource;
+    use crate::io::ImageSource;
     let data = image(200_000);
     let mut s = FakeServer::serving("/img", data.clone());
     s.ranges = false;
@@ -272,7 +272,8 @@ fn small_gets_are_bounded_and_posts_arrive() {
 
 #[test]
 fn downloads_feed_the_deploy_engine() {
-    use crate::deploy::{self, device::MemDisk, testing::ScriptedEnv, Request};
+    use crate::deploy::{self, testing::ScriptedEnv, Request};
+    use crate::io::MemDisk;
     let data = image(3 << 20);
     let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Md5);
     h.update(&data);

@@ -94,7 +94,7 @@ fn virtual_media(name: &str) -> bool {
     let mut head = vec![0u8; 64 * 1024];
     crate::linux::blockdev::Disk::open_read_only(&format!("/dev/{name}"), 512)
         .and_then(|mut d| {
-            use crate::deploy::BlockDevice;
+            use crate::io::BlockDevice;
             let n = head.len().min(d.size() as usize);
             d.read_at(0, &mut head[..n]).map_err(|e| e.to_string())
         })

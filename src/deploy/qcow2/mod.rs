@@ -28,9 +28,10 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-use super::device::BlockDevice;
-use super::image::{BeforeWrite, ImageSource, Streamed, HOLD_BACK};
+use super::image::{BeforeWrite, Streamed, HOLD_BACK};
 use super::{Env, Error};
+use crate::io::BlockDevice;
+use crate::io::ImageSource;
 use crate::stream::{fill, Meter};
 use crate::wire::qcow2::{Compression, Header};
 use alloc::collections::BTreeMap;

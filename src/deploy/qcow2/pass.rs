@@ -2,12 +2,12 @@
 //! to (a table, a data or compressed cluster), regions that become known
 //! late served from the bytes kept for them.
 
-use super::super::device::BlockDevice;
 use super::super::image::HOLD_BACK;
 use super::super::Error;
 use super::sink::Sink;
 use super::tables::{describe, key, Key, Region, Tables};
 use super::Limits;
+use crate::io::BlockDevice;
 use crate::wire::qcow2::Compression;
 use alloc::collections::BTreeMap;
 use alloc::format;

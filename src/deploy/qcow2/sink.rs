@@ -1,10 +1,10 @@
 //! Where guest bytes go: the held first MiB, or the disk through the
 //! staging half of the stream buffer; and the holes, zeroed at the end.
 
-use super::super::device::BlockDevice;
 use super::super::image::write_at_any;
 use super::super::Error;
 use super::Limits;
+use crate::io::BlockDevice;
 use alloc::format;
 use alloc::vec::Vec;
 

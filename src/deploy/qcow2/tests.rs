@@ -4,8 +4,9 @@
 //! must read as.
 
 use super::*;
-use crate::deploy::device::MemDisk;
-use crate::deploy::testing::{ScriptedEnv, SliceImage};
+use crate::deploy::testing::ScriptedEnv;
+use crate::io::MemDisk;
+use crate::io::SliceImage;
 use crate::wire::qcow2::{self, Header};
 
 const CS: usize = 512;
@@ -175,7 +176,7 @@ fn clusters_past_the_held_mib_go_to_the_disk_and_holes_are_zeroed() {
     for by_device in [true, false] {
         let mut mem = MemDisk::new(8 << 20, 512);
         mem.write_at(0, &vec![0xee; 8 << 20]).unwrap();
-        let mut failing = crate::deploy::device::FailingDisk {
+        let mut failing = crate::io::FailingDisk {
             inner: MemDisk::new(0, 512),
             fail_at: u64::MAX,
         };

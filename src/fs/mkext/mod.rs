@@ -18,7 +18,7 @@ pub mod crc32c;
 pub mod geometry;
 mod records;
 
-use crate::deploy::BlockDevice;
+use crate::io::BlockDevice;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::deploy::device::MemDisk;
+use crate::io::MemDisk;
 
 fn opts(kind: Kind) -> Options<'static> {
     Options {
