@@ -3,7 +3,7 @@
 //! sorted and carry no timestamps or owners, so the same inputs always give
 //! the same bytes.
 
-use crate::modules::{self, Index, Module};
+use crate::kmod::{self, Index, Module};
 use crate::wire::{cpio, modinfo::ModInfo};
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
@@ -14,7 +14,7 @@ use core::fmt;
 
 /// Where modules live inside the initramfs.
 pub const MODULE_DIR: &str = "lib/modules";
-/// The alias and dependency index (see [`crate::modules`]).
+/// The alias and dependency index (see [`crate::kmod`]).
 pub const INDEX_PATH: &str = "lib/modules/modules.rivet";
 /// Mount points and scratch directories PID 1 expects to exist.
 pub const DIRS: &[&str] = &["dev", "lib", MODULE_DIR, "proc", "run", "sys", "tmp"];
@@ -44,11 +44,11 @@ impl Carried<'_> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    Dependency(modules::DepError),
+    Dependency(kmod::DepError),
     BadAlias {
         module: String,
         alias: String,
-        why: modules::PatternError,
+        why: kmod::PatternError,
     },
     Cpio(cpio::Error),
 }
@@ -70,20 +70,16 @@ impl fmt::Display for Error {
 pub fn index_for(carried: &[Carried]) -> Result<Index, Error> {
     let by_name: BTreeMap<&str, &Carried> = carried.iter().map(|c| (c.name.as_str(), c)).collect();
     let deps_of = |name: &str| {
-        by_name.get(name).map(|c| {
-            c.info
-                .depends
-                .iter()
-                .map(|d| modules::normalize(d))
-                .collect()
-        })
+        by_name
+            .get(name)
+            .map(|c| c.info.depends.iter().map(|d| kmod::normalize(d)).collect())
     };
     let mut index = Index::default();
     for c in carried {
-        let mut order = modules::resolve(&[c.name.as_str()], deps_of).map_err(Error::Dependency)?;
+        let mut order = kmod::resolve(&[c.name.as_str()], deps_of).map_err(Error::Dependency)?;
         order.pop(); // the module itself comes last
         for alias in &c.info.aliases {
-            modules::validate_pattern(alias).map_err(|why| Error::BadAlias {
+            kmod::validate_pattern(alias).map_err(|why| Error::BadAlias {
                 module: c.name.clone(),
                 alias: alias.clone(),
                 why,

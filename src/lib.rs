@@ -26,13 +26,14 @@
 
 extern crate alloc;
 
+pub mod boot;
 pub mod cmdline;
 pub mod deploy;
 pub mod fs;
 pub mod initramfs;
 pub mod io;
+pub mod kmod;
 pub mod layout;
-pub mod modules;
 pub mod net;
 pub mod netdata;
 pub mod plan;

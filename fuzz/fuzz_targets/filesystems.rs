@@ -6,7 +6,7 @@
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
-use rivet::deploy::bootchain;
+use rivet::boot::bootchain;
 use rivet::fs::{ext4::Ext4Root, xfs::Xfs, RootFs};
 
 fn walk(fs: &mut dyn RootFs) {

@@ -6,9 +6,10 @@
 //! without one. Shared by `image.install_bootloader` and
 //! `rivet install-bootloader`.
 
-use crate::deploy::bootchain::{self, BootChain};
+use crate::boot::bootchain::{self, BootChain};
+use crate::boot::uefi;
+use crate::deploy::probe_at;
 use crate::deploy::table::{self, Existing, Found};
-use crate::deploy::{probe_at, uefi};
 use crate::fs::ext4::Ext4Root;
 use crate::fs::partition::Partition;
 use crate::fs::xfs::Xfs;

@@ -3,10 +3,10 @@
 
 use super::args::Args;
 use rivet::initramfs::{self, Carried, Extra};
+use rivet::kmod::{self, normalize};
 use rivet::linux::inventory::human_bytes;
 use rivet::linux::kernel_tree::KernelTree;
 use rivet::linux::tls::{anchors_from_pem, CA_ANCHORS, CA_BUNDLE};
-use rivet::modules::{self, normalize};
 use std::collections::BTreeMap;
 
 const HELP: &str = "\
@@ -217,7 +217,7 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     let mut read: BTreeMap<String, (rivet::wire::modinfo::ModInfo, Vec<u8>)> = BTreeMap::new();
     let mut read_error: Option<String> = None;
     let root_refs: Vec<&str> = roots.iter().map(String::as_str).collect();
-    let order = modules::resolve(&root_refs, |name| {
+    let order = kmod::resolve(&root_refs, |name| {
         if !read.contains_key(name) {
             match tree.read(name) {
                 Ok(found) => {
@@ -432,7 +432,7 @@ fn this_hosts_modules(
                 found
                     .unbound
                     .iter()
-                    .any(|alias| modules::alias_matches(pattern, alias))
+                    .any(|alias| kmod::alias_matches(pattern, alias))
             });
             if hit && !names.iter().any(|n| n == name) {
                 matched.push(name.to_string());

@@ -11,7 +11,6 @@
 //! image → verify → backup GPT / config drive → the held MiB → flush; a
 //! refusal on the image's table leaves the disk untouched.
 
-pub mod bootchain;
 pub mod configdrive;
 pub mod decompress;
 pub mod erase;
@@ -22,7 +21,6 @@ pub mod qcow2;
 pub mod result;
 pub mod table;
 pub mod testing;
-pub mod uefi;
 pub mod whole_disk;
 
 #[cfg(test)]

@@ -56,31 +56,3 @@ impl Env for ScriptedEnv {
             .map_err(|e| alloc::format!("{e}"))
     }
 }
-
-/// Firmware variables in memory; `fail_set` makes writes to one name fail
-/// (a firmware whose variable store is full, say).
-#[derive(Default)]
-pub struct MemNvram {
-    pub vars: alloc::collections::BTreeMap<String, Vec<u8>>,
-    pub fail_set: Option<String>,
-}
-
-impl super::uefi::Nvram for MemNvram {
-    fn names(&mut self) -> Result<Vec<String>, String> {
-        Ok(self.vars.keys().cloned().collect())
-    }
-    fn get(&mut self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        Ok(self.vars.get(name).cloned())
-    }
-    fn set(&mut self, name: &str, data: &[u8]) -> Result<(), String> {
-        if self.fail_set.as_deref() == Some(name) {
-            return Err(alloc::format!("{name}: No space left on device"));
-        }
-        self.vars.insert(name.into(), data.to_vec());
-        Ok(())
-    }
-    fn delete(&mut self, name: &str) -> Result<(), String> {
-        self.vars.remove(name);
-        Ok(())
-    }
-}

@@ -3,7 +3,7 @@
 //! module brings new devices (virtio_pci → virtio devices → virtio_blk).
 
 use super::sys;
-use crate::modules::Index;
+use crate::kmod::Index;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};

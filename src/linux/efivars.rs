@@ -4,7 +4,7 @@
 //! `BootOrder` contents before it hands them to the firmware.
 
 use super::sys;
-use crate::deploy::uefi::Nvram;
+use crate::boot::uefi::Nvram;
 use crate::wire::efi::{BOOT_VARIABLE_ATTRIBUTES, GLOBAL_VARIABLE};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ impl Nvram for Efivarfs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::uefi;
+    use crate::boot::uefi;
     use crate::wire::efi;
 
     /// A directory standing in for efivarfs (same file format; a real

@@ -3,8 +3,8 @@
 //! [`Window`] gives it a view of one partition with a write-back cache of
 //! whole blocks, so the device still sees aligned O_DIRECT writes.
 
-use crate::deploy::bootchain::EspFile;
-use crate::deploy::uefi::{self, Dir, Loader};
+use crate::boot::bootchain::EspFile;
+use crate::boot::uefi::{self, Dir, Loader};
 use crate::io::BlockDevice;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};

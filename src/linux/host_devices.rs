@@ -42,7 +42,7 @@ pub fn host_devices(sys: &Path) -> HostDevices {
             if let Some(name) = module.file_name() {
                 found
                     .drivers
-                    .insert(crate::modules::normalize(&name.to_string_lossy()));
+                    .insert(crate::kmod::normalize(&name.to_string_lossy()));
             }
         }
     }

@@ -2,7 +2,7 @@
 //! with `.ko` files somewhere below, as Debian ships it (no modules.dep: each
 //! module's `.modinfo` is read instead).
 
-use crate::modules::normalize;
+use crate::kmod::normalize;
 use crate::wire::{elf::Elf, modinfo::ModInfo};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -165,7 +165,7 @@ impl KernelTree {
 /// Whether `rule` (see [`KernelTree::select`]) selects the module `name`
 /// found at `path` (relative to the version directory).
 pub fn rule_selects(rule: &str, name: &str, path: &str) -> bool {
-    use crate::modules::alias_matches;
+    use crate::kmod::alias_matches;
     let rule = rule.trim_matches('/');
     if !rule.contains('/') {
         return alias_matches(&normalize(rule), name);

@@ -419,7 +419,7 @@ pub fn mac_of(name: &str) -> Result<[u8; 6], String> {
 
 /// rivet's network stack on a Linux NIC, with TLS for https URLs.
 pub type LinuxStack =
-    crate::net::secure::TlsTransport<crate::net::stack::Stack<PacketDevice, PollWait>>;
+    crate::net::record::TlsTransport<crate::net::stack::Stack<PacketDevice, PollWait>>;
 
 /// Opens `name` (with `standby` NICs: an active-backup bond speaking with
 /// `name`'s MAC) and starts the stack (DHCP runs as the stack is polled);
@@ -440,7 +440,7 @@ pub fn open_stack(
     sys::random(&mut seed);
     let stack =
         crate::net::stack::Stack::new(device, waiter, mac, addressing, u64::from_le_bytes(seed));
-    Ok(crate::net::secure::TlsTransport::new(
+    Ok(crate::net::record::TlsTransport::new(
         stack,
         Some(super::tls::connector(verify)),
     ))

@@ -7,7 +7,7 @@ use super::coldplug::Coldplug;
 use super::{efivars, inventory, logger, sys};
 use crate::cmdline::{Cmdline, EndAction};
 use crate::initramfs::{INDEX_PATH, MODULE_DIR};
-use crate::modules::Index;
+use crate::kmod::Index;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};

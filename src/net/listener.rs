@@ -2,7 +2,7 @@
 //! sockets standing in for a backlog, one HTTP connection state machine per
 //! socket, TLS through a record layer, and the handler's deferred answers.
 
-use super::secure::{Secure, SecureFactory};
+use super::record::{Secure, SecureFactory};
 use super::server::{Conn, Event, Handler, Reply};
 use super::stack::{Stack, Wait};
 use alloc::boxed::Box;

@@ -7,7 +7,7 @@
 pub mod client;
 pub mod ipv6;
 pub mod listener;
-pub mod secure;
+pub mod record;
 pub mod server;
 pub mod stack;
 pub mod testing;

@@ -2,7 +2,7 @@
 //! `EFI_LOAD_OPTION` of a `Boot####` variable (UEFI 2.10 §3.1.3), the
 //! device path nodes it names (§10.3: hard drive media, file path, end),
 //! `BootOrder`, and the `BOOTX64.CSV` hint files shim installs next to its
-//! loader. No policy here: which loader to register is `deploy::uefi`'s.
+//! loader. No policy here: which loader to register is `boot::uefi`'s.
 
 use super::guid::Guid;
 use alloc::format;

@@ -8,8 +8,8 @@
 
 use super::commands::RestError;
 use crate::agent::partition_boot::{self, partition_by_uuid, Failure};
+use crate::boot::uefi;
 use crate::deploy::table::{self, Existing};
-use crate::deploy::uefi;
 use crate::io::BlockDevice;
 use crate::linux::blockdev::Disk;
 use crate::linux::efivars::{self, Efivarfs};

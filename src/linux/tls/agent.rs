@@ -7,7 +7,7 @@
 use super::ec::AgentKey;
 use super::provider::{provider, suites, versions};
 use super::Record;
-use crate::net::secure::{Secure, SecureFactory};
+use crate::net::record::{Secure, SecureFactory};
 use crate::wire::x509::{self, AgentCertificate};
 use rustls::pki_types::CertificateDer;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};

@@ -10,7 +10,7 @@ pub mod provider;
 
 pub use agent::AgentTls;
 
-use crate::net::secure::{Connector, Secure};
+use crate::net::record::{Connector, Secure};
 use crate::wire::anchors::{self, Anchor, Anchors};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -315,7 +315,7 @@ impl Secure for Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::secure::SecureFactory;
+    use crate::net::record::SecureFactory;
     use std::time::SystemTime;
 
     /// An in-memory TCP peer running `AgentTls`'s server record layer and
@@ -375,7 +375,7 @@ mod tests {
     }
 
     use crate::net::client::{Download, Policy};
-    use crate::net::secure::TlsTransport;
+    use crate::net::record::TlsTransport;
     use crate::net::{ConnId, NetError, NetErrorKind};
 
     fn serving(ip: &str, body: Vec<u8>) -> (Loopback, String) {

@@ -5,7 +5,7 @@
 //! entries that carry the same label, and add one `Boot####` per loader at
 //! the front of `BootOrder`.
 
-use super::table::{Existing, Found};
+use crate::deploy::table::{Existing, Found};
 use crate::plan::Label;
 use crate::wire::efi::{self, DiskSignature, HardDrive};
 use crate::wire::guid::{types, Guid};
@@ -240,10 +240,37 @@ pub fn register(
     Ok(added)
 }
 
+/// Firmware variables in memory; `fail_set` makes writes to one name fail
+/// (a firmware whose variable store is full, say).
+#[derive(Default)]
+pub struct MemNvram {
+    pub vars: alloc::collections::BTreeMap<String, Vec<u8>>,
+    pub fail_set: Option<String>,
+}
+
+impl Nvram for MemNvram {
+    fn names(&mut self) -> Result<Vec<String>, String> {
+        Ok(self.vars.keys().cloned().collect())
+    }
+    fn get(&mut self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.vars.get(name).cloned())
+    }
+    fn set(&mut self, name: &str, data: &[u8]) -> Result<(), String> {
+        if self.fail_set.as_deref() == Some(name) {
+            return Err(alloc::format!("{name}: No space left on device"));
+        }
+        self.vars.insert(name.into(), data.to_vec());
+        Ok(())
+    }
+    fn delete(&mut self, name: &str) -> Result<(), String> {
+        self.vars.remove(name);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::testing::MemNvram;
     use alloc::vec;
 
     fn dir(path: &str, files: &[&str]) -> Dir {
