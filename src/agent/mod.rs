@@ -1,12 +1,15 @@
 //! Orchestration: what rivet does with a plan once it has a network and
-//! disks. `standalone` is the kernel-command-line mode (rivet.plan=URL,
-//! rivet.callback=URL); the host CLI shares `references` and `disks`.
+//! disks. `session` is one deploy, for every entry point; `standalone` is
+//! the kernel-command-line mode (rivet.plan=URL, rivet.callback=URL),
+//! `ironic` the agent a conductor drives; the host CLI shares `session`,
+//! `references` and `disks`.
 
 pub mod disks;
 pub mod hints;
 pub mod ironic;
 pub mod partition_boot;
 pub mod references;
+pub mod session;
 pub mod standalone;
 
 /// PID 1's mode for this command line: Ironic mode when it names an Ironic

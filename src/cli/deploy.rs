@@ -5,7 +5,6 @@ use super::args::Args;
 use rivet::deploy::{result, Request};
 use rivet::io::ImageSource;
 use rivet::linux::{blockdev::Disk, source::FileImage};
-use rivet::net::client::{Download, Policy};
 use rivet::plan::{BootMode, Plan};
 use std::io::Read;
 
@@ -132,17 +131,10 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     match (local, stack.as_mut()) {
         (Some(mut image), _) => run_deploy(disk, &mut image, &request),
         (None, Some(stack)) => {
-            let mut last = String::new();
-            for url in &plan.urls {
-                match Download::start(stack, url, Policy::default()) {
-                    Ok(mut image) => return run_deploy(disk, &mut image, &request),
-                    Err(e) => {
-                        log::warn!("{e}; trying the next URL");
-                        last = e.to_string();
-                    }
-                }
-            }
-            Err(format!("no image URL worked: {last}"))
+            rivet::agent::session::from_first_url(stack, &plan.urls, |image, _| {
+                run_deploy(disk, image, &request)
+            })
+            .map_err(|last| format!("no image URL worked: {last}"))?
         }
         (None, None) => Err("no image source".into()),
     }
@@ -156,7 +148,7 @@ fn run_deploy<S: ImageSource + Send>(
 where
     S::Error: std::fmt::Display,
 {
-    let outcome = rivet::agent::standalone::execute(&mut disk, image, request)
+    let outcome = rivet::agent::session::execute(&mut disk, image, request)
         .map_err(|e| format!("deploy failed ({} step): {e}", e.step()))?;
     print!(
         "{}",

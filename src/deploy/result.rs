@@ -61,6 +61,18 @@ pub fn to_json(o: &Outcome, disk: &str) -> Value {
     v
 }
 
+/// What get_partition_uuids answers: Ironic's three keys of a partition
+/// image, only "root uuid" of a whole-disk one (as ironic-python-agent).
+pub fn partition_uuids(o: &Outcome) -> Value {
+    let v = to_json(o, "");
+    match o.image_type {
+        ImageType::Partition => json!({"root uuid": v["root uuid"],
+            "efi system partition uuid": v["efi system partition uuid"],
+            "partitions": v["partitions"]}),
+        ImageType::WholeDisk => json!({"root uuid": v["root uuid"]}),
+    }
+}
+
 fn round3(x: f64) -> f64 {
     // no_std: no f64::round; values here are small and positive.
     ((x * 1000.0 + 0.5) as u64) as f64 / 1000.0

@@ -4,7 +4,8 @@
 //! asynchronous commands) are run by the caller, which reports back with
 //! [`Api::finish`]; until then their record says RUNNING.
 
-use super::commands::{fault, CommandResult, RestError, Status};
+use super::commands::{fault, CommandResult, Status};
+use super::errors::{IpaError, RestError};
 use super::steps;
 use crate::net::server::{Reply, Request, Response};
 use serde_json::{json, Map, Value};
@@ -169,7 +170,7 @@ impl Api {
         if let Some(c) = self.commands.iter_mut().find(|c| c.id == id) {
             match &outcome {
                 Ok(_) => log::info!("command {} succeeded", c.name),
-                Err(e) => log::error!("command {} failed: {}: {}", c.name, e.message, e.details),
+                Err(e) => log::error!("command {} failed: {}: {}", c.name, e.message(), e.details),
             }
             c.finish(outcome);
         }
@@ -288,7 +289,7 @@ impl Api {
                 fault(400, "400 Bad Request: Missing or invalid name or params"),
             ));
         };
-        let http = |e: RestError| (e.code, e.fault());
+        let http = |e: RestError| (e.code(), e.fault());
         let Some((ext, cmd)) = name.split_once('.') else {
             return Err(http(RestError::invalid_command(
                 "Command name must be of the form <extension>.<name>",
@@ -306,12 +307,10 @@ impl Api {
             "system",
         ];
         if !known.contains(&ext) {
-            return Err(http(RestError::new(
-                "RequestedObjectNotFoundError",
-                404,
-                "Not found",
-                format!("Extension with id {ext} not found."),
-            )));
+            return Err(http(
+                IpaError::RequestedObjectNotFound
+                    .with(format!("Extension with id {ext} not found.")),
+            ));
         }
         let id = self.uuid4();
         let mut record = CommandResult::running(id.clone(), cmd);
@@ -409,12 +408,9 @@ impl Api {
         if let Some(v) = params.get(version_key).filter(|v| !v.is_null()) {
             let ours = steps::versions();
             if *v != ours {
-                return Err(RestError::new(
-                    "VersionMismatch",
-                    409,
-                    "Hardware managers version mismatch, reload agent with correct version",
-                    format!("Current versions: {ours}, versions used by ironic: {v}"),
-                ));
+                return Err(IpaError::VersionMismatch.with(format!(
+                    "Current versions: {ours}, versions used by ironic: {v}"
+                )));
             }
         }
         let step = params.get("step").cloned().unwrap_or(Value::Null);
@@ -429,9 +425,9 @@ impl Api {
             "write_image" if !clean => {
                 let info = args.get("image_info").cloned().unwrap_or(Value::Null);
                 let cd = args.get("configdrive").cloned();
-                let image_info = self
-                    .check_image_info(info, cd)
-                    .map_err(|e| RestError::deployment(format!("{}: {}", e.message, e.details)))?;
+                let image_info = self.check_image_info(info, cd).map_err(|e| {
+                    RestError::deployment(format!("{}: {}", e.message(), e.details))
+                })?;
                 Ok(Work::WriteImage {
                     image_info,
                     step: Some(step),
@@ -444,12 +440,8 @@ impl Api {
                 step,
                 clean,
             }),
-            other => Err(RestError::new(
-                "HardwareManagerMethodNotFound",
-                500,
-                "No HardwareManager found to handle method",
-                format!("Could not find method: {other}"),
-            )),
+            other => Err(IpaError::HardwareManagerMethodNotFound
+                .with(format!("Could not find method: {other}"))),
         }
     }
 

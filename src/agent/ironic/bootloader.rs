@@ -6,7 +6,7 @@
 //! copies the distribution's signed shim and grub onto it
 //! ([`partition_boot`]). BIOS partition images stay refused, as there.
 
-use super::commands::RestError;
+use super::errors::{IpaError, RestError};
 use crate::agent::partition_boot::{self, partition_by_uuid, Failure};
 use crate::boot::uefi;
 use crate::deploy::table::{self, Existing};
@@ -18,12 +18,7 @@ use serde_json::Value;
 use std::path::Path;
 
 fn device_not_found(details: String) -> RestError {
-    RestError::new(
-        "DeviceNotFound",
-        404,
-        "Error finding the disk or partition device to deploy the image onto",
-        details,
-    )
+    IpaError::DeviceNotFound.with(details)
 }
 
 /// Registers the ESP's loaders; `Ok(false)` when the ESP has none.
@@ -68,12 +63,7 @@ fn manage_uefi(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
 }
 
 fn invalid_image(details: impl Into<String>) -> RestError {
-    RestError::new(
-        "InvalidImage",
-        500,
-        "The provided image is not valid for use",
-        details,
-    )
+    IpaError::InvalidImage.with(details)
 }
 
 impl From<Failure> for RestError {

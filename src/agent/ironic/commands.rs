@@ -4,6 +4,7 @@
 //! `command_result`; an error is a RESTError `{type, code, message,
 //! details}` whose text is `"<message>: <details>"`.
 
+use super::errors::RestError;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,82 +24,6 @@ impl Status {
             Status::Failed => "FAILED",
             Status::VersionMismatch => "CLEAN_VERSION_MISMATCH",
         }
-    }
-}
-
-/// An error as ironic-python-agent serializes its `RESTError`s.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestError {
-    /// The exception class name the conductor logs (`ImageChecksumError`…).
-    pub kind: &'static str,
-    pub code: u16,
-    pub message: &'static str,
-    pub details: String,
-}
-
-impl RestError {
-    pub fn new(
-        kind: &'static str,
-        code: u16,
-        message: &'static str,
-        details: impl Into<String>,
-    ) -> Self {
-        RestError {
-            kind,
-            code,
-            message,
-            details: details.into(),
-        }
-    }
-    pub fn invalid_params(details: impl Into<String>) -> Self {
-        Self::new(
-            "InvalidCommandParamsError",
-            400,
-            "Invalid command parameters",
-            details,
-        )
-    }
-    pub fn invalid_command(details: impl Into<String>) -> Self {
-        Self::new("InvalidCommandError", 400, "Invalid command", details)
-    }
-    pub fn execution(details: impl Into<String>) -> Self {
-        Self::new(
-            "CommandExecutionError",
-            500,
-            "Command execution failed",
-            details,
-        )
-    }
-    pub fn deployment(details: impl Into<String>) -> Self {
-        Self::new("DeploymentError", 500, "Deploy step failed", details)
-    }
-    pub fn cleaning(details: impl Into<String>) -> Self {
-        Self::new("CleaningError", 500, "Clean step failed", details)
-    }
-    pub fn busy(running: &str) -> Self {
-        Self::new(
-            "AgentIsBusy",
-            409,
-            "Agent is busy",
-            format!("executing command {running}"),
-        )
-    }
-    pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(
-            "NotFound",
-            404,
-            "Not found",
-            format!("{what} with id {id} not found."),
-        )
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({"type": self.kind, "code": self.code, "message": self.message, "details": self.details})
-    }
-
-    /// The API's error body: WSME's `{faultcode, faultstring}`.
-    pub fn fault(&self) -> Value {
-        fault(self.code, &format!("{}: {}", self.message, self.details))
     }
 }
 
@@ -141,7 +66,7 @@ impl CommandResult {
                 self.status = Status::Succeeded;
             }
             Err(e) => {
-                self.status = if e.kind == "VersionMismatch" {
+                self.status = if e.kind == super::errors::IpaError::VersionMismatch {
                     Status::VersionMismatch
                 } else {
                     Status::Failed
@@ -187,12 +112,9 @@ mod tests {
             "prepare_image: image (x) written to device /dev/vda root_uuid=u"
         );
         let mut f = CommandResult::running("id-2".into(), "execute_deploy_step");
-        f.finish(Err(RestError::new(
-            "ImageChecksumError",
-            500,
-            "Error verifying image checksum",
-            "a != b",
-        )));
+        f.finish(Err(
+            crate::agent::ironic::errors::IpaError::ImageChecksum.with("a != b")
+        ));
         let j = f.to_json();
         assert_eq!(j["command_status"], "FAILED");
         assert_eq!(

@@ -6,10 +6,10 @@
 
 use super::api::{Job, Work};
 use super::bootloader;
-use super::commands::RestError;
+use super::errors::{from_failure, IpaError, RestError};
 use super::node;
 use super::run::Servicing;
-use crate::agent::standalone::{self, firmware_boot_mode, Failure};
+use crate::agent::session::{self, firmware_boot_mode};
 use crate::cmdline::EndAction;
 use crate::linux::blockdev::Disk;
 use crate::linux::inventory;
@@ -17,39 +17,6 @@ use crate::net::Transport;
 use crate::plan::{ImageType, Plan};
 use serde_json::{json, Value};
 use std::path::Path;
-
-/// A deploy failure as the real agent names it (the conductor logs the
-/// type and shows the message and details to the operator).
-fn ipa_error(f: Failure) -> RestError {
-    match f.step {
-        "checksum" => RestError::new(
-            "ImageChecksumError",
-            500,
-            "Error verifying image checksum",
-            f.error,
-        ),
-        "image" => RestError::new(
-            "ImageDownloadError",
-            500,
-            "Error downloading image",
-            f.error,
-        ),
-        "disk" => RestError::new(
-            "DeviceNotFound",
-            404,
-            "Error finding the disk or partition device to deploy the image onto",
-            f.error,
-        ),
-        "validate" | "plan" => RestError::invalid_params(f.error),
-        "memory" => RestError::execution(f.error),
-        _ => RestError::new(
-            "ImageWriteError",
-            500,
-            "Error writing image to device",
-            f.error,
-        ),
-    }
-}
 
 /// Writes the image; returns the command result and what
 /// get_partition_uuids will answer.
@@ -61,41 +28,31 @@ fn write_image(
 ) -> Result<Value, RestError> {
     let plan =
         Plan::from_value(image_info).map_err(|e| RestError::invalid_params(e.to_string()))?;
-    let hints = node::root_device_hints(node_json).map_err(|e| {
-        ipa_error(Failure {
-            step: "disk",
-            error: e,
-        })
-    })?;
+    let hints = node::root_device_hints(node_json).map_err(|e| IpaError::DeviceNotFound.with(e))?;
     let boot_mode = plan
         .boot_mode
         .or_else(|| node::boot_mode(node_json))
         .unwrap_or_else(firmware_boot_mode);
     let id = image_info["id"].as_str().unwrap_or("").to_string();
-    let partition = plan.image_type == ImageType::Partition;
     let target = match &hints {
-        Some(h) => standalone::Target::Hints(h),
-        None => standalone::Target::Hint(None),
+        Some(h) => session::Target::Hints(h),
+        None => session::Target::Hint(None),
     };
     let checks = t.agent.api.image_checks.clone();
-    let (v, _) = standalone::write_plan(t, plan, target, boot_mode, checks).map_err(ipa_error)?;
-    let uuids = if partition {
-        json!({"root uuid": v["root uuid"], "efi system partition uuid": v["efi system partition uuid"],
-               "partitions": v["partitions"]})
-    } else {
-        json!({"root uuid": v["root uuid"]})
-    };
+    let written = session::write_plan(t, plan, target, boot_mode, checks).map_err(from_failure)?;
+    let o = &written.outcome;
+    let uuids = crate::deploy::result::partition_uuids(o);
     log::info!("partition uuids: {uuids}");
     t.agent.api.partition_uuids = Some(uuids);
-    t.agent.api.image_disk = v["disk"].as_str().map(str::to_string);
+    t.agent.api.image_disk = Some(written.disk.clone());
     let mut msg = format!(
         "image ({id}) written to device {} root_uuid={}",
-        v["disk"].as_str().unwrap_or(""),
-        v["root uuid"].as_str().unwrap_or("")
+        written.disk, o.root_uuid
     );
-    if let (Some("uefi"), Some(esp)) = (
+    if let (Some("uefi"), ImageType::Partition, Some(esp)) = (
         image_info["deploy_boot_mode"].as_str(),
-        v["efi system partition uuid"].as_str(),
+        o.image_type,
+        o.efi_uuid.as_deref(),
     ) {
         msg += &format!(" efi_system_partition_uuid={esp}");
     }
@@ -143,14 +100,7 @@ pub(super) fn run_job(
             node,
         } => (write_image(t, image_info, step.as_ref(), node), None),
         Work::EraseMetadata { step, clean } => {
-            let outcome = erase_all().map_err(|e| {
-                RestError::new(
-                    "BlockDeviceEraseError",
-                    500,
-                    "Error erasing block device",
-                    e,
-                )
-            });
+            let outcome = erase_all().map_err(|e| IpaError::BlockDeviceErase.with(e));
             let key = if *clean { "clean" } else { "deploy" };
             (
                 outcome
@@ -172,14 +122,7 @@ pub(super) fn run_job(
             (
                 outcome
                     .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
-                    .map_err(|e| {
-                        RestError::new(
-                            "BlockDeviceEraseError",
-                            500,
-                            "Error erasing block device",
-                            e,
-                        )
-                    }),
+                    .map_err(|e| IpaError::BlockDeviceErase.with(e)),
                 None,
             )
         }

@@ -10,7 +10,9 @@
 //! - `conductor`: lookup and heartbeat against the Ironic API;
 //! - `inspection`: the inventory and its POST to continue_inspection;
 //! - `heartbeat`: when to heartbeat;
-//! - `commands`, `steps`, `api`: the agent API (routes, records, errors);
+//! - `commands`, `steps`, `api`: the agent API (routes, records);
+//! - `errors`: ironic-python-agent's error classes, written once;
+//! - `jobs`: what an accepted command does (write the image, erase…);
 //! - `bootloader`: image.install_bootloader (UEFI boot entries);
 //! - `run`: the Linux side — the loop serving the API while jobs run.
 
@@ -19,6 +21,7 @@ pub mod bootloader;
 pub mod commands;
 pub mod conductor;
 pub mod erase;
+pub mod errors;
 pub mod heartbeat;
 pub mod inspection;
 mod jobs;

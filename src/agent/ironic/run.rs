@@ -8,7 +8,7 @@ use super::conductor::{self, IronicApi};
 use super::heartbeat::Schedule;
 use super::inspection::{self, Facts};
 use super::params::Params;
-use crate::agent::standalone;
+use crate::agent::session;
 use crate::cmdline::{Cmdline, EndAction};
 use crate::linux::packet::LinuxStack;
 use crate::linux::{inventory, logger, sys};
@@ -429,7 +429,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     // What went wrong with the network but did not stop it is on the
     // console (and in the logs Ironic collects).
     let (mut stack, lease, boot_nic) =
-        standalone::network_verified(cmdline, params.insecure, bundle, &mut Vec::new())?;
+        session::network_verified(cmdline, params.insecure, bundle, &mut Vec::new())?;
     let macs: Vec<String> = inventory::nics(Path::new("/sys"))
         .iter()
         .filter_map(|n| n.mac.map(|m| m.to_string()))

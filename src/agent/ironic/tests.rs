@@ -2,7 +2,7 @@
 //! sends, checked against what ironic-python-agent 13 answers.
 
 use super::api::{Api, Host, Work};
-use super::commands::RestError;
+use super::errors::RestError;
 use crate::net::server::{Reply, Request, Response};
 use serde_json::{json, Value};
 
