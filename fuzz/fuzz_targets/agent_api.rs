@@ -10,6 +10,7 @@ mod guard;
 use libfuzzer_sys::fuzz_target;
 
 use rivet::agent::ironic::api::{Api, Host};
+use rivet::agent::ironic::token::AgentToken;
 use rivet::net::server::{Conn, Event, Reply, Request, Response};
 
 const TOKEN: &str = "fuzz-token";
@@ -35,7 +36,7 @@ fn check(resp: &Response) {
 }
 
 fn serve(api: &mut Api, req: &Request) {
-    let with_token = req.query_param("agent_token") == Some(TOKEN);
+    let with_token = req.query_param("agent_token").as_deref() == Some(TOKEN);
     match api.handle(req, &mut NullHost) {
         Reply::Now(resp) => check(&resp),
         Reply::Later(ticket) => {
@@ -53,7 +54,7 @@ fn serve(api: &mut Api, req: &Request) {
 
 fuzz_target!(|data: &[u8]| {
     guard::bounded(16 * guard::MIB, || {
-        let mut api = Api::new(Some(TOKEN.into()), 0.0, 7);
+        let mut api = Api::new(Some(AgentToken::new(TOKEN)), 0.0, 7);
         match data.split_first() {
             // Odd first byte: the rest is a command body, sent with the
             // token (wait=true every other input), then the list is read.

@@ -9,6 +9,7 @@ mod guard;
 use libfuzzer_sys::fuzz_target;
 
 use rivet::agent::ironic::conductor::{choose_token, parse_lookup, read_root, TokenAnswer};
+use rivet::agent::ironic::token::AgentToken;
 
 fuzz_target!(|data: &[u8]| {
     guard::bounded(8 * guard::MIB, || {
@@ -26,11 +27,12 @@ fuzz_target!(|data: &[u8]| {
             TokenAnswer::Given(t) => Some(t.clone()),
             _ => None,
         };
-        for preshared in [None, Some("pre-shared-token-from-the-command-line")] {
+        let cmdline = AgentToken::new("pre-shared-token-from-the-command-line");
+        for preshared in [None, Some(&cmdline)] {
             match choose_token(&found.token, found.token_required, preshared) {
                 Ok(Some(t)) => assert!(
-                    Some(&t) == given.as_ref() || Some(t.as_str()) == preshared,
-                    "a token from nowhere: {t}"
+                    Some(&t) == given.as_ref() || Some(&t) == preshared,
+                    "a token from nowhere: {t:?}"
                 ),
                 Ok(None) => assert!(given.is_none() && preshared.is_none()),
                 Err(e) => assert!(

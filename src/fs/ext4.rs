@@ -53,7 +53,7 @@ fn kind(t: FileType) -> Kind {
 /// Most block groups accepted: 32 TiB of 4 KiB blocks. ext4-view sizes its
 /// descriptor table from the superblock before checking it, so the
 /// superblock's claims are checked here first (a crafted one asked for
-/// 4 GiB, found by fuzz/filesystems).
+/// 4 GiB, found by the `filesystems` fuzz target).
 const MAX_GROUPS: u64 = 1 << 18;
 
 /// The superblock's geometry, checked against the device it is on.
@@ -72,7 +72,7 @@ fn check_geometry(source: &mut dyn ReadAt) -> Result<(), FsError> {
     // ext4-view counts s_blocks_count_hi whether or not the 64bit feature
     // is on (the format says it only counts with it): check what the
     // reader will use, or a crafted non-64bit superblock with a high word
-    // asks it for billions of groups (found by fuzz/filesystems).
+    // asks it for billions of groups (found by the `filesystems` fuzz target).
     let blocks = le32(4) | (le32(0x150) << 32);
     let per_group = le32(32);
     let first = le32(20);

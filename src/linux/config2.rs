@@ -7,7 +7,7 @@
 //! config-2 filesystem there to choose this boot's address, gateway, DNS
 //! and VLAN (they sort before `sr0`, so the first one found would win).
 //! FAT media are not read: fatfs panics on hostile directory entries
-//! (fuzz/config_drive found one). Partitions labelled config-2 are not
+//! (the `config_drive` fuzz target found one). Partitions labelled config-2 are not
 //! looked at: every deployed disk carries one with the instance's network,
 //! which is not the provisioning network.
 

@@ -1,7 +1,7 @@
 //! Networking above the wire formats: a transport abstraction (TCP
 //! connections with deadlines, a clock), and the HTTP client that streams
 //! images over it with resume, redirects and retries. The smoltcp stack over
-//! a raw NIC (`linux::netstack`) implements [`Transport`]; so does an
+//! a raw NIC (`linux::packet`) implements [`Transport`]; so does an
 //! in-memory server for tests ([`testing`]).
 
 pub mod client;

@@ -26,13 +26,43 @@ impl Request {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
-    /// A query parameter's value (no percent-decoding beyond `+`-free tokens).
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == name).then_some(v)
-        })
+    /// A query parameter's value, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_param(&self.query, name)
     }
+}
+
+/// The first `name=` parameter of a query string, `%XX` and `+` decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` and `+` in a query value.
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,8 +273,14 @@ mod tests {
             panic!()
         };
         assert_eq!(second.path, "/v1/commands/");
-        assert_eq!(second.query_param("agent_token"), Some("t"));
-        assert_eq!(second.query_param("wait"), Some("true"));
+        assert_eq!(second.query_param("agent_token").as_deref(), Some("t"));
+        assert_eq!(second.query_param("wait").as_deref(), Some("true"));
+        assert_eq!(
+            query_param("a=1&agent_token=x%2By+z%zz&b", "agent_token").as_deref(),
+            Some("x+y z%zz")
+        );
+        assert_eq!(query_param("b&a=1", "b").as_deref(), Some(""));
+        assert_eq!(query_param("a=1", "b"), None);
         assert_eq!(second.body, b"{\"name\": \"x\"}");
         assert!(!c.closing());
         let bytes = c.respond(&Response::json(200, "{}"));

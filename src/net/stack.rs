@@ -21,7 +21,7 @@ use smoltcp::wire::{
     DnsQueryType, EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address,
 };
 
-/// TCP receive window: large enough for a fast LAN. FACTS measured 1 MiB
+/// TCP receive window: large enough for a fast LAN. 1 MiB was measured
 /// enough with everything on one thread; with the image read on its own
 /// thread (linux/readahead.rs) the window became the limit: a veth deploy
 /// left both CPUs a quarter idle, and 2 MiB gave 446-471 MB/s against

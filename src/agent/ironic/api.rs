@@ -4,9 +4,10 @@
 //! asynchronous commands) are run by the caller, which reports back with
 //! [`Api::finish`]; until then their record says RUNNING.
 
-use super::commands::{fault, CommandResult, Status};
-use super::errors::{IpaError, RestError};
+use super::commands::{CommandResult, Status};
+use super::errors::{fault, IpaError, RestError};
 use super::steps;
+use super::token::AgentToken;
 use crate::net::server::{Reply, Request, Response};
 use serde_json::{json, Map, Value};
 
@@ -55,7 +56,7 @@ pub enum Work {
 
 pub struct Api {
     commands: Vec<CommandResult>,
-    token: Option<String>,
+    token: Option<AgentToken>,
     started_at: f64,
     /// What the last image write found (`standby.get_partition_uuids`).
     pub partition_uuids: Option<Value>,
@@ -81,43 +82,8 @@ fn respond(status: u16, v: &Value) -> Response {
     Response::json(status, v.to_string())
 }
 
-/// Compares without an early exit, so timing says nothing about the token.
-pub fn same_token(given: &str, expected: &str) -> bool {
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    let mut diff = (a.len() != b.len()) as u8;
-    for (i, expected) in b.iter().enumerate() {
-        diff |= a.get(i).copied().unwrap_or(0) ^ expected;
-    }
-    diff == 0
-}
-
-/// Decodes `%XX` and `+` in a query value.
-fn unescape(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl Api {
-    pub fn new(token: Option<String>, started_at: f64, seed: u64) -> Api {
+    pub fn new(token: Option<AgentToken>, started_at: f64, seed: u64) -> Api {
         Api {
             commands: Vec::new(),
             token,
@@ -213,16 +179,18 @@ impl Api {
     }
 
     fn refuse_token(&self, req: &Request) -> Option<Response> {
-        let given = req.query_param("agent_token").map(unescape);
-        let ok = matches!((&given, &self.token), (Some(g), Some(t)) if same_token(g, t));
-        if ok {
+        if self.token.as_ref().is_some_and(|t| t.in_query(&req.query)) {
             None
         } else {
             log::warn!(
                 "agent API: {} {} refused: {} agent token",
                 req.method,
                 req.path,
-                if given.is_some() { "wrong" } else { "missing" }
+                if req.query_param("agent_token").is_some() {
+                    "wrong"
+                } else {
+                    "missing"
+                }
             );
             Some(respond(
                 401,
@@ -534,10 +502,7 @@ impl Api {
     /// The target carries this agent's token (`?agent_token=`).
     pub fn has_token(&self, target: &str) -> bool {
         let query = target.split_once('?').map_or("", |(_, q)| q);
-        let token = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("agent_token="));
-        matches!((token.map(unescape), &self.token), (Some(g), Some(t)) if same_token(&g, t))
+        self.token.as_ref().is_some_and(|t| t.in_query(query))
     }
 }
 

@@ -27,11 +27,6 @@ impl Status {
     }
 }
 
-/// `{faultcode, faultstring}` as the agent API answers errors.
-pub fn fault(code: u16, faultstring: &str) -> Value {
-    json!({"faultcode": if code >= 500 { "Server" } else { "Client" }, "faultstring": faultstring})
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandResult {
     pub id: String,

@@ -2,6 +2,7 @@
 //! heartbeat, with the headers and bodies ironic-python-agent sends
 //! (`ironic_api_client.py`). Over any [`Transport`], so tests script it.
 
+use super::token::AgentToken;
 use crate::net::client::{exchange, Policy};
 use crate::net::Transport;
 use serde_json::{json, Value};
@@ -33,7 +34,7 @@ pub struct IronicApi {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenAnswer {
     /// A token of at least 32 characters: this agent's.
-    Given(String),
+    Given(AgentToken),
     /// `"******"`: the conductor handed it out before (to an earlier agent
     /// on this node, or pre-generated for virtual media and given to this
     /// one with `ipa-agent-token=`).
@@ -50,7 +51,9 @@ impl TokenAnswer {
         match v {
             Value::Null => TokenAnswer::Absent,
             Value::String(s) if s == "******" => TokenAnswer::AlreadyTaken,
-            Value::String(s) if s.chars().count() >= 32 => TokenAnswer::Given(s.clone()),
+            Value::String(s) if s.chars().count() >= 32 => {
+                TokenAnswer::Given(AgentToken::new(s.clone()))
+            }
             other => {
                 let shown: String = other.to_string().chars().take(40).collect();
                 TokenAnswer::Invalid(shown)
@@ -66,8 +69,8 @@ impl TokenAnswer {
 pub fn choose_token(
     answer: &TokenAnswer,
     required: bool,
-    preshared: Option<&str>,
-) -> Result<Option<String>, String> {
+    preshared: Option<&AgentToken>,
+) -> Result<Option<AgentToken>, String> {
     if let TokenAnswer::Given(t) = answer {
         return Ok(Some(t.clone()));
     }
@@ -78,7 +81,7 @@ pub fn choose_token(
         log::warn!("the lookup's agent_token is not a token: {shown}");
     }
     if let Some(p) = preshared {
-        return Ok(Some(p.to_string()));
+        return Ok(Some(p.clone()));
     }
     if !required {
         return Ok(None);
@@ -442,7 +445,7 @@ mod tests {
             (l.heartbeat_timeout_s, l.token_required, l.md5_enabled),
             (300, true, false)
         );
-        assert_eq!(l.token, TokenAnswer::Given("x".repeat(43)));
+        assert_eq!(l.token, TokenAnswer::Given(AgentToken::new("x".repeat(43))));
         let masked = json!({"node": {"uuid": "u"}, "config": {"agent_token": "******"}});
         assert_eq!(
             parse_lookup(&masked).unwrap().token,
@@ -679,7 +682,8 @@ mod tests {
     fn each_token_answer_is_handled_as_the_real_agent_does() {
         let read = |v: Value| TokenAnswer::read(&v);
         let long = "k".repeat(43);
-        assert_eq!(read(json!(long)), TokenAnswer::Given(long.clone()));
+        let long = AgentToken::new(long);
+        assert_eq!(read(json!(long.expose())), TokenAnswer::Given(long.clone()));
         assert_eq!(read(json!("******")), TokenAnswer::AlreadyTaken);
         assert_eq!(read(Value::Null), TokenAnswer::Absent);
         assert_eq!(
@@ -689,10 +693,11 @@ mod tests {
         assert_eq!(read(json!(7)), TokenAnswer::Invalid("7".into()));
 
         let given = TokenAnswer::Given(long.clone());
-        assert_eq!(choose_token(&given, true, Some("p")), Ok(Some(long)));
+        let p = AgentToken::new("p");
+        assert_eq!(choose_token(&given, true, Some(&p)), Ok(Some(long)));
         // Virtual media: the token was pre-generated and given on the
         // command line, so the lookup masks it.
-        let p = "v".repeat(43);
+        let p = AgentToken::new("v".repeat(43));
         assert_eq!(
             choose_token(&TokenAnswer::AlreadyTaken, true, Some(&p)),
             Ok(Some(p.clone()))

@@ -4,7 +4,6 @@
 //! record or an API answer carries. A deploy's failure maps to its class
 //! here too ([`from_failure`]).
 
-use super::commands::fault;
 use crate::agent::session::Failure;
 use serde_json::{json, Value};
 
@@ -135,6 +134,11 @@ impl RestError {
             &format!("{}: {}", self.message(), self.details),
         )
     }
+}
+
+/// `{faultcode, faultstring}` as the agent API answers errors.
+pub fn fault(code: u16, faultstring: &str) -> Value {
+    json!({"faultcode": if code >= 500 { "Server" } else { "Client" }, "faultstring": faultstring})
 }
 
 /// A deploy failure as the real agent names it (the conductor logs the

@@ -512,7 +512,9 @@ mod tests {
                 assert_eq!(l.node_uuid, "1be26c0b-03f2-4d2e-ae87-c02d7f33c123");
                 assert_eq!(
                     l.token,
-                    super::super::conductor::TokenAnswer::Given("x".repeat(43))
+                    super::super::conductor::TokenAnswer::Given(
+                        super::super::token::AgentToken::new("x".repeat(43))
+                    )
                 );
             }
             other => panic!("{other:?}"),

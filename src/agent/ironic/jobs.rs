@@ -1,14 +1,14 @@
 //! What each command's job does once the API has accepted it: write the
-//! image, wipe or erase disks, install the boot loader, power off; and the
-//! real agent's names for the ways they fail. The run loop (run.rs) hands
-//! jobs here with a [`Servicing`] transport, so the conductor still gets
-//! answers and heartbeats while one runs.
+//! image, wipe or erase disks, install the boot loader, power off. The run
+//! loop (run.rs) hands jobs here through a [`JobHost`] (its servicing
+//! transport), so the conductor still gets answers and heartbeats while one
+//! runs; the ways they fail are named in errors.rs.
 
+use super::api::Api;
 use super::api::{Job, Work};
 use super::bootloader;
 use super::errors::{from_failure, IpaError, RestError};
 use super::node;
-use super::run::Servicing;
 use crate::agent::session::{self, firmware_boot_mode};
 use crate::cmdline::EndAction;
 use crate::linux::blockdev::Disk;
@@ -20,8 +20,16 @@ use std::path::Path;
 
 /// Writes the image; returns the command result and what
 /// get_partition_uuids will answer.
+/// What a job needs of the loop running it (run.rs's `Servicing`): a
+/// transport that keeps the agent API answered and the heartbeats going
+/// whenever the job waits on it, and the API's state the job reads and
+/// updates (progress, what get_partition_uuids will answer).
+pub(super) trait JobHost: Transport + Send {
+    fn api(&mut self) -> &mut Api;
+}
+
 fn write_image(
-    t: &mut Servicing,
+    t: &mut impl JobHost,
     image_info: &Value,
     step: Option<&Value>,
     node_json: &Value,
@@ -38,13 +46,13 @@ fn write_image(
         Some(h) => session::Target::Hints(h),
         None => session::Target::Hint(None),
     };
-    let checks = t.agent.api.image_checks.clone();
+    let checks = t.api().image_checks.clone();
     let written = session::write_plan(t, plan, target, boot_mode, checks).map_err(from_failure)?;
     let o = &written.outcome;
     let uuids = crate::deploy::result::partition_uuids(o);
     log::info!("partition uuids: {uuids}");
-    t.agent.api.partition_uuids = Some(uuids);
-    t.agent.api.image_disk = Some(written.disk.clone());
+    t.api().partition_uuids = Some(uuids);
+    t.api().image_disk = Some(written.disk.clone());
     let mut msg = format!(
         "image ({id}) written to device {} root_uuid={}",
         written.disk, o.root_uuid
@@ -90,7 +98,7 @@ fn erase_all() -> Result<(), String> {
 
 /// Runs a job; returns its outcome and the end action it asks for.
 pub(super) fn run_job(
-    t: &mut Servicing,
+    t: &mut impl JobHost,
     job: &Job,
 ) -> (Result<Value, RestError>, Option<EndAction>) {
     match &job.work {
@@ -113,9 +121,9 @@ pub(super) fn run_job(
             clean,
             express,
         } => {
-            let node = t.agent.api.node.clone();
+            let node = t.api().node.clone();
             let outcome = super::erase::erase_devices(&node, *express, &mut |progress| {
-                t.agent.api.set_progress(progress.clone());
+                t.api().set_progress(progress.clone());
                 t.sleep_ms(200);
             });
             let key = if *clean { "clean" } else { "deploy" };
@@ -127,9 +135,9 @@ pub(super) fn run_job(
             )
         }
         Work::InstallBootloader { params } => {
-            let uuids = t.agent.api.partition_uuids.clone().unwrap_or(Value::Null);
-            let disk = t.agent.api.image_disk.clone();
-            let bios_asked = t.agent.api.bios_bootloader_install;
+            let uuids = t.api().partition_uuids.clone().unwrap_or(Value::Null);
+            let disk = t.api().image_disk.clone();
+            let bios_asked = t.api().bios_bootloader_install;
             (
                 bootloader::install(disk.as_deref(), &uuids, params, bios_asked),
                 None,

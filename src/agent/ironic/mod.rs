@@ -12,6 +12,7 @@
 //! - `heartbeat`: when to heartbeat;
 //! - `commands`, `steps`, `api`: the agent API (routes, records);
 //! - `errors`: ironic-python-agent's error classes, written once;
+//! - `token`: the agent token (constant-time, never printed);
 //! - `jobs`: what an accepted command does (write the image, erase…);
 //! - `bootloader`: image.install_bootloader (UEFI boot entries);
 //! - `run`: the Linux side — the loop serving the API while jobs run.
@@ -29,6 +30,7 @@ pub mod node;
 pub mod params;
 pub mod run;
 pub mod steps;
+pub mod token;
 pub mod vlans;
 
 #[cfg(test)]

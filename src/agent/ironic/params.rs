@@ -9,7 +9,7 @@ pub struct Params {
     /// Ironic API endpoints, tried in order (`ipa-api-url=a,b`).
     pub api_urls: Vec<String>,
     /// A token given on the command line (virtual media boots).
-    pub agent_token: Option<String>,
+    pub agent_token: Option<super::token::AgentToken>,
     /// Sent as `X-OpenStack-Request-ID` on every Ironic API call.
     pub global_request_id: Option<String>,
     pub lookup_timeout_s: u64,
@@ -59,8 +59,8 @@ impl Params {
             agent_token: c
                 .ipa
                 .get("ipa-agent-token")
-                .cloned()
-                .filter(|t| !t.is_empty()),
+                .filter(|t| !t.is_empty())
+                .map(super::token::AgentToken::new),
             global_request_id: c.ipa.get("ipa-global-request-id").cloned(),
             lookup_timeout_s: 600,
             lookup_interval_s: 1,

@@ -8,6 +8,7 @@ use super::conductor::{self, IronicApi};
 use super::heartbeat::Schedule;
 use super::inspection::{self, Facts};
 use super::params::Params;
+use super::token::AgentToken;
 use crate::agent::session;
 use crate::cmdline::{Cmdline, EndAction};
 use crate::linux::packet::LinuxStack;
@@ -74,7 +75,7 @@ pub(super) struct Agent {
     ironic: IronicApi,
     node_uuid: String,
     callback_url: String,
-    token: Option<String>,
+    token: Option<AgentToken>,
     /// The certificate's PEM, sent as `agent_verify_ca` (auto-TLS only).
     verify_ca: Option<String>,
     rng: u64,
@@ -98,7 +99,7 @@ impl Agent {
             stack,
             &self.node_uuid,
             &self.callback_url,
-            self.token.as_deref(),
+            self.token.as_ref().map(AgentToken::expose),
             self.verify_ca.as_deref(),
         );
         match &r {
@@ -136,6 +137,12 @@ impl Servicing<'_> {
             self.agent.service(self.stack);
             self.last_ms = self.stack.now_ms();
         }
+    }
+}
+
+impl super::jobs::JobHost for Servicing<'_> {
+    fn api(&mut self) -> &mut Api {
+        &mut self.agent.api
     }
 }
 
@@ -471,7 +478,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     let token = conductor::choose_token(
         &found.token,
         found.token_required,
-        params.agent_token.as_deref(),
+        params.agent_token.as_ref(),
     )?;
     let ironic = apis.swap_remove(i);
     // The address on the way to Ironic (its family: a dual-stack machine

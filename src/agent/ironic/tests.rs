@@ -3,6 +3,7 @@
 
 use super::api::{Api, Host, Work};
 use super::errors::RestError;
+use super::token::AgentToken;
 use crate::net::server::{Reply, Request, Response};
 use serde_json::{json, Value};
 
@@ -74,7 +75,7 @@ fn image_info() -> Value {
 
 fn setup() -> (Api, TestHost) {
     (
-        Api::new(Some(TOKEN.into()), 1764000000.5, 42),
+        Api::new(Some(AgentToken::new(TOKEN)), 1764000000.5, 42),
         TestHost { syncs: 0 },
     )
 }
@@ -439,7 +440,7 @@ fn bad_steps_fail_as_records_not_as_http_errors() {
 #[test]
 fn only_the_conductor_may_send_large_commands() {
     let token = "t".repeat(43);
-    let api = Api::new(Some(token.clone()), 0.0, 1);
+    let api = Api::new(Some(AgentToken::new(token.clone())), 0.0, 1);
     let cmd = format!("/v1/commands/?wait=true&agent_token={token}");
     assert_eq!(api.body_limit("POST", &cmd), super::api::MAX_COMMAND_BODY);
     assert_eq!(

@@ -106,7 +106,7 @@ const ETH_P_ALL: u16 = 0x0003;
 const AF_PACKET: u16 = 17;
 
 /// A non-blocking AF_PACKET raw socket bound to interface `name`, with a
-/// receive buffer large enough for a 1 MiB TCP window (FACTS: the default
+/// receive buffer large enough for a 1 MiB TCP window (measured: the default
 /// 208 KiB overflows and drops).
 /// `promiscuous`: frames for every MAC too (a bond's ports, which speak
 /// with one port's MAC on another).
