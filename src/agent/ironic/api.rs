@@ -9,6 +9,7 @@ use super::errors::{fault, IpaError, RestError};
 use super::steps;
 use super::token::AgentToken;
 use crate::net::server::{Reply, Request, Response};
+use crate::plan::Plan;
 use serde_json::{json, Map, Value};
 
 /// What the machine does for the API beyond bookkeeping.
@@ -29,9 +30,10 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
     /// `deploy.execute_deploy_step` write_image, or `standby.prepare_image`
-    /// (`step` is None): image_info with the config drive folded in.
+    /// (`step` is None): image_info, with the config drive folded in,
+    /// parsed and checked once, where the command arrived.
     WriteImage {
-        image_info: Value,
+        plan: Box<Plan>,
         step: Option<Value>,
         node: Value,
     },
@@ -307,9 +309,9 @@ impl Api {
                 let info = params.get("image_info").cloned().unwrap_or(Value::Null);
                 let cd = params.get("configdrive").cloned();
                 // Like the real agent's validator: refused before a record exists.
-                let image_info = self.check_image_info(info, cd).map_err(http)?;
+                let plan = self.check_image_info(info, cd).map_err(http)?;
                 Some(Work::WriteImage {
-                    image_info,
+                    plan: Box::new(plan),
                     step: None,
                     node: self.node.clone(),
                 })
@@ -393,11 +395,11 @@ impl Api {
             "write_image" if !clean => {
                 let info = args.get("image_info").cloned().unwrap_or(Value::Null);
                 let cd = args.get("configdrive").cloned();
-                let image_info = self.check_image_info(info, cd).map_err(|e| {
+                let plan = self.check_image_info(info, cd).map_err(|e| {
                     RestError::deployment(format!("{}: {}", e.message(), e.details))
                 })?;
                 Ok(Work::WriteImage {
-                    image_info,
+                    plan: Box::new(plan),
                     step: Some(step),
                     node: self.node.clone(),
                 })
@@ -419,7 +421,7 @@ impl Api {
         &self,
         mut info: Value,
         configdrive: Option<Value>,
-    ) -> Result<Value, RestError> {
+    ) -> Result<Plan, RestError> {
         let Some(o) = info.as_object_mut() else {
             return Err(RestError::invalid_params("image_info must be an object"));
         };
@@ -451,7 +453,7 @@ impl Api {
         {
             return Err(RestError::invalid_params("Image checksum is md5, which the conductor has disabled (agent_md5_checksum_enable)"));
         }
-        Ok(info)
+        Ok(plan)
     }
 
     /// Shows `progress` as the running command's result (the conductor

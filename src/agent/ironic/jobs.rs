@@ -14,12 +14,10 @@ use crate::cmdline::EndAction;
 use crate::linux::blockdev::Disk;
 use crate::linux::inventory;
 use crate::net::Transport;
-use crate::plan::{ImageType, Plan};
+use crate::plan::{BootMode, ImageType, Plan};
 use serde_json::{json, Value};
 use std::path::Path;
 
-/// Writes the image; returns the command result and what
-/// get_partition_uuids will answer.
 /// What a job needs of the loop running it (run.rs's `Servicing`): a
 /// transport that keeps the agent API answered and the heartbeats going
 /// whenever the job waits on it, and the API's state the job reads and
@@ -28,20 +26,21 @@ pub(super) trait JobHost: Transport + Send {
     fn api(&mut self) -> &mut Api;
 }
 
+/// Writes the image; returns the command result (and keeps what
+/// get_partition_uuids will answer).
 fn write_image(
     t: &mut impl JobHost,
-    image_info: &Value,
+    plan: Plan,
     step: Option<&Value>,
     node_json: &Value,
 ) -> Result<Value, RestError> {
-    let plan =
-        Plan::from_value(image_info).map_err(|e| RestError::invalid_params(e.to_string()))?;
     let hints = node::root_device_hints(node_json).map_err(|e| IpaError::DeviceNotFound.with(e))?;
     let boot_mode = plan
         .boot_mode
         .or_else(|| node::boot_mode(node_json))
         .unwrap_or_else(firmware_boot_mode);
-    let id = image_info["id"].as_str().unwrap_or("").to_string();
+    let id = plan.id.clone().unwrap_or_default();
+    let declared_uefi = plan.boot_mode == Some(BootMode::Uefi);
     let target = match &hints {
         Some(h) => session::Target::Hints(h),
         None => session::Target::Hint(None),
@@ -57,11 +56,9 @@ fn write_image(
         "image ({id}) written to device {} root_uuid={}",
         written.disk, o.root_uuid
     );
-    if let (Some("uefi"), ImageType::Partition, Some(esp)) = (
-        image_info["deploy_boot_mode"].as_str(),
-        o.image_type,
-        o.efi_uuid.as_deref(),
-    ) {
+    if let (true, ImageType::Partition, Some(esp)) =
+        (declared_uefi, o.image_type, o.efi_uuid.as_deref())
+    {
         msg += &format!(" efi_system_partition_uuid={esp}");
     }
     Ok(match step {
@@ -102,11 +99,9 @@ pub(super) fn run_job(
     job: &Job,
 ) -> (Result<Value, RestError>, Option<EndAction>) {
     match &job.work {
-        Work::WriteImage {
-            image_info,
-            step,
-            node,
-        } => (write_image(t, image_info, step.as_ref(), node), None),
+        Work::WriteImage { plan, step, node } => {
+            (write_image(t, (**plan).clone(), step.as_ref(), node), None)
+        }
         Work::EraseMetadata { step, clean } => {
             let outcome = erase_all().map_err(|e| IpaError::BlockDeviceErase.with(e));
             let key = if *clean { "clean" } else { "deploy" };

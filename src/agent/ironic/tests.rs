@@ -263,7 +263,7 @@ fn ironic_deploy_flow_write_image_runs_as_a_job_and_busy_is_409() {
     let job = api.take_job().expect("a job");
     assert_eq!(job.id, id);
     let Work::WriteImage {
-        image_info: info,
+        plan,
         step: Some(echo),
         ..
     } = &job.work
@@ -271,7 +271,8 @@ fn ironic_deploy_flow_write_image_runs_as_a_job_and_busy_is_409() {
         panic!("{job:?}")
     };
     assert_eq!(
-        info["configdrive"], "H4sI",
+        plan.configdrive.as_deref(),
+        Some("H4sI"),
         "configdrive arg folded into image_info"
     );
     assert_eq!(echo, &step);
