@@ -2,15 +2,14 @@
 //! disks. `session` is one deploy, for every entry point; `standalone` is
 //! the kernel-command-line mode (rivet.plan=URL, rivet.callback=URL),
 //! `ironic` the agent a conductor drives; the host CLI shares `session`,
-//! `references` and `disks`.
+//! `references` and `target` (the disk choice).
 
-pub mod disks;
-pub mod hints;
 pub mod ironic;
 pub mod partition_boot;
 pub mod references;
 pub mod session;
 pub mod standalone;
+pub mod target;
 
 /// PID 1's mode for this command line: Ironic mode when it names an Ironic
 /// API or an inspection callback, else standalone; the end action.

@@ -5,7 +5,6 @@
 //! the engine run. It returns the typed outcome; the callers turn it into
 //! the JSON they send.
 
-use super::disks;
 use crate::cmdline::{Cmdline, IpConfig};
 use crate::deploy::{self, Request};
 use crate::io::ImageSource;
@@ -335,7 +334,7 @@ pub enum Target<'a> {
     /// `rivet.disk=` (or the plan's `target_disk`); none: Ironic's default.
     Hint(Option<&'a str>),
     /// Ironic's root device hints.
-    Hints(&'a crate::agent::hints::Hints),
+    Hints(&'a crate::agent::target::hints::Hints),
 }
 
 /// What a deploy wrote: the engine's typed outcome, the disk, and the URL
@@ -365,7 +364,7 @@ pub fn write_plan<T: Transport + Send>(
     }
     let all = inventory::disks(Path::new("/sys"));
     let target = match target {
-        Target::Hint(hint) => disks::choose(hint, &all),
+        Target::Hint(hint) => super::target::choose(hint, &all),
         Target::Hints(hints) => hints.choose(&all).ok_or_else(|| {
             format!(
                 "No device found that matches the root device hints (disks: {})",

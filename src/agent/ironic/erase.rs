@@ -6,7 +6,7 @@
 //! the agent keeps answering the conductor and heartbeating; progress in
 //! the log and in the running command's result.
 
-use crate::agent::hints::Hints;
+use crate::agent::target::hints::Hints;
 use crate::deploy::erase::Progress;
 use crate::linux::erase::{erase_disk, Knobs};
 use crate::linux::inventory::{self, Disk};

@@ -181,7 +181,7 @@ pub fn body(
         data.insert("inventory".into(), inventory(f));
         // As the deploy would choose without hints: the smallest disk of
         // at least 4 GiB.
-        match crate::agent::disks::choose(None, &f.disks) {
+        match crate::agent::target::choose(None, &f.disks) {
             Ok(d) => {
                 data.insert("root_disk".into(), disk_json(d));
             }

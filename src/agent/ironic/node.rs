@@ -1,7 +1,7 @@
 //! What the node record the conductor sends says about the target disk and
 //! the boot mode, read the way ironic-python-agent reads it.
 
-use crate::agent::hints::Hints;
+use crate::agent::target::hints::Hints;
 use crate::plan::BootMode;
 use serde_json::Value;
 

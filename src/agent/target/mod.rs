@@ -1,6 +1,9 @@
 //! Choosing the target disk as PID 1: by a hint (`vda`, `/dev/vda`,
-//! `serial=…`, `wwn=…`, `by-path=pci-0000:00:04.0`), else Ironic's default: the smallest disk of at
-//! least 4 GiB (`ironic_python_agent.utils.guess_root_disk`).
+//! `serial=…`, `wwn=…`, `by-path=pci-0000:00:04.0`), by Ironic's root
+//! device hints ([`hints`]), else Ironic's default: the smallest disk of
+//! at least 4 GiB (`ironic_python_agent.utils.guess_root_disk`).
+
+pub mod hints;
 
 use crate::linux::inventory::Disk;
 
