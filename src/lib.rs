@@ -1,26 +1,40 @@
 //! rivet: a tiny deploy agent for bare metal.
 //!
-//! The library is layered so that each layer reads only downwards:
-//! - [`wire`]: byte formats (GPT, MBR, superblocks, cpio, ELF `.modinfo`,
-//!   gzip, HTTP, EFI load options, TCP/UDP checksums, router
-//!   advertisements, DHCPv6, X.509, trust anchors): views over byte buffers with checked constructors; no
-//!   policy, no I/O.
-//! - [`cmdline`], [`modules`], [`initramfs`], [`plan`], [`layout`],
-//!   [`netdata`], [`stream`]: pure logic over those formats (kernel command
-//!   line, module order, initramfs assembly, Ironic's image_info, partition
-//!   layout, network_data.json, the aligned streaming buffer and hashers).
-//! - [`fs`]: read-only filesystem readers (ext4, XFS) over byte sources,
-//!   and rivet's own mke2fs (ext2/3/4) over a block device.
-//! - [`deploy`]: the engine, written against traits (block device, image
-//!   source, environment, NVRAM), and the overwrite passes of a disk
-//!   erase; [`net`]: rivet's TCP/IP, HTTP client and server over a device
-//!   and a clock passed in.
-//! - [`linux`] (feature `std`): the thin glue that touches syscalls: PID 1
-//!   duties, coldplug, O_DIRECT disks, the packet socket, fatfs, efivarfs, TLS.
-//! - [`agent`] (feature `std`): orchestration: standalone and Ironic mode,
-//!   boot files for partition images.
+//! Floors, lowest first; each uses only floors below it (`tests/layers`
+//! checks the import graph and prints the order):
+//! - [`io`]: the contracts — what a disk is ([`io::BlockDevice`]) and what
+//!   an image is ([`io::ImageSource`]) — with the in-memory doubles.
+//! - [`wire`]: byte formats as views over buffers with checked
+//!   constructors, no policy, no I/O: partition tables (`gpt`, `mbr`,
+//!   `guid`), filesystem and image heads (`superblock`, `swap`, `iso9660`,
+//!   `qcow2`, `magic`), archives and compression (`cpio`, `tar`, `gzip`),
+//!   kernel modules (`elf`, `modinfo`), EFI load options (`efi`), HTTP
+//!   (`http`), the network's own (`checksum`, `ndisc`, `dhcpv6`, `lldp`),
+//!   TLS trust (`x509`, `anchors`) and `base64`.
+//! - [`cmdline`] (the kernel command line), [`plan`] (Ironic's image_info,
+//!   checksum files), [`layout`] (ironic-python-agent's partition layout),
+//!   [`stream`] (the aligned buffer, hashers, a meter), [`kmod`] (the
+//!   kernel module index, alias matching, load order), [`initramfs`] (its
+//!   assembly), [`netdata`] (network_data.json): pure logic.
+//! - [`fs`]: filesystem readers (ext4, XFS, ISO 9660) and rivet's own
+//!   mke2fs, over an `io::BlockDevice`.
+//! - [`deploy`]: the engine — plan + disk + image → Ironic's result — and
+//!   the overwrite passes of an erase, written against `io` and an `Env`
+//!   (time, randomness, mkfs); [`boot`]: what makes a deployed disk boot
+//!   (a partition image's shim/grub chain, UEFI boot entries via an NVRAM
+//!   trait).
+//! - [`net`]: rivet's TCP/IP (smoltcp, IPv6 autoconfiguration), the HTTP
+//!   client (an `io::ImageSource`) and server, the TLS record layer; over a
+//!   device and a clock passed in.
+//! - [`linux`] (feature `std`): everything that touches the kernel: PID 1,
+//!   coldplug, block devices with O_DIRECT, the packet socket, efivarfs,
+//!   rustls, inventory from /sys; `unsafe` and ioctls only in `linux::sys`.
+//! - [`agent`] (feature `std`): orchestration: one deploy session for
+//!   every entry point, standalone mode, the Ironic agent, the disk choice.
 //!
-//! Without the `std` feature the crate is `no_std` + `alloc`.
+//! The `rivet` binary's subcommands (`src/cli`) sit on top. Without the
+//! `std` feature the crate is `no_std` + `alloc` (everything but `linux`
+//! and `agent`).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
