@@ -13,35 +13,57 @@ use crate::net::client::{self, Policy};
 use crate::plan::Plan;
 use serde_json::{json, Value};
 
+/// The `rivet.*` keys standalone mode reads, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    /// `rivet.plan=`: the plan (Ironic's image_info JSON) to deploy.
+    pub plan_url: String,
+    /// `rivet.callback=`: where the result (or the failure) is POSTed.
+    pub callback: Option<String>,
+    /// `rivet.disk=`: the target disk hint when the plan names none.
+    pub disk: Option<String>,
+    /// `rivet.insecure=1`: https without checking certificates.
+    pub insecure: bool,
+}
+
+impl Params {
+    /// None without `rivet.plan=`: standalone mode is not asked for.
+    pub fn from_cmdline(c: &Cmdline) -> Option<Params> {
+        Some(Params {
+            plan_url: c.rivet.get("rivet.plan")?.clone(),
+            callback: c.rivet.get("rivet.callback").cloned(),
+            disk: c.rivet.get("rivet.disk").cloned(),
+            insecure: c
+                .rivet
+                .get("rivet.insecure")
+                .is_some_and(|v| crate::cmdline::truthy(v)),
+        })
+    }
+}
+
 fn deploy_from(
-    plan_url: &str,
+    params: &Params,
     cmdline: &Cmdline,
     stack: &mut Option<LinuxStack>,
     after: &mut Option<EndAction>,
     notes: &mut Vec<String>,
 ) -> Result<Value, Failure> {
-    let insecure = cmdline
-        .rivet
-        .get("rivet.insecure")
-        .is_some_and(|v| crate::cmdline::truthy(v));
     let s = stack.insert(
-        network(cmdline, insecure, notes)
+        network(cmdline, params.insecure, notes)
             .map_err(fail("network"))?
             .0,
     );
-    let text = client::get(s, plan_url, 1 << 20, Policy::default()).map_err(|e| Failure {
-        step: "plan",
-        error: e.to_string(),
-    })?;
+    let text =
+        client::get(s, &params.plan_url, 1 << 20, Policy::default()).map_err(|e| Failure {
+            step: "plan",
+            error: e.to_string(),
+        })?;
     let plan = Plan::from_json(&text).map_err(|e| Failure {
         step: "plan",
         error: e.to_string(),
     })?;
     *after = plan.after;
-    let hint = plan
-        .target_disk
-        .clone()
-        .or(cmdline.rivet.get("rivet.disk").cloned());
+    let hint = plan.target_disk.clone().or(params.disk.clone());
     let boot_mode = plan.boot_mode.unwrap_or_else(firmware_boot_mode);
     let written = write_plan(
         s,
@@ -59,15 +81,15 @@ fn deploy_from(
 /// Runs standalone mode if the command line asks for it. Returns the end
 /// action the plan asked for, if any.
 pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
-    let Some(plan_url) = cmdline.rivet.get("rivet.plan") else {
+    let Some(params) = Params::from_cmdline(cmdline) else {
         log::info!("no rivet.plan on the command line: nothing to deploy");
         return None;
     };
-    let callback = cmdline.rivet.get("rivet.callback");
+    let callback = params.callback.as_ref();
     let mut stack = None;
     let mut after = None;
     let mut notes = Vec::new();
-    let mut report = match deploy_from(plan_url, cmdline, &mut stack, &mut after, &mut notes) {
+    let mut report = match deploy_from(&params, cmdline, &mut stack, &mut after, &mut notes) {
         Ok(v) => {
             log::info!("deploy succeeded: root uuid {}", v["root uuid"]);
             v
@@ -104,4 +126,27 @@ pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
         (None, _) => {}
     }
     after
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_come_from_the_rivet_keys() {
+        let c = crate::cmdline::Cmdline::parse(
+            "console=ttyS0 rivet.plan=http://h/p.json rivet.disk=serial=S1 rivet.insecure=1",
+        );
+        assert_eq!(
+            Params::from_cmdline(&c),
+            Some(Params {
+                plan_url: "http://h/p.json".into(),
+                callback: None,
+                disk: Some("serial=S1".into()),
+                insecure: true,
+            })
+        );
+        let none = crate::cmdline::Cmdline::parse("console=ttyS0 rivet.callback=http://h/cb");
+        assert_eq!(Params::from_cmdline(&none), None);
+    }
 }

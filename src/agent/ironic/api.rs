@@ -56,22 +56,46 @@ pub enum Work {
     Reboot,
 }
 
+/// What the lookup configures of the agent API.
+#[derive(Debug, Clone)]
+pub struct LookupConfig {
+    /// Whether the conductor allows md5 checksums.
+    pub md5_enabled: bool,
+    /// Which image formats, and whether to inspect them.
+    pub image_checks: crate::deploy::format::Checks,
+    /// enable_bios_bootloader_install.
+    pub bios_bootloader_install: bool,
+}
+
+impl Default for LookupConfig {
+    fn default() -> LookupConfig {
+        LookupConfig {
+            md5_enabled: true,
+            image_checks: Default::default(),
+            bios_bootloader_install: false,
+        }
+    }
+}
+
+/// What an image write leaves for later commands: get_partition_uuids'
+/// answer and the disk install_bootloader works on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenImage {
+    pub partition_uuids: Value,
+    pub disk: String,
+}
+
 pub struct Api {
     commands: Vec<CommandResult>,
     token: Option<AgentToken>,
     started_at: f64,
     /// What the last image write found (`standby.get_partition_uuids`).
-    pub partition_uuids: Option<Value>,
+    partition_uuids: Option<Value>,
     /// The disk that image went to (`image.install_bootloader` works on it).
-    pub image_disk: Option<String>,
+    image_disk: Option<String>,
     /// The node as the conductor last sent it (root device hints, boot mode).
-    pub node: Value,
-    /// Whether the conductor allows md5 checksums (lookup config).
-    pub md5_enabled: bool,
-    /// From the lookup: which image formats, and whether to inspect them.
-    pub image_checks: crate::deploy::format::Checks,
-    /// The lookup's enable_bios_bootloader_install.
-    pub bios_bootloader_install: bool,
+    node: Value,
+    config: LookupConfig,
     job: Option<Job>,
     rng: u64,
 }
@@ -85,6 +109,32 @@ fn respond(status: u16, v: &Value) -> Response {
 }
 
 impl Api {
+    /// The lookup's node and configuration.
+    pub fn configure(&mut self, node: Value, config: LookupConfig) {
+        self.node = node;
+        self.config = config;
+    }
+
+    /// The node as the conductor last sent it.
+    pub fn node(&self) -> &Value {
+        &self.node
+    }
+
+    pub fn config(&self) -> &LookupConfig {
+        &self.config
+    }
+
+    /// Keeps what an image write found, for the commands after it.
+    pub fn record_image(&mut self, written: WrittenImage) {
+        self.partition_uuids = Some(written.partition_uuids);
+        self.image_disk = Some(written.disk);
+    }
+
+    /// get_partition_uuids' answer and the disk, if an image was written.
+    pub fn written_image(&self) -> (Option<&Value>, Option<&str>) {
+        (self.partition_uuids.as_ref(), self.image_disk.as_deref())
+    }
+
     pub fn new(token: Option<AgentToken>, started_at: f64, seed: u64) -> Api {
         Api {
             commands: Vec::new(),
@@ -92,10 +142,8 @@ impl Api {
             started_at,
             partition_uuids: None,
             image_disk: None,
+            config: LookupConfig::default(),
             node: Value::Null,
-            md5_enabled: true,
-            image_checks: Default::default(),
-            bios_bootloader_install: false,
             job: None,
             rng: seed | 1,
         }
@@ -445,7 +493,7 @@ impl Api {
                 "Image 'urls' must be a list with at least one element.",
             ));
         }
-        if !self.md5_enabled
+        if !self.config.md5_enabled
             && matches!(
                 plan.checksum,
                 crate::plan::Checksum::Value(crate::plan::HashAlgo::Md5, _)

@@ -5,7 +5,7 @@
 //! runs; the ways they fail are named in errors.rs.
 
 use super::api::Api;
-use super::api::{Job, Work};
+use super::api::{Job, Work, WrittenImage};
 use super::bootloader;
 use super::errors::{from_failure, IpaError, RestError};
 use super::node;
@@ -20,20 +20,22 @@ use std::path::Path;
 
 /// What a job needs of the loop running it (run.rs's `Servicing`): a
 /// transport that keeps the agent API answered and the heartbeats going
-/// whenever the job waits on it, and the API's state the job reads and
-/// updates (progress, what get_partition_uuids will answer).
+/// whenever the job waits on it, and the API, which the job reads and
+/// shows progress on.
 pub(super) trait JobHost: Transport + Send {
-    fn api(&mut self) -> &mut Api;
+    fn api(&self) -> &Api;
+    /// Shows progress as the running command's result.
+    fn show_progress(&mut self, progress: Value);
 }
 
-/// Writes the image; returns the command result (and keeps what
-/// get_partition_uuids will answer).
+/// Writes the image; returns the command result and what it leaves for
+/// get_partition_uuids and install_bootloader.
 fn write_image(
     t: &mut impl JobHost,
     plan: Plan,
     step: Option<&Value>,
     node_json: &Value,
-) -> Result<Value, RestError> {
+) -> Result<(Value, WrittenImage), RestError> {
     let hints = node::root_device_hints(node_json).map_err(|e| IpaError::DeviceNotFound.with(e))?;
     let boot_mode = plan
         .boot_mode
@@ -45,13 +47,15 @@ fn write_image(
         Some(h) => session::Target::Hints(h),
         None => session::Target::Hint(None),
     };
-    let checks = t.api().image_checks.clone();
+    let checks = t.api().config().image_checks.clone();
     let written = session::write_plan(t, plan, target, boot_mode, checks).map_err(from_failure)?;
     let o = &written.outcome;
     let uuids = crate::deploy::result::partition_uuids(o);
     log::info!("partition uuids: {uuids}");
-    t.api().partition_uuids = Some(uuids);
-    t.api().image_disk = Some(written.disk.clone());
+    let leaves = WrittenImage {
+        partition_uuids: uuids,
+        disk: written.disk.clone(),
+    };
     let mut msg = format!(
         "image ({id}) written to device {} root_uuid={}",
         written.disk, o.root_uuid
@@ -61,12 +65,13 @@ fn write_image(
     {
         msg += &format!(" efi_system_partition_uuid={esp}");
     }
-    Ok(match step {
+    let result = match step {
         Some(step) => {
             json!({"deploy_result": {"result": format!("prepare_image: {msg}")}, "deploy_step": step})
         }
         None => Value::String(msg),
-    })
+    };
+    Ok((result, leaves))
 }
 
 /// Ironic's `erase_devices_metadata` on every disk of the machine.
@@ -93,22 +98,45 @@ fn erase_all() -> Result<(), String> {
     }
 }
 
-/// Runs a job; returns its outcome and the end action it asks for.
-pub(super) fn run_job(
-    t: &mut impl JobHost,
-    job: &Job,
-) -> (Result<Value, RestError>, Option<EndAction>) {
+/// What a job ends with: the command's result, what an image write leaves
+/// for later commands (run.rs keeps it in the API), the end action asked.
+pub(super) struct JobDone {
+    pub result: Result<Value, RestError>,
+    pub image: Option<WrittenImage>,
+    pub end: Option<EndAction>,
+}
+
+impl JobDone {
+    fn result(result: Result<Value, RestError>) -> JobDone {
+        JobDone {
+            result,
+            image: None,
+            end: None,
+        }
+    }
+}
+
+/// Runs a job. The API is only read here (the node, the lookup's
+/// configuration, the last image) and shown progress; what the job
+/// changes comes back in [`JobDone`].
+pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
     match &job.work {
         Work::WriteImage { plan, step, node } => {
-            (write_image(t, (**plan).clone(), step.as_ref(), node), None)
+            match write_image(t, (**plan).clone(), step.as_ref(), node) {
+                Ok((result, written)) => JobDone {
+                    result: Ok(result),
+                    image: Some(written),
+                    end: None,
+                },
+                Err(e) => JobDone::result(Err(e)),
+            }
         }
         Work::EraseMetadata { step, clean } => {
             let outcome = erase_all().map_err(|e| IpaError::BlockDeviceErase.with(e));
             let key = if *clean { "clean" } else { "deploy" };
-            (
+            JobDone::result(
                 outcome
                     .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step})),
-                None,
             )
         }
         Work::EraseDevices {
@@ -116,29 +144,40 @@ pub(super) fn run_job(
             clean,
             express,
         } => {
-            let node = t.api().node.clone();
+            let node = t.api().node().clone();
             let outcome = super::erase::erase_devices(&node, *express, &mut |progress| {
-                t.api().set_progress(progress.clone());
+                t.show_progress(progress.clone());
                 t.sleep_ms(200);
             });
             let key = if *clean { "clean" } else { "deploy" };
-            (
+            JobDone::result(
                 outcome
                     .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
                     .map_err(|e| IpaError::BlockDeviceErase.with(e)),
-                None,
             )
         }
         Work::InstallBootloader { params } => {
-            let uuids = t.api().partition_uuids.clone().unwrap_or(Value::Null);
-            let disk = t.api().image_disk.clone();
-            let bios_asked = t.api().bios_bootloader_install;
-            (
-                bootloader::install(disk.as_deref(), &uuids, params, bios_asked),
-                None,
-            )
+            let api = t.api();
+            let (uuids, disk) = api.written_image();
+            let uuids = uuids.cloned().unwrap_or(Value::Null);
+            let disk = disk.map(str::to_string);
+            let bios_asked = api.config().bios_bootloader_install;
+            JobDone::result(bootloader::install(
+                disk.as_deref(),
+                &uuids,
+                params,
+                bios_asked,
+            ))
         }
-        Work::PowerOff => (Ok(Value::Null), Some(EndAction::Poweroff)),
-        Work::Reboot => (Ok(Value::Null), Some(EndAction::Reboot)),
+        Work::PowerOff => JobDone {
+            result: Ok(Value::Null),
+            image: None,
+            end: Some(EndAction::Poweroff),
+        },
+        Work::Reboot => JobDone {
+            result: Ok(Value::Null),
+            image: None,
+            end: Some(EndAction::Reboot),
+        },
     }
 }

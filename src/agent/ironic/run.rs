@@ -141,8 +141,11 @@ impl Servicing<'_> {
 }
 
 impl super::jobs::JobHost for Servicing<'_> {
-    fn api(&mut self) -> &mut Api {
-        &mut self.agent.api
+    fn api(&self) -> &Api {
+        &self.agent.api
+    }
+    fn show_progress(&mut self, progress: serde_json::Value) {
+        self.agent.api.set_progress(progress);
     }
 }
 
@@ -556,10 +559,14 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let mut api = Api::new(token.clone(), started_at, random_u64());
-    api.node = found.node.clone();
-    api.md5_enabled = found.md5_enabled;
-    api.image_checks = found.image_checks.clone();
-    api.bios_bootloader_install = found.bios_bootloader_install;
+    api.configure(
+        found.node.clone(),
+        super::api::LookupConfig {
+            md5_enabled: found.md5_enabled,
+            image_checks: found.image_checks.clone(),
+            bios_bootloader_install: found.bios_bootloader_install,
+        },
+    );
     let now = stack.now_ms();
     let mut agent = Agent {
         api,
@@ -576,7 +583,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     loop {
         agent.service(&mut stack);
         if let Some(job) = agent.api.take_job() {
-            let (outcome, end) = {
+            let done = {
                 let mut t = Servicing {
                     stack: &mut stack,
                     agent: &mut agent,
@@ -584,9 +591,14 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
                 };
                 super::jobs::run_job(&mut t, &job)
             };
-            agent.api.finish(&job.id, outcome);
+            // What the image write found first: the conductor asks for it
+            // as soon as it sees the command succeed.
+            if let Some(written) = done.image {
+                agent.api.record_image(written);
+            }
+            agent.api.finish(&job.id, done.result);
             agent.schedule.force();
-            if let Some(end) = end {
+            if let Some(end) = done.end {
                 drain(&mut agent, &mut stack, 1_000);
                 sys::sync();
                 log::info!("{end} requested by the conductor");

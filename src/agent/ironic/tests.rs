@@ -243,7 +243,10 @@ fn ironic_deploy_flow_write_image_runs_as_a_job_and_busy_is_409() {
         .map(|s| s["step"].as_str().unwrap())
         .collect();
     assert!(listed.contains(&"write_image"), "{listed:?}");
-    assert_eq!(api.node["instance_info"]["root_device"]["name"], "/dev/vdb");
+    assert_eq!(
+        api.node()["instance_info"]["root_device"]["name"],
+        "/dev/vdb"
+    );
 
     let step = json!({"interface": "deploy", "step": "write_image", "priority": 80,
                       "args": {"image_info": image_info(), "configdrive": "H4sI"}});
@@ -303,7 +306,10 @@ fn ironic_deploy_flow_write_image_runs_as_a_job_and_busy_is_409() {
     assert_eq!(done["command_status"], "SUCCEEDED");
     assert_eq!(done["command_result"]["deploy_step"], step);
 
-    api.partition_uuids = Some(json!({"root uuid": "u", "partitions": {"root": "/dev/vdb1"}}));
+    api.record_image(super::api::WrittenImage {
+        partition_uuids: json!({"root uuid": "u", "partitions": {"root": "/dev/vdb1"}}),
+        disk: "/dev/vdb".into(),
+    });
     let (_, uuids) = post(
         &mut api,
         &mut host,
@@ -422,7 +428,13 @@ fn bad_steps_fail_as_records_not_as_http_errors() {
     );
     api.finish(&job.id, Ok(json!({"clean_result": {"/dev/vda": null}})));
     // The conductor may disable md5.
-    api.md5_enabled = false;
+    api.configure(
+        api.node().clone(),
+        super::api::LookupConfig {
+            md5_enabled: false,
+            ..Default::default()
+        },
+    );
     let mut info = image_info();
     info.as_object_mut().unwrap().remove("os_hash_algo");
     info.as_object_mut().unwrap().remove("os_hash_value");
