@@ -1,5 +1,10 @@
 //! rivet as PID 1 in QEMU: a stock Debian kernel, rivet's own initramfs,
-//! virtio disks and NIC. Judged by what the serial console printed.
+//! virtio disks and NIC; PXE through iPXE; the full class loading only what
+//! the hardware needs; a driver's firmware served from the initramfs; and
+//! the pair Metal3's ipa-downloader links from rivet's tarball. Judged by
+//! what the serial console printed.
+//!
+//! Cost on 2 cores under TCG (`tests/run` prints each binary's time): about 70 s (9 guests).
 
 mod common;
 use common::*;

@@ -1,7 +1,12 @@
 //! The whole job in QEMU: rivet as PID 1 gets a DHCP lease from QEMU, fetches
 //! its plan and image from an HTTP server on the host's loopback (10.0.2.2),
-//! deploys onto a virtio disk and POSTs the result. Judged by the callback
+//! deploys onto a disk and POSTs the result: virtio, and the controllers
+//! and NICs real machines carry (MegaRAID, SAS, 53c8xx, PVSCSI, virtio-scsi,
+//! AHCI, NVMe; vmxnet3, RTL8139, e1000, e1000e), DHCP-less from virtual
+//! media (SATA and USB CDs), IPv6, VLANs, failures. Judged by the callback
 //! and by the disk file read from the host afterwards.
+//!
+//! Cost on 2 cores under TCG (`tests/run` prints each binary's time): about 130 s (14 guests, 4 at a time).
 
 mod common;
 use common::disk::{blkid_at, ext4_put, files_equal_at, mkfs_image, sha256_file, sparse, MIB};

@@ -5,6 +5,8 @@
 //! sends LLDP into the tap) and a second NIC on QEMU's user network. The
 //! stand-in validates what it receives as Ironic's schema, hooks and
 //! Metal3's Go types would.
+//!
+//! Cost on 2 cores under TCG (`tests/run` prints each binary's time): about 90 s (2 guests).
 
 mod common;
 use common::disk::{files_equal_at, mkfs_image, sha256_file, sparse, MIB};

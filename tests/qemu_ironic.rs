@@ -4,6 +4,8 @@
 //! and is driven through its agent API (QEMU forwards a host port to 9999):
 //! a partition-image deploy, a whole-disk deploy, and cleaning. Judged by
 //! what the stand-in recorded and by the disk files afterwards.
+//!
+//! Cost on 2 cores under TCG (`tests/run` prints each binary's time): about 90 s (10 guests).
 
 mod common;
 use common::disk::{blkid_at, files_equal_at, mkfs_image, sha256_file, sparse, MIB};
