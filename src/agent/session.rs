@@ -423,3 +423,43 @@ pub fn from_first_url<T: Transport, R>(
     }
     Err(last)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Where a session meets its two halves: a download that the server
+    /// cuts midway (resumed with Range) streams into the engine, and the
+    /// disk holds the image.
+    #[test]
+    fn downloads_feed_the_deploy_engine() {
+        use crate::deploy::{self, testing::ScriptedEnv, Request};
+        use crate::io::MemDisk;
+        use crate::net::client::{Download, Policy};
+        use crate::net::testing::FakeServer;
+        let data: Vec<u8> = (0..3usize << 20).map(|i| (i * 31 + i / 7) as u8).collect();
+        let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Md5);
+        h.update(&data);
+        let plan = crate::plan::Plan::from_json(
+            format!(
+                r#"{{"image_type": "partition", "root_mb": 8, "checksum": "{}"}}"#,
+                h.finish_hex()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut s = FakeServer::serving("/img", data.clone());
+        s.cut_after = [1_500_000].into();
+        let mut src = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
+        let mut disk = MemDisk::new(64 << 20, 512);
+        let req = Request {
+            plan: &plan,
+            boot_mode: crate::plan::BootMode::Bios,
+            configdrive: None,
+            disk_path: "/dev/vda".into(),
+            buffer_size: 1 << 20,
+            image_checks: Default::default(),
+        };
+        let out = deploy::deploy(&mut disk, &mut src, &mut ScriptedEnv::default(), &req).unwrap();
+        assert_eq!(out.image_bytes, data.len() as u64);
+        assert_eq!(disk.bytes(1 << 20, data.len()), data);
+    }
+}

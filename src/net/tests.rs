@@ -271,38 +271,6 @@ fn small_gets_are_bounded_and_posts_arrive() {
 }
 
 #[test]
-fn downloads_feed_the_deploy_engine() {
-    use crate::deploy::{self, testing::ScriptedEnv, Request};
-    use crate::io::MemDisk;
-    let data = image(3 << 20);
-    let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Md5);
-    h.update(&data);
-    let plan = crate::plan::Plan::from_json(
-        alloc::format!(
-            r#"{{"image_type": "partition", "root_mb": 8, "checksum": "{}"}}"#,
-            h.finish_hex()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let mut s = FakeServer::serving("/img", data.clone());
-    s.cut_after = [1_500_000].into();
-    let mut src = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
-    let mut disk = MemDisk::new(64 << 20, 512);
-    let req = Request {
-        plan: &plan,
-        boot_mode: crate::plan::BootMode::Bios,
-        configdrive: None,
-        disk_path: "/dev/vda".into(),
-        buffer_size: 1 << 20,
-        image_checks: Default::default(),
-    };
-    let out = deploy::deploy(&mut disk, &mut src, &mut ScriptedEnv::default(), &req).unwrap();
-    assert_eq!(out.image_bytes, data.len() as u64);
-    assert_eq!(disk.bytes(1 << 20, data.len()), data);
-}
-
-#[test]
 fn a_truncated_body_without_retries_is_an_error_naming_the_byte() {
     let data = image(100_000);
     let mut s = FakeServer::serving("/img", data);
