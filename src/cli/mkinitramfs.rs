@@ -266,7 +266,15 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         ],
         dirs => dirs.iter().map(Into::into).collect(),
     };
-    let (firmware, missing) = firmware_of(&carried, &firmware_dirs);
+    let config = std::fs::read_to_string(
+        std::path::Path::new(kernel_dir).join(format!("boot/config-{}", tree.version)),
+    )
+    .ok();
+    let (firmware, missing) = firmware_of(
+        &carried,
+        &firmware_dirs,
+        &firmware_suffixes(config.as_deref()),
+    );
     let mut extra: Vec<Extra> = bundle
         .iter()
         .map(|b| Extra {
@@ -537,13 +545,35 @@ type Firmware = (String, Vec<u8>);
 /// A firmware file not found: the module that names it, its name.
 type Missing = (String, String);
 
+/// The compressed firmware the kernel's loader reads itself, from its
+/// config (`boot/config-VERSION` of the kernel package): `.xz` with
+/// CONFIG_FW_LOADER_COMPRESS_XZ (Debian's), `.zst` with _ZSTD. Without a
+/// config, `.xz` only, as before this was read.
+fn firmware_suffixes(config: Option<&str>) -> Vec<&'static str> {
+    let Some(config) = config else {
+        return vec![".xz"];
+    };
+    let set = |key: &str| config.lines().any(|l| l.trim() == format!("{key}=y"));
+    let mut out = Vec::new();
+    if set("CONFIG_FW_LOADER_COMPRESS_XZ") {
+        out.push(".xz");
+    }
+    if set("CONFIG_FW_LOADER_COMPRESS_ZSTD") {
+        out.push(".zst");
+    }
+    out
+}
+
 /// The firmware files the carried modules name (`firmware=`), found in the
-/// first of `dirs` that has them, plain or `.xz` (the kernel's loader reads
-/// both where CONFIG_FW_LOADER_COMPRESS_XZ is set, as on Debian): their
-/// paths in the archive (`lib/firmware/…`, where the kernel looks without
-/// a helper) and bytes; and the (module, file) pairs not found. A name that
-/// climbs out of the firmware tree is never looked up.
-fn firmware_of(carried: &[Carried], dirs: &[std::path::PathBuf]) -> (Vec<Firmware>, Vec<Missing>) {
+/// first of `dirs` that has them, plain or compressed as the kernel reads it
+/// (`suffixes`): their paths in the archive (`lib/firmware/…`, where the
+/// kernel looks without a helper) and bytes; and the (module, file) pairs
+/// not found. A name that climbs out of the firmware tree is never looked up.
+fn firmware_of(
+    carried: &[Carried],
+    dirs: &[std::path::PathBuf],
+    suffixes: &[&str],
+) -> (Vec<Firmware>, Vec<Missing>) {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -558,8 +588,8 @@ fn firmware_of(carried: &[Carried], dirs: &[std::path::PathBuf]) -> (Vec<Firmwar
             let file = safe
                 .then(|| {
                     dirs.iter().find_map(|d| {
-                        [name.clone(), format!("{name}.xz")]
-                            .into_iter()
+                        std::iter::once(name.clone())
+                            .chain(suffixes.iter().map(|s| format!("{name}{s}")))
                             .find_map(|n| Some((n.clone(), std::fs::read(d.join(&n)).ok()?)))
                     })
                 })
@@ -769,7 +799,7 @@ mod tests {
                 zstd: false,
             },
         ];
-        let (found, missing) = firmware_of(&carried, &[first, second]);
+        let (found, missing) = firmware_of(&carried, &[first, second], &[".xz"]);
         assert_eq!(
             found,
             vec![
@@ -788,6 +818,60 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn compressed_firmware_is_what_the_kernel_config_reads() {
+        let debian =
+            "CONFIG_FW_LOADER=y\nCONFIG_FW_LOADER_COMPRESS=y\nCONFIG_FW_LOADER_COMPRESS_XZ=y\n\
+                      # CONFIG_FW_LOADER_COMPRESS_ZSTD is not set\n";
+        assert_eq!(firmware_suffixes(Some(debian)), [".xz"]);
+        let both = "CONFIG_FW_LOADER_COMPRESS_XZ=y\nCONFIG_FW_LOADER_COMPRESS_ZSTD=y\n";
+        assert_eq!(firmware_suffixes(Some(both)), [".xz", ".zst"]);
+        assert!(firmware_suffixes(Some("CONFIG_FW_LOADER=y\n")).is_empty());
+        assert_eq!(firmware_suffixes(None), [".xz"]);
+        // The real kernel package's config (tests/setup fetches it).
+        let tree =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/kernel/current/boot");
+        if let Some(config) = std::fs::read_dir(&tree).ok().and_then(|mut d| {
+            d.find_map(|e| {
+                let e = e.ok()?;
+                e.file_name()
+                    .to_str()?
+                    .starts_with("config-")
+                    .then(|| e.path())
+            })
+        }) {
+            let text = std::fs::read_to_string(config).unwrap();
+            assert_eq!(firmware_suffixes(Some(&text)), [".xz"]);
+        }
+        let dir = std::env::temp_dir().join(format!("rivet-fw-zst-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("intel/ice/ddp")).unwrap();
+        std::fs::write(dir.join("intel/ice/ddp/ice.pkg.zst"), b"zstd").unwrap();
+        let carried = [Carried {
+            name: "ice".into(),
+            info: rivet::wire::modinfo::ModInfo {
+                firmware: vec!["intel/ice/ddp/ice.pkg".into()],
+                ..Default::default()
+            },
+            bytes: &[],
+            zstd: false,
+        }];
+        let (found, missing) = firmware_of(&carried, std::slice::from_ref(&dir), &[".xz", ".zst"]);
+        assert_eq!(
+            found,
+            vec![(
+                "lib/firmware/intel/ice/ddp/ice.pkg.zst".to_string(),
+                b"zstd".to_vec()
+            )]
+        );
+        assert!(missing.is_empty());
+        let (found, missing) = firmware_of(&carried, std::slice::from_ref(&dir), &[".xz"]);
+        assert!(
+            found.is_empty() && missing.len() == 1,
+            "a .zst the kernel cannot read is not carried"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
