@@ -34,6 +34,16 @@ impl Server {
         format!("http://10.0.2.2:{}/{name}", self.fixture.port)
     }
 
+    /// The command line of a standalone deploy from this server: its
+    /// plan.json, the result posted back to it.
+    fn standalone(&self) -> String {
+        format!(
+            "rivet.plan={} rivet.callback={}",
+            self.url("plan.json"),
+            self.url("callback")
+        )
+    }
+
     fn callback(&self) -> Value {
         let text =
             std::fs::read(self.dir.join("posted-callback.json")).expect("no callback was posted");
@@ -566,6 +576,11 @@ fn succeeded(dir: &Path, target: &Path, console: &str, show: &[&str]) -> Value {
     cb
 }
 
+/// Raw QEMU arguments for qemu/boot, in order.
+fn qemu_args<S: ToString>(boot: Boot, args: impl IntoIterator<Item = S>) -> Boot {
+    args.into_iter().fold(boot, |b, a| b.arg("--qemu-arg", a))
+}
+
 /// The CD as iDRAC and iLO present theirs: a USB mass-storage CD-ROM
 /// (QEMU's usb-bot with a scsi-cd) on an xHCI controller.
 fn with_usb_virtual_media(boot: Boot, iso: &Path) -> Boot {
@@ -573,18 +588,19 @@ fn with_usb_virtual_media(boot: Boot, iso: &Path) -> Boot {
         "id=vmedia,if=none,media=cdrom,readonly=on,file={}",
         iso.display()
     );
-    [
-        "-device",
-        "qemu-xhci,id=xhci",
-        "-drive",
-        &drive,
-        "-device",
-        "usb-bot,id=bot,bus=xhci.0",
-        "-device",
-        "scsi-cd,drive=vmedia,bus=bot.0",
-    ]
-    .into_iter()
-    .fold(boot, |b, a| b.arg("--qemu-arg", a))
+    qemu_args(
+        boot,
+        [
+            "-device",
+            "qemu-xhci,id=xhci",
+            "-drive",
+            &drive,
+            "-device",
+            "usb-bot,id=bot,bus=xhci.0",
+            "-device",
+            "scsi-cd,drive=vmedia,bus=bot.0",
+        ],
+    )
 }
 
 /// `iso` as a BMC's virtual media shows up: a CD on a SATA controller.
@@ -593,16 +609,17 @@ fn with_virtual_media(boot: Boot, iso: &Path) -> Boot {
         "id=vmedia,if=none,media=cdrom,readonly=on,file={}",
         iso.display()
     );
-    [
-        "-device",
-        "ahci,id=sata",
-        "-drive",
-        &drive,
-        "-device",
-        "ide-cd,drive=vmedia,bus=sata.0",
-    ]
-    .into_iter()
-    .fold(boot, |b, a| b.arg("--qemu-arg", a))
+    qemu_args(
+        boot,
+        [
+            "-device",
+            "ahci,id=sata",
+            "-drive",
+            &drive,
+            "-device",
+            "ide-cd,drive=vmedia,bus=sata.0",
+        ],
+    )
 }
 
 /// DHCP-less on a tagged VLAN from virtual media: the config drive (a CD)
@@ -1124,26 +1141,20 @@ fn deploys_through_the_scsi_controllers_and_nic_real_machines_carry() {
             sparse(&f, 64 * MIB);
             f
         };
-        for arg in [
-            "-device".to_string(),
-            format!("{hba},id=hba{i}"),
-            "-drive".into(),
-            format!("if=none,id=hd{i},format=raw,file={}", file.display()),
-            "-device".into(),
-            format!("scsi-hd,drive=hd{i},bus=hba{i}.0,serial={serial},wwn={wwn}"),
-        ] {
-            boot = boot.arg("--qemu-arg", arg);
-        }
+        boot = qemu_args(
+            boot,
+            [
+                "-device".to_string(),
+                format!("{hba},id=hba{i}"),
+                "-drive".into(),
+                format!("if=none,id=hd{i},format=raw,file={}", file.display()),
+                "-device".into(),
+                format!("scsi-hd,drive=hd{i},bus=hba{i}.0,serial={serial},wwn={wwn}"),
+            ],
+        );
     }
     let console = boot
-        .arg(
-            "--append",
-            format!(
-                "rivet.plan={} rivet.callback={}",
-                server.url("plan.json"),
-                server.url("callback")
-            ),
-        )
+        .arg("--append", server.standalone())
         .run("reboot: Power down");
     let cb = succeeded(
         &dir,
@@ -1200,30 +1211,23 @@ fn deploys_to_an_ahci_disk_chosen_by_wwn_beside_nvme_through_an_rtl8139() {
                "urls": [server.url("root.img")], "os_hash_algo": "sha256", "os_hash_value": sum,
                "target_disk": "wwn=0x5000c500a1b2c310"}),
     );
-    let mut boot = Boot::new(&dir, &initramfs("full")).arg("--nic", "rtl8139");
-    for arg in [
-        "-device".to_string(),
-        "ahci,id=sata".into(),
-        "-drive".into(),
-        format!("if=none,id=sata0,format=raw,file={}", target.display()),
-        "-device".into(),
-        "ide-hd,drive=sata0,bus=sata.0,serial=sata-0,wwn=0x5000c500a1b2c310".into(),
-        "-drive".into(),
-        format!("if=none,id=nvme0,format=raw,file={}", nvme.display()),
-        "-device".into(),
-        "nvme,drive=nvme0,serial=nvme-0".into(),
-    ] {
-        boot = boot.arg("--qemu-arg", arg);
-    }
+    let boot = qemu_args(
+        Boot::new(&dir, &initramfs("full")).arg("--nic", "rtl8139"),
+        [
+            "-device".to_string(),
+            "ahci,id=sata".into(),
+            "-drive".into(),
+            format!("if=none,id=sata0,format=raw,file={}", target.display()),
+            "-device".into(),
+            "ide-hd,drive=sata0,bus=sata.0,serial=sata-0,wwn=0x5000c500a1b2c310".into(),
+            "-drive".into(),
+            format!("if=none,id=nvme0,format=raw,file={}", nvme.display()),
+            "-device".into(),
+            "nvme,drive=nvme0,serial=nvme-0".into(),
+        ],
+    );
     let console = boot
-        .arg(
-            "--append",
-            format!(
-                "rivet.plan={} rivet.callback={}",
-                server.url("plan.json"),
-                server.url("callback")
-            ),
-        )
+        .arg("--append", server.standalone())
         .run("reboot: Power down");
     succeeded(
         &dir,
