@@ -924,6 +924,17 @@ mod tests {
             "--compress zip: xz or gzip"
         );
         assert_eq!(Compression::parse(None).unwrap().name(), "xz");
+        assert_eq!(
+            ModuleCompression::parse(Some("lz4")).err().unwrap(),
+            "--module-compression lz4: auto, zstd or none"
+        );
+        let auto = ModuleCompression::parse(None).unwrap();
+        assert!(!auto.zstd_for(ModuleCompression::AUTO_ABOVE));
+        assert!(auto.zstd_for(ModuleCompression::AUTO_ABOVE + 1));
+        assert!(!ModuleCompression::parse(Some("none"))
+            .unwrap()
+            .zstd_for(usize::MAX));
+        assert!(ModuleCompression::parse(Some("zstd")).unwrap().zstd_for(0));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

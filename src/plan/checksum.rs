@@ -2,7 +2,7 @@
 //! digest, `sha256sum` lines or BSD `ALGO (name) = digest` lines), read as
 //! ironic-python-agent reads them.
 
-use super::{err, hex_digest, Checksum, Error, HashAlgo};
+use super::{algo_of_digest_len, err, hex_digest, Checksum, Error, HashAlgo};
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
@@ -48,20 +48,13 @@ pub fn parse_checksum_file(
                 )
             })?
     };
-    let algo = match algo {
-        Some(a) => a,
-        None => match digest.len() {
-            32 => HashAlgo::Md5,
-            64 => HashAlgo::Sha256,
-            128 => HashAlgo::Sha512,
-            n => {
-                return Err(err(
-                    "checksum",
-                    format!("a {n}-character value in the checksum file is not a digest"),
-                ))
-            }
-        },
-    };
+    let n = digest.len();
+    let algo = algo.or_else(|| algo_of_digest_len(n)).ok_or_else(|| {
+        err(
+            "checksum",
+            format!("a {n}-character value in the checksum file is not a digest"),
+        )
+    })?;
     hex_digest("checksum", algo, &digest)
 }
 

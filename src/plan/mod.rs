@@ -312,19 +312,25 @@ fn checksum(o: &Map<String, Value>) -> Result<Checksum, Error> {
         check_url(&legacy).map_err(|e| err("checksum", e))?;
         return Ok(Checksum::Url(None, legacy));
     }
-    // Ironic's rule: the algorithm follows from the digest's length.
-    let algo = match legacy.trim().len() {
-        32 => HashAlgo::Md5,
-        64 => HashAlgo::Sha256,
-        128 => HashAlgo::Sha512,
-        n => {
-            return Err(err(
-                "checksum",
-                format!("a {n}-character value is not an md5, sha256 or sha512 digest"),
-            ))
-        }
-    };
+    let n = legacy.trim().len();
+    let algo = algo_of_digest_len(n).ok_or_else(|| {
+        err(
+            "checksum",
+            format!("a {n}-character value is not an md5, sha256 or sha512 digest"),
+        )
+    })?;
     hex_digest("checksum", algo, &legacy)
+}
+
+/// Ironic's rule for a bare digest: the algorithm follows from its length
+/// in hex characters.
+fn algo_of_digest_len(n: usize) -> Option<HashAlgo> {
+    match n {
+        32 => Some(HashAlgo::Md5),
+        64 => Some(HashAlgo::Sha256),
+        128 => Some(HashAlgo::Sha512),
+        _ => None,
+    }
 }
 
 impl Plan {
