@@ -1,10 +1,12 @@
 //! Filesystems without mounting or running anything: readers for the root
-//! filesystem of a partition image rivet has just written (ext4 through
-//! `ext4-view`, XFS with its own reader), which read through [`ReadAt`]
-//! and bound every size they take from the disk; and [`mkext`], rivet's
+//! filesystem of a partition image rivet has just written (ext4 and XFS,
+//! each rivet's own), which read through [`ReadAt`], bound every size
+//! they take from the disk and pay every walk from a [`Budget`]; FAT for
+//! an image's ESP, likewise; and [`mkext`], rivet's
 //! own mke2fs for the ephemeral partition. None of it knows Linux.
 
 pub mod ext4;
+pub mod extent;
 pub mod iso9660;
 pub mod mkext;
 pub mod partition;
@@ -38,6 +40,8 @@ pub enum FsError {
     NotAFile(String),
     /// More than [`MAX_SYMLINKS`] links on the way.
     SymlinkLoop(String),
+    /// A walk spent its [`Budget`]: what ran out, and its bound.
+    OutOfWork(String),
     /// A file larger than the caller's bound.
     TooLarge {
         path: String,
@@ -56,6 +60,10 @@ impl fmt::Display for FsError {
             FsError::NotADirectory(p) => write!(f, "{p}: not a directory"),
             FsError::NotAFile(p) => write!(f, "{p}: not a regular file"),
             FsError::SymlinkLoop(p) => write!(f, "{p}: too many levels of symbolic links"),
+            FsError::OutOfWork(e) => write!(
+                f,
+                "work budget spent: {e} (a loop or a hostile layout; no real filesystem needs this)"
+            ),
             FsError::TooLarge { path, size, limit } => {
                 write!(f, "{path}: {size} bytes, more than the {limit} allowed")
             }
@@ -67,6 +75,112 @@ impl core::error::Error for FsError {}
 
 /// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
 pub const MAX_SYMLINKS: usize = 40;
+
+/// What one reader may do over its whole life (one install_bootloader,
+/// one boot-chain search), whatever the filesystem says: a crafted one can
+/// loop without growing (a directory of repeated blocks, symlinked
+/// directories fanned out wide) where every single size is in bounds. The
+/// bounds are some ten times what the largest real search needs: the boot
+/// chain copies at most 128 MiB, a root filesystem's directories on the
+/// way hold thousands of entries, not millions.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    bytes: u64,
+    entries: u64,
+    links: u64,
+}
+
+/// Bytes read from the device by one reader.
+pub const BUDGET_BYTES: u64 = 1 << 30;
+/// Directory entries decoded by one reader.
+pub const BUDGET_ENTRIES: u64 = 1 << 20;
+/// Symbolic links followed by one reader (each path: [`MAX_SYMLINKS`]).
+pub const BUDGET_LINKS: u64 = 4096;
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget::new(BUDGET_BYTES, BUDGET_ENTRIES, BUDGET_LINKS)
+    }
+}
+
+impl Budget {
+    pub fn new(bytes: u64, entries: u64, links: u64) -> Budget {
+        Budget {
+            bytes,
+            entries,
+            links,
+        }
+    }
+
+    fn spend(left: &mut u64, n: u64, what: &str, bound: u64) -> Result<(), FsError> {
+        *left = left
+            .checked_sub(n)
+            .ok_or_else(|| FsError::OutOfWork(alloc::format!("more than {bound} {what}")))?;
+        Ok(())
+    }
+
+    pub fn read(&mut self, n: u64) -> Result<(), FsError> {
+        Budget::spend(&mut self.bytes, n, "bytes read", BUDGET_BYTES)
+    }
+
+    pub fn entries(&mut self, n: u64) -> Result<(), FsError> {
+        Budget::spend(
+            &mut self.entries,
+            n,
+            "directory entries read",
+            BUDGET_ENTRIES,
+        )
+    }
+
+    pub fn link(&mut self) -> Result<(), FsError> {
+        Budget::spend(&mut self.links, 1, "symbolic links followed", BUDGET_LINKS)
+    }
+}
+
+/// Entries one directory listing may hold (some 16 MiB of names): the
+/// memory bound, where [`BUDGET_ENTRIES`] is the time bound.
+pub const MAX_DIR_ENTRIES: usize = 1 << 18;
+
+impl Budget {
+    /// Pays for the entries a directory block added to `listing`, and
+    /// refuses a listing past [`MAX_DIR_ENTRIES`].
+    pub fn listing<T>(
+        &mut self,
+        listing: &[T],
+        before: usize,
+        dir: &dyn core::fmt::Display,
+    ) -> Result<(), FsError> {
+        self.entries((listing.len() - before) as u64)?;
+        if listing.len() > MAX_DIR_ENTRIES {
+            return Err(FsError::OutOfWork(alloc::format!(
+                "directory {dir}: more than {MAX_DIR_ENTRIES} entries"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A device whose every read is paid from a [`Budget`].
+pub struct Metered {
+    src: alloc::boxed::Box<dyn ReadAt>,
+    pub budget: Budget,
+}
+
+impl Metered {
+    pub fn new(src: alloc::boxed::Box<dyn ReadAt>, budget: Budget) -> Metered {
+        Metered { src, budget }
+    }
+}
+
+impl ReadAt for Metered {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), FsError> {
+        self.budget.read(buf.len() as u64)?;
+        self.src.read_at(offset, buf)
+    }
+    fn size(&self) -> u64 {
+        self.src.size()
+    }
+}
 
 /// Bytes at a byte offset of a filesystem's device.
 pub trait ReadAt {

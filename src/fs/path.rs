@@ -13,6 +13,11 @@ pub trait Walk {
     /// The entry `name` in directory `dir`, if any.
     fn lookup(&mut self, dir: &Self::Node, name: &str) -> Result<Option<Self::Node>, FsError>;
     fn link_target(&mut self, node: &Self::Node) -> Result<String, FsError>;
+    /// Pays for one symlink followed from the reader's whole-life
+    /// [`super::Budget`]: [`MAX_SYMLINKS`] bounds one path, this bounds
+    /// them all (directories that are symlinks to each other, fanned out
+    /// wide, stay within every path's bound and still never end).
+    fn pay_link(&mut self) -> Result<(), FsError>;
 }
 
 /// The node `path` names. `follow_last`: whether a final symlink is
@@ -47,6 +52,7 @@ pub fn resolve<W: Walk>(
             if links > MAX_SYMLINKS {
                 return Err(FsError::SymlinkLoop(path.to_string()));
             }
+            w.pay_link()?;
             let target = w.link_target(&next)?;
             if target.starts_with('/') {
                 stack.clear();

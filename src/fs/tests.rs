@@ -366,3 +366,197 @@ fn damaged_ext4_is_refused_never_a_panic() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An ext4 image of `root` as `mkfs.ext4 -d` makes it (1 KiB blocks at
+/// this size), and where inode `path` sits in it: debugfs's imap.
+fn small_ext4(dir: &Path, root: &Path) -> PathBuf {
+    let img = dir.join("small.ext4");
+    let _ = std::fs::remove_file(&img);
+    let (root, out) = (root.to_str().unwrap(), img.to_str().unwrap());
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-b", "1024", "-d", root, out, "16M"],
+    );
+    img
+}
+
+fn inode_offset(img: &Path, path: &str) -> u64 {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("imap {path}"), img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let block: u64 = text
+        .split("located at block ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let offset = text.split("offset 0x").nth(1).unwrap().trim();
+    block * 1024 + u64::from_str_radix(offset, 16).unwrap()
+}
+
+fn put(f: &mut FileAt, at: u64, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        f.patch.insert(at + i as u64, *b);
+    }
+}
+
+/// An extent tree node's header: magic, entries, max, depth.
+fn node_header(entries: u16, max: u16, depth: u16) -> Vec<u8> {
+    [0xf30au16, entries, max, depth, 0, 0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
+fn leaf(file_block: u32, len: u16, start: u32) -> Vec<u8> {
+    let mut e = file_block.to_le_bytes().to_vec();
+    e.extend(len.to_le_bytes());
+    e.extend(0u16.to_le_bytes());
+    e.extend(start.to_le_bytes());
+    e
+}
+
+/// Issue 33, item 5: a directory whose map repeats one device block, an
+/// extent tree that reaches one node twice, empty extents, a directory
+/// claiming 2³² bytes: each refused by name, at once, never walked.
+#[test]
+fn crafted_ext4_maps_are_refused_before_they_multiply_work() {
+    let dir = scratch("ext4-maps");
+    let root = dir.join("tree");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    for i in 0..300 {
+        std::fs::write(root.join(format!("d/f{i}")), b"x").unwrap();
+    }
+    let img = small_ext4(&dir, &root);
+    let at = inode_offset(&img, "/d");
+    let first_block = {
+        let mut f = FileAt::open(&img);
+        let mut b = [0u8; 4];
+        f.read_at(at + 40 + 12 + 8, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    };
+    let list = |patch: &dyn Fn(&mut FileAt)| {
+        let mut f = FileAt::open(&img);
+        patch(&mut f);
+        Ext4Root::load(Box::new(f))
+            .unwrap()
+            .list("/d")
+            .map(|l| l.len())
+    };
+    assert_eq!(list(&|_| {}), Ok(300));
+    // Four blocks, every one the first: 4 × its entries before.
+    let same = |f: &mut FileAt| {
+        let mut map = node_header(4, 4, 0);
+        for i in 0..4 {
+            map.extend(leaf(i, 1, first_block));
+        }
+        put(f, at + 40, &map);
+    };
+    assert!(
+        matches!(list(&same), Err(FsError::Corrupt(m)) if m.contains("mapped twice")),
+        "{:?}",
+        list(&same)
+    );
+    // The root points twice at one leaf (written into a free block).
+    let spare = 15 * 1024;
+    let twice = |f: &mut FileAt| {
+        let mut node = node_header(1, 84, 0);
+        node.extend(leaf(0, 1, first_block));
+        put(f, spare * 1024, &node);
+        let mut map = node_header(2, 4, 1);
+        for i in 0..2u32 {
+            map.extend(i.to_le_bytes());
+            map.extend((spare as u32).to_le_bytes());
+            map.extend([0u8; 4]);
+        }
+        put(f, at + 40, &map);
+    };
+    assert!(
+        matches!(list(&twice), Err(FsError::Corrupt(m)) if m.contains("reached twice")),
+        "{:?}",
+        list(&twice)
+    );
+    let empty = |f: &mut FileAt| {
+        let mut map = node_header(4, 4, 0);
+        for i in 0..4 {
+            map.extend(leaf(i, 0, first_block));
+        }
+        put(f, at + 40, &map);
+    };
+    assert!(matches!(list(&empty), Err(FsError::Corrupt(m)) if m.contains("empty extent")));
+    // i_size_high: 2³² bytes more, four million blocks of lookups.
+    let huge = |f: &mut FileAt| put(f, at + 108, &[1, 0, 0, 0]);
+    assert!(
+        matches!(list(&huge), Err(FsError::OutOfWork(m)) if m.contains("4194308 blocks")),
+        "{:?}",
+        list(&huge)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 33, item 6: directories of sixteen symlinks to the next such
+/// directory, five deep below the ESP tree: every path within the depth
+/// and per-path link bounds, 16⁵ of them to list. The boot-chain search
+/// ends on the reader's budget of links followed.
+#[test]
+fn a_fan_of_symlinked_directories_ends_on_the_budget() {
+    let dir = scratch("ext4-fan");
+    let root = dir.join("tree");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("boot/efi/EFI/rocky/fan")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=rocky\n").unwrap();
+    std::fs::write(root.join("boot/efi/EFI/rocky/shimx64.efi"), b"MZ").unwrap();
+    for level in 0..5 {
+        let here = if level == 0 {
+            "boot/efi/EFI/rocky/fan".to_string()
+        } else {
+            format!("fan{level}")
+        };
+        std::fs::create_dir_all(root.join(&here)).unwrap();
+        for i in 0..16 {
+            let to = format!("/fan{}", level + 1);
+            std::os::unix::fs::symlink(to, root.join(format!("{here}/l{i}"))).unwrap();
+        }
+    }
+    std::fs::create_dir_all(root.join("fan5")).unwrap();
+    let img = small_ext4(&dir, &root);
+    let mut fs = Ext4Root::load(Box::new(FileAt::open(&img))).unwrap();
+    let err = crate::boot::bootchain::find(&mut fs, "5e1f2d3c-4b5a-4978-8695-a4b3c2d1e0f9")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("work budget spent: more than 4096 symbolic links followed"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// ext3 keeps block maps, not extents: read through the same tree.
+#[test]
+fn ext3_block_maps_are_read() {
+    let dir = scratch("ext3");
+    let root = tree(&dir);
+    let img = dir.join("root.ext3");
+    let _ = std::fs::remove_file(&img);
+    run(
+        "mkfs.ext3",
+        &[
+            "-q",
+            "-F",
+            "-d",
+            root.to_str().unwrap(),
+            img.to_str().unwrap(),
+            "64M",
+        ],
+    );
+    let mut fs = Ext4Root::load(Box::new(FileAt::open(&img))).unwrap();
+    check_tree(&mut fs);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -6,8 +6,9 @@
 //! Every number taken from the disk is bounded before it is used.
 //! (Field offsets: xfs_format.h, xfs_da_format.h.)
 
+use super::extent::{check_distinct, check_order, read_mapped, Extent};
 use super::path::{resolve, Walk};
-use super::{FsError, Kind, ReadAt, RootFs};
+use super::{Budget, FsError, Kind, Metered, ReadAt, RootFs};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -32,7 +33,7 @@ const DIFLAG2_NREXT64: u64 = 1 << 4;
 const DIFLAG_REALTIME: u16 = 0x1;
 /// Bounds for what one file may take: B+tree depth and extent count.
 const MAX_BTREE_DEPTH: u16 = 9;
-const MAX_EXTENTS: usize = 1 << 20;
+const MAX_EXTENTS: usize = 1 << 17;
 const MAX_SYMLINK: u64 = 1024;
 /// Directory data blocks read for one directory (256 MiB at 4 KiB: some
 /// two million entries).
@@ -175,24 +176,15 @@ impl Super {
 }
 
 /// One mapping of file blocks to filesystem blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Extent {
-    file_block: u64,
-    fs_block: u64,
-    count: u64,
-    unwritten: bool,
-}
-
-impl Extent {
-    fn parse(r: &[u8]) -> Extent {
-        let hi = be64(r, 0);
-        let lo = be64(r, 8);
-        Extent {
-            unwritten: hi >> 63 != 0,
-            file_block: (hi >> 9) & ((1 << 54) - 1),
-            fs_block: ((hi & 0x1ff) << 43) | (lo >> 21),
-            count: lo & ((1 << 21) - 1),
-        }
+/// A data fork record: state (1), file block (54), device block (52), count (21).
+fn parse_extent(r: &[u8]) -> Extent {
+    let hi = be64(r, 0);
+    let lo = be64(r, 8);
+    Extent {
+        unwritten: hi >> 63 != 0,
+        file_block: (hi >> 9) & ((1 << 54) - 1),
+        fs_block: ((hi & 0x1ff) << 43) | (lo >> 21),
+        count: lo & ((1 << 21) - 1),
     }
 }
 
@@ -220,12 +212,18 @@ impl Inode {
 }
 
 pub struct Xfs {
-    src: Box<dyn ReadAt>,
+    src: Metered,
     sb: Super,
 }
 
 impl Xfs {
-    pub fn load(mut src: Box<dyn ReadAt>) -> Result<Xfs, FsError> {
+    pub fn load(src: Box<dyn ReadAt>) -> Result<Xfs, FsError> {
+        Xfs::load_within(src, Budget::default())
+    }
+
+    /// As [`Xfs::load`], all reads and walks paid from `budget`.
+    pub fn load_within(src: Box<dyn ReadAt>, budget: Budget) -> Result<Xfs, FsError> {
+        let mut src = Metered::new(src, budget);
         let mut head = vec![0u8; 512];
         src.read_at(0, &mut head)?;
         let sb = Super::parse(&head, src.size())?;
@@ -294,7 +292,7 @@ impl Xfs {
                         "inode {ino}: {n} extents do not fit the fork"
                     )));
                 }
-                out.extend(inode.fork.chunks_exact(16).take(n).map(Extent::parse));
+                out.extend(inode.fork.chunks_exact(16).take(n).map(parse_extent));
             }
             3 => {
                 // The root in the inode: level, numrecs, keys, then pointers
@@ -316,13 +314,7 @@ impl Xfs {
                 )))
             }
         }
-        // Extents must be in file order and not overlap (a loop or a
-        // crafted map would otherwise read the same blocks forever).
-        for pair in out.windows(2) {
-            if pair[0].file_block.saturating_add(pair[0].count) > pair[1].file_block {
-                return Err(corrupt(format!("inode {ino}: overlapping extents")));
-            }
-        }
+        check_order(&out, &|| format!("xfs: inode {ino}"))?;
         Ok(out)
     }
 
@@ -361,7 +353,7 @@ impl Xfs {
             out.extend(
                 b[header..header + n * 16]
                     .chunks_exact(16)
-                    .map(Extent::parse),
+                    .map(parse_extent),
             );
             return Ok(());
         }
@@ -374,36 +366,17 @@ impl Xfs {
         Ok(())
     }
 
-    /// `len` bytes of a file's space from byte `start`: holes and
-    /// unwritten extents read as zeros.
+    /// `len` bytes of a file's space from byte `start` (holes read as zeros).
     fn read_mapped(
         &mut self,
         extents: &[Extent],
         start: u64,
         len: usize,
     ) -> Result<Vec<u8>, FsError> {
-        let mut out = vec![0u8; len];
-        let end = start + len as u64;
-        let bs = self.sb.block;
-        for e in extents {
-            let (e_start, e_end) = match (e.file_block.checked_mul(bs), e.count.checked_mul(bs)) {
-                (Some(s), Some(n)) => (s, s.saturating_add(n)),
-                _ => return Err(corrupt("extent past 2^64 bytes")),
-            };
-            let (from, to) = (e_start.max(start), e_end.min(end));
-            if from >= to || e.unwritten {
-                continue;
-            }
-            let disk = self
-                .sb
-                .block_offset(e.fs_block)?
-                .checked_add(from - e_start)
-                .ok_or_else(|| corrupt("extent past 2^64 bytes"))?;
-            let at = (from - start) as usize;
-            self.src
-                .read_at(disk, &mut out[at..at + (to - from) as usize])?;
-        }
-        Ok(out)
+        let sb = self.sb.clone();
+        read_mapped(&mut self.src, extents, sb.block, start, len, &|b| {
+            sb.block_offset(b)
+        })
     }
 
     fn directory(&mut self, inode: &Inode) -> Result<Vec<(String, u64, Option<Kind>)>, FsError> {
@@ -412,9 +385,12 @@ impl Xfs {
             return Err(FsError::NotADirectory(format!("inode {ino}")));
         }
         if inode.format == 1 {
-            return self.short_form(inode);
+            let out = self.short_form(inode)?;
+            self.src.budget.listing(&out, 0, &ino)?;
+            return Ok(out);
         }
         let extents = self.extents(inode)?;
+        check_distinct(&extents, &|| format!("xfs: directory {ino}"))?;
         let dblk = self.sb.dir_block;
         // The data blocks: every directory block below the leaf offset
         // that some extent maps.
@@ -438,7 +414,9 @@ impl Xfs {
         let mut out = Vec::new();
         for at in blocks {
             let b = self.read_mapped(&extents, at, dblk as usize)?;
+            let before = out.len();
             self.data_block(ino, &b, &mut out)?;
+            self.src.budget.listing(&out, before, &ino)?;
         }
         Ok(out)
     }
@@ -596,6 +574,9 @@ impl Walk for Xfs {
     fn link_target(&mut self, node: &u64) -> Result<String, FsError> {
         let inode = self.inode(*node)?;
         self.symlink(&inode)
+    }
+    fn pay_link(&mut self) -> Result<(), FsError> {
+        self.src.budget.link()
     }
 }
 
