@@ -749,3 +749,123 @@ fn ext4_ephemeral_mounts_read_write_on_4k_sectors_and_formats_2_tib() {
     drop(eph);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 33, item 7: `rivet install-bootloader` on a whole-disk image
+/// whose own ESP has a directory without end. fatfs, which writes the boot
+/// files, searched it for ever; rivet now checks the volume with its own
+/// reader first and says what is wrong. The same disk with a sound ESP takes the boot files.
+#[test]
+fn install_bootloader_refuses_an_esp_it_cannot_check() {
+    let dir = scratch("hostile-esp");
+    // Root: a RHEL-style tree with its ESP files under /boot/efi.
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("boot/efi/EFI/rocky")).unwrap();
+    std::fs::write(tree.join("etc/os-release"), "ID=rocky\n").unwrap();
+    std::fs::write(
+        tree.join("boot/efi/EFI/rocky/shimx64.efi"),
+        vec![0x4d; 9000],
+    )
+    .unwrap();
+    let root_uuid = "0b8f3c1e-57d2-4d1e-9c43-6f1d2a7e5b90";
+    let root = dir.join("root.img");
+    sparse(&root, 32 * MIB);
+    let (r, t) = (root.to_str().unwrap(), tree.to_str().unwrap());
+    ok("mkfs.ext4", &["-q", "-F", "-U", root_uuid, "-d", t, r]);
+    // ESP: FAT16 with a BOOTX64.EFI of two clusters (the file to replace).
+    let esp = dir.join("esp.img");
+    let e = esp.to_str().unwrap();
+    ok("mkfs.vfat", &["-C", "-F", "16", "-s", "4", e, "32768"]);
+    let loader = dir.join("loader");
+    std::fs::write(&loader, vec![0x5a; 3000]).unwrap();
+    ok("mmd", &["-i", e, "::EFI", "::EFI/BOOT"]);
+    ok(
+        "mcopy",
+        &["-i", e, loader.to_str().unwrap(), "::EFI/BOOT/BOOTX64.EFI"],
+    );
+    let sound = std::fs::read(&esp).unwrap();
+    let disk = dir.join("disk.img");
+    let params = dir.join("params.json");
+    std::fs::write(&params, json!({"root_uuid": root_uuid}).to_string()).unwrap();
+    let install = |esp_bytes: &[u8]| {
+        sparse(&disk, 80 * MIB);
+        let d = disk.to_str().unwrap();
+        ok(
+            "sgdisk",
+            &["-o", "-n", "1:2048:+32M", "-t", "1:ef00", "-n", "2:0:0", d],
+        );
+        let mut f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        use std::io::{Seek, SeekFrom, Write};
+        f.seek(SeekFrom::Start(MIB)).unwrap();
+        f.write_all(esp_bytes).unwrap();
+        f.seek(SeekFrom::Start(33 * MIB)).unwrap();
+        f.write_all(&std::fs::read(&root).unwrap()).unwrap();
+        drop(f);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rivet"))
+            .args([
+                "install-bootloader",
+                "--disk",
+                d,
+                "--params",
+                params.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A hang is the fault this test is for: give up after a minute.
+        for _ in 0..600 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            panic!("rivet install-bootloader still running after 60 s");
+        }
+        child.wait_with_output().unwrap()
+    };
+    let out = install(&sound);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The EFI directory (FAT16, sectors of 512, 4 per cluster: the root
+    // directory entry says where) made endless: its free entries marked
+    // deleted, so no end marker stops a scan, and its cluster's FAT entry
+    // pointed at itself. Looking in it for a name it lacks (rocky) went
+    // round for ever.
+    let mut bad = sound.clone();
+    let (reserved, fats, fat_sectors) = (
+        u16::from_le_bytes([bad[14], bad[15]]) as usize,
+        bad[16] as usize,
+        u16::from_le_bytes([bad[22], bad[23]]) as usize,
+    );
+    let root_dir = (reserved + fats * fat_sectors) * 512;
+    let data = root_dir + 512 * 32;
+    let at = (0..16)
+        .find(|i| &bad[root_dir + i * 32..][..3] == b"EFI")
+        .unwrap()
+        * 32;
+    let efi = u16::from_le_bytes([bad[root_dir + at + 26], bad[root_dir + at + 27]]) as usize;
+    let efi_at = data + (efi - 2) * 2048;
+    for entry in bad[efi_at..efi_at + 2048].chunks_mut(32) {
+        if entry[0] == 0 {
+            entry[0] = 0xe5;
+        }
+    }
+    for copy in 0..fats {
+        let fat = (reserved + copy * fat_sectors) * 512 + efi * 2;
+        bad[fat..fat + 2].copy_from_slice(&(efi as u16).to_le_bytes());
+    }
+    let out = install(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("(the ESP)") && err.contains(&format!("loops at cluster {efi}")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

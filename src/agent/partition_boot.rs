@@ -11,6 +11,7 @@ use crate::boot::uefi;
 use crate::deploy::probe_at;
 use crate::deploy::table::{self, Existing, Found};
 use crate::fs::ext4::Ext4Root;
+use crate::fs::fat::Fat;
 use crate::fs::partition::Partition;
 use crate::fs::xfs::Xfs;
 use crate::fs::RootFs;
@@ -149,6 +150,19 @@ pub fn install(
         chain.layout,
         fs.kind_name()
     );
+    // fatfs writes the files and trusts the volume: check it first (an
+    // image's own ESP is a tenant's bytes; one rivet formatted passes).
+    let esp_reader = Disk::open_read_only(path, file_sector).map_err(Failure::DeviceNotFound)?;
+    Partition::new(Box::new(esp_reader), esp.offset, esp.len)
+        .and_then(|p| Fat::open(Box::new(p)))
+        .and_then(|mut fat| fat.verify())
+        .map_err(|e| {
+            Failure::InvalidImage(format!(
+                "{path} partition {} (the ESP): {e}; rivet writes boot files only onto a FAT it \
+                 could check",
+                esp.number
+            ))
+        })?;
     drop(disk);
     let mut out = Disk::open(path, file_sector).map_err(Failure::DeviceNotFound)?;
     fat::write_files(&mut out, esp.offset, esp.len, &chain.files)

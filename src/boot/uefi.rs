@@ -9,6 +9,7 @@ use crate::deploy::table::{Existing, Found};
 use crate::plan::Label;
 use crate::wire::efi::{self, DiskSignature, HardDrive};
 use crate::wire::guid::{types, Guid};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -44,10 +45,19 @@ pub struct Loader {
 
 /// One directory of the ESP: its path from the root (`EFI/debian`, or ""
 /// for the root) and the names of its files, in directory order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dir {
-    pub path: String,
-    pub files: Vec<String>,
+pub type Dir = crate::fs::fat::WalkedDir;
+
+/// The loaders on the FAT filesystem `esp` (an image's ESP: a tenant's
+/// bytes, read by rivet's own bounded FAT reader), chosen as
+/// [`find_loaders`] chooses them.
+pub fn esp_loaders(esp: Box<dyn crate::fs::ReadAt>) -> Result<Vec<Loader>, String> {
+    let mut fat =
+        crate::fs::fat::Fat::open(esp).map_err(|e| format!("not a FAT filesystem: {e}"))?;
+    let walk = fat.walk().map_err(|e| e.to_string())?;
+    // Boot CSVs are a line long; anything past 64 KiB is not one.
+    find_loaders(&walk, &mut |path| {
+        fat.read(path, 64 << 10).map_err(|e| e.to_string())
+    })
 }
 
 /// The ESP of a table: GPT's ESP type, MBR's 0xEF.

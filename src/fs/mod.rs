@@ -7,6 +7,7 @@
 
 pub mod ext4;
 pub mod extent;
+pub mod fat;
 pub mod iso9660;
 pub mod mkext;
 pub mod partition;

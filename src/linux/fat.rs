@@ -4,7 +4,6 @@
 //! whole blocks, so the device still sees aligned O_DIRECT writes.
 
 use crate::boot::bootchain::EspFile;
-use crate::boot::uefi::{self, Dir, Loader};
 use crate::io::BlockDevice;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -142,73 +141,6 @@ impl Seek for Window<'_> {
         self.pos = target as u64;
         Ok(self.pos)
     }
-}
-
-type FatDir<'f, 'w> = fatfs::Dir<'f, &'w mut Window<'w>>;
-
-/// Lists `dir` and, depth first, its subdirectories, as Python's os.walk
-/// does (which is how ironic-python-agent meets the ESP's files).
-fn walk_dir(dir: &FatDir, path: &str, depth: usize, out: &mut Vec<Dir>) -> Result<(), String> {
-    // A corrupt FAT can loop; real ESPs are a few levels deep.
-    if depth > 16 || out.len() > 4096 {
-        return Err(format!("{path}: directory tree too deep or too large"));
-    }
-    let mut files = Vec::new();
-    let mut subdirs = Vec::new();
-    for entry in dir.iter() {
-        let entry = entry.map_err(|e| format!("reading directory '{path}': {e}"))?;
-        let name = entry.file_name();
-        if name == "." || name == ".." {
-            continue;
-        }
-        if entry.is_dir() {
-            subdirs.push((name, entry.to_dir()));
-        } else {
-            files.push(name);
-        }
-    }
-    out.push(Dir {
-        path: path.to_string(),
-        files,
-    });
-    for (name, sub) in subdirs {
-        let child = if path.is_empty() {
-            name
-        } else {
-            format!("{path}/{name}")
-        };
-        walk_dir(&sub, &child, depth + 1, out)?;
-    }
-    Ok(())
-}
-
-/// The boot loaders on the FAT filesystem at `offset` (an ESP), chosen as
-/// ironic-python-agent chooses them ([`uefi::find_loaders`]).
-pub fn esp_loaders(
-    dev: &mut dyn BlockDevice,
-    offset: u64,
-    len: u64,
-) -> Result<Vec<Loader>, String> {
-    let what = format!("{} at offset {offset}", dev.name());
-    let mut window = Window::new(dev, offset, len);
-    let fs = fatfs::FileSystem::new(&mut window, fatfs::FsOptions::new())
-        .map_err(|e| format!("{what}: not a FAT filesystem: {e}"))?;
-    let root = fs.root_dir();
-    let mut walk = Vec::new();
-    walk_dir(&root, "", 0, &mut walk).map_err(|e| format!("{what}: {e}"))?;
-    uefi::find_loaders(&walk, &mut |path| {
-        let mut file = root
-            .open_file(path)
-            .map_err(|e| format!("{what}: opening {path}: {e}"))?;
-        let mut data = Vec::new();
-        // Boot CSVs are a line long; anything past 64 KiB is not one.
-        (&mut file)
-            .take(64 << 10)
-            .read_to_end(&mut data)
-            .map_err(|e| format!("{what}: reading {path}: {e}"))?;
-        Ok(data)
-    })
-    .map_err(|e| format!("{what}: {e}"))
 }
 
 /// Writes `files` (paths from the root, `/`-separated) onto the FAT
@@ -392,6 +324,7 @@ pub fn format(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::uefi::{esp_loaders, Loader};
     use crate::io::MemDisk;
     use crate::wire::superblock::{probe, Kind};
 
@@ -448,7 +381,10 @@ mod tests {
             }
             w.flush_blocks().unwrap();
         }
-        let loaders = esp_loaders(&mut disk, 1 << 20, 64 << 20).unwrap();
+        // fatfs wrote it; rivet's own reader reads it.
+        let esp =
+            |disk: &MemDisk, at: u64, len: u64| esp_loaders(Box::new(disk.bytes(at, len as usize)));
+        let loaders = esp(&disk, 1 << 20, 64 << 20).unwrap();
         assert_eq!(
             loaders,
             vec![Loader {
@@ -458,12 +394,9 @@ mod tests {
         );
         // An empty ESP has none; something else is an error that says where.
         format(&mut disk, 1 << 20, 64 << 20, "ESP", 2).unwrap();
-        assert_eq!(esp_loaders(&mut disk, 1 << 20, 64 << 20), Ok(vec![]));
-        let err = esp_loaders(&mut disk, 70 << 20, 8 << 20).unwrap_err();
-        assert!(
-            err.contains("offset 73400320: not a FAT filesystem"),
-            "{err}"
-        );
+        assert_eq!(esp(&disk, 1 << 20, 64 << 20), Ok(vec![]));
+        let err = esp(&disk, 70 << 20, 8 << 20).unwrap_err();
+        assert!(err.starts_with("not a FAT filesystem"), "{err}");
     }
 }
 
@@ -511,6 +444,9 @@ mod write_tests {
         write_files(&mut dev, 0, len, &files).unwrap();
         // Twice, as a re-run of install_bootloader does: files replaced.
         write_files(&mut dev, 0, len, &files).unwrap();
+        // What rivet checks before writing into an ESP passes its own.
+        let mut fat = crate::fs::fat::Fat::open(Box::new(dev.bytes(0, len as usize))).unwrap();
+        assert_eq!(fat.verify(), Ok(()));
         let (ok, report) = fsck(&mut dev, len, "esp");
         assert!(ok && !report.contains("Expected"), "{report}");
         // What fatfs reads back is what was written.

@@ -10,10 +10,10 @@ use super::errors::{IpaError, RestError};
 use crate::agent::partition_boot::{self, partition_by_uuid, Failure};
 use crate::boot::uefi;
 use crate::deploy::table::{self, Existing};
+use crate::fs::partition::Partition;
 use crate::io::BlockDevice;
 use crate::linux::blockdev::Disk;
 use crate::linux::efivars::{self, Efivarfs};
-use crate::linux::fat;
 use serde_json::Value;
 use std::path::Path;
 
@@ -48,7 +48,12 @@ fn manage_uefi(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
             )))
         }
     };
-    let loaders = fat::esp_loaders(&mut disk, esp.offset, esp.len).map_err(failed)?;
+    let where_ = format!("{path} at offset {}", esp.offset);
+    let esp_dev = Disk::open_read_only(path, 512).map_err(device_not_found)?;
+    let part = Partition::new(Box::new(esp_dev), esp.offset, esp.len)
+        .map_err(|e| failed(e.to_string()))?;
+    let loaders =
+        uefi::esp_loaders(Box::new(part)).map_err(|e| failed(format!("{where_}: {e}")))?;
     if loaders.is_empty() {
         log::warn!(
             "Empty EFI partition detected ({path} partition {}).",
