@@ -252,6 +252,68 @@ pub struct Unzstd<'a, S: ?Sized> {
     decoder: Box<ruzstd::decoding::FrameDecoder>,
     in_frame: bool,
     done: bool,
+    /// What the frame's header promised, checked at its end.
+    promise: FramePromise,
+    /// Bytes this frame has produced so far.
+    produced: u64,
+}
+
+/// What a zstd frame header promises about its content: its size (when
+/// the header carries one) and whether a checksum of it follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FramePromise {
+    pub content_size: Option<u64>,
+    pub checksum: bool,
+}
+
+impl FramePromise {
+    /// From the frame header's descriptor byte (after the magic) and the
+    /// decoder that read the header.
+    pub fn read(descriptor: u8, d: &ruzstd::decoding::FrameDecoder) -> FramePromise {
+        let (fcs_flag, single_segment) = (descriptor >> 6, descriptor & 0x20 != 0);
+        FramePromise {
+            content_size: (fcs_flag != 0 || single_segment).then(|| d.content_size()),
+            checksum: descriptor & 0x04 != 0,
+        }
+    }
+
+    /// At the frame's end: the size made and the checksum read against
+    /// what the header said (zstd writes both for exactly this).
+    pub fn check(&self, produced: u64, d: &ruzstd::decoding::FrameDecoder) -> Result<(), String> {
+        if let Some(size) = self.content_size.filter(|&s| s != produced) {
+            return Err(format!(
+                "the frame made {produced} bytes, its header says {size}"
+            ));
+        }
+        if self.checksum {
+            let (read, made) = (d.get_checksum_from_data(), d.get_calculated_checksum());
+            if read.is_none() || read != made {
+                return Err(format!(
+                    "content checksum {:08x?} in the frame, {:08x?} of the bytes made",
+                    read, made
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next zstd block from its 3-byte header: the bytes to hand the
+/// decoder (header and content) and whether it is the frame's last. The
+/// decoder inflates every complete block it is handed before it yields
+/// any, and a 128 KiB block of one repeated byte takes 4 bytes: callers
+/// hand it one block at a time and bound what it made after each.
+pub fn zstd_block(header: [u8; 3]) -> Result<(usize, bool), String> {
+    let h = u32::from_le_bytes([header[0], header[1], header[2], 0]);
+    let content = match (h >> 1) & 3 {
+        1 => 1, // RLE: one byte, repeated
+        3 => return Err("a reserved block type".into()),
+        _ => (h >> 3) as usize,
+    };
+    if content > 128 * 1024 {
+        return Err(format!("a block of {content} bytes (128 KiB at most)"));
+    }
+    Ok((3 + content, h & 1 != 0))
 }
 
 impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
@@ -262,6 +324,8 @@ impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
             decoder: Box::new(ruzstd::decoding::FrameDecoder::new()),
             in_frame: false,
             done: false,
+            promise: FramePromise::default(),
+            produced: 0,
         }
     }
 
@@ -285,10 +349,13 @@ impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
             d.set_max_window_size(ZSTD_MAX_WINDOW);
             let mut header = self.input.bytes();
             let before = header.len();
+            let descriptor = header.get(4).copied().unwrap_or(0);
             match d.init(&mut header) {
                 Ok(()) => {
                     let used = before - header.len();
                     self.input.consume(used);
+                    self.promise = FramePromise::read(descriptor, &d);
+                    self.produced = 0;
                     *self.decoder = d;
                     return Ok(true);
                 }
@@ -326,7 +393,12 @@ where
                     .decoder
                     .decode_from_to(&[], out)
                     .map_err(|e| self.bad(format!("{e}")))?;
+                self.produced += written as u64;
                 return Ok(written);
+            }
+            if self.in_frame && self.decoder.is_finished() {
+                let checked = self.promise.check(self.produced, &self.decoder);
+                checked.map_err(|e| self.bad(e))?;
             }
             if !self.in_frame || self.decoder.is_finished() {
                 self.in_frame = self.next_frame()?;
@@ -340,16 +412,7 @@ where
                 return Err(self.bad("the stream ends inside a frame".into()));
             }
             let h = self.input.bytes();
-            let header = u32::from_le_bytes([h[0], h[1], h[2], 0]);
-            let last = header & 1 != 0;
-            let content = match (header >> 1) & 3 {
-                1 => 1, // RLE: one byte, repeated
-                _ => (header >> 3) as usize,
-            };
-            if content > 128 * 1024 {
-                return Err(self.bad(format!("a block of {content} bytes (128 KiB at most)")));
-            }
-            let mut len = 3 + content;
+            let (mut len, last) = zstd_block([h[0], h[1], h[2]]).map_err(|e| self.bad(e))?;
             if !self.input.need(len)? {
                 return Err(self.bad("the stream ends inside a block".into()));
             }
@@ -365,8 +428,100 @@ where
                 return Err(self.bad("a block the decoder does not take".into()));
             }
             if written > 0 {
+                self.produced += written as u64;
                 return Ok(written);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::SliceImage;
+
+    fn zstd(args: &[&str], data: &[u8]) -> Vec<u8> {
+        let dir = std::env::temp_dir().join(format!("rivet-unzstd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join(format!("in-{}", args.join("")));
+        std::fs::write(&input, data).unwrap();
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .args(["-q", "-c"])
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let _ = std::fs::remove_file(&input);
+        out.stdout
+    }
+
+    fn unzstd(stream: &[u8]) -> Result<Vec<u8>, String> {
+        let mut src = SliceImage::new(stream);
+        let mut z = Unzstd::new(&mut src);
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match z.read(&mut chunk) {
+                Ok(0) => return Ok(out),
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    fn data() -> Vec<u8> {
+        (0..3u32 << 20)
+            .map(|i| {
+                if i % 4096 < 3000 {
+                    (i.wrapping_mul(2654435761) >> 24) as u8
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    /// The frame header's content size field: where and how wide.
+    fn fcs(frame: &[u8]) -> (usize, usize) {
+        let fhd = frame[4];
+        let single = fhd & 0x20 != 0;
+        let dict = [0, 1, 2, 4][usize::from(fhd & 3)];
+        let width = [usize::from(single), 2, 4, 8][usize::from(fhd >> 6)];
+        (5 + usize::from(!single) + dict, width)
+    }
+
+    /// Issue 33, item 11: pzstd's frames, each behind a skippable frame,
+    /// inflate whole; a content checksum or a content size that does not
+    /// match what the frame made is refused (neither was checked).
+    #[test]
+    fn pzstd_frames_checksums_and_content_sizes() {
+        let data = data();
+        let pz = zstd(&["pzstd", "-p", "2"], &data);
+        assert_eq!(
+            &pz[..4],
+            &[0x50, 0x2a, 0x4d, 0x18],
+            "pzstd starts with a skippable frame"
+        );
+        assert!(unzstd(&pz).unwrap() == data);
+        let plain = zstd(&["zstd"], &data);
+        assert!(unzstd(&plain).unwrap() == data);
+        assert_eq!(plain[4] & 0x04, 0x04, "zstd writes a checksum by default");
+
+        let mut bad = plain.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x5a;
+        let err = unzstd(&bad).unwrap_err();
+        assert!(err.contains("content checksum"), "{err}");
+
+        let mut bad = plain.clone();
+        let (at, width) = fcs(&bad);
+        assert!(width >= 2, "zstd -c FILE records the size");
+        bad[at] = bad[at].wrapping_add(1);
+        let err = unzstd(&bad).unwrap_err();
+        assert!(
+            err.contains(&format!("made {} bytes, its header says", data.len())),
+            "{err}"
+        );
     }
 }

@@ -171,7 +171,10 @@ fn check_gzip_start(head: &[u8]) -> Result<(), String> {
 fn check_zstd_start(head: &[u8]) -> Result<(), String> {
     let mut d = ruzstd::decoding::FrameDecoder::new();
     d.set_max_window_size(super::decompress::ZSTD_MAX_WINDOW);
-    let mut input = head;
+    let mut input = crate::wire::magic::past_skippable(head);
+    if input.is_empty() {
+        return Ok(()); // skippable frames past the sniffed bytes: the stream sees
+    }
     match d.init(&mut input) {
         Ok(()) => Ok(()),
         Err(e) => Err(format!(

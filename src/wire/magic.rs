@@ -22,6 +22,19 @@ const CONVERT: &str =
     "convert it with `qemu-img convert -O raw`, or let Ironic convert it (force_raw_images)";
 const DECOMPRESS: &str = "decompress it first";
 
+const LZ4: &[u8] = &[0x04, 0x22, 0x4d, 0x18];
+
+/// `head` past the skippable frames it starts with (magic 0x184D2A5?,
+/// then a 32-bit length: zstd's and lz4's, for metadata such as pzstd's
+/// frame sizes); empty when one runs past `head`.
+pub fn past_skippable(mut head: &[u8]) -> &[u8] {
+    while head.len() >= 8 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18] {
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        head = head.get(8usize.saturating_add(len)..).unwrap_or(&[]);
+    }
+    head
+}
+
 /// The format `head` (the image's first bytes) starts with, if not raw.
 pub fn sniff(head: &[u8]) -> Option<NotRaw> {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
@@ -49,6 +62,18 @@ pub fn sniff(head: &[u8]) -> Option<NotRaw> {
     }
     if at(0, &[0x28, 0xb5, 0x2f, 0xfd]) {
         return found("zstd", DECOMPRESS);
+    }
+    if at(0, LZ4) {
+        return found("lz4", DECOMPRESS);
+    }
+    let skipped = past_skippable(head);
+    if skipped.len() != head.len() {
+        // pzstd starts every frame with a skippable one; lz4 may too.
+        return if skipped.starts_with(LZ4) {
+            found("lz4", DECOMPRESS)
+        } else {
+            found("zstd", DECOMPRESS)
+        };
     }
     if at(0, &[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         return found("xz", DECOMPRESS);
@@ -86,6 +111,23 @@ mod tests {
     fn compressed_streams_by_their_magic() {
         assert_eq!(name(&[0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3]), Some("gzip"));
         assert_eq!(name(&[0x28, 0xb5, 0x2f, 0xfd, 0x24, 0]), Some("zstd"));
+        // pzstd: a skippable frame of 4 bytes (the next frame's size), then
+        // a frame; lz4's frame magic, bare or after a skippable frame.
+        let pzstd = [
+            0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 9, 0, 0, 0, 0x28, 0xb5, 0x2f, 0xfd,
+        ];
+        assert_eq!(name(&pzstd), Some("zstd"));
+        assert_eq!(past_skippable(&pzstd), &[0x28, 0xb5, 0x2f, 0xfd]);
+        assert_eq!(name(&[0x04, 0x22, 0x4d, 0x18, 0x64]), Some("lz4"));
+        assert_eq!(
+            name(&[0x5f, 0x2a, 0x4d, 0x18, 0, 0, 0, 0, 0x04, 0x22, 0x4d, 0x18]),
+            Some("lz4")
+        );
+        // A length past the head: still zstd's family, the stream decides.
+        assert_eq!(
+            name(&[0x50, 0x2a, 0x4d, 0x18, 0xff, 0xff, 0xff, 0xff]),
+            Some("zstd")
+        );
         assert_eq!(name(&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0, 0, 4]), Some("xz"));
         assert_eq!(name(b"BZh91AY&SY\x01"), Some("bzip2"));
         assert_eq!(name(b"BZh9 not bzip2"), None);

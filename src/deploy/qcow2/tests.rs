@@ -541,3 +541,40 @@ fn tables_served_by_range_must_be_the_tables_streamed() {
         assert!(disk.bytes(0, DISK as usize).iter().all(|&c| c == 0xee));
     }
 }
+
+/// A zstd frame of `blocks` blocks of 128 KiB of one byte each: four
+/// bytes a block. `window_log` sets the declared window.
+fn rle_bomb(blocks: usize, window_log: u8) -> Vec<u8> {
+    let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, (window_log - 10) << 3];
+    for i in 0..blocks {
+        let last = u32::from(i + 1 == blocks);
+        let h = last | 1 << 1 | (128 * 1024) << 3;
+        f.extend(&h.to_le_bytes()[..3]);
+        f.push(0x41);
+    }
+    f
+}
+
+/// Issue 33, item 4: a compressed cluster of 20,000 RLE blocks (80 KB)
+/// had the decoder make 2.5 GiB before anything was checked, and PID 1
+/// died on the allocation after the partition table was written. Now the
+/// frame is inflated a block at a time into the cluster, and refused when
+/// it passes it; a window larger than the cluster is refused at once.
+#[test]
+fn a_zstd_cluster_cannot_inflate_past_the_cluster() {
+    use crate::wire::qcow2::Compression;
+    let mut out = vec![0u8; 2 << 20]; // the largest cluster
+    let err = pass::inflate(Compression::Zstd, &rle_bomb(20_000, 20), &mut out).unwrap_err();
+    assert!(err.contains("inflates past the cluster"), "{err}");
+    let err = pass::inflate(Compression::Zstd, &rle_bomb(2, 22), &mut out).unwrap_err();
+    assert!(
+        err.contains("zstd:") && err.to_lowercase().contains("window"),
+        "{err}"
+    );
+    // Within the cluster: what the blocks say.
+    let mut small = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, (16 - 10) << 3];
+    small.extend(&(1u32 | 1 << 1 | 1000 << 3).to_le_bytes()[..3]);
+    small.push(0x41);
+    assert_eq!(pass::inflate(Compression::Zstd, &small, &mut out), Ok(1000));
+    assert!(out[..1000].iter().all(|&b| b == 0x41));
+}
