@@ -466,14 +466,15 @@ pub(super) fn inflate(c: Compression, input: &[u8], out: &mut [u8]) -> Result<us
 }
 
 /// One cluster's zstd frame, a block at a time: a cluster is at most
-/// 2 MiB, so the frame's window may not be larger than `out` (qemu writes
-/// single-segment frames, whose window is their content) and what it
-/// makes may not pass `out`. Handed whole, a small frame of tens of
+/// 2 MiB, so the frame's window may not be larger than `out` or 1 MiB
+/// (qemu writes single-segment frames, whose window is their content;
+/// other encoders' windows start at 1 KiB) and what it makes may not pass
+/// `out`. Handed whole, a small frame of tens of
 /// thousands of one-byte-repeated blocks had the decoder ask for gigabytes.
 fn inflate_zstd(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
     use crate::deploy::decompress::{zstd_block, FramePromise};
     let mut d = ruzstd::decoding::FrameDecoder::new();
-    d.set_max_window_size(out.len() as u64);
+    d.set_max_window_size((out.len() as u64).max(1 << 20));
     let mut input = input;
     let descriptor = input.get(4).copied().unwrap_or(0);
     d.init(&mut input).map_err(|e| format!("{e}"))?;
