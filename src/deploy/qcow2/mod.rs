@@ -246,7 +246,7 @@ fn read_tables<S: ImageSource + ?Sized>(
         Some(Err(e)) => return Err(image_err(name, h.l1_table_offset, e)),
         None => {
             log::info!("qcow2: {name} cannot be read at an offset; tables are read as the pass reaches them");
-            return pass.add(h.l1_table_offset, Region::L1, l1_len);
+            return pass.add(h.l1_table_offset, Region::L1, l1_len, 0);
         }
     };
     pass.t.read_l1(&l1).map_err(|e| pass.refused(e))?;
@@ -254,7 +254,7 @@ fn read_tables<S: ImageSource + ?Sized>(
     // none of it passed through the checksum: each is compared with the
     // same bytes as the pass serves them (Region::Recheck).
     pass.rechecks.insert(0, pass::digest(&l1));
-    pass.add(h.l1_table_offset, Region::Recheck { table: 0 }, l1_len)?;
+    pass.add(h.l1_table_offset, Region::Recheck { table: 0 }, l1_len, 0)?;
     let offsets = pass.t.l1.clone().unwrap_or_default();
     let mut regions = Vec::new();
     let mut digests = Vec::new();
@@ -291,11 +291,11 @@ fn read_tables<S: ImageSource + ?Sized>(
     let tables = pass.t.l2_sorted.len();
     if mapped <= preload {
         for (s, r, len) in regions {
-            pass.add(s, r, len)?;
+            pass.add(s, r, len, 0)?;
         }
         for (i, o, d) in digests {
             pass.rechecks.insert(i + 1, d);
-            pass.add(o, Region::Recheck { table: i + 1 }, cs)?;
+            pass.add(o, Region::Recheck { table: i + 1 }, cs, 0)?;
         }
         pass.tables_first = true;
         pass.t.l2_unread = 0;
@@ -308,7 +308,7 @@ fn read_tables<S: ImageSource + ?Sized>(
         // again when the pass reaches it.
         pass.t.l2_unread = tables;
         for (i, &o) in offsets.iter().enumerate().filter(|(_, &o)| o != 0) {
-            pass.add(o, Region::L2 { index: i as u64 }, cs)?;
+            pass.add(o, Region::L2 { index: i as u64 }, cs, 0)?;
         }
         log::info!(
             "qcow2: {tables} tables read and checked; {} clusters, mapped as the pass reaches their tables",

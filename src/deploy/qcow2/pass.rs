@@ -74,7 +74,30 @@ impl Pass {
         Error::Refused(format!("qcow2 image: {why}"))
     }
 
-    pub(super) fn add(&mut self, start: u64, r: Region, len: u64) -> Result<(), Error> {
+    /// A region becomes known. `fed_below`: file bytes before this offset
+    /// may have been fed already (the pass's position): a data cluster
+    /// wholly past it joins a run of guests mapping the same host cluster
+    /// held for the guest just before it, instead of a mapping of its own.
+    pub(super) fn add(
+        &mut self,
+        start: u64,
+        r: Region,
+        len: u64,
+        fed_below: u64,
+    ) -> Result<(), Error> {
+        if let Region::Data {
+            guest,
+            from_file,
+            run: 1,
+        } = r
+        {
+            if start >= fed_below && self.join_run(start, guest, from_file) {
+                if guest < self.hold_clusters() {
+                    self.first_pending += 1;
+                }
+                return Ok(());
+            }
+        }
         if self.ahead.len() >= self.limits.entries {
             return Err(self.refused(format!(
                 "more than {} clusters mapped ahead of the pass",
@@ -88,6 +111,31 @@ impl Pass {
         }
         self.ahead.insert(key(start, r), (r, len));
         Ok(())
+    }
+
+    /// Extends the run at `start` that ends just before `guest`, if any.
+    fn join_run(&mut self, start: u64, guest: u64, from_file: u32) -> bool {
+        let Some(before) = guest.checked_sub(1) else {
+            return false;
+        };
+        let Some((_, (region, _))) = self
+            .ahead
+            .range_mut((start, 0)..=(start, before))
+            .next_back()
+        else {
+            return false;
+        };
+        match region {
+            Region::Data {
+                guest: first,
+                from_file: f,
+                run,
+            } if *f == from_file && *first + *run == guest => {
+                *run += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The bytes of `[start, end)` that waited, if all did.
@@ -123,25 +171,31 @@ impl Pass {
         }
         let done = b >= end || eof;
         match r {
-            Region::Data { guest, from_file } => {
-                let base = guest * self.t.cs;
-                put_cluster(
-                    dev,
-                    sink,
-                    &self.limits,
-                    base,
-                    a - start,
-                    piece,
-                    from_file,
-                    self.t.cs,
-                )?;
-                if done {
-                    if b < end {
-                        // Cut short by the end of the file: zeros past it,
-                        // as qemu reads it.
-                        put_zeros(dev, sink, &self.limits, base + (b - start), end - b)?;
+            Region::Data {
+                guest: first,
+                from_file,
+                run,
+            } => {
+                for guest in first..first + run {
+                    let base = guest * self.t.cs;
+                    put_cluster(
+                        dev,
+                        sink,
+                        &self.limits,
+                        base,
+                        a - start,
+                        piece,
+                        from_file,
+                        self.t.cs,
+                    )?;
+                    if done {
+                        if b < end {
+                            // Cut short by the end of the file: zeros past
+                            // it, as qemu reads it.
+                            put_zeros(dev, sink, &self.limits, base + (b - start), end - b)?;
+                        }
+                        sink.mark(guest);
                     }
-                    sink.mark(guest);
                 }
             }
             Region::L1 | Region::L2 { .. } | Region::Compressed { .. } | Region::Recheck { .. } => {
@@ -162,11 +216,13 @@ impl Pass {
             }
         }
         if done {
-            if let Region::Data { guest, .. } | Region::Compressed { guest } = r {
-                if guest < self.hold_clusters() {
-                    self.first_pending -= 1;
-                }
-            }
+            let (first, run) = match r {
+                Region::Data { guest, run, .. } => (guest, run),
+                Region::Compressed { guest } => (guest, 1),
+                _ => (0, 0),
+            };
+            let held = first.saturating_add(run).min(self.hold_clusters());
+            self.first_pending -= held.saturating_sub(first) as usize;
         }
         Ok(done)
     }
@@ -264,7 +320,10 @@ impl Pass {
         dev: &mut dyn BlockDevice,
         sink: &mut Sink,
     ) -> Result<(), Error> {
-        self.add(start, r, len)?;
+        // The pass feeds regions in file order: nothing from just past
+        // the one it is at has been fed (outside a pass: nothing in `bytes`).
+        let fed_below = self.cursor.map_or(bytes.end(), |c| c.0 + 1).max(bytes.at);
+        self.add(start, r, len, fed_below)?;
         let k = key(start, r);
         let mut done = false;
         if start < bytes.at {

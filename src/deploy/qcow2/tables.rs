@@ -80,10 +80,13 @@ pub(super) enum Region {
     L2 {
         index: u64,
     },
-    /// `guest` is a guest cluster index.
+    /// `guest` is a guest cluster index; `run` guest clusters from it map
+    /// the same host cluster (one, unless an image shares a cluster among
+    /// many: the run keeps that to one mapping held, however many).
     Data {
         guest: u64,
         from_file: u32,
+        run: u64,
     },
     Compressed {
         guest: u64,
@@ -192,9 +195,15 @@ impl Tables {
                 .map_err(|e| format!("L2 table {index}, entry {j}: {e}"))?;
             let (start, len, region) = match cluster {
                 Cluster::Unallocated | Cluster::Zero => continue,
-                Cluster::Data { offset, from_file } => {
-                    (offset, self.cs, Region::Data { guest, from_file })
-                }
+                Cluster::Data { offset, from_file } => (
+                    offset,
+                    self.cs,
+                    Region::Data {
+                        guest,
+                        from_file,
+                        run: 1,
+                    },
+                ),
                 Cluster::Compressed { offset, len } => (offset, len, Region::Compressed { guest }),
             };
             if guest * self.cs >= self.h.size {

@@ -578,3 +578,37 @@ fn a_zstd_cluster_cannot_inflate_past_the_cluster() {
     assert_eq!(pass::inflate(Compression::Zstd, &small, &mut out), Ok(1000));
     assert!(out[..1000].iter().all(|&b| b == 0x41));
 }
+
+/// Issue 33, item 11: a valid image whose guest clusters all map one host
+/// cluster (qemu reads it; its refcount says 16). Each guest held a
+/// mapping of its own until the pass reached the cluster, so past the
+/// mapping bound the image was refused; now the guests form one run.
+#[test]
+fn guests_sharing_one_host_cluster_are_one_run_of_mappings() {
+    let mut file = vec![0u8; DATA_A as usize];
+    file[..CS].copy_from_slice(&header(VIRTUAL));
+    file[L1 as usize..L1 as usize + 8].copy_from_slice(&be64(1 << 63 | L2));
+    for g in 0..16 {
+        let at = L2 as usize + g * 8;
+        file[at..at + 8].copy_from_slice(&be64(1 << 63 | DATA_A));
+    }
+    file.extend_from_slice(&pattern(b'S'));
+    let raw = pattern(b'S').repeat(16);
+    let small = Limits {
+        entries: 4,
+        ..Limits::default()
+    };
+    for ranges in [true, false] {
+        let s = write(&file, ranges, &small, &mut garbage_disk()).unwrap();
+        assert_eq!(s.held, raw, "ranges: {ranges}");
+    }
+    // Guests 0-7 and 12-15 share it, 8-11 unallocated: two runs.
+    for g in 8..12 {
+        let at = L2 as usize + g * 8;
+        file[at..at + 8].copy_from_slice(&be64(0));
+    }
+    let mut want = raw.clone();
+    want[8 * CS..12 * CS].fill(0);
+    let s = write(&file, false, &small, &mut garbage_disk()).unwrap();
+    assert_eq!(s.held, want);
+}
