@@ -704,6 +704,26 @@ fn ipv6_only_with_slaac_and_the_advertised_dns_server() {
     assert_eq!(sha256_file(&out), sha256_file(&src));
 }
 
+/// Prints the first ARP announcement of 10.77.22.5 on the link named by
+/// argv[1] (within 20 s), or fails.
+const ANNOUNCEMENT_SNIFFER: &str = "
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind((sys.argv[1], 0))
+s.settimeout(1)
+end = time.time() + 20
+while time.time() < end:
+    try:
+        f = s.recv(128)
+    except socket.timeout:
+        continue
+    ip = bytes([10, 77, 22, 5])
+    if len(f) >= 42 and f[20:22] == b'\\0\\1' and f[28:32] == ip and f[38:42] == ip:
+        print('announced by', f[6:12].hex(':'))
+        sys.exit(0)
+sys.exit(1)
+";
+
 /// An active-backup bond from network_data.json: rivet speaks on the
 /// member with carrier; when that carrier goes (its peer taken down) it
 /// moves to the other member and the download goes on, byte for byte.
@@ -752,9 +772,26 @@ fn an_active_backup_bond_fails_over_when_the_carrier_goes() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Listening on the second link for rivet's ARP announcement of its
+    // address (sender and target 10.77.22.5), as a switch would learn it.
+    let sniffer = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.srv,
+            "python3",
+            "-c",
+            ANNOUNCEMENT_SNIFFER,
+            "rv3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     // rv1's carrier goes with its peer.
     net.in_srv("ip", &["link", "set", "rv0", "down"]);
     let status = child.wait().unwrap();
+    let heard = sniffer.wait_with_output().unwrap();
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{log}\n{}", net.log("fault-8099.log"));
     assert!(
@@ -764,6 +801,12 @@ fn an_active_backup_bond_fails_over_when_the_carrier_goes() {
     assert!(
         log.contains("bond: rv1 lost its carrier; now speaking on rv2"),
         "{log}"
+    );
+    assert!(log.contains("bond: announced 10.77.22.5, fe80::"), "{log}");
+    let heard = String::from_utf8_lossy(&heard.stdout);
+    assert!(
+        heard.contains(&format!("announced by {}", mac1.trim())),
+        "no ARP announcement on rv3: {heard}"
     );
     for l in log
         .lines()
@@ -908,4 +951,58 @@ print("answered", answered, "of 6; slow connections opened", opened[0])
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(opened > 24, "{out}");
+}
+
+/// Duplicate address detection (issue 33): network_data.json gives rivet a
+/// static IPv6 address the server already holds. The server's kernel
+/// answers rivet's probe, and rivet refuses the address by name (before,
+/// both hosts answered for it and the download went wherever the switch
+/// learnt last). A free address is taken after its silent second.
+#[test]
+fn a_static_ipv6_address_another_node_holds_is_not_used() {
+    let dir = scratch("net-dad");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = blob(&www, 1);
+    let mut net = Net::new(33, &dir);
+    let ip6 = net.ipv6();
+    net.nginx(&www);
+    let mac = net.run_in_cli("cat", &["/sys/class/net/rv1/address"]);
+    let data = dir.join("network_data.json");
+    let out = dir.join("out.bin");
+    for (address, free) in [(ip6.clone(), false), ("fd00:77:33::5".to_string(), true)] {
+        std::fs::write(
+            &data,
+            serde_json::to_vec(&serde_json::json!({
+                "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": mac.trim()}],
+                "networks": [{"id": "v6", "type": "ipv6", "link": "port0",
+                              "ip_address": format!("{address}/64")}]
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(&out);
+        let o = net.rivet(&[
+            "fetch",
+            "--network-data",
+            data.to_str().unwrap(),
+            &format!("http://[{ip6}]:8080/blob.bin"),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let log = stderr(&o);
+        if free {
+            assert!(o.status.success(), "{address}: {log}");
+            assert_eq!(sha256_file(&out), sha256_file(&src));
+        } else {
+            assert!(!o.status.success(), "{address} was taken: {log}");
+            assert!(
+                log.contains(&format!(
+                    "the static IPv6 address {address}/64 is in use by another node on the link \
+                     (duplicate address detection)"
+                )),
+                "{log}"
+            );
+        }
+    }
 }

@@ -6,7 +6,7 @@
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
-use rivet::net::stack::{Addressing, Stack, Wait};
+use rivet::net::stack::{Addressing, Link, Stack, Wait};
 use rivet::net::Transport;
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
@@ -29,6 +29,8 @@ impl TxToken for Tx {
         f(&mut vec![0u8; len])
     }
 }
+
+impl Link for Frames {}
 
 impl Device for Frames {
     type RxToken<'a> = Rx;

@@ -23,6 +23,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(m) = dhcpv6::Message::parse(data) {
             assert!(m.dns.len() * 16 <= data.len());
         }
+        if let Some(claim) = ndisc::neighbor_claim(data) {
+            // A claim names an address the frame carries.
+            assert!(data.windows(16).any(|w| w == claim.target));
+            let mut dad = rivet::net::dad::Dad::default();
+            dad.track(&[claim.target], 0);
+            assert!(dad.on_claim(&claim.target) && !dad.poll(5_000));
+        }
         auto.on_dhcp(data, 10);
         auto.poll(20);
         assert!(auto.config().addresses.len() <= 9);

@@ -43,6 +43,8 @@ pub struct PacketDevice {
     /// out tagged and only frames of that VLAN come in; without one, only
     /// untagged frames (a trunk's other VLANs are not rivet's network).
     vlan: Option<u16>,
+    /// The active port changed since the stack last asked.
+    failed_over: bool,
     pub rx_frames: u64,
     pub rx_errors: u64,
     /// Frames dropped for a wrong TCP/UDP checksum.
@@ -123,6 +125,7 @@ impl PacketDevice {
             rx_frames: 0,
             rx_errors: 0,
             rx_bad_checksums: 0,
+            failed_over: false,
         })
     }
 
@@ -151,6 +154,7 @@ impl PacketDevice {
                 self.ports[next].name
             );
             self.active = next;
+            self.failed_over = true;
         }
     }
 
@@ -258,6 +262,12 @@ impl TxToken for Tx<'_> {
             log::debug!("packet send failed: {e}");
         }
         r
+    }
+}
+
+impl crate::net::stack::Link for PacketDevice {
+    fn failed_over(&mut self) -> bool {
+        core::mem::take(&mut self.failed_over)
     }
 }
 

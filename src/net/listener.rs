@@ -180,7 +180,7 @@ impl Slot {
     }
 }
 
-impl<D: Device, W: Wait> Stack<D, W> {
+impl<D: Device + super::stack::Link, W: Wait> Stack<D, W> {
     /// Listens on `port` with up to `max` concurrent connections.
     pub fn listen(&mut self, port: u16, max: usize) -> Listener {
         let mut l = Listener {

@@ -5,6 +5,7 @@
 //! in-memory server for tests ([`testing`]).
 
 pub mod client;
+pub mod dad;
 pub mod ipv6;
 pub mod listener;
 pub mod record;

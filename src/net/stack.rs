@@ -92,7 +92,16 @@ pub struct Lease {
     pub dns: Vec<IpAddress>,
 }
 
-pub struct Stack<D: Device, W: Wait> {
+/// What a device says about its link beyond frames: whether an
+/// active-backup bond moved to another port since the last call (the
+/// stack then announces its addresses there).
+pub trait Link {
+    fn failed_over(&mut self) -> bool {
+        false
+    }
+}
+
+pub struct Stack<D: Device + Link, W: Wait> {
     pub device: D,
     pub waiter: W,
     iface: Interface,
@@ -104,8 +113,14 @@ pub struct Stack<D: Device, W: Wait> {
     /// IPv6's, when autoconfiguration has given an address.
     pub lease6: Option<Lease>,
     v6: Option<v6::V6>,
+    /// A static IPv6 address waiting for duplicate address detection
+    /// (it becomes `lease6` when no other node claimed it).
+    static6: Option<Lease>,
+    dad: crate::net::dad::Dad,
     /// Router advertisements seen since the last poll.
     adverts: Vec<crate::wire::ndisc::RouterAdvert>,
+    /// IPv6 addresses other nodes claimed since the last poll.
+    claims: Vec<crate::wire::ndisc::Claim>,
     mac: [u8; 6],
     conns: Vec<Option<SocketHandle>>,
     next_port: u16,
@@ -115,7 +130,7 @@ fn instant(ms: u64) -> Instant {
     Instant::from_millis(ms as i64)
 }
 
-impl<D: Device, W: Wait> Stack<D, W> {
+impl<D: Device + Link, W: Wait> Stack<D, W> {
     pub fn new(
         mut device: D,
         mut waiter: W,
@@ -137,7 +152,10 @@ impl<D: Device, W: Wait> Stack<D, W> {
             lease: None,
             lease6: None,
             v6: None,
+            static6: None,
+            dad: Default::default(),
             adverts: Vec::new(),
+            claims: Vec::new(),
             mac,
             conns: Vec::new(),
             next_port: 49152 + (seed % 8192) as u16,
@@ -151,11 +169,15 @@ impl<D: Device, W: Wait> Stack<D, W> {
                 stack.start_v6(mac, seed);
             }
             Addressing::Static { cidr, gateway, dns } => {
-                stack.apply(Lease {
+                let lease = Lease {
                     address: cidr,
                     router: gateway,
                     dns,
-                });
+                };
+                match cidr {
+                    IpCidr::Ipv6(_) => stack.static6 = Some(lease),
+                    IpCidr::Ipv4(_) => stack.apply(lease),
+                }
             }
         }
         stack
@@ -189,7 +211,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
     fn set_addresses(&mut self) {
         let v4 = self.lease.as_ref().map(|l| l.address);
         let v6 = match (&self.v6, &self.lease6) {
-            (Some(auto), _) => auto.addresses(self.mac),
+            (Some(auto), _) => auto.addresses(self.mac, &self.dad),
             (None, Some(fixed)) => alloc::vec![v6::link_local(self.mac), fixed.address],
             (None, None) => Vec::new(),
         };
@@ -223,9 +245,13 @@ impl<D: Device, W: Wait> Stack<D, W> {
         let now = instant(now_ms);
         TCP_CLOCK_MS.store(now.total_millis() as u32, Ordering::Relaxed);
         // One device type for smoltcp's whole poll (each is a copy of it).
-        let mut device = v6::Snoop::new(&mut self.device, &mut self.adverts);
+        let mut device = v6::Snoop::new(&mut self.device, &mut self.adverts, &mut self.claims);
         self.iface.poll(now, &mut device, &mut self.sockets);
-        self.poll_v6(now_ms);
+        let dad_changed = self.poll_dad(now_ms);
+        self.poll_v6(now_ms, dad_changed);
+        if self.device.failed_over() {
+            self.announce(now_ms);
+        }
         let Some(h) = self.dhcp else { return };
         let event = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
             Some(dhcpv4::Event::Configured(c)) => Some(Some(Lease {
@@ -295,6 +321,18 @@ impl<D: Device, W: Wait> Stack<D, W> {
             };
             if let Some(l) = found {
                 return Ok(l.clone());
+            }
+            if let Some(IpCidr::Ipv6(c)) = self.static6.as_ref().map(|l| l.address) {
+                if self.dad.state(&c.address().octets()) == Some(crate::net::dad::State::Duplicate)
+                {
+                    return Err(NetError::new(
+                        NetErrorKind::Other,
+                        format!(
+                            "the static IPv6 address {c} is in use by another node on the \
+                             link (duplicate address detection)"
+                        ),
+                    ));
+                }
             }
             if self.waiter.now_ms() >= deadline {
                 let what = match (v6, self.dhcp.is_some(), self.v6.is_some()) {
@@ -441,7 +479,7 @@ impl<D: Device, W: Wait> Stack<D, W> {
     }
 }
 
-impl<D: Device, W: Wait> Transport for Stack<D, W> {
+impl<D: Device + Link, W: Wait> Transport for Stack<D, W> {
     fn now_ms(&mut self) -> u64 {
         self.waiter.now_ms()
     }

@@ -341,6 +341,62 @@ impl smoltcp::phy::Device for Silent {
     }
 }
 
+impl super::stack::Link for Silent {}
+
+/// A link that records every frame sent, hands the stack the frames put
+/// in `inbox`, and can be told a bond failed over.
+#[derive(Default)]
+pub struct Recorder {
+    pub sent: alloc::vec::Vec<alloc::vec::Vec<u8>>,
+    pub inbox: alloc::collections::VecDeque<alloc::vec::Vec<u8>>,
+    pub fail_over: bool,
+}
+
+pub struct RecorderTx<'a>(&'a mut alloc::vec::Vec<alloc::vec::Vec<u8>>);
+pub struct RecorderRx(alloc::vec::Vec<u8>);
+
+impl smoltcp::phy::TxToken for RecorderTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = alloc::vec![0u8; len];
+        let r = f(&mut frame);
+        self.0.push(frame);
+        r
+    }
+}
+
+impl smoltcp::phy::RxToken for RecorderRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl smoltcp::phy::Device for Recorder {
+    type RxToken<'a> = RecorderRx;
+    type TxToken<'a> = RecorderTx<'a>;
+
+    fn receive(&mut self, _t: smoltcp::time::Instant) -> Option<(RecorderRx, RecorderTx<'_>)> {
+        let frame = self.inbox.pop_front()?;
+        Some((RecorderRx(frame), RecorderTx(&mut self.sent)))
+    }
+
+    fn transmit(&mut self, _t: smoltcp::time::Instant) -> Option<RecorderTx<'_>> {
+        Some(RecorderTx(&mut self.sent))
+    }
+
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        let mut caps = smoltcp::phy::DeviceCapabilities::default();
+        caps.medium = smoltcp::phy::Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+impl super::stack::Link for Recorder {
+    fn failed_over(&mut self) -> bool {
+        core::mem::take(&mut self.fail_over)
+    }
+}
+
 /// A clock that only moves when the stack waits.
 #[derive(Default)]
 pub struct ScriptedWait {

@@ -502,3 +502,94 @@ fn a_file_replaced_mid_download_is_refused_not_mixed() {
         );
     }
 }
+
+fn static_stack(
+    cidr: &str,
+    inbox: Vec<Vec<u8>>,
+) -> super::stack::Stack<super::testing::Recorder, super::testing::ScriptedWait> {
+    use super::stack::{Addressing, Stack};
+    use super::testing::{Recorder, ScriptedWait};
+    let cidr: smoltcp::wire::IpCidr = cidr.parse().unwrap();
+    let device = Recorder {
+        inbox: inbox.into(),
+        ..Recorder::default()
+    };
+    let addressing = Addressing::Static {
+        cidr,
+        gateway: None,
+        dns: vec![],
+    };
+    Stack::new(device, ScriptedWait { now: 1_000 }, MAC, addressing, 7)
+}
+
+const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+const FD5: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+
+/// Duplicate address detection with scripted time: a static IPv6 address
+/// is probed, used after a silent second; claimed by another node's
+/// advertisement, it is refused by name at once. (tests/net_host.rs has
+/// a real kernel answer the probe.)
+#[test]
+fn a_static_ipv6_address_is_probed_and_used_only_when_nobody_claims_it() {
+    use crate::wire::ndisc;
+    let mut stack = static_stack("fd00::5/64", vec![]);
+    let lease = stack.wait_for(Some(true), 10_000).unwrap();
+    assert_eq!(lease.address.to_string(), "fd00::5/64");
+    assert!(
+        stack.waiter.now >= 2_000,
+        "a second's wait: {}",
+        stack.waiter.now
+    );
+    assert!(stack
+        .device
+        .sent
+        .iter()
+        .any(|f| f[..] == ndisc::dad_probe(MAC, &FD5)));
+
+    let other = [0x02, 0, 0, 0, 0, 0x99];
+    let claim = ndisc::unsolicited_advert(other, &FD5).to_vec();
+    let mut stack = static_stack("fd00::5/64", vec![claim]);
+    let err = stack.wait_for(Some(true), 10_000).unwrap_err();
+    assert!(
+        err.message.contains("fd00::5/64 is in use by another node"),
+        "{}",
+        err.message
+    );
+    assert!(stack.waiter.now < 2_000, "refused at once");
+    // Our own probe, back through another port of a bond, is no claim.
+    let echo = ndisc::dad_probe(MAC, &FD5).to_vec();
+    let mut stack = static_stack("fd00::5/64", vec![echo]);
+    assert!(stack.wait_for(Some(true), 10_000).is_ok());
+}
+
+/// After a bond's failover the stack announces its addresses on the new
+/// port: an ARP announcement for IPv4, an unsolicited advertisement per
+/// IPv6 address (the link-local one at least).
+#[test]
+fn a_failover_is_followed_by_announcements() {
+    use crate::wire::{arp, ndisc};
+    let mut stack = static_stack("10.77.1.100/24", vec![]);
+    stack.poll();
+    assert!(
+        !stack.device.sent.iter().any(|f| f[12..14] == [0x08, 0x06]),
+        "no ARP unasked"
+    );
+    stack.device.fail_over = true;
+    stack.poll();
+    let sent = &stack.device.sent;
+    assert!(sent
+        .iter()
+        .any(|f| f[..] == arp::announcement(MAC, [10, 77, 1, 100])));
+    assert!(sent
+        .iter()
+        .any(|f| f[..] == ndisc::unsolicited_advert(MAC, &ndisc::link_local(MAC))));
+    let mut stack = static_stack("fd00::5/64", vec![]);
+    stack.wait_for(Some(true), 10_000).unwrap();
+    stack.device.fail_over = true;
+    stack.poll();
+    assert!(stack
+        .device
+        .sent
+        .iter()
+        .any(|f| f[..] == ndisc::unsolicited_advert(MAC, &FD5)));
+}

@@ -2,6 +2,7 @@
 //! constructor and explicit field offsets; parsing is kept apart from policy.
 
 pub mod anchors;
+pub mod arp;
 pub mod base64;
 pub mod checksum;
 pub mod cpio;

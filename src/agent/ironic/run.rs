@@ -274,7 +274,7 @@ struct Addresses {
 }
 
 impl Addresses {
-    fn record<D: smoltcp::phy::Device, W: crate::net::stack::Wait>(
+    fn record<D: smoltcp::phy::Device + crate::net::stack::Link, W: crate::net::stack::Wait>(
         &mut self,
         nic: &str,
         stack: &crate::net::stack::Stack<D, W>,
