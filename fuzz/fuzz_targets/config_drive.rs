@@ -1,5 +1,5 @@
 //! A config drive is whatever medium a BMC or a former tenant left: its
-//! ISO 9660 directories and its network_data.json are read by PID 1
+//! ISO 9660 or FAT directories and its network_data.json are read by PID 1
 //! before any network is up. Whatever the bytes, reading them ends with a
 //! file, nothing, or an error, within the memory bound, never a panic.
 #![no_main]
@@ -27,6 +27,12 @@ fuzz_target!(|data: &[u8]| {
             rivet::fs::iso9660::read_file(&mut disk, "openstack/latest/network_data.json", 1 << 20)
         {
             let _ = choose(&file, &nics, None);
+        }
+        // A vfat config-2 medium: the bytes as the volume.
+        if let Ok(mut fat) = rivet::fs::fat::Fat::open(Box::new(data.to_vec())) {
+            if let Ok(file) = fat.read("openstack/latest/network_data.json", 1 << 20) {
+                let _ = choose(&file, &nics, None);
+            }
         }
     });
 });

@@ -6,9 +6,9 @@
 //! the stack feeds it frames and datagrams with the time and sends what it
 //! returns, so every path is tested with scripted time.
 //!
-//! Left out: duplicate address detection (a provisioning network's
-//! addresses are handed out by one dnsmasq, and Linux's EUI-64 addresses
-//! are as unique as the MAC), privacy addresses, prefix delegation.
+//! Duplicate address detection is the stack's ([`crate::net::dad`]), for
+//! every address this gives. Left out: privacy addresses, prefix
+//! delegation.
 
 use crate::wire::dhcpv6::{self, Kind, Message, Request};
 use crate::wire::ndisc::{self, RouterAdvert};
