@@ -232,13 +232,20 @@ fn whole_disk_gpt_image_with_config_drive() {
     let img = common::disk::gpt_whole_disk_image(&dir);
     let sum = sha256_file(&img);
     let cd = common::disk::mkfs_image(&dir, "vfat", 2, "config-2");
-    let configdrive = common::disk::ironic_configdrive(&cd);
+    // By URL this time, as Ironic hands it over from an object store: PID 1
+    // measures it with one GET, then streams it onto its partition with a
+    // second through the image's connection (never held).
+    std::fs::write(
+        dir.join("configdrive.b64"),
+        common::disk::ironic_configdrive(&cd),
+    )
+    .unwrap();
     let target = dir.join("target.img");
     sparse(&target, 4 << 30);
-    let (_console, cb) = deploy_in_qemu(
+    let (console, cb) = deploy_in_qemu(
         &dir,
         &[],
-        |s| json!({"urls": [s.url("whole.img")], "disk_format": "raw", "os_hash_algo": "sha256", "os_hash_value": sum, "configdrive": configdrive}),
+        |s| json!({"urls": [s.url("whole.img")], "disk_format": "raw", "os_hash_algo": "sha256", "os_hash_value": sum, "configdrive": s.url("configdrive.b64")}),
         &[target.display().to_string()],
         128,
         "",
@@ -254,6 +261,14 @@ fn whole_disk_gpt_image_with_config_drive() {
         "config drive must end at the last usable sector"
     );
     assert_eq!(blkid_at(&target, parts[1].0 * 512)["LABEL"], "config-2");
+    assert!(
+        files_equal_at(&cd, &target, parts[1].0 * 512, 2 * MIB),
+        "the config drive as served"
+    );
+    assert!(
+        console.contains("config drive written to partition 2"),
+        "{console}"
+    );
     assert_eq!(blkid_at(&target, MIB)["LABEL"], "whole-root");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -8,14 +8,30 @@
 mod guard;
 use libfuzzer_sys::fuzz_target;
 
-use rivet::deploy::configdrive::ConfigDrive;
+use rivet::deploy::configdrive::{ConfigDrive, StreamDecoder};
 use rivet::wire::{base64, gzip};
+
+/// The download decoder, fed the bytes in uneven pieces, agrees with the
+/// whole-bytes path: the same length, or both refuse.
+fn streamed_agrees(data: &[u8], whole: &Result<ConfigDrive, String>) {
+    let mut d = StreamDecoder::default();
+    let mut nothing = |_: &[u8]| Ok(());
+    let mut pushed = Ok(());
+    for piece in data.chunks(997) {
+        pushed = pushed.and_then(|()| d.push(piece, &mut nothing));
+    }
+    let streamed = pushed.and_then(|()| d.finish(&mut nothing));
+    if let (Ok(w), Ok((len, _))) = (whole, &streamed) {
+        assert_eq!(w.len(), *len);
+    }
+}
 
 fn pieces_add_up(cd: &ConfigDrive) {
     let mut buf = vec![0u8; 64 << 10];
     let mut total = 0u64;
     cd.write_pieces(
         &mut buf,
+        &mut |_, _| None,
         |at, piece| {
             assert_eq!(at, total);
             total += piece.len() as u64;
@@ -50,9 +66,11 @@ fuzz_target!(|data: &[u8]| {
                 pieces_add_up(&cd);
             }
         }
-        if let Ok(cd) = ConfigDrive::from_downloaded(data.to_vec()) {
-            pieces_add_up(&cd);
+        let downloaded = ConfigDrive::from_downloaded(data.to_vec());
+        if let Ok(cd) = &downloaded {
+            pieces_add_up(cd);
         }
+        streamed_agrees(data, &downloaded);
     });
     let text = base64::encode(data);
     assert_eq!(base64::decode(text.as_bytes()).unwrap(), data);

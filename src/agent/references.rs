@@ -32,6 +32,21 @@ pub fn resolve<T: Transport>(
         None => Ok(None),
         Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
             let t = net.ok_or_else(|| need_net("configdrive", s))?;
+            let image_over_network = plan
+                .urls
+                .first()
+                .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"));
+            if image_over_network {
+                // Measured now, streamed again onto its partition by the
+                // image's connection: never held (it may be 64 MiB).
+                return ConfigDrive::measure_remote(s, |sink| {
+                    client::get_streaming(t, s, configdrive::MAX_DOWNLOAD, Policy::default(), sink)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .map(Some)
+                .map_err(|e| format!("configdrive: {e}"));
+            }
             let bytes = client::get(t, s, configdrive::MAX_DECODED, Policy::default())
                 .map_err(|e| format!("configdrive: {e}"))?;
             Ok(Some(ConfigDrive::from_downloaded(bytes)?))

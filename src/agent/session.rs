@@ -462,4 +462,88 @@ mod tests {
         assert_eq!(out.image_bytes, data.len() as u64);
         assert_eq!(disk.bytes(1 << 20, data.len()), data);
     }
+
+    /// Issue 33: a downloaded config drive is measured by one streaming
+    /// GET, then downloaded again straight onto its partition through the
+    /// image's own connection, after the image: never held whole (it may
+    /// be 64 MiB). One that changed between the two downloads fails the
+    /// deploy before the held first MiB is written: nothing bootable.
+    #[test]
+    fn a_downloaded_config_drive_streams_onto_its_partition() {
+        use crate::deploy::configdrive::{ConfigDrive, MAX_DOWNLOAD};
+        use crate::deploy::{self, testing::ScriptedEnv, Request};
+        use crate::io::MemDisk;
+        use crate::net::client::{get_streaming, Download, Policy};
+        use crate::net::testing::FakeServer;
+        use crate::wire::{base64, gzip};
+        let data: Vec<u8> = (0..2usize << 20).map(|i| (i * 31 + i / 7) as u8).collect();
+        let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Md5);
+        h.update(&data);
+        let plan = crate::plan::Plan::from_json(
+            format!(
+                r#"{{"image_type": "partition", "root_mb": 8, "checksum": "{}"}}"#,
+                h.finish_hex()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // An ISO-like image: 32 KiB of zeros, then content; as Ironic
+        // sends it, base64 of gzip.
+        let iso = |tag: u8| -> Vec<u8> {
+            let mut v = vec![0u8; 32 << 10];
+            v.extend((0..3_000_000u32).map(|i| (i % 253) as u8 ^ tag));
+            v
+        };
+        let served = |tag| base64::encode(&gzip::compress(&iso(tag), 6)).into_bytes();
+        let mut s = FakeServer::serving("/img", data.clone());
+        s.files.insert("/cd".into(), served(1));
+        s.cut_after = [0, 700_000].into(); // the config drive's second GET is cut once
+        let url = "http://h/cd";
+        let measure = |s: &mut FakeServer| {
+            ConfigDrive::measure_remote(url, |sink| {
+                get_streaming(s, url, MAX_DOWNLOAD, Policy::default(), sink)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap()
+        };
+        let cd = measure(&mut s);
+        assert_eq!(cd.len(), iso(1).len() as u64);
+        let deploy_with = |s: &mut FakeServer, cd: ConfigDrive| {
+            let mut disk = MemDisk::new(160 << 20, 512);
+            let req = Request {
+                plan: &plan,
+                boot_mode: crate::plan::BootMode::Bios,
+                configdrive: Some(cd),
+                disk_path: "/dev/vda".into(),
+                buffer_size: 1 << 20,
+                image_checks: Default::default(),
+            };
+            let mut src = Download::start(s, "http://h/img", Policy::default()).unwrap();
+            let out = deploy::deploy(&mut disk, &mut src, &mut ScriptedEnv::default(), &req);
+            (out, disk)
+        };
+        let (out, mut disk) = deploy_with(&mut s, cd.clone());
+        out.unwrap();
+        let table = crate::deploy::table::read_existing(&mut disk)
+            .unwrap()
+            .unwrap();
+        // The config drive's partition: its size rounded up to a MiB, as
+        // ironic-python-agent makes it.
+        let want = (iso(1).len() as u64).div_ceil(1 << 20) << 20;
+        let part = table.parts.iter().find(|p| p.len == want).unwrap();
+        assert!(disk.bytes(part.offset, iso(1).len()) == iso(1));
+        let root = table.parts.iter().find(|p| p.len == 8 << 20).unwrap();
+        assert!(disk.bytes(root.offset, data.len()) == data);
+        // Replaced on the server after it was measured.
+        s.files.insert("/cd".into(), served(2));
+        let (out, disk) = deploy_with(&mut s, cd);
+        let err = out.unwrap_err().to_string();
+        assert!(err.contains("changed between its two downloads"), "{err}");
+        let first_mib = disk.bytes(root.offset, 1 << 20);
+        assert!(
+            first_mib.iter().all(|&b| b == 0),
+            "the root's first MiB was written"
+        );
+    }
 }

@@ -28,6 +28,11 @@ pub trait ErasedSource {
     fn size(&self) -> Option<u64>;
     fn describe(&self) -> String;
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>>;
+    fn fetch_other(
+        &mut self,
+        url: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Option<Result<(), String>>;
 }
 
 impl<S: ImageSource + ?Sized> ErasedSource for S
@@ -45,6 +50,13 @@ where
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
         ImageSource::read_at(self, offset, buf)
+    }
+    fn fetch_other(
+        &mut self,
+        url: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Option<Result<(), String>> {
+        ImageSource::fetch_other(self, url, sink)
     }
 }
 
@@ -91,6 +103,13 @@ impl ImageSource for Erased<'_> {
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Option<Result<(), String>> {
         self.inner.read_at(offset, buf)
+    }
+    fn fetch_other(
+        &mut self,
+        url: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Option<Result<(), String>> {
+        self.inner.fetch_other(url, sink)
     }
 }
 
@@ -148,6 +167,13 @@ impl<S: ImageSource + ?Sized> ImageSource for Sniffed<'_, S> {
         buf: &mut [u8],
     ) -> Option<Result<(), alloc::string::String>> {
         self.inner.read_at(offset, buf)
+    }
+    fn fetch_other(
+        &mut self,
+        url: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Option<Result<(), String>> {
+        self.inner.fetch_other(url, sink)
     }
 }
 

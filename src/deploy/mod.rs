@@ -280,15 +280,18 @@ fn write_through(
     Ok(())
 }
 
-/// Inflates the config drive onto the disk at `offset`, a buffer at a time.
+/// Inflates the config drive onto the disk at `offset`, a buffer at a
+/// time; a downloaded one comes again through the image's connection.
 fn write_configdrive(
     dev: &mut dyn BlockDevice,
     buf: &mut [u8],
     offset: u64,
     cd: &configdrive::ConfigDrive,
+    image: &mut image::Image<'_, '_>,
 ) -> Result<(), Error> {
     cd.write_pieces(
         buf,
+        &mut |url, sink| image.fetch_other(url, sink),
         |at, piece| image::write_any_len(dev, offset + at, piece),
         Error::ConfigDrive,
     )

@@ -126,11 +126,6 @@ pub(super) fn partition_image(
             &vec![0u8; span as usize],
         )?;
     }
-    if let (Some(cd), Some(part)) = (&req.configdrive, layout.get(Role::ConfigDrive)) {
-        write_configdrive(dev, buf.as_mut_slice(), part.offset(), cd)?;
-        log::info!("config drive written ({} bytes)", cd.len());
-    }
-
     log::info!(
         "streaming {} into partition {} at byte {}",
         image.describe(),
@@ -149,6 +144,13 @@ pub(super) fn partition_image(
         &mut |_, _| Ok(()),
     )?;
     verify(digest, &streamed, &image.describe())?;
+    // After the image: a downloaded config drive comes again through the
+    // image's connection, free now; still before the held MiB, so a
+    // failure leaves nothing bootable.
+    if let (Some(cd), Some(part)) = (&req.configdrive, layout.get(Role::ConfigDrive)) {
+        write_configdrive(dev, buf.as_mut_slice(), part.offset(), cd, image)?;
+        log::info!("config drive written ({} bytes)", cd.len());
+    }
 
     if let Some(p) = layout.get(Role::Swap) {
         let uuid = table::random_guid(env);

@@ -381,7 +381,7 @@ pub(super) fn whole_disk_image(
                 cd.len()
             )));
         }
-        write_configdrive(dev, buf.as_mut_slice(), offset, cd)?;
+        write_configdrive(dev, buf.as_mut_slice(), offset, cd, image)?;
         log::info!("config drive written to partition {number}");
     }
     write_through(dev, buf.as_mut_slice(), 0, &held)?;

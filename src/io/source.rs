@@ -21,6 +21,16 @@ pub trait ImageSource: Read {
     ) -> Option<Result<(), alloc::string::String>> {
         None
     }
+    /// GETs another resource (a config drive) over the image's own network
+    /// and hands its body to `sink` as it arrives. `None`: this source has
+    /// no network (a file).
+    fn fetch_other(
+        &mut self,
+        _url: &str,
+        _sink: &mut dyn FnMut(&[u8]) -> Result<(), alloc::string::String>,
+    ) -> Option<Result<(), alloc::string::String>> {
+        None
+    }
 }
 
 /// Image bytes from memory, optionally hiding their size (as a chunked

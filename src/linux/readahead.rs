@@ -34,6 +34,16 @@ enum Ask {
     Fill(Vec<u8>),
     /// Read these bytes at an offset, apart from the stream.
     At(u64, usize),
+    /// GET another resource over the source's network (a config drive),
+    /// its body sent piece by piece on the channel given.
+    Other(String, SyncSender<Fetched>),
+}
+
+/// A piece of [`Ask::Other`]'s body, or its end: what the source's
+/// `fetch_other` returned.
+enum Fetched {
+    Piece(Vec<u8>),
+    End(Option<Result<(), String>>),
 }
 
 /// The answer to [`Ask::At`], in the type chunks come in (one channel
@@ -107,6 +117,13 @@ where
                             if filled_tx.send(message).is_err() {
                                 break;
                             }
+                        }
+                        Ask::Other(url, to) => {
+                            let end = src.fetch_other(&url, &mut |piece| {
+                                to.send(Fetched::Piece(piece.to_vec()))
+                                    .map_err(|_| "the deploy side stopped taking it".to_string())
+                            });
+                            let _ = to.send(Fetched::End(end));
                         }
                         Ask::At(offset, len) => {
                             let mut buf = vec![0u8; len];
@@ -195,6 +212,30 @@ impl ImageSource for ReadAhead {
             }
             Ok(Err(e)) => Some(Err(e)),
             Err(_) => Some(Err("the image reader has stopped".into())),
+        }
+    }
+    /// Asked of the reader thread, which owns the source (and so the
+    /// network); its pieces come back over a channel of their own, which
+    /// is dropped when `sink` fails, so the reader stops at once.
+    fn fetch_other(
+        &mut self,
+        url: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Option<Result<(), String>> {
+        let (to, pieces) = sync_channel::<Fetched>(4);
+        if self.empty.send(Ask::Other(url.into(), to)).is_err() {
+            return Some(Err("the image reader has stopped".into()));
+        }
+        loop {
+            match pieces.recv() {
+                Ok(Fetched::Piece(piece)) => {
+                    if let Err(e) = sink(&piece) {
+                        return Some(Err(e));
+                    }
+                }
+                Ok(Fetched::End(end)) => return end,
+                Err(_) => return Some(Err("the image reader has stopped".into())),
+            }
         }
     }
 }

@@ -701,47 +701,78 @@ impl<T: Transport> crate::io::ImageSource for Download<'_, T> {
             Err(e) => Some(Err(e.to_string())),
         }
     }
+    fn fetch_other(
+        &mut self,
+        url: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Option<Result<(), String>> {
+        let max = crate::deploy::configdrive::MAX_DOWNLOAD;
+        Some(
+            get_streaming(self.t, url, max, self.policy, sink)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        )
+    }
 }
 
-/// GETs a small resource (a plan, a checksum file, a config drive) whole.
+/// GETs a small resource (a plan, a checksum file) whole.
 pub fn get<T: Transport>(
     t: &mut T,
     url: &str,
     max_bytes: usize,
     policy: Policy,
 ) -> Result<Vec<u8>, HttpError> {
+    let mut out = Vec::new();
+    get_streaming(t, url, max_bytes as u64, policy, &mut |piece| {
+        out.extend_from_slice(piece);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// GETs a resource of at most `max_bytes`, handing its body to `sink` as
+/// it arrives (a config drive is never held): at the policy's minimum
+/// average rate, resumed and retried as an image is. A sink's error ends
+/// the download.
+pub fn get_streaming<T: Transport>(
+    t: &mut T,
+    url: &str,
+    max_bytes: u64,
+    policy: Policy,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<u64, HttpError> {
     let mut d = Download::start(t, url, policy)?;
     if let Some(total) = d.total() {
-        if total > max_bytes as u64 {
+        if total > max_bytes {
             return Err(d.err(
                 None,
                 format!("{total} bytes, more than the {max_bytes} allowed"),
             ));
         }
     }
-    let expected = d.total().unwrap_or(max_bytes as u64);
+    let expected = d.total().unwrap_or(max_bytes);
     let rate = policy.min_rate_bytes_per_s.max(1);
     let allowed_ms = policy
         .idle_timeout_ms
         .saturating_add(expected.saturating_mul(1000) / rate);
     let deadline = d.t.now_ms().saturating_add(allowed_ms);
-    let mut out = Vec::new();
+    let mut got = 0u64;
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
         let n = d.read_some(&mut chunk)?;
         if n == 0 {
-            return Ok(out);
+            return Ok(got);
         }
-        if out.len() + n > max_bytes {
+        got += n as u64;
+        if got > max_bytes {
             return Err(d.err(None, format!("more than the {max_bytes} bytes allowed")));
         }
-        out.extend_from_slice(&chunk[..n]);
+        sink(&chunk[..n]).map_err(|e| d.err(None, e))?;
         if d.t.now_ms() > deadline {
             return Err(d.err(
                 None,
                 format!(
-                    "{} bytes in {} s: slower than {rate} bytes/s, given up",
-                    out.len(),
+                    "{got} bytes in {} s: slower than {rate} bytes/s, given up",
                     allowed_ms / 1000
                 ),
             ));

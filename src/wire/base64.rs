@@ -73,59 +73,112 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, Error> {
 /// from), so a large downloaded config drive is held once, not twice.
 /// On error `buf` holds garbage.
 pub fn decode_in_place(buf: &mut Vec<u8>) -> Result<(), Error> {
+    let mut d = Decoder::default();
     let mut w = 0;
-    let mut quad = [0u8; 4];
-    let mut n = 0;
-    let mut padding = 0;
     for at in 0..buf.len() {
-        let c = buf[at];
-        if c.is_ascii_whitespace() {
-            continue;
-        }
-        if c == b'=' {
-            if n < 2 {
-                return Err(Error::BadLength);
-            }
-            padding += 1;
-            quad[n] = 0;
-        } else {
-            if padding > 0 {
-                return Err(Error::BadLength);
-            }
-            quad[n] = value(c).ok_or(Error::BadChar(at))?;
-        }
-        n += 1;
-        if n == 4 {
-            let v = (quad[0] as u32) << 18
-                | (quad[1] as u32) << 12
-                | (quad[2] as u32) << 6
-                | quad[3] as u32;
-            let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
-            if padding > 2 {
-                return Err(Error::BadLength);
-            }
+        if let Some((bytes, n)) = d.step(buf[at])? {
             // Four characters read, at most three bytes written: w < at.
-            for b in &bytes[..3 - padding] {
-                buf[w] = *b;
-                w += 1;
-            }
-            n = 0;
-            if padding > 0 {
-                padding = 3; // nothing may follow a padded quad
-            }
+            buf[w..w + n].copy_from_slice(&bytes[..n]);
+            w += n;
         }
     }
-    if n != 0 {
-        return Err(Error::BadLength);
-    }
+    d.finish()?;
     buf.truncate(w);
     buf.shrink_to_fit();
     Ok(())
 }
 
+/// Base64 text decoded as it arrives, in pieces of any length (whitespace
+/// skipped, padding only at the end): a downloaded config drive is never
+/// held as text.
+#[derive(Debug, Default, Clone)]
+pub struct Decoder {
+    quad: [u8; 4],
+    n: usize,
+    padding: usize,
+    /// Characters seen, for [`Error::BadChar`]'s offset.
+    at: usize,
+}
+
+impl Decoder {
+    /// One character: a decoded group (bytes, how many) when it completes one.
+    fn step(&mut self, c: u8) -> Result<Option<([u8; 3], usize)>, Error> {
+        let at = self.at;
+        self.at += 1;
+        if c.is_ascii_whitespace() {
+            return Ok(None);
+        }
+        if c == b'=' {
+            if self.n < 2 {
+                return Err(Error::BadLength);
+            }
+            self.padding += 1;
+            self.quad[self.n] = 0;
+        } else {
+            if self.padding > 0 {
+                return Err(Error::BadLength);
+            }
+            self.quad[self.n] = value(c).ok_or(Error::BadChar(at))?;
+        }
+        self.n += 1;
+        if self.n < 4 {
+            return Ok(None);
+        }
+        let q = self.quad.map(u32::from);
+        let v = q[0] << 18 | q[1] << 12 | q[2] << 6 | q[3];
+        if self.padding > 2 {
+            return Err(Error::BadLength);
+        }
+        let out = ([(v >> 16) as u8, (v >> 8) as u8, v as u8], 3 - self.padding);
+        self.n = 0;
+        if self.padding > 0 {
+            self.padding = 3; // nothing may follow a padded quad
+        }
+        Ok(Some(out))
+    }
+
+    /// Decodes `text`, appending the bytes to `out`.
+    pub fn push(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        for &c in text {
+            if let Some((bytes, n)) = self.step(c)? {
+                out.extend_from_slice(&bytes[..n]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The text has ended: no group may be left half done.
+    pub fn finish(&self) -> Result<(), Error> {
+        if self.n != 0 {
+            return Err(Error::BadLength);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_in_pieces_of_any_length_decodes_as_whole_text() {
+        let text = b"Zm9v\nYmFy\r\nYg==";
+        for cut in 0..text.len() {
+            let mut d = Decoder::default();
+            let mut out = Vec::new();
+            d.push(&text[..cut], &mut out).unwrap();
+            d.push(&text[cut..], &mut out).unwrap();
+            d.finish().unwrap();
+            assert_eq!(out, b"foobarb", "cut at {cut}");
+        }
+        let mut d = Decoder::default();
+        assert_eq!(d.push(b"Zm9vY", &mut Vec::new()), Ok(()));
+        assert_eq!(d.finish(), Err(Error::BadLength));
+        assert_eq!(
+            Decoder::default().push(b"Zm9v!", &mut Vec::new()),
+            Err(Error::BadChar(4))
+        );
+    }
 
     #[test]
     fn rfc4648_vectors() {

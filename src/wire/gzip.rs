@@ -198,9 +198,161 @@ impl<'a> Inflater<'a> {
     }
 }
 
+/// A gzip member inflated as its bytes arrive, in pieces of any length:
+/// the header gathered first (at most 64 KiB of optional fields), the
+/// deflate data inflated through a 32 KiB window into `out`, the trailer
+/// checked at [`PushInflater::finish`]. Nothing of the member is held.
+pub struct PushInflater {
+    header: Vec<u8>,
+    state: Option<alloc::boxed::Box<InflateState>>,
+    digest: crc::Digest<'static, u32>,
+    produced: u64,
+    trailer: Vec<u8>,
+    ended: bool,
+    scratch: Vec<u8>,
+}
+
+/// Most header bytes gathered (FEXTRA, FNAME, FCOMMENT) before giving up.
+const MAX_HEADER: usize = 64 << 10;
+
+impl Default for PushInflater {
+    fn default() -> PushInflater {
+        PushInflater {
+            header: Vec::new(),
+            state: None,
+            digest: CRC32_STATIC.digest(),
+            produced: 0,
+            trailer: Vec::new(),
+            ended: false,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl PushInflater {
+    /// Takes the next `input` bytes, handing what they inflate to to `out`.
+    pub fn push<E: From<Error>>(
+        &mut self,
+        mut input: &[u8],
+        out: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.state.is_none() {
+            let take = input
+                .len()
+                .min(MAX_HEADER + 1 - self.header.len().min(MAX_HEADER));
+            self.header.extend_from_slice(&input[..take]);
+            match header_len(&self.header) {
+                Ok(at) => {
+                    // What came past the header is deflate data.
+                    let past = self.header.split_off(at);
+                    self.header.clear();
+                    self.state = Some(InflateState::new_boxed(DataFormat::Raw));
+                    self.scratch = alloc::vec![0u8; 32 << 10];
+                    self.push(&past, out)?;
+                    input = &input[take..];
+                }
+                Err(Error::Truncated) if self.header.len() <= MAX_HEADER => return Ok(()),
+                Err(Error::Truncated) => return Err(Error::Unsupported.into()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        while !self.ended && !input.is_empty() {
+            let state = self.state.as_mut().expect("past the header");
+            let r = inflate(state, input, &mut self.scratch, MZFlush::None);
+            input = &input[r.bytes_consumed..];
+            let made = &self.scratch[..r.bytes_written];
+            self.digest.update(made);
+            self.produced += made.len() as u64;
+            out(made)?;
+            match r.status {
+                Ok(MZStatus::StreamEnd) => self.ended = true,
+                Ok(_) if r.bytes_consumed > 0 || r.bytes_written > 0 => {}
+                Ok(_) | Err(MZError::Buf) => break, // wants more input
+                Err(_) => return Err(Error::BadDeflate.into()),
+            }
+        }
+        // Output still inside the inflater after the input ran out.
+        while !self.ended && input.is_empty() {
+            let Some(state) = self.state.as_mut() else {
+                break;
+            };
+            let r = inflate(state, &[], &mut self.scratch, MZFlush::None);
+            if r.bytes_written == 0 {
+                if r.status == Ok(MZStatus::StreamEnd) {
+                    self.ended = true;
+                }
+                break;
+            }
+            let made = &self.scratch[..r.bytes_written];
+            self.digest.update(made);
+            self.produced += made.len() as u64;
+            out(made)?;
+            if r.status == Ok(MZStatus::StreamEnd) {
+                self.ended = true;
+            }
+        }
+        if self.ended {
+            if self.trailer.len() + input.len() > TRAILER_LEN {
+                return Err(Error::BadTrailer.into()); // data after the member
+            }
+            self.trailer.extend_from_slice(input);
+        }
+        Ok(())
+    }
+
+    /// The input has ended: the member must be whole, its trailer right.
+    pub fn finish(self) -> Result<u64, Error> {
+        if !self.ended || self.trailer.len() < TRAILER_LEN {
+            return Err(Error::Truncated);
+        }
+        let t = &self.trailer;
+        let (crc, isize) = (
+            u32::from_le_bytes([t[0], t[1], t[2], t[3]]),
+            u32::from_le_bytes([t[4], t[5], t[6], t[7]]),
+        );
+        if self.digest.finalize() != crc || self.produced as u32 != isize {
+            return Err(Error::BadTrailer);
+        }
+        Ok(self.produced)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_in_pieces_of_any_length_inflates_as_held_whole() {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+            .collect();
+        let z = compress(&data, 6);
+        for piece in [1usize, 7, 4096, 65_536, z.len()] {
+            let mut p = PushInflater::default();
+            let mut out = Vec::new();
+            for chunk in z.chunks(piece) {
+                p.push::<Error>(chunk, &mut |b| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })
+                .unwrap();
+            }
+            assert_eq!(p.finish(), Ok(data.len() as u64), "pieces of {piece}");
+            assert!(out == data, "pieces of {piece}");
+        }
+        let run = |bytes: &[u8]| {
+            let mut p = PushInflater::default();
+            p.push::<Error>(bytes, &mut |_| Ok(()))?;
+            p.finish()
+        };
+        assert_eq!(run(&z[..z.len() - 3]), Err(Error::Truncated));
+        let mut bad = z.clone();
+        let n = bad.len();
+        bad[n - 8] ^= 1;
+        assert_eq!(run(&bad), Err(Error::BadTrailer));
+        assert_eq!(run(&[&z[..], &[0]].concat()), Err(Error::BadTrailer));
+        assert_eq!(run(b"PK\x03\x04"), Err(Error::BadMagic));
+    }
 
     /// `printf hello | gzip -n` (GNU gzip 1.12).
     const HELLO_GZ: [u8; 25] = [
