@@ -426,40 +426,56 @@ pub fn from_first_url<T: Transport, R>(
 
 #[cfg(test)]
 mod tests {
+    use crate::deploy::configdrive::ConfigDrive;
+    use crate::deploy::{self, testing::ScriptedEnv, Request};
+    use crate::io::MemDisk;
+    use crate::net::client::{Download, Policy};
+    use crate::net::testing::FakeServer;
+    use crate::plan::Plan;
+
+    /// 2 or 3 MiB of image and a partition plan of 8 MiB with its md5.
+    fn image_and_plan(mib: usize) -> (Vec<u8>, Plan) {
+        let data: Vec<u8> = (0..mib << 20).map(|i| (i * 31 + i / 7) as u8).collect();
+        let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Md5);
+        h.update(&data);
+        let json = format!(
+            r#"{{"image_type": "partition", "root_mb": 8, "checksum": "{}"}}"#,
+            h.finish_hex()
+        );
+        (data, Plan::from_json(json.as_bytes()).unwrap())
+    }
+
+    /// Deploys `plan` from the server's /img onto a fresh disk of `mib`.
+    fn deploy_from(
+        s: &mut FakeServer,
+        plan: &Plan,
+        configdrive: Option<ConfigDrive>,
+        mib: u64,
+    ) -> (Result<deploy::Outcome, deploy::Error>, MemDisk) {
+        let mut disk = MemDisk::new(mib << 20, 512);
+        let req = Request {
+            plan,
+            boot_mode: crate::plan::BootMode::Bios,
+            configdrive,
+            disk_path: "/dev/vda".into(),
+            buffer_size: 1 << 20,
+            image_checks: Default::default(),
+        };
+        let mut src = Download::start(s, "http://h/img", Policy::default()).unwrap();
+        let out = deploy::deploy(&mut disk, &mut src, &mut ScriptedEnv::default(), &req);
+        (out, disk)
+    }
+
     /// Where a session meets its two halves: a download that the server
     /// cuts midway (resumed with Range) streams into the engine, and the
     /// disk holds the image.
     #[test]
     fn downloads_feed_the_deploy_engine() {
-        use crate::deploy::{self, testing::ScriptedEnv, Request};
-        use crate::io::MemDisk;
-        use crate::net::client::{Download, Policy};
-        use crate::net::testing::FakeServer;
-        let data: Vec<u8> = (0..3usize << 20).map(|i| (i * 31 + i / 7) as u8).collect();
-        let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Md5);
-        h.update(&data);
-        let plan = crate::plan::Plan::from_json(
-            format!(
-                r#"{{"image_type": "partition", "root_mb": 8, "checksum": "{}"}}"#,
-                h.finish_hex()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+        let (data, plan) = image_and_plan(3);
         let mut s = FakeServer::serving("/img", data.clone());
         s.cut_after = [1_500_000].into();
-        let mut src = Download::start(&mut s, "http://h/img", Policy::default()).unwrap();
-        let mut disk = MemDisk::new(64 << 20, 512);
-        let req = Request {
-            plan: &plan,
-            boot_mode: crate::plan::BootMode::Bios,
-            configdrive: None,
-            disk_path: "/dev/vda".into(),
-            buffer_size: 1 << 20,
-            image_checks: Default::default(),
-        };
-        let out = deploy::deploy(&mut disk, &mut src, &mut ScriptedEnv::default(), &req).unwrap();
-        assert_eq!(out.image_bytes, data.len() as u64);
+        let (out, disk) = deploy_from(&mut s, &plan, None, 64);
+        assert_eq!(out.unwrap().image_bytes, data.len() as u64);
         assert_eq!(disk.bytes(1 << 20, data.len()), data);
     }
 
@@ -470,23 +486,10 @@ mod tests {
     /// deploy before the held first MiB is written: nothing bootable.
     #[test]
     fn a_downloaded_config_drive_streams_onto_its_partition() {
-        use crate::deploy::configdrive::{ConfigDrive, MAX_DOWNLOAD};
-        use crate::deploy::{self, testing::ScriptedEnv, Request};
-        use crate::io::MemDisk;
-        use crate::net::client::{get_streaming, Download, Policy};
-        use crate::net::testing::FakeServer;
+        use crate::deploy::configdrive::MAX_DOWNLOAD;
+        use crate::net::client::get_streaming;
         use crate::wire::{base64, gzip};
-        let data: Vec<u8> = (0..2usize << 20).map(|i| (i * 31 + i / 7) as u8).collect();
-        let mut h = crate::stream::Hasher::new(crate::plan::HashAlgo::Md5);
-        h.update(&data);
-        let plan = crate::plan::Plan::from_json(
-            format!(
-                r#"{{"image_type": "partition", "root_mb": 8, "checksum": "{}"}}"#,
-                h.finish_hex()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+        let (data, plan) = image_and_plan(2);
         // An ISO-like image: 32 KiB of zeros, then content; as Ironic
         // sends it, base64 of gzip.
         let iso = |tag: u8| -> Vec<u8> {
@@ -497,7 +500,7 @@ mod tests {
         let served = |tag| base64::encode(&gzip::compress(&iso(tag), 6)).into_bytes();
         let mut s = FakeServer::serving("/img", data.clone());
         s.files.insert("/cd".into(), served(1));
-        s.cut_after = [0, 700_000].into(); // the config drive's second GET is cut once
+        s.cut_after = [0, 700_000].into(); // the first two answers cut, then resumed
         let url = "http://h/cd";
         let measure = |s: &mut FakeServer| {
             ConfigDrive::measure_remote(url, |sink| {
@@ -509,21 +512,7 @@ mod tests {
         };
         let cd = measure(&mut s);
         assert_eq!(cd.len(), iso(1).len() as u64);
-        let deploy_with = |s: &mut FakeServer, cd: ConfigDrive| {
-            let mut disk = MemDisk::new(160 << 20, 512);
-            let req = Request {
-                plan: &plan,
-                boot_mode: crate::plan::BootMode::Bios,
-                configdrive: Some(cd),
-                disk_path: "/dev/vda".into(),
-                buffer_size: 1 << 20,
-                image_checks: Default::default(),
-            };
-            let mut src = Download::start(s, "http://h/img", Policy::default()).unwrap();
-            let out = deploy::deploy(&mut disk, &mut src, &mut ScriptedEnv::default(), &req);
-            (out, disk)
-        };
-        let (out, mut disk) = deploy_with(&mut s, cd.clone());
+        let (out, mut disk) = deploy_from(&mut s, &plan, Some(cd.clone()), 160);
         out.unwrap();
         let table = crate::deploy::table::read_existing(&mut disk)
             .unwrap()
@@ -537,7 +526,7 @@ mod tests {
         assert!(disk.bytes(root.offset, data.len()) == data);
         // Replaced on the server after it was measured.
         s.files.insert("/cd".into(), served(2));
-        let (out, disk) = deploy_with(&mut s, cd);
+        let (out, disk) = deploy_from(&mut s, &plan, Some(cd), 160);
         let err = out.unwrap_err().to_string();
         assert!(err.contains("changed between its two downloads"), "{err}");
         let first_mib = disk.bytes(root.offset, 1 << 20);

@@ -11,8 +11,8 @@
 //! transaction. (Field offsets: the kernel's fs/ext4/ext4.h, ext4_extents.h.)
 
 use super::extent::{check_distinct, check_order, read_mapped, Extent};
-use super::path::{resolve, Walk};
-use super::{Budget, FsError, Kind, Metered, ReadAt, RootFs};
+use super::inodes::{self, Entries, Inodes};
+use super::{Budget, FsError, Kind, Metered, ReadAt};
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::format;
@@ -161,7 +161,7 @@ impl Super {
 }
 
 #[derive(Debug, Clone)]
-struct Inode {
+pub(super) struct Inode {
     ino: u64,
     mode: u16,
     size: u64,
@@ -413,7 +413,7 @@ impl Ext4Root {
 
     /// A directory's entries: name, inode, and kind when the directory
     /// records it.
-    fn directory(&mut self, inode: &Inode) -> Result<Vec<(String, u64, Option<Kind>)>, FsError> {
+    fn directory(&mut self, inode: &Inode) -> Result<Entries, FsError> {
         let ino = inode.ino;
         if inode.kind() != Kind::Dir {
             return Err(FsError::NotADirectory(format!("inode {ino}")));
@@ -431,13 +431,13 @@ impl Ext4Root {
         for i in 0..count {
             let b = self.read_data(&extents, i * bs, bs as usize)?;
             let before = out.len();
-            self.entries(ino, &b, &mut out)?;
+            self.block_entries(ino, &b, &mut out)?;
             self.src.budget.listing(&out, before, &ino)?;
         }
         Ok(out)
     }
 
-    fn entries(
+    fn block_entries(
         &self,
         ino: u64,
         b: &[u8],
@@ -512,77 +512,33 @@ fn kind_of_ftype(t: u8) -> Kind {
 
 const ROOT_INODE: u64 = 2;
 
-impl Walk for Ext4Root {
-    type Node = u64;
-    fn root(&mut self) -> Result<u64, FsError> {
-        Ok(ROOT_INODE)
+impl Inodes for Ext4Root {
+    type Inode = Inode;
+    fn root_inode(&self) -> u64 {
+        ROOT_INODE
     }
-    fn kind_of(&mut self, node: &u64) -> Result<Kind, FsError> {
-        Ok(self.inode(*node)?.kind())
+    fn inode(&mut self, ino: u64) -> Result<Inode, FsError> {
+        Ext4Root::inode(self, ino)
     }
-    fn lookup(&mut self, dir: &u64, name: &str) -> Result<Option<u64>, FsError> {
-        let inode = self.inode(*dir)?;
-        Ok(self
-            .directory(&inode)?
-            .into_iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, ino, _)| ino))
+    fn kind_of_inode(inode: &Inode) -> Kind {
+        inode.kind()
     }
-    fn link_target(&mut self, node: &u64) -> Result<String, FsError> {
-        let inode = self.inode(*node)?;
-        self.symlink(&inode)
+    fn size_of_inode(inode: &Inode) -> u64 {
+        inode.size
     }
-    fn pay_link(&mut self) -> Result<(), FsError> {
+    fn entries(&mut self, dir: &Inode) -> Result<Entries, FsError> {
+        self.directory(dir)
+    }
+    fn contents(&mut self, file: &Inode) -> Result<Vec<u8>, FsError> {
+        let extents = self.extents(file)?;
+        self.read_data(&extents, 0, file.size as usize)
+    }
+    fn link_target_of(&mut self, link: &Inode) -> Result<String, FsError> {
+        self.symlink(link)
+    }
+    fn pay_one_link(&mut self) -> Result<(), FsError> {
         self.src.budget.link()
     }
 }
 
-impl RootFs for Ext4Root {
-    fn kind_name(&self) -> &'static str {
-        "ext4"
-    }
-
-    fn kind(&mut self, path: &str) -> Result<Option<Kind>, FsError> {
-        match resolve(self, path, true)? {
-            Some(ino) => Ok(Some(self.inode(ino)?.kind())),
-            None => Ok(None),
-        }
-    }
-
-    fn read(&mut self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
-        let ino = resolve(self, path, true)?.ok_or_else(|| FsError::NotFound(path.to_string()))?;
-        let inode = self.inode(ino)?;
-        if inode.kind() != Kind::File {
-            return Err(FsError::NotAFile(path.to_string()));
-        }
-        if inode.size > limit {
-            return Err(FsError::TooLarge {
-                path: path.to_string(),
-                size: inode.size,
-                limit,
-            });
-        }
-        if inode.size == 0 {
-            return Ok(Vec::new());
-        }
-        let extents = self.extents(&inode)?;
-        self.read_data(&extents, 0, inode.size as usize)
-    }
-
-    fn list(&mut self, path: &str) -> Result<Vec<(String, Kind)>, FsError> {
-        let ino = resolve(self, path, true)?.ok_or_else(|| FsError::NotFound(path.to_string()))?;
-        let inode = self.inode(ino)?;
-        if inode.kind() != Kind::Dir {
-            return Err(FsError::NotADirectory(path.to_string()));
-        }
-        let mut out = Vec::new();
-        for (name, child, kind) in self.directory(&inode)? {
-            let kind = match kind {
-                Some(k) => k,
-                None => self.inode(child)?.kind(),
-            };
-            out.push((name, kind));
-        }
-        Ok(out)
-    }
-}
+inodes::root_fs_by_inode!(Ext4Root, "ext4");

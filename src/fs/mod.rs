@@ -8,6 +8,7 @@
 pub mod ext4;
 pub mod extent;
 pub mod fat;
+mod inodes;
 pub mod iso9660;
 pub mod mkext;
 pub mod partition;

@@ -113,21 +113,20 @@ fn tree(dir: &Path) -> PathBuf {
     root
 }
 
-fn ext4_image(dir: &Path) -> PathBuf {
-    let img = dir.join("root.ext4");
-    let root = tree(dir);
+/// `mkfs.ext4 -q -F [EXTRA…] -d ROOT DIR/NAME SIZE`, afresh.
+fn mkfs_ext4(dir: &Path, name: &str, root: &Path, size: &str, extra: &[&str]) -> PathBuf {
+    let img = dir.join(name);
     let _ = std::fs::remove_file(&img);
-    run(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-d",
-            root.to_str().unwrap(),
-            img.to_str().unwrap(),
-            "64M",
-        ],
-    );
+    let mut args = vec!["-q", "-F"];
+    args.extend(extra);
+    args.extend(["-d", root.to_str().unwrap(), img.to_str().unwrap(), size]);
+    run("mkfs.ext4", &args);
+    img
+}
+
+fn ext4_image(dir: &Path) -> PathBuf {
+    let root = tree(dir);
+    let img = mkfs_ext4(dir, "root.ext4", &root, "64M", &[]);
     // Hash-indexed directories, as a long-lived root filesystem has them.
     run("e2fsck", &["-fyD", img.to_str().unwrap()]);
     img

@@ -7,8 +7,8 @@
 //! (Field offsets: xfs_format.h, xfs_da_format.h.)
 
 use super::extent::{check_distinct, check_order, read_mapped, Extent};
-use super::path::{resolve, Walk};
-use super::{Budget, FsError, Kind, Metered, ReadAt, RootFs};
+use super::inodes::{self, Entries, Inodes};
+use super::{Budget, FsError, Kind, Metered, ReadAt};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -190,7 +190,7 @@ fn parse_extent(r: &[u8]) -> Extent {
 
 /// An inode's fields this reader uses.
 #[derive(Debug, Clone)]
-struct Inode {
+pub(super) struct Inode {
     ino: u64,
     mode: u16,
     size: u64,
@@ -367,7 +367,7 @@ impl Xfs {
     }
 
     /// `len` bytes of a file's space from byte `start` (holes read as zeros).
-    fn read_mapped(
+    fn read_data(
         &mut self,
         extents: &[Extent],
         start: u64,
@@ -379,7 +379,7 @@ impl Xfs {
         })
     }
 
-    fn directory(&mut self, inode: &Inode) -> Result<Vec<(String, u64, Option<Kind>)>, FsError> {
+    fn directory(&mut self, inode: &Inode) -> Result<Entries, FsError> {
         let ino = inode.ino;
         if inode.kind() != Kind::Dir {
             return Err(FsError::NotADirectory(format!("inode {ino}")));
@@ -413,7 +413,7 @@ impl Xfs {
         }
         let mut out = Vec::new();
         for at in blocks {
-            let b = self.read_mapped(&extents, at, dblk as usize)?;
+            let b = self.read_data(&extents, at, dblk as usize)?;
             let before = out.len();
             self.data_block(ino, &b, &mut out)?;
             self.src.budget.listing(&out, before, &ino)?;
@@ -473,7 +473,7 @@ impl Xfs {
         Ok(())
     }
 
-    fn short_form(&mut self, inode: &Inode) -> Result<Vec<(String, u64, Option<Kind>)>, FsError> {
+    fn short_form(&mut self, inode: &Inode) -> Result<Entries, FsError> {
         let ino = inode.ino;
         let f = &inode.fork;
         let size = usize::try_from(inode.size).unwrap_or(usize::MAX);
@@ -531,7 +531,7 @@ impl Xfs {
             let header = if self.sb.v5 { 56 } else { 0 };
             let per = self.sb.block as usize - header;
             let blocks = size.div_ceil(per);
-            let raw = self.read_mapped(&extents, 0, blocks * self.sb.block as usize)?;
+            let raw = self.read_data(&extents, 0, blocks * self.sb.block as usize)?;
             let mut out = Vec::with_capacity(size);
             for chunk in raw.chunks(self.sb.block as usize) {
                 if self.sb.v5 && &chunk[0..4] != b"XSLM" {
@@ -555,77 +555,33 @@ fn ftype(t: u8) -> Kind {
     }
 }
 
-impl Walk for Xfs {
-    type Node = u64;
-    fn root(&mut self) -> Result<u64, FsError> {
-        Ok(self.sb.root)
+impl Inodes for Xfs {
+    type Inode = Inode;
+    fn root_inode(&self) -> u64 {
+        self.sb.root
     }
-    fn kind_of(&mut self, node: &u64) -> Result<Kind, FsError> {
-        Ok(self.inode(*node)?.kind())
+    fn inode(&mut self, ino: u64) -> Result<Inode, FsError> {
+        Xfs::inode(self, ino)
     }
-    fn lookup(&mut self, dir: &u64, name: &str) -> Result<Option<u64>, FsError> {
-        let inode = self.inode(*dir)?;
-        Ok(self
-            .directory(&inode)?
-            .into_iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, ino, _)| ino))
+    fn kind_of_inode(inode: &Inode) -> Kind {
+        inode.kind()
     }
-    fn link_target(&mut self, node: &u64) -> Result<String, FsError> {
-        let inode = self.inode(*node)?;
-        self.symlink(&inode)
+    fn size_of_inode(inode: &Inode) -> u64 {
+        inode.size
     }
-    fn pay_link(&mut self) -> Result<(), FsError> {
+    fn entries(&mut self, dir: &Inode) -> Result<Entries, FsError> {
+        self.directory(dir)
+    }
+    fn contents(&mut self, file: &Inode) -> Result<Vec<u8>, FsError> {
+        let extents = self.extents(file)?;
+        self.read_data(&extents, 0, file.size as usize)
+    }
+    fn link_target_of(&mut self, link: &Inode) -> Result<String, FsError> {
+        self.symlink(link)
+    }
+    fn pay_one_link(&mut self) -> Result<(), FsError> {
         self.src.budget.link()
     }
 }
 
-impl RootFs for Xfs {
-    fn kind_name(&self) -> &'static str {
-        "xfs"
-    }
-
-    fn kind(&mut self, path: &str) -> Result<Option<Kind>, FsError> {
-        match resolve(self, path, true)? {
-            Some(ino) => Ok(Some(self.inode(ino)?.kind())),
-            None => Ok(None),
-        }
-    }
-
-    fn read(&mut self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
-        let ino = resolve(self, path, true)?.ok_or_else(|| FsError::NotFound(path.to_string()))?;
-        let inode = self.inode(ino)?;
-        if inode.kind() != Kind::File {
-            return Err(FsError::NotAFile(path.to_string()));
-        }
-        if inode.size > limit {
-            return Err(FsError::TooLarge {
-                path: path.to_string(),
-                size: inode.size,
-                limit,
-            });
-        }
-        if inode.size == 0 {
-            return Ok(Vec::new());
-        }
-        let extents = self.extents(&inode)?;
-        self.read_mapped(&extents, 0, inode.size as usize)
-    }
-
-    fn list(&mut self, path: &str) -> Result<Vec<(String, Kind)>, FsError> {
-        let ino = resolve(self, path, true)?.ok_or_else(|| FsError::NotFound(path.to_string()))?;
-        let inode = self.inode(ino)?;
-        if inode.kind() != Kind::Dir {
-            return Err(FsError::NotADirectory(path.to_string()));
-        }
-        let mut out = Vec::new();
-        for (name, child, kind) in self.directory(&inode)? {
-            let kind = match kind {
-                Some(k) => k,
-                None => self.inode(child)?.kind(),
-            };
-            out.push((name, kind));
-        }
-        Ok(out)
-    }
-}
+inodes::root_fs_by_inode!(Xfs, "xfs");
