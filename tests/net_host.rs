@@ -1006,3 +1006,81 @@ fn a_static_ipv6_address_another_node_holds_is_not_used() {
         }
     }
 }
+
+/// Issue 31: an OCI registry's token (Ironic's image_request_authorization)
+/// reaches the registry, whose 307 sends the blob to a store that refuses
+/// any Authorization: the deploy succeeds only if the token stays home.
+/// Without the token the registry's 401 ends the deploy at once, naming
+/// the URL; http_basic (image_server_auth_strategy) likewise.
+#[test]
+fn an_oci_token_reaches_the_registry_and_never_its_blob_store() {
+    let dir = scratch("net-registry");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let img = common::disk::mkfs_image(&www, "ext4", 24, "oci-root");
+    let sum = sha256_file(&img);
+    let mut net = Net::new(34, &dir);
+    net.dhcp();
+    let base = net.registry(&www, "tok.en-1", "ironic:s3cret");
+    let disk = dir.join("disk.img");
+    let b64 = |s: &str| rivet::wire::base64::encode(s.as_bytes());
+    let deploy = |url: &str, extra: serde_json::Value| {
+        let mut plan = serde_json::json!({"image_type": "partition", "root_mb": 32,
+            "deploy_boot_mode": "bios", "urls": [url], "os_hash_algo": "sha256", "os_hash_value": sum});
+        plan.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let plan = common::disk::plan_file(&dir, "plan.json", plan);
+        common::disk::sparse(&disk, 256 * MIB);
+        net.rivet(&[
+            "deploy",
+            "--disk",
+            disk.to_str().unwrap(),
+            "--plan",
+            plan.to_str().unwrap(),
+            "--iface",
+            "rv1",
+        ])
+    };
+    let blob = format!("{base}/v2/images/rivet/blobs/ext4.img");
+    let token = serde_json::json!({"image_request_authorization": b64("Bearer tok.en-1")});
+    let o = deploy(&blob, token);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}\n{}", net.log("registry.log"));
+    assert!(common::disk::files_equal_at(&img, &disk, MIB, 24 * MIB));
+    assert!(!log.contains("tok.en-1"), "the token was logged:\n{log}");
+    let requests = net.log("registry.log");
+    eprint!("{requests}");
+    assert!(
+        requests.starts_with("registry /v2/images/rivet/blobs/ext4.img auth 307\n"),
+        "{requests}"
+    );
+    assert!(
+        requests.contains("store /store/ext4.img no-auth 200"),
+        "{requests}"
+    );
+    assert!(
+        !requests.contains("store /store/ext4.img auth"),
+        "the token reached the store:\n{requests}"
+    );
+
+    // No token: the registry's 401 is final and names the URL.
+    let o = deploy(&blob, serde_json::json!({}));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("{blob}: server answered 401")),
+        "{}",
+        stderr(&o)
+    );
+
+    // http_basic against /basic/: the right password, then a wrong one.
+    let basic = format!("{base}/basic/ext4.img");
+    let creds = |p: &str| {
+        serde_json::json!({"image_server_auth_strategy": "http_basic",
+        "image_server_user": "ironic", "image_server_password": p})
+    };
+    let o = deploy(&basic, creds("s3cret"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = deploy(&basic, creds("wrong"));
+    assert!(stderr(&o).contains("server answered 401"), "{}", stderr(&o));
+}

@@ -21,8 +21,21 @@ pub fn resolve<T: Transport>(
         let t = net
             .as_deref_mut()
             .ok_or_else(|| need_net("checksum", &url))?;
-        let text = client::get(t, &url, 1 << 20, Policy::default())
-            .map_err(|e| format!("checksum file: {e}"))?;
+        // The checksum file goes with the image's authorization, as the
+        // real agent sends it (a registry serves both).
+        let mut text = Vec::new();
+        client::get_streaming(
+            t,
+            &url,
+            1 << 20,
+            Policy::default(),
+            plan.authorization.as_ref(),
+            &mut |piece| {
+                text.extend_from_slice(piece);
+                Ok(())
+            },
+        )
+        .map_err(|e| format!("checksum file: {e}"))?;
         let image_url = plan.urls.first().cloned().unwrap_or_default();
         plan.checksum =
             plan::parse_checksum_file(&String::from_utf8_lossy(&text), &image_url, algo)
@@ -40,9 +53,16 @@ pub fn resolve<T: Transport>(
                 // Measured now, streamed again onto its partition by the
                 // image's connection: never held (it may be 64 MiB).
                 return ConfigDrive::measure_remote(s, |sink| {
-                    client::get_streaming(t, s, configdrive::MAX_DOWNLOAD, Policy::default(), sink)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    client::get_streaming(
+                        t,
+                        s,
+                        configdrive::MAX_DOWNLOAD,
+                        Policy::default(),
+                        None,
+                        sink,
+                    )
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
                 })
                 .map(Some)
                 .map_err(|e| format!("configdrive: {e}"));

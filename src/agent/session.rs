@@ -389,7 +389,7 @@ pub fn write_plan<T: Transport + Send>(
         image_checks,
     };
 
-    let (outcome, url) = from_first_url(t, &plan.urls, |image, url| {
+    let (outcome, url) = from_first_url(t, &plan, |image, url| {
         execute(&mut disk, image, &request).map(|o| (o, url.to_string()))
     })
     .map_err(fail("image"))?
@@ -404,16 +404,17 @@ pub fn write_plan<T: Transport + Send>(
     })
 }
 
-/// Hands `write` the download of the first of `urls` that starts (one that
-/// does not is logged and the next tried); the last one's error if none did.
+/// Hands `write` the download of the first of the plan's URLs that starts
+/// (one that does not is logged and the next tried), with the plan's
+/// authorization; the last one's error if none did.
 pub fn from_first_url<T: Transport, R>(
     t: &mut T,
-    urls: &[String],
+    plan: &crate::plan::Plan,
     write: impl FnOnce(&mut Download<'_, T>, &str) -> R,
 ) -> Result<R, String> {
     let mut last = String::from("no image URL");
-    for url in urls {
-        match Download::start(t, url, Policy::default()) {
+    for url in &plan.urls {
+        match Download::start_authorized(t, url, Policy::default(), plan.authorization.as_ref()) {
             Ok(mut image) => return Ok(write(&mut image, url)),
             Err(e) => {
                 log::warn!("{e}; trying the next URL");
@@ -504,7 +505,7 @@ mod tests {
         let url = "http://h/cd";
         let measure = |s: &mut FakeServer| {
             ConfigDrive::measure_remote(url, |sink| {
-                get_streaming(s, url, MAX_DOWNLOAD, Policy::default(), sink)
+                get_streaming(s, url, MAX_DOWNLOAD, Policy::default(), None, sink)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             })

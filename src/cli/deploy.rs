@@ -130,12 +130,10 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     };
     match (local, stack.as_mut()) {
         (Some(mut image), _) => run_deploy(disk, &mut image, &request),
-        (None, Some(stack)) => {
-            rivet::agent::session::from_first_url(stack, &plan.urls, |image, _| {
-                run_deploy(disk, image, &request)
-            })
-            .map_err(|last| format!("no image URL worked: {last}"))?
-        }
+        (None, Some(stack)) => rivet::agent::session::from_first_url(stack, &plan, |image, _| {
+            run_deploy(disk, image, &request)
+        })
+        .map_err(|last| format!("no image URL worked: {last}"))?,
         (None, None) => Err("no image source".into()),
     }
 }

@@ -5,6 +5,7 @@
 
 use super::url::Url;
 use super::{ConnId, NetError, NetErrorKind, Transport};
+use crate::plan::auth::Authorization;
 use crate::wire::http::{self, Chunked, Framing, Response, Step};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -123,6 +124,17 @@ pub struct Download<'t, T: Transport> {
     /// When the download started: a body of known size must arrive at the
     /// policy's minimum average rate (deadline: idle timeout + size / rate).
     started_ms: u64,
+    /// The `Authorization` header and the origin (scheme, host, port) it
+    /// may go to: the first URL's. A redirect or a resume elsewhere (a
+    /// registry's 307 to a CDN) goes without it, as python-requests does
+    /// since CVE-2018-18074.
+    auth: Option<(Origin, Authorization)>,
+}
+
+type Origin = (bool, String, u16);
+
+fn origin(u: &Url) -> Origin {
+    (u.https, u.host.to_ascii_lowercase(), u.port)
 }
 
 /// Bytes of body that make a failed attempt count as progress, so that a
@@ -137,11 +149,22 @@ impl<'t, T: Transport> Download<'t, T> {
     /// Sends the request and reads the response head, retrying as the
     /// policy allows, so the size is known before the first read.
     pub fn start(t: &'t mut T, url: &str, policy: Policy) -> Result<Download<'t, T>, HttpError> {
+        Download::start_authorized(t, url, policy, None)
+    }
+
+    /// As [`Download::start`], sending `auth` to the URL's own origin.
+    pub fn start_authorized(
+        t: &'t mut T,
+        url: &str,
+        policy: Policy,
+        auth: Option<&Authorization>,
+    ) -> Result<Download<'t, T>, HttpError> {
         let parsed = Url::parse(url).map_err(|m| HttpError {
             url: url.to_string(),
             status: None,
             message: m,
         })?;
+        let parsed_for_auth = parsed.clone();
         let mut d = Download {
             t,
             policy,
@@ -164,6 +187,7 @@ impl<'t, T: Transport> Download<'t, T> {
             failures: 0,
             progress_mark: 0,
             started_ms: 0,
+            auth: auth.map(|a| (origin(&parsed_for_auth), a.clone())),
         };
         d.started_ms = d.t.now_ms();
         d.open_with_retries()?;
@@ -206,6 +230,7 @@ impl<'t, T: Transport> Download<'t, T> {
             failures: 0,
             progress_mark: offset,
             started_ms: now,
+            auth: self.auth.clone(),
         };
         part.open_with_retries()?;
         if part.range_ignored {
@@ -309,6 +334,11 @@ impl<'t, T: Transport> Download<'t, T> {
                     headers.push(("If-Range", v));
                 }
             }
+            if let Some((home, a)) = &self.auth {
+                if *home == origin(&self.url) {
+                    headers.push(("Authorization", a.value()));
+                }
+            }
             let head =
                 http::request_head("GET", &self.url.target, &self.url.host_header(), &headers);
             self.t.send(conn, &head, self.policy.idle_timeout_ms)?;
@@ -334,6 +364,13 @@ impl<'t, T: Transport> Download<'t, T> {
                         );
                     } else {
                         log::info!("{}: redirected to {next}", self.original);
+                    }
+                    if self
+                        .auth
+                        .as_ref()
+                        .is_some_and(|(home, _)| *home != origin(&next))
+                    {
+                        log::info!("{}: the authorization stays with its origin", self.original);
                     }
                     self.url = next;
                 }
@@ -708,7 +745,7 @@ impl<T: Transport> crate::io::ImageSource for Download<'_, T> {
     ) -> Option<Result<(), String>> {
         let max = crate::deploy::configdrive::MAX_DOWNLOAD;
         Some(
-            get_streaming(self.t, url, max, self.policy, sink)
+            get_streaming(self.t, url, max, self.policy, None, sink)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
         )
@@ -723,7 +760,7 @@ pub fn get<T: Transport>(
     policy: Policy,
 ) -> Result<Vec<u8>, HttpError> {
     let mut out = Vec::new();
-    get_streaming(t, url, max_bytes as u64, policy, &mut |piece| {
+    get_streaming(t, url, max_bytes as u64, policy, None, &mut |piece| {
         out.extend_from_slice(piece);
         Ok(())
     })?;
@@ -739,9 +776,10 @@ pub fn get_streaming<T: Transport>(
     url: &str,
     max_bytes: u64,
     policy: Policy,
+    auth: Option<&Authorization>,
     sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<u64, HttpError> {
-    let mut d = Download::start(t, url, policy)?;
+    let mut d = Download::start_authorized(t, url, policy, auth)?;
     if let Some(total) = d.total() {
         if total > max_bytes {
             return Err(d.err(

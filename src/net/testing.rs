@@ -35,7 +35,8 @@ pub struct FakeServer {
     /// Ranges are served whatever If-Range says (a server that ignores it).
     pub ignore_if_range: bool,
     answered: usize,
-    /// Statuses answered (with an empty body) to the first requests.
+    /// Statuses answered (with an empty body) to the first requests; 0:
+    /// that request is answered as usual.
     pub fail_with: VecDeque<u16>,
     /// Connections refused before one is accepted.
     pub refuse: u32,
@@ -117,7 +118,7 @@ impl FakeServer {
                 false,
             );
         }
-        if let Some(status) = self.fail_with.pop_front() {
+        if let Some(status) = self.fail_with.pop_front().filter(|&s| s != 0) {
             return (
                 format!("HTTP/1.1 {status} Oops\r\nContent-Length: 0\r\n\r\n").into_bytes(),
                 false,

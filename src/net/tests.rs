@@ -593,3 +593,62 @@ fn a_failover_is_followed_by_announcements() {
         .iter()
         .any(|f| f[..] == ndisc::unsolicited_advert(MAC, &FD5)));
 }
+
+fn bearer() -> crate::plan::auth::Authorization {
+    // base64 of "Bearer tok.en" as Ironic passes an OCI registry token.
+    let v: serde_json::Value =
+        serde_json::from_str(r#"{"image_request_authorization": "QmVhcmVyIHRvay5lbg=="}"#).unwrap();
+    crate::plan::auth::Authorization::from_plan(v.as_object().unwrap())
+        .unwrap()
+        .unwrap()
+}
+
+/// Issue 31: a registry's token goes on the first request only: the
+/// blob's 307 to a CDN, and the resume there after a cut, go without it
+/// (python-requests since CVE-2018-18074). A 401 while resuming is a
+/// final error naming the registry, not a retry loop.
+#[test]
+fn the_authorization_stays_with_its_origin_and_a_refusal_is_final() {
+    use super::client::{Download, Policy};
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut s = FakeServer::serving("/blob", data.clone());
+    s.redirects
+        .insert("/v2/blob".into(), "http://cdn.example:8080/blob".into());
+    s.cut_after = [0, 100_000].into();
+    let auth = bearer();
+    let url = "http://registry.example/v2/blob";
+    let mut d = Download::start_authorized(&mut s, url, Policy::default(), Some(&auth)).unwrap();
+    assert!(read_all(&mut d).unwrap() == data);
+    drop(d);
+    let (first, rest) = s.requests.split_first().unwrap();
+    assert!(
+        first.contains("Host: registry.example\r\n")
+            && first.contains("Authorization: Bearer tok.en\r\n"),
+        "{first}"
+    );
+    assert!(rest.len() >= 2, "the CDN's GET and its resume: {rest:?}");
+    for r in rest {
+        assert!(
+            r.contains("Host: cdn.example:8080\r\n") && !r.contains("Authorization"),
+            "{r}"
+        );
+    }
+    assert!(
+        rest.iter().any(|r| r.contains("Range: bytes=100000-")),
+        "{rest:?}"
+    );
+
+    // Expired while streaming: the resume is answered 401.
+    let mut s = FakeServer::serving("/v2/blob", data.clone());
+    s.cut_after = [100_000].into();
+    s.fail_with = [0, 401].into();
+    let mut d = Download::start_authorized(&mut s, url, Policy::default(), Some(&auth)).unwrap();
+    let err = read_all(&mut d).unwrap_err().to_string();
+    drop(d);
+    assert!(err.contains(url) && err.contains("401"), "{err}");
+    assert_eq!(s.requests.len(), 2, "no retry after a refusal");
+    assert!(s
+        .requests
+        .iter()
+        .all(|r| r.contains("Authorization: Bearer tok.en")));
+}

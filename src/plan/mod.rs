@@ -3,6 +3,7 @@
 //! keys (`target_disk`, `after`). Checksum files (a `checksum` URL) are
 //! read by [`checksum`].
 
+pub mod auth;
 pub mod checksum;
 pub use checksum::parse_checksum_file;
 
@@ -126,6 +127,9 @@ pub struct Plan {
     pub configdrive: Option<String>,
     pub target_disk: Option<String>,
     pub after: Option<EndAction>,
+    /// The `Authorization` header of the image and checksum GETs (a
+    /// registry token or http_basic), for their first origin only.
+    pub authorization: Option<auth::Authorization>,
 }
 
 /// The image formats a plan may declare (`gpt` is Ironic's name for a
@@ -473,6 +477,7 @@ impl Plan {
             configdrive,
             target_disk: string(o, "target_disk")?,
             after,
+            authorization: auth::Authorization::from_plan(o)?,
         };
         if plan.preserve_ephemeral && plan.image_type == ImageType::WholeDisk {
             return Err(err(

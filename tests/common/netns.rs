@@ -341,6 +341,33 @@ impl Net {
         format!("http://{}:{port}", self.server_ip)
     }
 
+    /// tests/fixtures/registry.py: a registry on port 8081 that wants
+    /// `Bearer TOKEN` (and `Basic USER:PASS` under /basic/) and redirects
+    /// blobs to its store on 8082, which refuses any Authorization. Its
+    /// request log is `registry.log`; returns the registry's base URL.
+    pub fn registry(&mut self, dir: &Path, token: &str, basic: &str) -> String {
+        let script = super::repo().join("tests/fixtures/registry.py");
+        let args = [
+            script.to_str().unwrap(),
+            "--bind",
+            &self.server_ip.clone(),
+            "--registry-port",
+            "8081",
+            "--store-port",
+            "8082",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--token",
+            token,
+            "--basic",
+            basic,
+        ];
+        self.spawn_in_srv("python3", &args, "registry.log");
+        self.wait_for_port(8081);
+        self.wait_for_port(8082);
+        format!("http://{}:8081", self.server_ip)
+    }
+
     /// Starts rivet in the client namespace in the background (killed on drop).
     pub fn spawn_rivet(&mut self, args: &[&str], log: &str) {
         let logfile = std::fs::File::create(self.dir.join(log)).unwrap();
