@@ -1084,3 +1084,82 @@ fn an_oci_token_reaches_the_registry_and_never_its_blob_store() {
     let o = deploy(&basic, creds("wrong"));
     assert!(stderr(&o).contains("server answered 401"), "{}", stderr(&o));
 }
+
+/// Issue 31: image_info's `proxies` through a real proxy (tinyproxy, with
+/// BasicAuth from the proxy URL's userinfo): an https image goes through a
+/// CONNECT tunnel (TLS inside, the certificate checked against the image
+/// server), an http one as an absolute-form request; `no_proxy` sends it
+/// direct; a wrong proxy password is a final error naming the proxy.
+#[test]
+fn downloads_go_through_the_plans_proxies_except_no_proxy() {
+    let dir = scratch("net-proxy");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let img = common::disk::mkfs_image(&www, "ext4", 24, "proxied");
+    let sum = sha256_file(&img);
+    let mut net = Net::new(35, &dir);
+    net.dhcp();
+    let ca = TestCa::new(&dir, "images");
+    let cert = ca.server(&dir, "nginx", &["10.77.35.1"]);
+    let https = net.nginx_tls(&www, &cert);
+    let proxy = net.tinyproxy("ironic", "s3cret");
+    let disk = dir.join("disk.img");
+    let deploy = |url: &str, extra: serde_json::Value| {
+        let mut plan = serde_json::json!({"image_type": "partition", "root_mb": 32,
+            "deploy_boot_mode": "bios", "urls": [url], "os_hash_algo": "sha256", "os_hash_value": sum});
+        plan.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let plan = common::disk::plan_file(&dir, "plan.json", plan);
+        common::disk::sparse(&disk, 256 * MIB);
+        let o = net.rivet(&[
+            "deploy",
+            "--disk",
+            disk.to_str().unwrap(),
+            "--plan",
+            plan.to_str().unwrap(),
+            "--iface",
+            "rv1",
+            "--ca-bundle",
+            ca.pem.to_str().unwrap(),
+        ]);
+        (o, net.log("tinyproxy.log"))
+    };
+    let proxies = serde_json::json!({"proxies": {"http": proxy, "https": proxy}});
+    let (o, log) = deploy(&format!("{https}/ext4.img"), proxies.clone());
+    assert!(o.status.success(), "{}\n{log}", stderr(&o));
+    assert!(common::disk::files_equal_at(&img, &disk, MIB, 24 * MIB));
+    assert!(log.contains("CONNECT 10.77.35.1:8443 HTTP/1.1"), "{log}");
+    assert!(!stderr(&o).contains("s3cret"), "{}", stderr(&o));
+
+    let (o, log) = deploy("http://10.77.35.1:8090/ext4.img", proxies);
+    assert!(o.status.success(), "{}\n{log}", stderr(&o));
+    assert!(
+        log.contains("GET http://10.77.35.1:8090/ext4.img HTTP/1.1"),
+        "{log}"
+    );
+
+    let before = log.lines().count();
+    let direct = serde_json::json!({"proxies": {"http": proxy, "https": proxy}, "no_proxy": "images.lab,10.77.35.0/24"});
+    let (o, log) = deploy(&format!("{https}/ext4.img"), direct);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        log.lines().count(),
+        before,
+        "no_proxy: not through the proxy\n{log}"
+    );
+
+    let wrong = proxy.replace("s3cret", "wrong");
+    let (o, _) = deploy(
+        &format!("{https}/ext4.img"),
+        serde_json::json!({"proxies": {"https": wrong}}),
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    // tinyproxy 1.11 answers a CONNECT with wrong credentials 401, others 407.
+    assert!(
+        err.contains("the proxy 10.77.35.1:8888 answered CONNECT 10.77.35.1:8443 with 40"),
+        "{err}"
+    );
+    assert!(!err.contains("retry"), "{err}");
+}

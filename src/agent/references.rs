@@ -29,7 +29,7 @@ pub fn resolve<T: Transport>(
             &url,
             1 << 20,
             Policy::default(),
-            plan.authorization.as_ref(),
+            &client::Access::of(plan),
             &mut |piece| {
                 text.extend_from_slice(piece);
                 Ok(())
@@ -58,7 +58,7 @@ pub fn resolve<T: Transport>(
                         s,
                         configdrive::MAX_DOWNLOAD,
                         Policy::default(),
-                        None,
+                        &Default::default(),
                         sink,
                     )
                     .map(|_| ())

@@ -414,7 +414,12 @@ pub fn from_first_url<T: Transport, R>(
 ) -> Result<R, String> {
     let mut last = String::from("no image URL");
     for url in &plan.urls {
-        match Download::start_authorized(t, url, Policy::default(), plan.authorization.as_ref()) {
+        match Download::start_with(
+            t,
+            url,
+            Policy::default(),
+            &crate::net::client::Access::of(plan),
+        ) {
             Ok(mut image) => return Ok(write(&mut image, url)),
             Err(e) => {
                 log::warn!("{e}; trying the next URL");
@@ -505,9 +510,16 @@ mod tests {
         let url = "http://h/cd";
         let measure = |s: &mut FakeServer| {
             ConfigDrive::measure_remote(url, |sink| {
-                get_streaming(s, url, MAX_DOWNLOAD, Policy::default(), None, sink)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                get_streaming(
+                    s,
+                    url,
+                    MAX_DOWNLOAD,
+                    Policy::default(),
+                    &Default::default(),
+                    sink,
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string())
             })
             .unwrap()
         };

@@ -6,6 +6,7 @@
 use super::url::Url;
 use super::{ConnId, NetError, NetErrorKind, Transport};
 use crate::plan::auth::Authorization;
+use crate::plan::proxy::{Proxies, Proxy};
 use crate::wire::http::{self, Chunked, Framing, Response, Step};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -129,6 +130,25 @@ pub struct Download<'t, T: Transport> {
     /// registry's 307 to a CDN) goes without it, as python-requests does
     /// since CVE-2018-18074.
     auth: Option<(Origin, Authorization)>,
+    proxies: Proxies,
+}
+
+/// What a GET carries besides its URL: the plan's authorization (for the
+/// first URL's origin) and proxies.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub auth: Option<Authorization>,
+    pub proxies: Proxies,
+}
+
+impl Access {
+    /// The image's and checksum's, from the plan.
+    pub fn of(plan: &crate::plan::Plan) -> Access {
+        Access {
+            auth: plan.authorization.clone(),
+            proxies: plan.proxies.clone(),
+        }
+    }
 }
 
 type Origin = (bool, String, u16);
@@ -149,15 +169,16 @@ impl<'t, T: Transport> Download<'t, T> {
     /// Sends the request and reads the response head, retrying as the
     /// policy allows, so the size is known before the first read.
     pub fn start(t: &'t mut T, url: &str, policy: Policy) -> Result<Download<'t, T>, HttpError> {
-        Download::start_authorized(t, url, policy, None)
+        Download::start_with(t, url, policy, &Access::default())
     }
 
-    /// As [`Download::start`], sending `auth` to the URL's own origin.
-    pub fn start_authorized(
+    /// As [`Download::start`], with `access`'s authorization (to the URL's
+    /// own origin) and proxies.
+    pub fn start_with(
         t: &'t mut T,
         url: &str,
         policy: Policy,
-        auth: Option<&Authorization>,
+        access: &Access,
     ) -> Result<Download<'t, T>, HttpError> {
         let parsed = Url::parse(url).map_err(|m| HttpError {
             url: url.to_string(),
@@ -187,7 +208,11 @@ impl<'t, T: Transport> Download<'t, T> {
             failures: 0,
             progress_mark: 0,
             started_ms: 0,
-            auth: auth.map(|a| (origin(&parsed_for_auth), a.clone())),
+            auth: access
+                .auth
+                .as_ref()
+                .map(|a| (origin(&parsed_for_auth), a.clone())),
+            proxies: access.proxies.clone(),
         };
         d.started_ms = d.t.now_ms();
         d.open_with_retries()?;
@@ -231,6 +256,7 @@ impl<'t, T: Transport> Download<'t, T> {
             progress_mark: offset,
             started_ms: now,
             auth: self.auth.clone(),
+            proxies: self.proxies.clone(),
         };
         part.open_with_retries()?;
         if part.range_ignored {
@@ -308,12 +334,21 @@ impl<'t, T: Transport> Download<'t, T> {
     fn open(&mut self) -> Result<(), Attempt> {
         for _ in 0..=self.policy.max_redirects {
             self.close();
-            let conn = self.t.connect(
-                &self.url.host,
-                self.url.port,
-                self.policy.connect_timeout_ms,
-            )?;
+            let via = self
+                .proxies
+                .for_url(self.url.https, &self.url.host, self.url.port)
+                .cloned();
+            let (host, port) = match &via {
+                Some(p) => (p.host.clone(), p.port),
+                None => (self.url.host.clone(), self.url.port),
+            };
+            let conn = self
+                .t
+                .connect(&host, port, self.policy.connect_timeout_ms)?;
             self.conn = Some(conn);
+            if let (Some(p), true) = (&via, self.url.https) {
+                self.tunnel(conn, p)?;
+            }
             if self.url.https {
                 self.t
                     .start_tls(conn, &self.url.host, self.policy.connect_timeout_ms)
@@ -339,8 +374,18 @@ impl<'t, T: Transport> Download<'t, T> {
                     headers.push(("Authorization", a.value()));
                 }
             }
-            let head =
-                http::request_head("GET", &self.url.target, &self.url.host_header(), &headers);
+            // Plain http through a proxy: the absolute URL, and the
+            // proxy's credentials (https ones went with the CONNECT).
+            let target = match (&via, self.url.https) {
+                (Some(p), false) => {
+                    if let Some(a) = p.authorization() {
+                        headers.push(("Proxy-Authorization", a));
+                    }
+                    format!("http://{}{}", self.url.host_header(), self.url.target)
+                }
+                _ => self.url.target.clone(),
+            };
+            let head = http::request_head("GET", &target, &self.url.host_header(), &headers);
             self.t.send(conn, &head, self.policy.idle_timeout_ms)?;
             let (response, rest) = self.read_head(conn)?;
             let status = response.status;
@@ -392,6 +437,37 @@ impl<'t, T: Transport> Download<'t, T> {
             None,
             format!("more than {} redirects", self.policy.max_redirects),
         )))
+    }
+
+    /// Asks the proxy for a tunnel to the URL's host and port (CONNECT);
+    /// TLS then runs inside it, checked against the origin's name.
+    fn tunnel(&mut self, conn: ConnId, p: &Proxy) -> Result<(), Attempt> {
+        let host = if self.url.host.contains(':') {
+            format!("[{}]:{}", self.url.host, self.url.port)
+        } else {
+            format!("{}:{}", self.url.host, self.url.port)
+        };
+        let mut headers: Vec<(&str, &str)> = vec![("User-Agent", USER_AGENT)];
+        if let Some(a) = p.authorization() {
+            headers.push(("Proxy-Authorization", a));
+        }
+        let head = http::request_head("CONNECT", &host, &host, &headers);
+        self.t.send(conn, &head, self.policy.idle_timeout_ms)?;
+        let (response, rest) = self.read_head(conn)?;
+        match response.status {
+            200..=299 if rest.is_empty() => Ok(()),
+            500..=599 => Err(Attempt::Retry(format!(
+                "the proxy {p} answered CONNECT {host} with {} {}",
+                response.status, response.reason
+            ))),
+            status => Err(Attempt::Fatal(self.err(
+                Some(status),
+                format!(
+                    "the proxy {p} answered CONNECT {host} with {status} {}",
+                    response.reason
+                ),
+            ))),
+        }
     }
 
     /// Reads until a complete response head; returns it and the body bytes
@@ -745,7 +821,7 @@ impl<T: Transport> crate::io::ImageSource for Download<'_, T> {
     ) -> Option<Result<(), String>> {
         let max = crate::deploy::configdrive::MAX_DOWNLOAD;
         Some(
-            get_streaming(self.t, url, max, self.policy, None, sink)
+            get_streaming(self.t, url, max, self.policy, &Access::default(), sink)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
         )
@@ -760,10 +836,17 @@ pub fn get<T: Transport>(
     policy: Policy,
 ) -> Result<Vec<u8>, HttpError> {
     let mut out = Vec::new();
-    get_streaming(t, url, max_bytes as u64, policy, None, &mut |piece| {
-        out.extend_from_slice(piece);
-        Ok(())
-    })?;
+    get_streaming(
+        t,
+        url,
+        max_bytes as u64,
+        policy,
+        &Access::default(),
+        &mut |piece| {
+            out.extend_from_slice(piece);
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -776,10 +859,10 @@ pub fn get_streaming<T: Transport>(
     url: &str,
     max_bytes: u64,
     policy: Policy,
-    auth: Option<&Authorization>,
+    access: &Access,
     sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<u64, HttpError> {
-    let mut d = Download::start_authorized(t, url, policy, auth)?;
+    let mut d = Download::start_with(t, url, policy, access)?;
     if let Some(total) = d.total() {
         if total > max_bytes {
             return Err(d.err(

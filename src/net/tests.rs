@@ -615,9 +615,12 @@ fn the_authorization_stays_with_its_origin_and_a_refusal_is_final() {
     s.redirects
         .insert("/v2/blob".into(), "http://cdn.example:8080/blob".into());
     s.cut_after = [0, 100_000].into();
-    let auth = bearer();
+    let access = super::client::Access {
+        auth: Some(bearer()),
+        ..Default::default()
+    };
     let url = "http://registry.example/v2/blob";
-    let mut d = Download::start_authorized(&mut s, url, Policy::default(), Some(&auth)).unwrap();
+    let mut d = Download::start_with(&mut s, url, Policy::default(), &access).unwrap();
     assert!(read_all(&mut d).unwrap() == data);
     drop(d);
     let (first, rest) = s.requests.split_first().unwrap();
@@ -642,7 +645,7 @@ fn the_authorization_stays_with_its_origin_and_a_refusal_is_final() {
     let mut s = FakeServer::serving("/v2/blob", data.clone());
     s.cut_after = [100_000].into();
     s.fail_with = [0, 401].into();
-    let mut d = Download::start_authorized(&mut s, url, Policy::default(), Some(&auth)).unwrap();
+    let mut d = Download::start_with(&mut s, url, Policy::default(), &access).unwrap();
     let err = read_all(&mut d).unwrap_err().to_string();
     drop(d);
     assert!(err.contains(url) && err.contains("401"), "{err}");

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod checksum;
+pub mod proxy;
 pub use checksum::parse_checksum_file;
 
 use crate::cmdline::EndAction;
@@ -130,6 +131,8 @@ pub struct Plan {
     /// The `Authorization` header of the image and checksum GETs (a
     /// registry token or http_basic), for their first origin only.
     pub authorization: Option<auth::Authorization>,
+    /// `proxies` and `no_proxy`, for the same GETs.
+    pub proxies: proxy::Proxies,
 }
 
 /// The image formats a plan may declare (`gpt` is Ironic's name for a
@@ -478,6 +481,7 @@ impl Plan {
             target_disk: string(o, "target_disk")?,
             after,
             authorization: auth::Authorization::from_plan(o)?,
+            proxies: proxy::Proxies::from_plan(o)?,
         };
         if plan.preserve_ephemeral && plan.image_type == ImageType::WholeDisk {
             return Err(err(

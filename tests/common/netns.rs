@@ -341,6 +341,32 @@ impl Net {
         format!("http://{}:{port}", self.server_ip)
     }
 
+    /// tinyproxy (Debian's) on port 8888 of the server side, wanting
+    /// `user:password` (BasicAuth) and tunnelling to 8443; its log (every
+    /// request line) is `tinyproxy.log`. Returns the proxy's URL with the
+    /// credentials, as Ironic's image_https_proxy would carry them.
+    pub fn tinyproxy(&mut self, user: &str, password: &str) -> String {
+        let conf = self.dir.join("tinyproxy.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Port 8888\nListen {ip}\nTimeout 60\nLogFile \"{log}\"\nLogLevel Info\nMaxClients 20\n\
+                 Allow {net}.0/24\nConnectPort 8443\nBasicAuth {user} {password}\n",
+                ip = self.server_ip,
+                net = self.server_ip.rsplit_once('.').unwrap().0,
+                log = self.dir.join("tinyproxy.log").display(),
+            ),
+        )
+        .unwrap();
+        self.spawn_in_srv(
+            "tinyproxy",
+            &["-d", "-c", conf.to_str().unwrap()],
+            "tinyproxy.out",
+        );
+        self.wait_for_port(8888);
+        format!("http://{user}:{password}@{}:8888", self.server_ip)
+    }
+
     /// tests/fixtures/registry.py: a registry on port 8081 that wants
     /// `Bearer TOKEN` (and `Basic USER:PASS` under /basic/) and redirects
     /// blobs to its store on 8082, which refuses any Authorization. Its
