@@ -726,3 +726,57 @@ fn erase_devices_express_formats_nvme_and_wipes_metadata_elsewhere() {
     assert_logged(&rivet_lines(&console), "/dev/nvme0n1: Format NVM done");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 31: a node with disable_power_off (Metal3's disablePowerOff,
+/// NC-SI hardware): at the end of the deploy the conductor sends
+/// standby.sync and system.lockdown instead of power_off, then polls until
+/// the agent is unreachable. rivet answers, closes its API, stops its
+/// heartbeats, takes its links down, and stays up: no power-off.
+#[test]
+fn a_lockdown_closes_the_api_stops_heartbeats_and_keeps_the_node_up() {
+    let dir = scratch("ironic-lockdown");
+    let img = common::disk::gpt_whole_disk_image(&dir);
+    let sum = sha256_file(&img);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let info = json!({"id": "whole-1", "urls": ["whole.img"], "disk_format": "raw", "container_format": "bare",
+        "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
+        "checksum": sum, "deploy_boot_mode": "bios"});
+    let conductor = Conductor::start(&dir, "deploy", Some(info), &["--lockdown"], None);
+    let done = || {
+        std::fs::read(dir.join("conductor.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|r| {
+                r["done"] == true || r["errors"].as_array().is_some_and(|e| !e.is_empty())
+            })
+    };
+    let console = conductor.boot(&dir, &[&target], "").run_until(done);
+    let record = common::ironic::finished_record(&dir);
+    let lockdown = &record["lockdown"];
+    assert_eq!(lockdown["command_name"], "lockdown", "{lockdown}");
+    assert_ne!(lockdown["command_status"], "FAILED", "{lockdown}");
+    let closed = record["api_closed_after_s"].as_f64().unwrap();
+    assert!(
+        closed < 10.0,
+        "the API answered for {closed} s after the lockdown"
+    );
+    eprintln!(
+        "lockdown: API unreachable {closed} s after, {}",
+        record["api_closed_with"]
+    );
+    assert_eq!(record["heartbeats_after_lockdown"], 0, "{record:#}");
+    assert_eq!(record["power_off"], Value::Null);
+    let lines = rivet_lines(&console);
+    assert_logged(
+        &lines,
+        "locked down by the conductor: agent API closed, heartbeats stopped, every link down",
+    );
+    assert!(
+        !console.contains("reboot: Power down"),
+        "the node powered off"
+    );
+    let read = |f: &Path| common::disk::read_at(f, MIB, (40 * MIB) as usize);
+    assert!(read(&img) == read(&target), "the image was written before");
+    let _ = std::fs::remove_dir_all(dir);
+}

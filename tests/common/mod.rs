@@ -147,6 +147,29 @@ impl Boot {
     }
 }
 
+impl Boot {
+    /// Runs qemu/boot until `done()` holds (asked twice a second, within
+    /// the boot's own timeout), then stops QEMU; returns the console log.
+    /// For a machine that must stay up: the test decides when it has seen
+    /// enough.
+    pub fn run_until(self, done: impl Fn() -> bool) -> String {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(repo().join("qemu/boot"))
+            .args(&self.args)
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        while !done() && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = child.wait();
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+}
+
 /// The rivet lines of a console log, without their timestamps.
 pub fn rivet_lines(console: &str) -> Vec<String> {
     console

@@ -54,6 +54,9 @@ pub enum Work {
     },
     PowerOff,
     Reboot,
+    /// `system.lockdown`: answer, then close the API, stop heartbeats,
+    /// take every link down and stay up (a node that must never power off).
+    Lockdown,
 }
 
 /// What the lookup configures of the agent API.
@@ -384,6 +387,12 @@ impl Api {
             }
             ("standby", "power_off") => Some(Work::PowerOff),
             ("standby", "run_image") => Some(Work::Reboot),
+            ("system", "lockdown") => Some(Work::Lockdown),
+            ("rescue", "finalize_rescue") => return Err(http(RestError::invalid_command(
+                "rescue.finalize_rescue: rivet has no shell, no login and no userland to rescue \
+                     into; rescue a node with ironic-python-agent's ramdisk (rescue_kernel and \
+                     rescue_ramdisk in the node's driver_info)",
+            ))),
             ("log", "collect_system_logs") => {
                 record.finish(
                     host.system_logs()

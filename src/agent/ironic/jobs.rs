@@ -179,5 +179,11 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
             image: None,
             end: Some(EndAction::Reboot),
         },
+        // The serving loop locks down on a job's Stay (only this asks it).
+        Work::Lockdown => JobDone {
+            result: Ok(Value::Null),
+            image: None,
+            end: Some(EndAction::Stay),
+        },
     }
 }

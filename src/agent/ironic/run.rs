@@ -199,6 +199,23 @@ impl Transport for Servicing<'_> {
 }
 
 /// Sends what is queued (the answer to power_off) before the machine goes.
+/// Every network interface but loopback down (`ip link set … down`), as
+/// ironic-python-agent's lockdown does.
+fn lock_down_links() {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "lo" {
+            continue;
+        }
+        if let Err(err) = sys::set_link(&name, false) {
+            log::warn!("lockdown: could not take {name} down: {err}");
+        }
+    }
+}
+
 fn drain(agent: &mut Agent, stack: &mut LinuxStack, ms: u64) {
     let deadline = stack.now_ms() + ms;
     while stack.now_ms() < deadline {
@@ -601,6 +618,18 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
             if let Some(end) = done.end {
                 drain(&mut agent, &mut stack, 1_000);
                 sys::sync();
+                if end == EndAction::Stay {
+                    // system.lockdown: the API and heartbeats end with this
+                    // loop; the links go down so nothing reaches the node.
+                    drop(agent);
+                    drop(stack);
+                    lock_down_links();
+                    log::info!(
+                        "locked down by the conductor: agent API closed, heartbeats stopped, \
+                         every link down; staying up, never powering off"
+                    );
+                    return Ok(end);
+                }
                 log::info!("{end} requested by the conductor");
                 return Ok(end);
             }

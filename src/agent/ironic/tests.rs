@@ -483,3 +483,36 @@ fn only_the_conductor_may_send_large_commands() {
         _ => panic!("a conductor's large command was not read"),
     }
 }
+
+/// Issue 31: system.lockdown, as the conductor sends it for a node with
+/// disable_power_off (after standby.sync, wait=false): accepted as a job
+/// the serving loop ends with (the lockdown itself is in the QEMU test);
+/// rescue.finalize_rescue refused, saying why and what to use.
+#[test]
+fn lockdown_is_a_job_and_rescue_is_refused_by_reason() {
+    let (mut api, mut host) = setup();
+    let (s, started) = post(&mut api, &mut host, false, "system.lockdown", json!({}));
+    assert_eq!(
+        (s, started["command_name"].as_str()),
+        (200, Some("lockdown"))
+    );
+    assert_eq!(started["command_status"], "RUNNING");
+    let job = api.take_job().expect("a job");
+    assert_eq!(job.work, Work::Lockdown);
+    let (mut api, mut host) = setup();
+    let (s, f) = post(
+        &mut api,
+        &mut host,
+        true,
+        "rescue.finalize_rescue",
+        json!({"rescue_password": "x"}),
+    );
+    assert_eq!(s, 400);
+    let why = f["faultstring"].as_str().unwrap();
+    assert!(
+        why.starts_with("Invalid command: rescue.finalize_rescue: rivet has no shell"),
+        "{why}"
+    );
+    assert!(why.contains("rescue_ramdisk"), "{why}");
+    assert!(api.take_job().is_none());
+}

@@ -40,6 +40,11 @@ pub fn kernel_ipv6_off(name: &str) -> io::Result<bool> {
 
 /// Brings a network interface's link up (what `ip link set NAME up` does).
 pub fn set_link_up(name: &str) -> io::Result<()> {
+    set_link(name, true)
+}
+
+/// Brings a network interface's link up or down (`ip link set NAME up|down`).
+pub fn set_link(name: &str, up: bool) -> io::Result<()> {
     if name.is_empty() || name.len() >= 16 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -64,7 +69,11 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
             &socket,
             rustix::ioctl::Updater::<SIOCGIFFLAGS, _>::new(&mut req),
         )?;
-        req.flags |= IFF_UP;
+        if up {
+            req.flags |= IFF_UP;
+        } else {
+            req.flags &= !IFF_UP;
+        }
         rustix::ioctl::ioctl(
             &socket,
             rustix::ioctl::Updater::<SIOCSIFFLAGS, _>::new(&mut req),
