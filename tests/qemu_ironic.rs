@@ -474,6 +474,33 @@ fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
         firmware.contains("BdsDxe: starting Boot") && firmware.contains("iPXE initialising"),
         "the entry's loader did not start:\n{firmware}"
     );
+
+    // Manual cleaning with clean_uefi_nvram and its default patterns
+    // (issue 31): rivet's entry goes, the firmware's own (its network and
+    // shell entries) stay; read and deleted through efivarfs in OVMF.
+    let clean_dir = dir.join("clean-nvram");
+    std::fs::create_dir_all(&clean_dir).unwrap();
+    let extra = ["--clean-step", "clean_uefi_nvram"];
+    let (record, console) = session(&clean_dir, "clean", None, &[&target], &extra, &uefi, None);
+    let clean = &record["clean"];
+    assert_eq!(clean["command_status"], "SUCCEEDED", "{clean}");
+    let lines = rivet_lines(&console);
+    let removed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("clean_uefi_nvram: removed"))
+        .collect();
+    assert!(
+        removed
+            .iter()
+            .any(|l| l.contains("\"rivet-test\" HD(1,GPT,")),
+        "{lines:#?}"
+    );
+    assert!(
+        removed
+            .iter()
+            .all(|l| l.contains(" HD(") || l.contains("shim") || l.contains("grub")),
+        "only what the default patterns name: {removed:#?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

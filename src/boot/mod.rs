@@ -5,4 +5,5 @@
 //! memory for tests).
 
 pub mod bootchain;
+pub mod pattern;
 pub mod uefi;

@@ -182,6 +182,39 @@ fn boot_order(nvram: &mut dyn Nvram) -> Result<Vec<u16>, String> {
     }
 }
 
+/// `clean_uefi_nvram`: removes every `Boot####` whose device path, as
+/// `efibootmgr -v` prints it, one of `patterns` matches (and its place in
+/// `BootOrder`), as ironic-python-agent's `efi_utils.clean_boot_records`
+/// does. Returns what went: number, label and path.
+pub fn clean_entries(
+    nvram: &mut dyn Nvram,
+    patterns: &[super::pattern::Pattern],
+) -> Result<Vec<(u16, String, String)>, String> {
+    let mut removed = Vec::new();
+    for name in nvram.names()? {
+        let Some(number) = efi::boot_number(&name) else {
+            continue;
+        };
+        let Some(data) = nvram.get(&name)? else {
+            continue;
+        };
+        let Ok(opt) = efi::LoadOption::new_checked(&data[..]) else {
+            continue; // unreadable: left alone, as efibootmgr leaves it
+        };
+        let path = efi::describe(opt.file_path_list());
+        for p in patterns {
+            if p.search(&path)
+                .map_err(|e| format!("{name} ({path}): {e}"))?
+            {
+                remove_entry(nvram, number)?;
+                removed.push((number, opt.description(), path));
+                break;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes `Boot####` and its place in `BootOrder` (efibootmgr -b N -B).
 pub fn remove_entry(nvram: &mut dyn Nvram, number: u16) -> Result<(), String> {
     nvram.delete(&efi::boot_variable(number))?;
@@ -281,6 +314,7 @@ impl Nvram for MemNvram {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::pattern::Pattern;
     use alloc::vec;
 
     fn dir(path: &str, files: &[&str]) -> Dir {
@@ -510,5 +544,65 @@ mod tests {
             .contains("no disk signature"));
         mbr.parts.pop();
         assert_eq!(find_esp(&mbr), None);
+    }
+
+    /// OVMF's network entry as the firmware writes it: PciRoot(0x0),
+    /// Pci(0x3,0x0), MAC(525400123456,1).
+    fn network_entry() -> Vec<u8> {
+        let mut path = alloc::vec![0x02, 0x01, 12, 0];
+        path.extend(0x0a03_41d0u32.to_le_bytes());
+        path.extend(0u32.to_le_bytes());
+        path.extend([0x01, 0x01, 6, 0, 0x00, 0x03]);
+        path.extend([0x03, 0x0b, 37, 0]);
+        let mut mac = [0u8; 32];
+        mac[..6].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+        path.extend(mac);
+        path.push(1);
+        path.extend(efi::node::END_NODE);
+        efi::load_option(1, "UEFI PXEv4 (MAC:525400123456)", &path)
+    }
+
+    #[test]
+    fn clean_uefi_nvram_removes_what_the_patterns_match_as_efibootmgr_prints_it() {
+        let mut nv = MemNvram::default();
+        nv.vars.insert("Boot0000".into(), network_entry());
+        nv.vars.insert(
+            "Boot0001".into(),
+            efi::load_option(
+                1,
+                "debian",
+                &efi::loader_path(&hd(), "\\EFI\\debian\\shimx64.efi"),
+            ),
+        );
+        nv.vars.insert("Boot0003".into(), entry("UiApp"));
+        nv.vars.insert("Boot0004".into(), vec![1, 2, 3]); // unreadable: left alone
+        nv.vars
+            .insert("BootOrder".into(), efi::encode_boot_order(&[1, 0, 3]));
+        let net = efi::LoadOption::new_checked(&nv.vars["Boot0000"][..]).unwrap();
+        assert_eq!(
+            efi::describe(net.file_path_list()),
+            "PciRoot(0x0)/Pci(0x3,0x0)/MAC(525400123456,1)"
+        );
+        let patterns: Vec<Pattern> = [r"^HD\(", r"shim.*\.efi", r"grub.*\.efi"]
+            .iter()
+            .map(|p| Pattern::compile(p).unwrap())
+            .collect();
+        let removed = clean_entries(&mut nv, &patterns).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!((removed[0].0, removed[0].1.as_str()), (1, "debian"));
+        assert!(removed[0].2.starts_with("HD(1,GPT,"));
+        assert!(!nv.vars.contains_key("Boot0001"));
+        assert!(nv.vars.contains_key("Boot0000") && nv.vars.contains_key("Boot0004"));
+        assert_eq!(
+            efi::parse_boot_order(&nv.vars["BootOrder"]).unwrap(),
+            vec![0, 3]
+        );
+        // A pattern for the network entry, case ignored as Python's re.I.
+        let mac = [Pattern::compile(r"mac\(525400").unwrap()];
+        assert_eq!(clean_entries(&mut nv, &mac).unwrap()[0].0, 0);
+        assert_eq!(
+            efi::parse_boot_order(&nv.vars["BootOrder"]).unwrap(),
+            vec![3]
+        );
     }
 }

@@ -31,6 +31,12 @@ pub mod node {
     pub const MEDIA: u8 = 0x04;
     pub const HARD_DRIVE: u8 = 0x01;
     pub const FILE_PATH: u8 = 0x04;
+    pub const HARDWARE: u8 = 0x01;
+    pub const PCI: u8 = 0x01;
+    pub const ACPI: u8 = 0x02;
+    pub const ACPI_HID: u8 = 0x01;
+    pub const MESSAGING: u8 = 0x03;
+    pub const MAC: u8 = 0x0b;
     pub const END: u8 = 0x7f;
     pub const END_ENTIRE: u8 = 0xff;
     pub const HARD_DRIVE_LEN: usize = 42;
@@ -295,6 +301,22 @@ pub fn describe(list: &[u8]) -> String {
                 Err(_) => String::from("HD(?)"),
             },
             (node::MEDIA, node::FILE_PATH) => format!("File({})", decode_ucs2(n.data)),
+            // The nodes a firmware's own entries start with (network, CD).
+            (node::ACPI, node::ACPI_HID) if n.data.len() >= 8 => {
+                let (hid, uid) = (u32_at(n.data, 0), u32_at(n.data, 4));
+                match hid {
+                    0x0a03_41d0 => format!("PciRoot(0x{uid:x})"),
+                    0x0a08_41d0 => format!("PcieRoot(0x{uid:x})"),
+                    _ => format!("Acpi(0x{hid:x},0x{uid:x})"),
+                }
+            }
+            (node::HARDWARE, node::PCI) if n.data.len() >= 2 => {
+                format!("Pci(0x{:x},0x{:x})", n.data[1], n.data[0])
+            }
+            (node::MESSAGING, node::MAC) if n.data.len() >= 33 => {
+                let mac: String = n.data[..6].iter().map(|b| format!("{b:02x}")).collect();
+                format!("MAC({mac},{})", n.data[32])
+            }
             (k, s) => format!("Node({k:#x},{s:#x})"),
         })
         .collect();

@@ -54,6 +54,12 @@ pub enum Work {
     },
     PowerOff,
     Reboot,
+    /// `clean_uefi_nvram` with its patterns, compiled when the step came.
+    CleanUefiNvram {
+        patterns: Vec<crate::boot::pattern::Pattern>,
+        step: Value,
+        clean: bool,
+    },
     /// `system.lockdown`: answer, then close the API, stop heartbeats,
     /// take every link down and stay up (a node that must never power off).
     Lockdown,
@@ -462,6 +468,39 @@ impl Api {
                 })
             }
             "erase_devices_metadata" => Ok(Work::EraseMetadata { step, clean }),
+            "clean_uefi_nvram" => {
+                let invalid = |v: &Value| {
+                    IpaError::InvalidCommandParams
+                        .with(format!("The match_patterns must be a list of strings: {v}"))
+                };
+                let patterns: Vec<String> = match args.get("match_patterns") {
+                    None | Some(Value::Null) => steps::DEFAULT_NVRAM_PATTERNS
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect(),
+                    Some(Value::Array(list)) => list
+                        .iter()
+                        .map(|p| {
+                            p.as_str()
+                                .map(str::to_string)
+                                .ok_or_else(|| invalid(&args["match_patterns"]))
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(other) => return Err(invalid(other)),
+                };
+                let patterns = patterns
+                    .iter()
+                    .map(|p| crate::boot::pattern::Pattern::compile(p))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        IpaError::InvalidCommandParams.with(format!("match_patterns: {e}"))
+                    })?;
+                Ok(Work::CleanUefiNvram {
+                    patterns,
+                    step,
+                    clean,
+                })
+            }
             "erase_devices" | "erase_devices_express" => Ok(Work::EraseDevices {
                 express: name == "erase_devices_express",
                 step,

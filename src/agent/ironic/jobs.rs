@@ -156,6 +156,18 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
                     .map_err(|e| IpaError::BlockDeviceErase.with(e)),
             )
         }
+        Work::CleanUefiNvram {
+            patterns,
+            step,
+            clean,
+        } => {
+            let key = if *clean { "clean" } else { "deploy" };
+            JobDone::result(
+                clean_nvram(patterns)
+                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step}))
+                    .map_err(RestError::execution),
+            )
+        }
         Work::InstallBootloader { params } => {
             let api = t.api();
             let (uuids, disk) = api.written_image();
@@ -186,4 +198,23 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
             end: Some(EndAction::Stay),
         },
     }
+}
+
+/// Removes the boot entries the patterns match, from the machine's NVRAM.
+fn clean_nvram(patterns: &[crate::boot::pattern::Pattern]) -> Result<(), String> {
+    use crate::linux::efivars::{self, Efivarfs};
+    if !efivars::booted_uefi() {
+        return Err(
+            "clean_uefi_nvram: this machine did not boot by UEFI: it has no boot entries \
+                    to clean"
+                .into(),
+        );
+    }
+    let mut nvram = Efivarfs::open(std::path::Path::new(efivars::MOUNT_POINT))?;
+    let removed = crate::boot::uefi::clean_entries(&mut nvram, patterns)?;
+    for (number, label, path) in &removed {
+        log::info!("clean_uefi_nvram: removed Boot{number:04X} \"{label}\" {path}");
+    }
+    log::info!("clean_uefi_nvram: {} entries removed", removed.len());
+    Ok(())
 }

@@ -24,6 +24,7 @@ pub fn list(kind: &str) -> Value {
              "reboot_requested": false, "abortable": true},
             {"step": "erase_devices_express", "priority": 0, "interface": "deploy",
              "reboot_requested": false, "abortable": true},
+            clean_uefi_nvram(),
         ])
     } else {
         json!([
@@ -31,7 +32,21 @@ pub fn list(kind: &str) -> Value {
             {"step": "erase_devices", "priority": 0, "interface": "deploy", "reboot_requested": false},
             // Proxied by the conductor's out-of-band step of the same name.
             {"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false},
+            clean_uefi_nvram(),
         ])
     };
     json!({kind: {"RivetHardwareManager": steps}, "hardware_manager_version": versions()})
 }
+
+/// ironic-python-agent's `clean_uefi_nvram` (clean and deploy, priority 0)
+/// with its argsinfo.
+fn clean_uefi_nvram() -> Value {
+    json!({"step": "clean_uefi_nvram", "priority": 0, "interface": "deploy",
+           "reboot_requested": false, "abortable": true,
+           "argsinfo": {"match_patterns": {"required": false, "description":
+               "Json blob contains a list of regex patterns where any UEFI NVRAM entry matching that \
+                pattern will be deleted. Default value is '[\"^HD\\(\", \"shim.*\\.efi\", \"grub.*\\.efi\"]'"}}})
+}
+
+/// The patterns `clean_uefi_nvram` uses when none are given.
+pub const DEFAULT_NVRAM_PATTERNS: [&str; 3] = [r"^HD\(", r"shim.*\.efi", r"grub.*\.efi"];

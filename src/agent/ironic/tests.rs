@@ -516,3 +516,83 @@ fn lockdown_is_a_job_and_rescue_is_refused_by_reason() {
     assert!(why.contains("rescue_ramdisk"), "{why}");
     assert!(api.take_job().is_none());
 }
+
+/// clean_uefi_nvram as the conductor asks for it (issue 31): listed for
+/// cleaning and deploying with ironic-python-agent's argsinfo; patterns
+/// compiled when the step arrives, refused with the real agent's words.
+#[test]
+fn clean_uefi_nvram_is_offered_and_its_patterns_checked_when_the_step_comes() {
+    let (mut api, mut host) = setup();
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        true,
+        "clean.get_clean_steps",
+        json!({"node": {}, "ports": []}),
+    );
+    let steps = &r["command_result"]["clean_steps"]["RivetHardwareManager"];
+    let nvram = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "clean_uefi_nvram")
+        .unwrap();
+    assert_eq!(nvram["priority"], 0);
+    assert!(nvram["argsinfo"]["match_patterns"]["description"]
+        .as_str()
+        .unwrap()
+        .contains(r#"["^HD\(", "shim.*\.efi", "grub.*\.efi"]"#));
+    let step = |args: Value| {
+        json!({"step": {"interface": "deploy", "step": "clean_uefi_nvram", "priority": 0, "args": args},
+        "node": {}, "ports": []})
+    };
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "clean.execute_clean_step",
+        step(json!({"match_patterns": "shim"})),
+    );
+    assert_eq!(
+        r["command_error"]["type"], "InvalidCommandParamsError",
+        "{r}"
+    );
+    assert!(
+        r["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("The match_patterns must be a list of strings: \"shim\""),
+        "{r}"
+    );
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "clean.execute_clean_step",
+        step(json!({"match_patterns": ["(shim|grub)"]})),
+    );
+    assert!(
+        r["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("a group is not supported"),
+        "{r}"
+    );
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "clean.execute_clean_step",
+        step(json!({})),
+    );
+    assert_eq!(r["command_status"], "RUNNING");
+    let Work::CleanUefiNvram {
+        patterns,
+        clean: true,
+        ..
+    } = api.take_job().unwrap().work
+    else {
+        panic!("not the step")
+    };
+    assert_eq!(patterns.len(), 3, "the defaults");
+}
