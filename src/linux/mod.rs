@@ -16,6 +16,7 @@ pub mod lldp;
 pub mod logger;
 pub mod packet;
 pub mod pid1;
+pub mod pstore;
 pub mod readahead;
 pub mod source;
 pub mod sys;

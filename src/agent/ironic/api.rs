@@ -54,6 +54,11 @@ pub enum Work {
     },
     PowerOff,
     Reboot,
+    /// `erase_pstore`: the kernel's crash records emptied.
+    ErasePstore {
+        step: Value,
+        clean: bool,
+    },
     /// `clean_uefi_nvram` with its patterns, compiled when the step came.
     CleanUefiNvram {
         patterns: Vec<crate::boot::pattern::Pattern>,
@@ -468,6 +473,7 @@ impl Api {
                 })
             }
             "erase_devices_metadata" => Ok(Work::EraseMetadata { step, clean }),
+            "erase_pstore" => Ok(Work::ErasePstore { step, clean }),
             "clean_uefi_nvram" => {
                 let invalid = |v: &Value| {
                     IpaError::InvalidCommandParams

@@ -156,6 +156,14 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
                     .map_err(|e| IpaError::BlockDeviceErase.with(e)),
             )
         }
+        Work::ErasePstore { step, clean } => {
+            let key = if *clean { "clean" } else { "deploy" };
+            JobDone::result(
+                crate::linux::pstore::erase()
+                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step}))
+                    .map_err(RestError::execution),
+            )
+        }
         Work::CleanUefiNvram {
             patterns,
             step,

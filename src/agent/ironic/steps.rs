@@ -24,6 +24,9 @@ pub fn list(kind: &str) -> Value {
              "reboot_requested": false, "abortable": true},
             {"step": "erase_devices_express", "priority": 0, "interface": "deploy",
              "reboot_requested": false, "abortable": true},
+            // ironic-python-agent's: a previous tenant's crash records go.
+            {"step": "erase_pstore", "priority": 0, "interface": "deploy",
+             "reboot_requested": false, "abortable": true},
             clean_uefi_nvram(),
         ])
     } else {
