@@ -15,6 +15,7 @@
 //! - `token`: the agent token (constant-time, never printed);
 //! - `jobs`: what an accepted command does (write the image, erase…);
 //! - `bootloader`: image.install_bootloader (UEFI boot entries);
+//! - `logs`: log.collect_system_logs (the node's logs and state as a tar);
 //! - `run`: the Linux side — the loop serving the API while jobs run.
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod errors;
 pub mod heartbeat;
 pub mod inspection;
 mod jobs;
+mod logs;
 pub mod node;
 pub mod params;
 pub mod run;

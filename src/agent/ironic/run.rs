@@ -12,14 +12,17 @@ use super::token::AgentToken;
 use crate::agent::session;
 use crate::cmdline::{Cmdline, EndAction};
 use crate::linux::packet::LinuxStack;
-use crate::linux::{inventory, logger, sys};
+use crate::linux::{inventory, sys};
 use crate::net::listener::Listener;
 use crate::net::{ConnId, NetError, NetErrorKind, Transport};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The machine's side of the API: sync and logs.
-struct Machine;
+/// The machine's side of the API: sync and logs (with rivet's own
+/// addresses, which only the stack knows).
+struct Machine {
+    network: String,
+}
 
 impl Host for Machine {
     fn sync(&mut self) -> Result<(), String> {
@@ -27,31 +30,8 @@ impl Host for Machine {
         Ok(())
     }
     fn system_logs(&mut self) -> Result<String, String> {
-        Ok(pack_logs())
+        Ok(super::logs::pack(&self.network))
     }
-}
-
-/// rivet's console log and a few /proc files as base64(gzip(tar)), the
-/// form the conductor stores with `deploy_logs_collect`.
-fn pack_logs() -> String {
-    use crate::wire::{base64, gzip, tar::Tar};
-    let mtime = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut tar = Tar::new();
-    let _ = tar.file("rivet.log", 0o644, mtime, logger::recent().as_bytes());
-    for (name, path) in [
-        ("cmdline", "/proc/cmdline"),
-        ("meminfo", "/proc/meminfo"),
-        ("partitions", "/proc/partitions"),
-        ("modules", "/proc/modules"),
-    ] {
-        if let Ok(data) = std::fs::read(path) {
-            let _ = tar.file(name, 0o644, mtime, &data);
-        }
-    }
-    base64::encode(&gzip::compress(&tar.finish(), 6))
 }
 
 /// xorshift64: jitter for backoff and heartbeats, not secrets.
@@ -85,11 +65,14 @@ pub(super) struct Agent {
 impl Agent {
     /// Answers what the API has received and heartbeats when due.
     fn service(&mut self, stack: &mut LinuxStack) {
+        let mut machine = Machine {
+            network: stack.describe_addresses(),
+        };
         stack.serve(
             &mut self.listener,
             &mut Served {
                 api: &mut self.api,
-                host: &mut Machine,
+                host: &mut machine,
             },
         );
         if !self.schedule.due(stack.now_ms()) {
@@ -395,7 +378,11 @@ fn inspect(
     }
     let mut facts = facts(cmdline, addresses, lldp);
     facts.vlans = vlans;
-    let logs = collectors.iter().any(|c| c == "logs").then(pack_logs);
+    let network = stack.describe_addresses();
+    let logs = collectors
+        .iter()
+        .any(|c| c == "logs")
+        .then(|| super::logs::pack(&network));
     let body = inspection::body(&facts, &collectors, logs, params.collect_lldp, Vec::new());
     // Ironic's own endpoint answers with the lookup from 1.84 on; an
     // inspector elsewhere gets no version header, as from the real agent.
