@@ -248,6 +248,38 @@ fn server_errors_are_retried_and_silence_times_out() {
     assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
 }
 
+/// `rivet deploy` in the client namespace onto `disk` (256 MiB, afresh) of
+/// a partition plan for `url` with `sum`, the plan's other keys from
+/// `extra`, more flags in `args`.
+fn deploy_over_net(
+    net: &Net,
+    dir: &std::path::Path,
+    url: &str,
+    sum: &str,
+    extra: serde_json::Value,
+    args: &[&str],
+) -> std::process::Output {
+    let mut plan = serde_json::json!({"image_type": "partition", "root_mb": 32, "deploy_boot_mode": "bios",
+        "urls": [url], "os_hash_algo": "sha256", "os_hash_value": sum});
+    plan.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let plan = common::disk::plan_file(dir, "plan.json", plan);
+    let disk = dir.join("disk.img");
+    common::disk::sparse(&disk, 256 * MIB);
+    let mut all = vec![
+        "deploy",
+        "--disk",
+        disk.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--iface",
+        "rv1",
+    ];
+    all.extend_from_slice(args);
+    net.rivet(&all)
+}
+
 #[test]
 fn deploy_downloads_the_plan_urls_with_the_own_stack() {
     let dir = scratch("net-deploy");
@@ -257,23 +289,15 @@ fn deploy_downloads_the_plan_urls_with_the_own_stack() {
     let mut net = Net::new(16, &dir);
     net.dhcp();
     let base = net.nginx(&www);
-    let plan = common::disk::plan_file(
+    let o = deploy_over_net(
+        &net,
         &dir,
-        "plan.json",
-        serde_json::json!({"image_type": "partition", "root_mb": 32, "deploy_boot_mode": "bios",
-            "urls": [format!("{base}/ext4.img")], "os_hash_algo": "sha256", "os_hash_value": sha256_file(&img)}),
+        &format!("{base}/ext4.img"),
+        &sha256_file(&img),
+        serde_json::json!({}),
+        &[],
     );
     let disk = dir.join("disk.img");
-    common::disk::sparse(&disk, 256 * MIB);
-    let o = net.rivet(&[
-        "deploy",
-        "--disk",
-        disk.to_str().unwrap(),
-        "--plan",
-        plan.to_str().unwrap(),
-        "--iface",
-        "rv1",
-    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let result: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -1024,24 +1048,8 @@ fn an_oci_token_reaches_the_registry_and_never_its_blob_store() {
     let base = net.registry(&www, "tok.en-1", "ironic:s3cret");
     let disk = dir.join("disk.img");
     let b64 = |s: &str| rivet::wire::base64::encode(s.as_bytes());
-    let deploy = |url: &str, extra: serde_json::Value| {
-        let mut plan = serde_json::json!({"image_type": "partition", "root_mb": 32,
-            "deploy_boot_mode": "bios", "urls": [url], "os_hash_algo": "sha256", "os_hash_value": sum});
-        plan.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        let plan = common::disk::plan_file(&dir, "plan.json", plan);
-        common::disk::sparse(&disk, 256 * MIB);
-        net.rivet(&[
-            "deploy",
-            "--disk",
-            disk.to_str().unwrap(),
-            "--plan",
-            plan.to_str().unwrap(),
-            "--iface",
-            "rv1",
-        ])
-    };
+    let deploy =
+        |url: &str, extra: serde_json::Value| deploy_over_net(&net, &dir, url, &sum, extra, &[]);
     let blob = format!("{base}/v2/images/rivet/blobs/ext4.img");
     let token = serde_json::json!({"image_request_authorization": b64("Bearer tok.en-1")});
     let o = deploy(&blob, token);
@@ -1105,24 +1113,14 @@ fn downloads_go_through_the_plans_proxies_except_no_proxy() {
     let proxy = net.tinyproxy("ironic", "s3cret");
     let disk = dir.join("disk.img");
     let deploy = |url: &str, extra: serde_json::Value| {
-        let mut plan = serde_json::json!({"image_type": "partition", "root_mb": 32,
-            "deploy_boot_mode": "bios", "urls": [url], "os_hash_algo": "sha256", "os_hash_value": sum});
-        plan.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        let plan = common::disk::plan_file(&dir, "plan.json", plan);
-        common::disk::sparse(&disk, 256 * MIB);
-        let o = net.rivet(&[
-            "deploy",
-            "--disk",
-            disk.to_str().unwrap(),
-            "--plan",
-            plan.to_str().unwrap(),
-            "--iface",
-            "rv1",
-            "--ca-bundle",
-            ca.pem.to_str().unwrap(),
-        ]);
+        let o = deploy_over_net(
+            &net,
+            &dir,
+            url,
+            &sum,
+            extra,
+            &["--ca-bundle", ca.pem.to_str().unwrap()],
+        );
         (o, net.log("tinyproxy.log"))
     };
     let proxies = serde_json::json!({"proxies": {"http": proxy, "https": proxy}});

@@ -289,18 +289,23 @@ fn deploy_through_a_conductor_on_a_tap(n: u8, ipv6: bool) -> (Vec<String>, Vec<S
     (rivet_lines(&console), urls, net)
 }
 
+/// The project's GPT whole-disk image, a 4 GiB target, and the image_info
+/// ironic sends for it (whole-disk images carry no image_type).
+fn whole_disk(dir: &Path, boot_mode: &str) -> (PathBuf, PathBuf, Value) {
+    let img = common::disk::gpt_whole_disk_image(dir);
+    let target = dir.join("target.img");
+    sparse(&target, 4 << 30);
+    let info = json!({"id": "whole-1", "urls": ["whole.img"], "disk_format": "raw", "container_format": "bare",
+        "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
+        "checksum": sha256_file(&img), "deploy_boot_mode": boot_mode});
+    (img, target, info)
+}
+
 #[test]
 fn conductor_deploys_a_whole_disk_image_then_cleaning_erases_it() {
     let dir = scratch("ironic-whole");
-    let img = common::disk::gpt_whole_disk_image(&dir);
-    let sum = sha256_file(&img);
-    let target = dir.join("target.img");
-    sparse(&target, 4 << 30);
-    // Whole-disk images carry no image_type (ironic omits it); a UEFI node
-    // makes the conductor call install_bootloader.
-    let info = json!({"id": "whole-1", "urls": ["whole.img"], "disk_format": "raw", "container_format": "bare",
-        "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
-        "checksum": sum, "deploy_boot_mode": "uefi"});
+    // A UEFI node makes the conductor call install_bootloader.
+    let (img, target, info) = whole_disk(&dir, "uefi");
     let (record, _) = session(&dir, "deploy", Some(info), &[&target], &[], &[], None);
     assert_protocol(&record);
     assert_eq!(
@@ -762,13 +767,7 @@ fn erase_devices_express_formats_nvme_and_wipes_metadata_elsewhere() {
 #[test]
 fn a_lockdown_closes_the_api_stops_heartbeats_and_keeps_the_node_up() {
     let dir = scratch("ironic-lockdown");
-    let img = common::disk::gpt_whole_disk_image(&dir);
-    let sum = sha256_file(&img);
-    let target = dir.join("target.img");
-    sparse(&target, 4 << 30);
-    let info = json!({"id": "whole-1", "urls": ["whole.img"], "disk_format": "raw", "container_format": "bare",
-        "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
-        "checksum": sum, "deploy_boot_mode": "bios"});
+    let (img, target, info) = whole_disk(&dir, "bios");
     let conductor = Conductor::start(&dir, "deploy", Some(info), &["--lockdown"], None);
     let done = || {
         std::fs::read(dir.join("conductor.json"))

@@ -106,21 +106,9 @@ fn kernel_log() -> String {
 /// and each partition with the filesystem signature found on it.
 fn block_devices(sys: &Path) -> String {
     let mut out = String::from("NAME SIZE RO RM MODEL / PARTITION START SIZE FSTYPE LABEL UUID\n");
-    let Ok(entries) = std::fs::read_dir(sys.join("block")) else {
-        return out;
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
+    for name in sorted_names(&sys.join("block")) {
         let dir = sys.join("block").join(&name);
-        let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f))
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        };
+        let read = |f: &str| trimmed(&dir.join(f));
         let size = read("size").parse::<u64>().unwrap_or(0) * 512;
         let _ = writeln!(
             out,
@@ -207,20 +195,8 @@ fn boot_entries() -> Option<String> {
 /// addresses: its own are in the lines before).
 fn links(sys: &Path) -> String {
     let mut out = String::from("\nkernel links:\n");
-    let Ok(entries) = std::fs::read_dir(sys.join("class/net")) else {
-        return out;
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
-        let read = |f: &str| {
-            std::fs::read_to_string(sys.join("class/net").join(&name).join(f))
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        };
+    for name in sorted_names(&sys.join("class/net")) {
+        let read = |f: &str| trimmed(&sys.join("class/net").join(&name).join(f));
         let _ = writeln!(
             out,
             "{name} {} {} mtu {}",
@@ -230,6 +206,27 @@ fn links(sys: &Path) -> String {
         );
     }
     out
+}
+
+/// A sysfs directory's entries, sorted ("" when it cannot be read).
+fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A sysfs attribute, trimmed ("" when absent).
+fn trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
