@@ -9,21 +9,22 @@
 //!   `guid`), filesystem and image heads (`superblock`, `swap`, `iso9660`,
 //!   `qcow2`, `magic`), archives and compression (`cpio`, `tar`, `gzip`),
 //!   kernel modules (`elf`, `modinfo`), EFI load options (`efi`), HTTP
-//!   (`http`), the network's own (`checksum`, `ndisc`, `dhcpv6`, `lldp`),
+//!   (`http`), the network's own (`checksum`, `ndisc`, `arp`, `dhcpv6`, `lldp`),
 //!   TLS trust (`x509`, `anchors`) and `base64`.
 //! - [`cmdline`] (the kernel command line), [`plan`] (Ironic's image_info,
-//!   checksum files), [`layout`] (ironic-python-agent's partition layout),
+//!   checksum files, image server authorization, proxies), [`layout`] (ironic-python-agent's partition layout),
 //!   [`stream`] (the aligned buffer, hashers, a meter), [`kmod`] (the
 //!   kernel module index, alias matching, load order), [`initramfs`] (its
 //!   assembly), [`netdata`] (network_data.json): pure logic.
-//! - [`fs`]: filesystem readers (ext4, XFS, ISO 9660) and rivet's own
-//!   mke2fs, over an `io::BlockDevice`.
+//! - [`fs`]: filesystem readers (ext4, XFS, FAT, ISO 9660), every walk of
+//!   a tenant's bytes within a work budget, and rivet's own mke2fs.
 //! - [`deploy`]: the engine — plan + disk + image → Ironic's result — and
 //!   the overwrite passes of an erase, written against `io` and an `Env`
 //!   (time, randomness, mkfs); [`boot`]: what makes a deployed disk boot
 //!   (a partition image's shim/grub chain, UEFI boot entries via an NVRAM
-//!   trait).
-//! - [`net`]: rivet's TCP/IP (smoltcp, IPv6 autoconfiguration), the HTTP
+//!   trait, the patterns clean_uefi_nvram matches them with).
+//! - [`net`]: rivet's TCP/IP (smoltcp, IPv6 autoconfiguration and duplicate
+//!   address detection), the HTTP
 //!   client (an `io::ImageSource`) and server, the TLS record layer; over a
 //!   device and a clock passed in.
 //! - [`linux`] (feature `std`): everything that touches the kernel: PID 1,
