@@ -806,3 +806,47 @@ fn a_lockdown_closes_the_api_stops_heartbeats_and_keeps_the_node_up() {
     assert!(read(&img) == read(&target), "the image was written before");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Servicing (issue 31): an active node re-imaged through service steps —
+/// the stand-in asks service.get_service_steps and runs write_image with
+/// service.execute_service_step onto a disk holding another image; the
+/// result comes back under service_result and service_step.
+#[test]
+fn servicing_reimages_an_active_node() {
+    let dir = scratch("ironic-service");
+    let (img, target, info) = whole_disk(&dir, "bios");
+    // The instance it replaces: another filesystem where the root will go.
+    let old = mkfs_image(&dir, "ext4", 8, "old-instance");
+    common::disk::write_at(&target, MIB, &std::fs::read(&old).unwrap());
+    assert_eq!(blkid_at(&target, MIB)["LABEL"], "old-instance");
+    let (record, _) = session(
+        &dir,
+        "deploy",
+        Some(info),
+        &[&target],
+        &["--service"],
+        &[],
+        None,
+    );
+    assert_protocol(&record);
+    let offered = &record["steps_offered"]["RivetHardwareManager"];
+    assert_eq!(offered[0]["step"], "write_image", "{offered}");
+    let written = &record["write_image"];
+    assert_eq!(written["command_name"], "execute_service_step", "{written}");
+    assert_eq!(written["command_status"], "SUCCEEDED", "{written}");
+    assert!(
+        written["command_result"]["service_result"]["result"]
+            .as_str()
+            .is_some_and(
+                |r| r.starts_with("prepare_image: image (whole-1) written to device /dev/vda")
+            ),
+        "{written}"
+    );
+    let read = |f: &Path| common::disk::read_at(f, MIB, (40 * MIB) as usize);
+    assert!(
+        read(&img) == read(&target),
+        "the new image replaced the old"
+    );
+    assert_eq!(blkid_at(&target, MIB)["LABEL"], "whole-root");
+    let _ = std::fs::remove_dir_all(dir);
+}

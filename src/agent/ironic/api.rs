@@ -27,6 +27,26 @@ pub struct Job {
     pub work: Work,
 }
 
+/// Which of the conductor's step flows a step came in: the keys of its
+/// result (`deploy_result`/`clean_result`/`service_result` and `…_step`)
+/// and of its version check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Deploy,
+    Clean,
+    Service,
+}
+
+impl StepKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            StepKind::Deploy => "deploy",
+            StepKind::Clean => "clean",
+            StepKind::Service => "service",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
     /// `deploy.execute_deploy_step` write_image, or `standby.prepare_image`
@@ -36,17 +56,18 @@ pub enum Work {
         plan: Box<Plan>,
         step: Option<Value>,
         node: Value,
+        kind: StepKind,
     },
     /// Wipe tables and signatures on every disk (deploy or clean step).
     EraseMetadata {
         step: Value,
-        clean: bool,
+        kind: StepKind,
     },
     /// `erase_devices` (secure erase or overwrite) or, `express`,
     /// `erase_devices_express` (NVMe format, else the metadata wipe).
     EraseDevices {
         step: Value,
-        clean: bool,
+        kind: StepKind,
         express: bool,
     },
     InstallBootloader {
@@ -57,13 +78,13 @@ pub enum Work {
     /// `erase_pstore`: the kernel's crash records emptied.
     ErasePstore {
         step: Value,
-        clean: bool,
+        kind: StepKind,
     },
     /// `clean_uefi_nvram` with its patterns, compiled when the step came.
     CleanUefiNvram {
         patterns: Vec<crate::boot::pattern::Pattern>,
         step: Value,
-        clean: bool,
+        kind: StepKind,
     },
     /// `system.lockdown`: answer, then close the API, stop heartbeats,
     /// take every link down and stay up (a node that must never power off).
@@ -347,19 +368,23 @@ impl Api {
         let id = self.uuid4();
         let mut record = CommandResult::running(id.clone(), cmd);
         let work = match (ext, cmd) {
-            ("deploy", "get_deploy_steps") | ("clean", "get_clean_steps") => {
+            ("deploy", "get_deploy_steps")
+            | ("clean", "get_clean_steps")
+            | ("service", "get_service_steps") => {
                 self.cache_node(params);
-                let kind = if ext == "deploy" {
-                    "deploy_steps"
-                } else {
-                    "clean_steps"
-                };
-                record.finish(Ok(steps::list(kind)));
+                record.finish(Ok(steps::list(&format!("{ext}_steps"))));
                 None
             }
-            ("deploy", "execute_deploy_step") | ("clean", "execute_clean_step") => {
+            ("deploy", "execute_deploy_step")
+            | ("clean", "execute_clean_step")
+            | ("service", "execute_service_step") => {
                 self.cache_node(params);
-                match self.step_work(ext == "clean", params) {
+                let kind = match ext {
+                    "clean" => StepKind::Clean,
+                    "service" => StepKind::Service,
+                    _ => StepKind::Deploy,
+                };
+                match self.step_work(kind, params) {
                     Ok(work) => Some(work),
                     Err(e) => {
                         record.finish(Err(e));
@@ -376,6 +401,7 @@ impl Api {
                     plan: Box::new(plan),
                     step: None,
                     node: self.node.clone(),
+                    kind: StepKind::Deploy,
                 })
             }
             ("standby", "get_partition_uuids") => {
@@ -437,13 +463,13 @@ impl Api {
         }
     }
 
-    fn step_work(&mut self, clean: bool, params: &Map<String, Value>) -> Result<Work, RestError> {
-        let version_key = if clean {
-            "clean_version"
-        } else {
-            "deploy_version"
-        };
-        if let Some(v) = params.get(version_key).filter(|v| !v.is_null()) {
+    fn step_work(
+        &mut self,
+        kind: StepKind,
+        params: &Map<String, Value>,
+    ) -> Result<Work, RestError> {
+        let version_key = format!("{}_version", kind.key());
+        if let Some(v) = params.get(&version_key).filter(|v| !v.is_null()) {
             let ours = steps::versions();
             if *v != ours {
                 return Err(IpaError::VersionMismatch.with(format!(
@@ -453,27 +479,33 @@ impl Api {
         }
         let step = params.get("step").cloned().unwrap_or(Value::Null);
         let Some(name) = step.get("step").and_then(Value::as_str) else {
-            let kind = if clean { "clean" } else { "deploy" };
             return Err(RestError::execution(format!(
-                "Malformed {kind}_step, no \"step\" key: {step}"
+                "Malformed {}_step, no \"step\" key: {step}",
+                kind.key()
             )));
         };
         let args = step.get("args").cloned().unwrap_or(json!({}));
         match name {
-            "write_image" if !clean => {
+            // Deploying, and servicing (re-imaging an active node).
+            "write_image" if kind != StepKind::Clean => {
                 let info = args.get("image_info").cloned().unwrap_or(Value::Null);
                 let cd = args.get("configdrive").cloned();
                 let plan = self.check_image_info(info, cd).map_err(|e| {
-                    RestError::deployment(format!("{}: {}", e.message(), e.details))
+                    let class = match kind {
+                        StepKind::Service => IpaError::Servicing,
+                        _ => IpaError::Deployment,
+                    };
+                    class.with(format!("{}: {}", e.message(), e.details))
                 })?;
                 Ok(Work::WriteImage {
                     plan: Box::new(plan),
                     step: Some(step),
                     node: self.node.clone(),
+                    kind,
                 })
             }
-            "erase_devices_metadata" => Ok(Work::EraseMetadata { step, clean }),
-            "erase_pstore" => Ok(Work::ErasePstore { step, clean }),
+            "erase_devices_metadata" => Ok(Work::EraseMetadata { step, kind }),
+            "erase_pstore" => Ok(Work::ErasePstore { step, kind }),
             "clean_uefi_nvram" => {
                 let invalid = |v: &Value| {
                     IpaError::InvalidCommandParams
@@ -504,13 +536,13 @@ impl Api {
                 Ok(Work::CleanUefiNvram {
                     patterns,
                     step,
-                    clean,
+                    kind,
                 })
             }
             "erase_devices" | "erase_devices_express" => Ok(Work::EraseDevices {
                 express: name == "erase_devices_express",
                 step,
-                clean,
+                kind,
             }),
             other => Err(IpaError::HardwareManagerMethodNotFound
                 .with(format!("Could not find method: {other}"))),

@@ -5,7 +5,7 @@
 //! runs; the ways they fail are named in errors.rs.
 
 use super::api::Api;
-use super::api::{Job, Work, WrittenImage};
+use super::api::{Job, StepKind, Work, WrittenImage};
 use super::bootloader;
 use super::errors::{from_failure, IpaError, RestError};
 use super::node;
@@ -35,6 +35,7 @@ fn write_image(
     plan: Plan,
     step: Option<&Value>,
     node_json: &Value,
+    kind: StepKind,
 ) -> Result<(Value, WrittenImage), RestError> {
     let hints = node::root_device_hints(node_json).map_err(|e| IpaError::DeviceNotFound.with(e))?;
     let boot_mode = plan
@@ -67,7 +68,8 @@ fn write_image(
     }
     let result = match step {
         Some(step) => {
-            json!({"deploy_result": {"result": format!("prepare_image: {msg}")}, "deploy_step": step})
+            let key = kind.key();
+            json!({format!("{key}_result"): {"result": format!("prepare_image: {msg}")}, format!("{key}_step"): step})
         }
         None => Value::String(msg),
     };
@@ -121,19 +123,22 @@ impl JobDone {
 /// changes comes back in [`JobDone`].
 pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
     match &job.work {
-        Work::WriteImage { plan, step, node } => {
-            match write_image(t, (**plan).clone(), step.as_ref(), node) {
-                Ok((result, written)) => JobDone {
-                    result: Ok(result),
-                    image: Some(written),
-                    end: None,
-                },
-                Err(e) => JobDone::result(Err(e)),
-            }
-        }
-        Work::EraseMetadata { step, clean } => {
+        Work::WriteImage {
+            plan,
+            step,
+            node,
+            kind,
+        } => match write_image(t, (**plan).clone(), step.as_ref(), node, *kind) {
+            Ok((result, written)) => JobDone {
+                result: Ok(result),
+                image: Some(written),
+                end: None,
+            },
+            Err(e) => JobDone::result(Err(e)),
+        },
+        Work::EraseMetadata { step, kind } => {
             let outcome = erase_all().map_err(|e| IpaError::BlockDeviceErase.with(e));
-            let key = if *clean { "clean" } else { "deploy" };
+            let key = kind.key();
             JobDone::result(
                 outcome
                     .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step})),
@@ -141,7 +146,7 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
         }
         Work::EraseDevices {
             step,
-            clean,
+            kind,
             express,
         } => {
             let node = t.api().node().clone();
@@ -149,15 +154,15 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
                 t.show_progress(progress.clone());
                 t.sleep_ms(200);
             });
-            let key = if *clean { "clean" } else { "deploy" };
+            let key = kind.key();
             JobDone::result(
                 outcome
                     .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
                     .map_err(|e| IpaError::BlockDeviceErase.with(e)),
             )
         }
-        Work::ErasePstore { step, clean } => {
-            let key = if *clean { "clean" } else { "deploy" };
+        Work::ErasePstore { step, kind } => {
+            let key = kind.key();
             JobDone::result(
                 crate::linux::pstore::erase()
                     .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step}))
@@ -167,9 +172,9 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
         Work::CleanUefiNvram {
             patterns,
             step,
-            clean,
+            kind,
         } => {
-            let key = if *clean { "clean" } else { "deploy" };
+            let key = kind.key();
             JobDone::result(
                 clean_nvram(patterns)
                     .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step}))

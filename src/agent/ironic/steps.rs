@@ -12,7 +12,14 @@ pub fn versions() -> Value {
 
 /// `{"<kind>": {"RivetHardwareManager": [...]}, "hardware_manager_version": …}`.
 pub fn list(kind: &str) -> Value {
-    let steps = if kind == "clean_steps" {
+    let steps = if kind == "service_steps" {
+        // Servicing an active node (Ironic 2023.2+): what ironic-python-agent
+        // offers there that rivet does (its RAID, burn-in, inject_files and
+        // bootc steps are not here yet): re-imaging.
+        json!([
+            {"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false},
+        ])
+    } else if kind == "clean_steps" {
         // Same priority as ironic-python-agent's: runs in automated cleaning.
         json!([
             {"step": "erase_devices_metadata", "priority": 99, "interface": "deploy",

@@ -1,7 +1,7 @@
 //! The agent API driven with the requests Ironic's `agent_client.py`
 //! sends, checked against what ironic-python-agent 13 answers.
 
-use super::api::{Api, Host, Work};
+use super::api::{Api, Host, StepKind, Work};
 use super::errors::RestError;
 use super::token::AgentToken;
 use crate::net::server::{Reply, Request, Response};
@@ -394,7 +394,13 @@ fn bad_steps_fail_as_records_not_as_http_errors() {
     );
     assert_eq!(r["command_status"], "RUNNING");
     let job = api.take_job().unwrap();
-    assert!(matches!(job.work, Work::EraseMetadata { clean: true, .. }));
+    assert!(matches!(
+        job.work,
+        Work::EraseMetadata {
+            kind: StepKind::Clean,
+            ..
+        }
+    ));
     api.finish(&job.id, Err(RestError::cleaning("disk vda: I/O error")));
     let (_, list) = commands(&mut api, &mut host);
     assert_eq!(
@@ -414,7 +420,7 @@ fn bad_steps_fail_as_records_not_as_http_errors() {
     assert!(matches!(
         job.work,
         Work::EraseDevices {
-            clean: true,
+            kind: StepKind::Clean,
             express: false,
             ..
         }
@@ -588,11 +594,72 @@ fn clean_uefi_nvram_is_offered_and_its_patterns_checked_when_the_step_comes() {
     assert_eq!(r["command_status"], "RUNNING");
     let Work::CleanUefiNvram {
         patterns,
-        clean: true,
+        kind: StepKind::Clean,
         ..
     } = api.take_job().unwrap().work
     else {
         panic!("not the step")
     };
     assert_eq!(patterns.len(), 3, "the defaults");
+}
+
+/// Servicing (issue 31): the conductor asks service.get_service_steps and
+/// runs write_image through service.execute_service_step (a re-image of an
+/// active node): the same job, its result under service_result and
+/// service_step, its version checked under service_version, a bad
+/// image_info a ServicingError.
+#[test]
+fn service_steps_reimage_through_the_same_job() {
+    let (mut api, mut host) = setup();
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        true,
+        "service.get_service_steps",
+        json!({"node": {}, "ports": []}),
+    );
+    let steps = &r["command_result"]["service_steps"]["RivetHardwareManager"];
+    assert_eq!(
+        steps,
+        &json!([{"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false}])
+    );
+    let version = r["command_result"]["hardware_manager_version"].clone();
+    let step = json!({"step": "write_image", "interface": "deploy", "priority": 0, "args": {"image_info": image_info()}});
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "service.execute_service_step",
+        json!({"step": step, "node": {}, "ports": [], "service_version": {"rivet_hardware_manager": "0.0"}}),
+    );
+    assert_eq!(r["command_error"]["type"], "VersionMismatch", "{r}");
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "service.execute_service_step",
+        json!({"step": step, "node": {}, "ports": [], "service_version": version}),
+    );
+    assert_eq!(r["command_status"], "RUNNING", "{r}");
+    let job = api.take_job().unwrap();
+    assert!(
+        matches!(
+            job.work,
+            Work::WriteImage {
+                kind: StepKind::Service,
+                ..
+            }
+        ),
+        "{job:?}"
+    );
+    let bad = json!({"step": "write_image", "interface": "deploy", "priority": 0, "args": {"image_info": {"urls": ["http://a/b"]}}});
+    api.finish(&job.id, Ok(json!({})));
+    let (_, r) = post(
+        &mut api,
+        &mut host,
+        false,
+        "service.execute_service_step",
+        json!({"step": bad, "node": {}, "ports": []}),
+    );
+    assert_eq!(r["command_error"]["type"], "ServicingError", "{r}");
 }
