@@ -70,7 +70,6 @@ struct Super {
     desc_size: usize,
     filetype: bool,
     huge_file: bool,
-    uuid: [u8; 16],
 }
 
 impl Super {
@@ -144,7 +143,6 @@ impl Super {
             desc_size,
             filetype: incompat & INCOMPAT_FILETYPE != 0,
             huge_file: le32(sb, 100) & RO_COMPAT_HUGE_FILE != 0,
-            uuid: sb[104..120].try_into().expect("16 bytes"),
         })
     }
 
@@ -202,11 +200,6 @@ impl Ext4Root {
         src.read_at(1024, &mut sb)?;
         let sb = Super::parse(&sb, src.size())?;
         Ok(Ext4Root { src, sb })
-    }
-
-    /// The filesystem's UUID, as blkid prints it.
-    pub fn uuid(&self) -> String {
-        crate::wire::guid::Guid::from_text_order(self.sb.uuid).to_string()
     }
 
     fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, FsError> {

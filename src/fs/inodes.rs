@@ -76,13 +76,7 @@ pub(super) fn read<F: Inodes>(fs: &mut F, path: &str, limit: u64) -> Result<Vec<
         return Err(FsError::NotAFile(path.to_string()));
     }
     let size = F::size_of_inode(&inode);
-    if size > limit {
-        return Err(FsError::TooLarge {
-            path: path.to_string(),
-            size,
-            limit,
-        });
-    }
+    super::within_limit(path, size, limit)?;
     if size == 0 {
         return Ok(Vec::new());
     }

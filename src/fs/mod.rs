@@ -75,6 +75,18 @@ impl fmt::Display for FsError {
 
 impl core::error::Error for FsError {}
 
+/// A file of `size` bytes at `path` may be read under `limit`.
+pub fn within_limit(path: &str, size: u64, limit: u64) -> Result<(), FsError> {
+    if size > limit {
+        return Err(FsError::TooLarge {
+            path: path.into(),
+            size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
 pub const MAX_SYMLINKS: usize = 40;
 

@@ -94,12 +94,10 @@ impl RootFs for MemFs {
     fn read(&mut self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
         let n = resolve(self, path, true)?.ok_or_else(|| FsError::NotFound(path.to_string()))?;
         match self.node(&n) {
-            Some(Node::File(d)) if d.len() as u64 > limit => Err(FsError::TooLarge {
-                path: path.to_string(),
-                size: d.len() as u64,
-                limit,
-            }),
-            Some(Node::File(d)) => Ok(d.clone()),
+            Some(Node::File(d)) => {
+                super::within_limit(path, d.len() as u64, limit)?;
+                Ok(d.clone())
+            }
             _ => Err(FsError::NotAFile(path.to_string())),
         }
     }

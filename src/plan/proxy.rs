@@ -169,10 +169,6 @@ impl Proxies {
         Ok(p)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.http.is_none() && self.https.is_none()
-    }
-
     /// The proxy a URL of this scheme, host and port goes through, if any.
     pub fn for_url(&self, https: bool, host: &str, port: u16) -> Option<&Proxy> {
         let proxy = if https {
@@ -299,7 +295,7 @@ mod tests {
                 .to_string(),
             "proxy:81"
         );
-        assert!(from("{}").unwrap().is_empty());
+        assert_eq!(from("{}").unwrap(), Proxies::default());
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
             image: None,
             end: Some(EndAction::Reboot),
         },
-        // The serving loop locks down on a job's Stay (only this asks it).
+        // The serving loop locks the node down and stays up.
         Work::Lockdown => JobDone {
             result: Ok(Value::Null),
             image: None,

@@ -587,6 +587,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
     loop {
         agent.service(&mut stack);
         if let Some(job) = agent.api.take_job() {
+            let lockdown = job.work == super::api::Work::Lockdown;
             let done = {
                 let mut t = Servicing {
                     stack: &mut stack,
@@ -605,7 +606,7 @@ fn serve(cmdline: &Cmdline, params: &Params) -> Result<EndAction, String> {
             if let Some(end) = done.end {
                 drain(&mut agent, &mut stack, 1_000);
                 sys::sync();
-                if end == EndAction::Stay {
+                if lockdown {
                     // system.lockdown: the API and heartbeats end with this
                     // loop; the links go down so nothing reaches the node.
                     drop(agent);

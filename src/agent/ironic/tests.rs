@@ -523,20 +523,46 @@ fn lockdown_is_a_job_and_rescue_is_refused_by_reason() {
     assert!(api.take_job().is_none());
 }
 
+/// `<flow>.get_<flow>_steps`: rivet's manager's steps and the version.
+fn steps_of(api: &mut Api, host: &mut TestHost, flow: &str) -> (Value, Value) {
+    let (_, r) = post(
+        api,
+        host,
+        true,
+        &format!("{flow}.get_{flow}_steps"),
+        json!({"node": {}, "ports": []}),
+    );
+    let res = &r["command_result"];
+    (
+        res[format!("{flow}_steps")]["RivetHardwareManager"].clone(),
+        res["hardware_manager_version"].clone(),
+    )
+}
+
+/// `<flow>.execute_<flow>_step` with `step` (and `more` params): the answer.
+fn execute(api: &mut Api, host: &mut TestHost, flow: &str, step: Value, more: Value) -> Value {
+    let mut params = json!({"step": step, "node": {}, "ports": []});
+    params
+        .as_object_mut()
+        .unwrap()
+        .extend(more.as_object().unwrap().clone());
+    post(
+        api,
+        host,
+        false,
+        &format!("{flow}.execute_{flow}_step"),
+        params,
+    )
+    .1
+}
+
 /// clean_uefi_nvram as the conductor asks for it (issue 31): listed for
 /// cleaning and deploying with ironic-python-agent's argsinfo; patterns
 /// compiled when the step arrives, refused with the real agent's words.
 #[test]
 fn clean_uefi_nvram_is_offered_and_its_patterns_checked_when_the_step_comes() {
     let (mut api, mut host) = setup();
-    let (_, r) = post(
-        &mut api,
-        &mut host,
-        true,
-        "clean.get_clean_steps",
-        json!({"node": {}, "ports": []}),
-    );
-    let steps = &r["command_result"]["clean_steps"]["RivetHardwareManager"];
+    let (steps, _) = steps_of(&mut api, &mut host, "clean");
     let nvram = steps
         .as_array()
         .unwrap()
@@ -548,17 +574,12 @@ fn clean_uefi_nvram_is_offered_and_its_patterns_checked_when_the_step_comes() {
         .as_str()
         .unwrap()
         .contains(r#"["^HD\(", "shim.*\.efi", "grub.*\.efi"]"#));
-    let step = |args: Value| {
-        json!({"step": {"interface": "deploy", "step": "clean_uefi_nvram", "priority": 0, "args": args},
-        "node": {}, "ports": []})
+    let mut nvram_step = |args: Value| {
+        let step =
+            json!({"interface": "deploy", "step": "clean_uefi_nvram", "priority": 0, "args": args});
+        execute(&mut api, &mut host, "clean", step, json!({}))
     };
-    let (_, r) = post(
-        &mut api,
-        &mut host,
-        false,
-        "clean.execute_clean_step",
-        step(json!({"match_patterns": "shim"})),
-    );
+    let r = nvram_step(json!({"match_patterns": "shim"}));
     assert_eq!(
         r["command_error"]["type"], "InvalidCommandParamsError",
         "{r}"
@@ -570,13 +591,7 @@ fn clean_uefi_nvram_is_offered_and_its_patterns_checked_when_the_step_comes() {
             .contains("The match_patterns must be a list of strings: \"shim\""),
         "{r}"
     );
-    let (_, r) = post(
-        &mut api,
-        &mut host,
-        false,
-        "clean.execute_clean_step",
-        step(json!({"match_patterns": ["(shim|grub)"]})),
-    );
+    let r = nvram_step(json!({"match_patterns": ["(shim|grub)"]}));
     assert!(
         r["command_error"]["details"]
             .as_str()
@@ -584,13 +599,7 @@ fn clean_uefi_nvram_is_offered_and_its_patterns_checked_when_the_step_comes() {
             .contains("a group is not supported"),
         "{r}"
     );
-    let (_, r) = post(
-        &mut api,
-        &mut host,
-        false,
-        "clean.execute_clean_step",
-        step(json!({})),
-    );
+    let r = nvram_step(json!({}));
     assert_eq!(r["command_status"], "RUNNING");
     let Work::CleanUefiNvram {
         patterns,
@@ -611,34 +620,21 @@ fn clean_uefi_nvram_is_offered_and_its_patterns_checked_when_the_step_comes() {
 #[test]
 fn service_steps_reimage_through_the_same_job() {
     let (mut api, mut host) = setup();
-    let (_, r) = post(
-        &mut api,
-        &mut host,
-        true,
-        "service.get_service_steps",
-        json!({"node": {}, "ports": []}),
-    );
-    let steps = &r["command_result"]["service_steps"]["RivetHardwareManager"];
+    let (steps, version) = steps_of(&mut api, &mut host, "service");
     assert_eq!(
         steps,
-        &json!([{"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false}])
+        json!([{"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false}])
     );
-    let version = r["command_result"]["hardware_manager_version"].clone();
     let step = json!({"step": "write_image", "interface": "deploy", "priority": 0, "args": {"image_info": image_info()}});
-    let (_, r) = post(
-        &mut api,
-        &mut host,
-        false,
-        "service.execute_service_step",
-        json!({"step": step, "node": {}, "ports": [], "service_version": {"rivet_hardware_manager": "0.0"}}),
-    );
+    let old = json!({"service_version": {"rivet_hardware_manager": "0.0"}});
+    let r = execute(&mut api, &mut host, "service", step.clone(), old);
     assert_eq!(r["command_error"]["type"], "VersionMismatch", "{r}");
-    let (_, r) = post(
+    let r = execute(
         &mut api,
         &mut host,
-        false,
-        "service.execute_service_step",
-        json!({"step": step, "node": {}, "ports": [], "service_version": version}),
+        "service",
+        step,
+        json!({"service_version": version}),
     );
     assert_eq!(r["command_status"], "RUNNING", "{r}");
     let job = api.take_job().unwrap();
@@ -654,12 +650,6 @@ fn service_steps_reimage_through_the_same_job() {
     );
     let bad = json!({"step": "write_image", "interface": "deploy", "priority": 0, "args": {"image_info": {"urls": ["http://a/b"]}}});
     api.finish(&job.id, Ok(json!({})));
-    let (_, r) = post(
-        &mut api,
-        &mut host,
-        false,
-        "service.execute_service_step",
-        json!({"step": bad, "node": {}, "ports": []}),
-    );
+    let r = execute(&mut api, &mut host, "service", bad, json!({}));
     assert_eq!(r["command_error"]["type"], "ServicingError", "{r}");
 }

@@ -446,13 +446,7 @@ impl Fat {
                     return Err(FsError::NotAFile(path.to_string()));
                 }
                 let size = u64::from(entry.size);
-                if size > limit {
-                    return Err(FsError::TooLarge {
-                        path: path.to_string(),
-                        size,
-                        limit,
-                    });
-                }
+                super::within_limit(path, size, limit)?;
                 if size == 0 {
                     return Ok(Vec::new());
                 }
