@@ -2,12 +2,12 @@
 //! so the image goes straight to the disk through rivet's one aligned buffer
 //! instead of the page cache.
 
+use super::channel::{sync_channel, Receiver, SyncSender};
 use super::sys;
 use crate::io::{BlockDevice, IoError};
 use crate::stream::AlignedBuf;
 use rustix::fs::{FileType, Mode, OFlags};
 use std::os::fd::OwnedFd;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 /// Writes at least this large go to the writer thread.

@@ -2,6 +2,7 @@
 //! or the console. The `unsafe` code and ioctls live in [`sys`] alone.
 
 pub mod blockdev;
+pub mod channel;
 pub mod coldplug;
 pub mod config2;
 pub mod efivars;

@@ -10,11 +10,11 @@
 //! Memory: `DEPTH + 1` chunks of `CHUNK` bytes (1.5 MiB), besides the
 //! deploy's buffer.
 
+use super::channel::{sync_channel, Receiver, SyncSender};
 use super::source::SourceError;
 use crate::io::ImageSource;
 use crate::stream::fill;
 use std::fmt::Display;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Bytes per hand-over: large enough that the hand-over costs nothing
 /// next to the bytes, small enough that the first write is not delayed.
