@@ -74,6 +74,22 @@ pub trait Transport {
     /// Returns at least one byte, or 0 when the peer closed cleanly.
     fn recv(&mut self, conn: ConnId, buf: &mut [u8], timeout_ms: u64) -> Result<usize, NetError>;
     fn close(&mut self, conn: ConnId);
+    /// Waits up to `timeout_ms` for a peer to connect to `port`. A listener
+    /// left waiting stays open for the next call on the same port.
+    fn accept(&mut self, port: u16, timeout_ms: u64) -> Result<ConnId, NetError> {
+        let _ = timeout_ms;
+        Err(NetError::new(
+            NetErrorKind::Other,
+            format!("port {port}: this transport takes no connections"),
+        ))
+    }
+    /// Ends `conn` gracefully: what was sent is delivered, then the FIN
+    /// (`close` resets). Default: `close`.
+    fn finish(&mut self, conn: ConnId, timeout_ms: u64) -> Result<(), NetError> {
+        let _ = timeout_ms;
+        self.close(conn);
+        Ok(())
+    }
     /// Runs a TLS handshake on `conn` with `host` (the name checked against
     /// the certificate); later sends and receives are encrypted.
     fn start_tls(&mut self, conn: ConnId, host: &str, timeout_ms: u64) -> Result<(), NetError> {

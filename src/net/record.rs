@@ -211,4 +211,19 @@ impl<T: Transport> Transport for TlsTransport<T> {
         }
         self.inner.close(conn)
     }
+
+    /// Plain TCP (accepted connections have no TLS session).
+    fn accept(&mut self, port: u16, timeout_ms: u64) -> Result<ConnId, NetError> {
+        let conn = self.inner.accept(port, timeout_ms)?;
+        self.sessions.remove(&conn);
+        Ok(conn)
+    }
+
+    fn finish(&mut self, conn: ConnId, timeout_ms: u64) -> Result<(), NetError> {
+        if let Some(mut s) = self.sessions.remove(&conn) {
+            s.layer.close();
+            Self::flush(&mut self.inner, s.layer.as_mut(), conn, timeout_ms)?;
+        }
+        self.inner.finish(conn, timeout_ms)
+    }
 }

@@ -124,6 +124,9 @@ pub struct Stack<D: Device + Link, W: Wait> {
     mac: [u8; 6],
     conns: Vec<Option<SocketHandle>>,
     next_port: u16,
+    /// A socket listening for [`Transport::accept`], kept between calls so
+    /// a peer's SYN between two waits is not refused.
+    listening: Option<(u16, SocketHandle)>,
 }
 
 fn instant(ms: u64) -> Instant {
@@ -159,6 +162,7 @@ impl<D: Device + Link, W: Wait> Stack<D, W> {
             mac,
             conns: Vec::new(),
             next_port: 49152 + (seed % 8192) as u16,
+            listening: None,
         };
         match addressing {
             Addressing::Dhcp => {
@@ -470,6 +474,20 @@ impl<D: Device + Link, W: Wait> Stack<D, W> {
         }
     }
 
+    fn register(&mut self, handle: SocketHandle) -> ConnId {
+        let id = match self.conns.iter().position(Option::is_none) {
+            Some(i) => {
+                self.conns[i] = Some(handle);
+                i
+            }
+            None => {
+                self.conns.push(Some(handle));
+                self.conns.len() - 1
+            }
+        };
+        ConnId(id)
+    }
+
     fn socket(&mut self, c: ConnId) -> Result<SocketHandle, NetError> {
         self.conns
             .get(c.0)
@@ -503,18 +521,7 @@ impl<D: Device + Link, W: Wait> Transport for Stack<D, W> {
         if !v6 && self.lease.is_none() || v6 && self.lease6.is_none() && !link_local {
             self.wait_for(Some(v6), timeout_ms)?;
         }
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; TCP_RX_BUFFER]),
-            tcp::SocketBuffer::new(vec![0u8; TCP_TX_BUFFER]),
-        );
-        socket.set_nagle_enabled(false);
-        socket.set_tsval_generator(Some(tcp_timestamp));
-        // smoltcp delays ACKs by 10 ms by default, which stalls a bulk sender
-        // on the window; 1 ms measured best (tests/bench/net-stream).
-        socket.set_ack_delay(Some(Duration::from_millis(1)));
-        // No socket timeout during the handshake: smoltcp would close the
-        // socket on it, which reads as "refused" below. The deadline says it.
-        socket.set_timeout(None);
+        let mut socket = tcp_socket();
         self.next_port = if self.next_port >= 65000 {
             49152
         } else {
@@ -566,17 +573,77 @@ impl<D: Device + Link, W: Wait> Transport for Stack<D, W> {
             }
             self.turn(50);
         }
-        let id = match self.conns.iter().position(Option::is_none) {
-            Some(i) => {
-                self.conns[i] = Some(handle);
-                i
-            }
-            None => {
-                self.conns.push(Some(handle));
-                self.conns.len() - 1
+        Ok(self.register(handle))
+    }
+
+    fn accept(&mut self, port: u16, timeout_ms: u64) -> Result<ConnId, NetError> {
+        let handle = match self.listening.take() {
+            Some((p, h)) if p == port => h,
+            other => {
+                if let Some((_, h)) = other {
+                    self.sockets.remove(h);
+                }
+                let mut socket = tcp_socket();
+                socket.listen(port).map_err(|e| {
+                    NetError::new(NetErrorKind::Other, format!("listen on {port}: {e:?}"))
+                })?;
+                self.sockets.add(socket)
             }
         };
-        Ok(ConnId(id))
+        let deadline = self.waiter.now_ms() + timeout_ms;
+        loop {
+            self.poll();
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            match socket.state() {
+                tcp::State::Established => {
+                    socket.set_timeout(Some(Duration::from_millis(timeout_ms.max(1000))));
+                    return Ok(self.register(handle));
+                }
+                // A peer that reset half-way: listen again.
+                tcp::State::Closed => {
+                    let _ = socket.listen(port);
+                }
+                _ => {}
+            }
+            if self.waiter.now_ms() >= deadline {
+                self.listening = Some((port, handle));
+                return Err(NetError::new(
+                    NetErrorKind::Timeout,
+                    format!("no connection on port {port} within {timeout_ms} ms"),
+                ));
+            }
+            self.turn(50);
+        }
+    }
+
+    fn finish(&mut self, c: ConnId, timeout_ms: u64) -> Result<(), NetError> {
+        let h = self.socket(c)?;
+        self.sockets.get_mut::<tcp::Socket>(h).close();
+        let deadline = self.waiter.now_ms() + timeout_ms;
+        loop {
+            self.poll();
+            // Everything sent and our FIN acknowledged, and the peer's FIN
+            // (or its reset) in: it has read to the end. A reset from this
+            // side before that could cost the peer the end of the stream.
+            if matches!(
+                self.sockets.get::<tcp::Socket>(h).state(),
+                tcp::State::TimeWait | tcp::State::Closed
+            ) {
+                self.sockets.remove(h);
+                self.conns[c.0] = None;
+                return Ok(());
+            }
+            if self.waiter.now_ms() >= deadline {
+                self.close(c);
+                return Err(NetError::new(
+                    NetErrorKind::Timeout,
+                    format!(
+                        "the peer did not take the last bytes and close within {timeout_ms} ms"
+                    ),
+                ));
+            }
+            self.turn(50);
+        }
     }
 
     fn send(&mut self, c: ConnId, data: &[u8], timeout_ms: u64) -> Result<(), NetError> {
@@ -651,6 +718,23 @@ impl<D: Device + Link, W: Wait> Transport for Stack<D, W> {
             self.conns[c.0] = None;
         }
     }
+}
+
+/// A TCP socket as rivet uses them, before connect or listen.
+fn tcp_socket() -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; TCP_RX_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; TCP_TX_BUFFER]),
+    );
+    socket.set_nagle_enabled(false);
+    socket.set_tsval_generator(Some(tcp_timestamp));
+    // smoltcp delays ACKs by 10 ms by default, which stalls a bulk sender
+    // on the window; 1 ms measured best (tests/bench/net-stream).
+    socket.set_ack_delay(Some(Duration::from_millis(1)));
+    // No socket timeout during the handshake: smoltcp would close the
+    // socket on it, which reads as "refused" below. The deadline says it.
+    socket.set_timeout(None);
+    socket
 }
 
 /// `host` as an IP literal (IPv6 with its zone dropped: rivet has one
