@@ -27,6 +27,10 @@
 //!   address detection), the HTTP
 //!   client (an `io::ImageSource`) and server, the TLS record layer; over a
 //!   device and a clock passed in.
+//! - [`burnin`]: the burn-in steps' work — CPU rounds that must repeat
+//!   exactly, memory and disks written and read back with a positional
+//!   pattern, a checked stream between two nodes — over `io`, `net`, a
+//!   clock and a stop flag passed in.
 //! - [`linux`] (feature `std`): everything that touches the kernel: PID 1,
 //!   coldplug, block devices with O_DIRECT, the packet socket, efivarfs,
 //!   rustls, inventory from /sys; `unsafe` and ioctls only in `linux::sys`.
@@ -42,6 +46,7 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod burnin;
 pub mod cmdline;
 pub mod deploy;
 pub mod fs;
