@@ -51,7 +51,14 @@ pub fn parse_cpuinfo(text: &str, arch: &str) -> Cpu {
 
 /// MemTotal of /proc/meminfo, in bytes.
 pub fn parse_meminfo_total(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    parse_meminfo(text, "MemTotal")
+}
+
+/// A /proc/meminfo field (`MemTotal`, `MemAvailable`), in bytes.
+pub fn parse_meminfo(text: &str, key: &str) -> Option<u64> {
+    let line = text
+        .lines()
+        .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
 }
@@ -163,6 +170,8 @@ mod tests {
         assert_eq!(parse_meminfo_total(text), Some(124_568 * 1024));
         assert_eq!(parse_meminfo_total("MemFree: 1 kB\n"), None);
         assert_eq!(parse_meminfo_total("MemTotal: lots kB\n"), None);
+        let text = "MemTotal: 262144 kB\nMemAvailableX: 1 kB\nMemAvailable: 180000 kB\n";
+        assert_eq!(parse_meminfo(text, "MemAvailable"), Some(180_000 * 1024));
     }
 
     /// A type 17 structure of `len` bytes with size word `size` (and

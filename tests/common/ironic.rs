@@ -36,6 +36,8 @@ pub struct Conductor {
     /// The tap the machine's NIC goes on (`netns:ifname`), when the
     /// stand-in runs in that namespace; else QEMU's user network.
     tap: Option<String>,
+    /// The machine's NIC (the stand-in looks it up by it).
+    mac: String,
 }
 
 impl Conductor {
@@ -59,6 +61,24 @@ impl Conductor {
         extra: &[&str],
     ) -> Conductor {
         Conductor::start_at(dir, Some(net), mode, Some(image_info), extra, None)
+    }
+
+    /// The stand-in in `net`'s server namespace, without an image, for
+    /// the machine with NIC `mac` on tap `tap` (Net::with_bridge's).
+    pub fn start_for(
+        dir: &Path,
+        net: &Net,
+        mode: &str,
+        extra: &[&str],
+        tap: &str,
+        mac: &str,
+    ) -> Conductor {
+        let mut args = extra.to_vec();
+        args.extend(["--mac", mac]);
+        let mut c = Conductor::start_at(dir, Some(net), mode, None, &args, None);
+        c.tap = Some(format!("{}:{tap}", net.srv));
+        c.mac = mac.to_string();
+        c
     }
 
     fn start_at(
@@ -125,6 +145,7 @@ impl Conductor {
             api_url: format!("{scheme}://{host}:{port}"),
             agent_port,
             tap: tap.map(|n| format!("{}:{}", n.srv, n.link)),
+            mac: MAC.to_string(),
             initrd: match https {
                 Some(h) => initramfs_with_ca(dir, &h.ca.pem),
                 None => initramfs("virtio"),
@@ -140,7 +161,8 @@ impl Conductor {
             None => boot.arg("--forward", format!("{}:9999", self.agent_port)),
         };
         boot = boot
-            .arg("--append", format!("ipa-api-url={} ipa-global-request-id=req-6c1e0b51-91d5-4bde-8c19-0f3e1d2c4b5a BOOTIF=01-{} {append}", self.api_url, MAC.replace(':', "-")));
+            .arg("--mac", &self.mac)
+            .arg("--append", format!("ipa-api-url={} ipa-global-request-id=req-6c1e0b51-91d5-4bde-8c19-0f3e1d2c4b5a BOOTIF=01-{} {append}", self.api_url, self.mac.replace(':', "-")));
         for d in disks {
             boot = boot.arg("--disk", d.display());
         }

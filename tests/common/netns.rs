@@ -118,6 +118,33 @@ impl Net {
         net
     }
 
+    /// A server namespace with a bridge `rvbr` holding the server's address
+    /// and `taps` tap devices on it (`rvtap0`, `rvtap1`, …): several
+    /// machines on one segment with the conductor, as in a rack.
+    pub fn with_bridge(n: u8, dir: &Path, taps: usize) -> Net {
+        let net = Net::namespaces(n, dir, "rvbr");
+        net.in_srv(
+            "ip",
+            &[
+                "link",
+                "add",
+                "rvbr",
+                "type",
+                "bridge",
+                "forward_delay",
+                "0",
+            ],
+        );
+        for i in 0..taps {
+            let tap = format!("rvtap{i}");
+            net.in_srv("ip", &["tuntap", "add", "dev", &tap, "mode", "tap"]);
+            net.in_srv("ip", &["link", "set", &tap, "master", "rvbr"]);
+            net.in_srv("ip", &["link", "set", &tap, "up"]);
+        }
+        net.address_server_side();
+        net
+    }
+
     fn namespaces(n: u8, dir: &Path, link: &str) -> Net {
         let pid = std::process::id() % 10_000;
         let (srv, cli) = (format!("rvs{pid}-{n}"), format!("rvc{pid}-{n}"));
@@ -199,6 +226,16 @@ impl Net {
 
     pub fn dhcp(&mut self) {
         self.dnsmasq(&[]);
+    }
+
+    /// DHCP that gives each (MAC, address) pair its fixed address.
+    pub fn dhcp_fixed(&mut self, hosts: &[(&str, &str)]) {
+        let args: Vec<String> = hosts
+            .iter()
+            .map(|(mac, ip)| format!("--dhcp-host={mac},{ip}"))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.dnsmasq(&args);
     }
 
     /// dnsmasq as an Ironic operator runs it for UEFI iPXE (Bifrost's and

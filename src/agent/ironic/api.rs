@@ -45,6 +45,15 @@ impl StepKind {
             StepKind::Service => "service",
         }
     }
+
+    /// The error class a step of this flow fails with.
+    pub fn error(self) -> IpaError {
+        match self {
+            StepKind::Deploy => IpaError::Deployment,
+            StepKind::Clean => IpaError::Cleaning,
+            StepKind::Service => IpaError::Servicing,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +92,12 @@ pub enum Work {
     /// `clean_uefi_nvram` with its patterns, compiled when the step came.
     CleanUefiNvram {
         patterns: Vec<crate::boot::pattern::Pattern>,
+        step: Value,
+        kind: StepKind,
+    },
+    /// A burn-in step, its knobs read from the node when it came.
+    Burnin {
+        burnin: super::burnin::Step,
         step: Value,
         kind: StepKind,
     },
@@ -490,13 +505,9 @@ impl Api {
             "write_image" if kind != StepKind::Clean => {
                 let info = args.get("image_info").cloned().unwrap_or(Value::Null);
                 let cd = args.get("configdrive").cloned();
-                let plan = self.check_image_info(info, cd).map_err(|e| {
-                    let class = match kind {
-                        StepKind::Service => IpaError::Servicing,
-                        _ => IpaError::Deployment,
-                    };
-                    class.with(format!("{}: {}", e.message(), e.details))
-                })?;
+                let plan = self
+                    .check_image_info(info, cd)
+                    .map_err(|e| kind.error().with(format!("{}: {}", e.message(), e.details)))?;
                 Ok(Work::WriteImage {
                     plan: Box::new(plan),
                     step: Some(step),
@@ -539,6 +550,21 @@ impl Api {
                     kind,
                 })
             }
+            // As the real agent: a disk burn-in would destroy an active
+            // node's data, so servicing does not offer it.
+            "burnin_disk" if kind == StepKind::Service => Err(kind.error().with(
+                "burnin_disk destroys the data on every disk: it is a clean step, not a \
+                 service step (unprovision the node to burn its disks in)",
+            )),
+            "burnin_cpu" | "burnin_memory" | "burnin_disk" | "burnin_network" => {
+                let burnin = super::burnin::parse(name, &self.node)
+                    .map_err(|e| kind.error().with(format!("{name}: {e}")))?;
+                Ok(Work::Burnin { burnin, step, kind })
+            }
+            "burnin_gpu" => Err(kind.error().with(
+                "burnin_gpu: rivet carries no GPU drivers and no gpu-burn; burn GPUs in with \
+                 ironic-python-agent's ramdisk built with them",
+            )),
             "erase_devices" | "erase_devices_express" => Ok(Work::EraseDevices {
                 express: name == "erase_devices_express",
                 step,

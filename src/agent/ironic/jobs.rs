@@ -181,6 +181,14 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
                     .map_err(RestError::execution),
             )
         }
+        Work::Burnin { burnin, step, kind } => {
+            let key = kind.key();
+            JobDone::result(
+                super::burnin::run(t, burnin)
+                    .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
+                    .map_err(RestError::execution),
+            )
+        }
         Work::InstallBootloader { params } => {
             let api = t.api();
             let (uuids, disk) = api.written_image();

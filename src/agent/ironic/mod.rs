@@ -15,11 +15,13 @@
 //! - `token`: the agent token (constant-time, never printed);
 //! - `jobs`: what an accepted command does (write the image, erase…);
 //! - `bootloader`: image.install_bootloader (UEFI boot entries);
+//! - `burnin`: the burn-in steps' knobs, workers and figures;
 //! - `logs`: log.collect_system_logs (the node's logs and state as a tar);
 //! - `run`: the Linux side — the loop serving the API while jobs run.
 
 pub mod api;
 pub mod bootloader;
+pub mod burnin;
 pub mod commands;
 pub mod conductor;
 pub mod erase;

@@ -175,6 +175,21 @@ impl Transport for Servicing<'_> {
     fn close(&mut self, conn: ConnId) {
         self.stack.close(conn)
     }
+    fn accept(&mut self, port: u16, timeout_ms: u64) -> Result<ConnId, NetError> {
+        let deadline = self.stack.now_ms() + timeout_ms;
+        loop {
+            self.tick();
+            let left = deadline.saturating_sub(self.stack.now_ms());
+            match self.stack.accept(port, left.min(SLICE_MS)) {
+                Err(e) if e.kind == NetErrorKind::Timeout && left > SLICE_MS => continue,
+                other => return other,
+            }
+        }
+    }
+    fn finish(&mut self, conn: ConnId, timeout_ms: u64) -> Result<(), NetError> {
+        self.tick();
+        self.stack.finish(conn, timeout_ms)
+    }
     fn start_tls(&mut self, conn: ConnId, host: &str, timeout_ms: u64) -> Result<(), NetError> {
         self.tick();
         self.stack.start_tls(conn, host, timeout_ms)

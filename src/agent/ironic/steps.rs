@@ -14,38 +14,58 @@ pub fn versions() -> Value {
 pub fn list(kind: &str) -> Value {
     let steps = if kind == "service_steps" {
         // Servicing an active node (Ironic 2023.2+): what ironic-python-agent
-        // offers there that rivet does (its RAID, burn-in, inject_files and
-        // bootc steps are not here yet): re-imaging.
-        json!([
-            {"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false},
-        ])
+        // offers there that rivet does (its RAID, inject_files and bootc
+        // steps are not here yet): burn-in but of disks (that would
+        // destroy the node's data), and re-imaging.
+        let mut s = burnin(&["burnin_cpu", "burnin_memory", "burnin_network"]);
+        s.push(json!({"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false}));
+        s
     } else if kind == "clean_steps" {
-        // Same priority as ironic-python-agent's: runs in automated cleaning.
-        json!([
-            {"step": "erase_devices_metadata", "priority": 99, "interface": "deploy",
-             "reboot_requested": false, "abortable": true},
+        let mut s = vec![
+            // Same priority as ironic-python-agent's: runs in automated cleaning.
+            json!({"step": "erase_devices_metadata", "priority": 99, "interface": "deploy",
+                   "reboot_requested": false, "abortable": true}),
             // ironic-python-agent's priorities: erase_devices runs in a
             // stock automated cleaning after the metadata wipe; express
             // only when an operator asks for it.
-            {"step": "erase_devices", "priority": 10, "interface": "deploy",
-             "reboot_requested": false, "abortable": true},
-            {"step": "erase_devices_express", "priority": 0, "interface": "deploy",
-             "reboot_requested": false, "abortable": true},
+            json!({"step": "erase_devices", "priority": 10, "interface": "deploy",
+                   "reboot_requested": false, "abortable": true}),
+            json!({"step": "erase_devices_express", "priority": 0, "interface": "deploy",
+                   "reboot_requested": false, "abortable": true}),
             // ironic-python-agent's: a previous tenant's crash records go.
-            {"step": "erase_pstore", "priority": 0, "interface": "deploy",
-             "reboot_requested": false, "abortable": true},
+            json!({"step": "erase_pstore", "priority": 0, "interface": "deploy",
+                   "reboot_requested": false, "abortable": true}),
             clean_uefi_nvram(),
-        ])
+        ];
+        s.extend(burnin(&[
+            "burnin_cpu",
+            "burnin_memory",
+            "burnin_disk",
+            "burnin_network",
+        ]));
+        s
     } else {
-        json!([
-            {"step": "erase_devices_metadata", "priority": 0, "interface": "deploy", "reboot_requested": false},
-            {"step": "erase_devices", "priority": 0, "interface": "deploy", "reboot_requested": false},
+        vec![
+            json!({"step": "erase_devices_metadata", "priority": 0, "interface": "deploy", "reboot_requested": false}),
+            json!({"step": "erase_devices", "priority": 0, "interface": "deploy", "reboot_requested": false}),
             // Proxied by the conductor's out-of-band step of the same name.
-            {"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false},
+            json!({"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false}),
             clean_uefi_nvram(),
-        ])
+        ]
     };
     json!({kind: {"RivetHardwareManager": steps}, "hardware_manager_version": versions()})
+}
+
+/// Burn-in steps as ironic-python-agent lists them (priority 0: run only
+/// when asked). Its `burnin_gpu` is not offered: rivet has no GPU stack.
+fn burnin(names: &[&str]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|n| {
+            json!({"step": n, "priority": 0, "interface": "deploy",
+                        "reboot_requested": false, "abortable": true})
+        })
+        .collect()
 }
 
 /// ironic-python-agent's `clean_uefi_nvram` (clean and deploy, priority 0)

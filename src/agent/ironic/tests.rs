@@ -622,8 +622,8 @@ fn service_steps_reimage_through_the_same_job() {
     let (mut api, mut host) = setup();
     let (steps, version) = steps_of(&mut api, &mut host, "service");
     assert_eq!(
-        steps,
-        json!([{"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false}])
+        steps.as_array().unwrap().last().unwrap(),
+        &json!({"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false})
     );
     let step = json!({"step": "write_image", "interface": "deploy", "priority": 0, "args": {"image_info": image_info()}});
     let old = json!({"service_version": {"rivet_hardware_manager": "0.0"}});
@@ -652,4 +652,88 @@ fn service_steps_reimage_through_the_same_job() {
     api.finish(&job.id, Ok(json!({})));
     let r = execute(&mut api, &mut host, "service", bad, json!({}));
     assert_eq!(r["command_error"]["type"], "ServicingError", "{r}");
+}
+
+/// Burn-in (issue 31): offered as the real agent offers it (disks in
+/// cleaning only, never GPU), the node's driver_info read when the step
+/// comes, what rivet cannot do refused there with the flow's error class.
+#[test]
+fn burnin_steps_are_offered_and_their_knobs_read_when_the_step_comes() {
+    let (mut api, mut host) = setup();
+    let names = |steps: &Value| -> Vec<String> {
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["step"].as_str().filter(|n| n.starts_with("burnin")))
+            .map(str::to_string)
+            .collect()
+    };
+    let (clean, version) = steps_of(&mut api, &mut host, "clean");
+    assert_eq!(
+        names(&clean),
+        [
+            "burnin_cpu",
+            "burnin_memory",
+            "burnin_disk",
+            "burnin_network"
+        ]
+    );
+    assert!(clean
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| names(&json!([s])).len() == 1)
+        .all(|s| s["priority"] == 0 && s["abortable"] == true));
+    let (service, _) = steps_of(&mut api, &mut host, "service");
+    assert_eq!(
+        names(&service),
+        ["burnin_cpu", "burnin_memory", "burnin_network"]
+    );
+    let node = json!({"driver_info": {"agent_burnin_cpu_timeout": 5, "agent_burnin_cpu_cpu": 1}});
+    let step = json!({"step": "burnin_cpu", "interface": "deploy", "priority": 0});
+    let r = execute(
+        &mut api,
+        &mut host,
+        "clean",
+        step,
+        json!({"node": node, "clean_version": version}),
+    );
+    assert_eq!(r["command_status"], "RUNNING", "{r}");
+    let job = api.take_job().unwrap();
+    let Work::Burnin { burnin, kind, .. } = &job.work else {
+        panic!("{job:?}")
+    };
+    assert_eq!(*kind, StepKind::Clean);
+    assert_eq!(
+        burnin.what,
+        crate::agent::ironic::burnin::Burnin::Cpu {
+            workers: 1,
+            secs: 5
+        }
+    );
+    api.finish(&job.id, Ok(json!({})));
+    let disk = json!({"step": "burnin_disk", "interface": "deploy", "priority": 0});
+    let r = execute(&mut api, &mut host, "service", disk, json!({}));
+    assert_eq!(r["command_error"]["type"], "ServicingError", "{r}");
+    assert!(
+        r["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("destroys the data"),
+        "{r}"
+    );
+    let gpu = json!({"step": "burnin_gpu", "interface": "deploy", "priority": 0});
+    let r = execute(&mut api, &mut host, "clean", gpu, json!({}));
+    assert_eq!(r["command_error"]["type"], "CleaningError", "{r}");
+    let smart = json!({"driver_info": {"agent_burnin_fio_disk_smart_test": true}});
+    let disk = json!({"step": "burnin_disk", "interface": "deploy", "priority": 0});
+    let r = execute(&mut api, &mut host, "clean", disk, json!({"node": smart}));
+    assert!(
+        r["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("SMART"),
+        "{r}"
+    );
 }
