@@ -106,6 +106,11 @@ pub enum Work {
     Lockdown,
 }
 
+/// Why rivet does not do bootc deploys, for both ways a conductor asks.
+const BOOTC_REFUSED: &str = "execute_bootc_install: bootc runs the container image's own \
+     installer, which needs a container runtime and the image's userland; rivet has neither: \
+     deploy bootc images with ironic-python-agent";
+
 /// What the lookup configures of the agent API.
 #[derive(Debug, Clone)]
 pub struct LookupConfig {
@@ -440,6 +445,9 @@ impl Api {
             ("standby", "power_off") => Some(Work::PowerOff),
             ("standby", "run_image") => Some(Work::Reboot),
             ("system", "lockdown") => Some(Work::Lockdown),
+            ("standby", "execute_bootc_install") => {
+                return Err(http(RestError::invalid_command(BOOTC_REFUSED)))
+            }
             ("rescue", "finalize_rescue") => return Err(http(RestError::invalid_command(
                 "rescue.finalize_rescue: rivet has no shell, no login and no userland to rescue \
                      into; rescue a node with ironic-python-agent's ramdisk (rescue_kernel and \
@@ -561,6 +569,7 @@ impl Api {
                     .map_err(|e| kind.error().with(format!("{name}: {e}")))?;
                 Ok(Work::Burnin { burnin, step, kind })
             }
+            "execute_bootc_install" => Err(kind.error().with(BOOTC_REFUSED)),
             "burnin_gpu" => Err(kind.error().with(
                 "burnin_gpu: rivet carries no GPU drivers and no gpu-burn; burn GPUs in with \
                  ironic-python-agent's ramdisk built with them",

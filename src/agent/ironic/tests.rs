@@ -658,7 +658,7 @@ fn service_steps_reimage_through_the_same_job() {
 /// cleaning only, never GPU), the node's driver_info read when the step
 /// comes, what rivet cannot do refused there with the flow's error class.
 #[test]
-fn burnin_steps_are_offered_and_their_knobs_read_when_the_step_comes() {
+fn burnin_steps_are_offered_and_read_when_they_come_and_bootc_is_refused() {
     let (mut api, mut host) = setup();
     let names = |steps: &Value| -> Vec<String> {
         steps
@@ -726,6 +726,16 @@ fn burnin_steps_are_offered_and_their_knobs_read_when_the_step_comes() {
     let gpu = json!({"step": "burnin_gpu", "interface": "deploy", "priority": 0});
     let r = execute(&mut api, &mut host, "clean", gpu, json!({}));
     assert_eq!(r["command_error"]["type"], "CleaningError", "{r}");
+    let bootc = json!({"step": "execute_bootc_install", "interface": "deploy", "priority": 0});
+    let r = execute(&mut api, &mut host, "deploy", bootc, json!({}));
+    assert_eq!(r["command_error"]["type"], "DeploymentError", "{r}");
+    assert!(
+        r["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("container runtime"),
+        "{r}"
+    );
     let smart = json!({"driver_info": {"agent_burnin_fio_disk_smart_test": true}});
     let disk = json!({"step": "burnin_disk", "interface": "deploy", "priority": 0});
     let r = execute(&mut api, &mut host, "clean", disk, json!({"node": smart}));
