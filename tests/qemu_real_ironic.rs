@@ -358,14 +358,20 @@ fn assert_inspected(report: &Value) {
 #[test]
 fn a_real_ironic_inspects_cleans_deploys_and_undeploys_with_fast_track_over_tls() {
     let lab = Lab::new(71, "real-ironic-fast", &[5], true);
+    // The deploy as for a node that must never be powered off (Ironic's
+    // `disable_power_off`, Metal3's `disablePowerOff`): Ironic ends it with
+    // system.lockdown instead of a power-off, waits for the agent to
+    // become unreachable, then reboots the machine into the instance.
     let plan = json!({"fast_track": true, "steps": [
         {"do": "manage"},
         {"do": "inspect"},
         {"do": "provide"},
+        {"do": "patch", "path": "/disable_power_off", "value": true},
         {"do": "deploy", "instance_info": debian_instance(&lab, "ext4"), "configdrive": configdrive(),
          "expect": "active"},
         {"do": "pause", "name": "active"},
         {"do": "boot_instance", "until": DEBIAN_UP},
+        {"do": "patch", "path": "/disable_power_off", "value": false},
         {"do": "deleted"},
     ]});
     let disk = lab.disks[0].clone();
@@ -418,6 +424,27 @@ fn a_real_ironic_inspects_cleans_deploys_and_undeploys_with_fast_track_over_tls(
         "boot loader: debian (Debian's signed shim and grub packages), from ext4",
     );
     common::assert_logged(&agent, "'debian': HD(1,GPT,");
+    // disable_power_off: the agent was locked down, never powered off, and
+    // Ironic rebooted the machine into the instance.
+    common::assert_logged(&agent, "agent API: command system.lockdown");
+    common::assert_logged(&agent, "locked down by the conductor");
+    assert!(
+        !agent.iter().any(|l| l.contains("poweroff requested")),
+        "the agent powered off a node that must stay on"
+    );
+    let deployed_at = step(&report, "deploy", 0)["t"].as_f64().unwrap();
+    let powers: Vec<&str> = report["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["t"].as_f64().unwrap_or(0.0) >= deployed_at)
+        .filter_map(|t| t["power"].as_str())
+        .collect();
+    assert_eq!(
+        powers.first().copied(),
+        Some("power on by rebooting"),
+        "Ironic's first power action after the deploy: {powers:?}"
+    );
     // The firmware's first choice is the entry rivet wrote.
     assert_boots_debian(&boots[1].1, "\"debian\"", "\\EFI\\debian\\shimx64.efi");
     // Ironic's default cleaning (erase_devices: a random pass and zeros)
