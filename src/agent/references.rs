@@ -13,7 +13,7 @@ fn need_net(what: &str, url: &str) -> String {
 /// Replaces a checksum URL by its value and reads the config drive
 /// (fetching it if it is a URL), held compressed. `net` is None when there
 /// is no network.
-pub fn resolve<T: Transport>(
+pub fn resolve<T: Transport + ?Sized>(
     plan: &mut Plan,
     mut net: Option<&mut T>,
 ) -> Result<Option<ConfigDrive>, String> {

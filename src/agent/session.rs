@@ -348,8 +348,10 @@ pub struct Written {
 /// Writes a validated plan onto the disk `target` picks (Ironic's default
 /// without a hint), streaming from the plan's URLs in turn; fetches
 /// checksum and config drive references first.
-pub fn write_plan<T: Transport + Send>(
-    t: &mut T,
+/// One copy of the HTTP client serves every caller: `t` is a trait object
+/// (a copy per transport type cost /init 17 KB).
+pub fn write_plan(
+    t: &mut (dyn Transport + Send),
     mut plan: Plan,
     target: Target<'_>,
     boot_mode: BootMode,
@@ -407,7 +409,7 @@ pub fn write_plan<T: Transport + Send>(
 /// Hands `write` the download of the first of the plan's URLs that starts
 /// (one that does not is logged and the next tried), with the plan's
 /// authorization; the last one's error if none did.
-pub fn from_first_url<T: Transport, R>(
+pub fn from_first_url<T: Transport + ?Sized, R>(
     t: &mut T,
     plan: &crate::plan::Plan,
     write: impl FnOnce(&mut Download<'_, T>, &str) -> R,

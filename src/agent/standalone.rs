@@ -54,7 +54,8 @@ fn deploy_from(
             .0,
     );
     let text =
-        client::get(s, &params.plan_url, 1 << 20, Policy::default()).map_err(|e| Failure {
+        // The trait object: the client's one copy (see session::write_plan).
+        client::get(s as &mut (dyn crate::net::Transport + Send), &params.plan_url, 1 << 20, Policy::default()).map_err(|e| Failure {
             step: "plan",
             error: e.to_string(),
         })?;

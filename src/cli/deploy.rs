@@ -117,7 +117,12 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
         ));
     }
     let mut stack = super::net::stack(&args)?;
-    let configdrive = rivet::agent::references::resolve(&mut plan, stack.as_mut())?;
+    let configdrive = rivet::agent::references::resolve(
+        &mut plan,
+        stack
+            .as_mut()
+            .map(|s| s as &mut (dyn rivet::net::Transport + Send)),
+    )?;
     // Everything that can be checked without the disk has been: now open it.
     let disk = Disk::open(disk_path, sector.unwrap_or(512))?;
     let request = Request {
@@ -130,9 +135,12 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
     };
     match (local, stack.as_mut()) {
         (Some(mut image), _) => run_deploy(disk, &mut image, &request),
-        (None, Some(stack)) => rivet::agent::session::from_first_url(stack, &plan, |image, _| {
-            run_deploy(disk, image, &request)
-        })
+        // Through a trait object: the client's one copy (see write_plan).
+        (None, Some(stack)) => rivet::agent::session::from_first_url(
+            stack as &mut (dyn rivet::net::Transport + Send),
+            &plan,
+            |image, _| run_deploy(disk, image, &request),
+        )
         .map_err(|last| format!("no image URL worked: {last}"))?,
         (None, None) => Err("no image source".into()),
     }

@@ -66,7 +66,8 @@ pub fn run(argv: Vec<String>) -> Result<(), String> {
             .parse()
             .map_err(|_| format!("--retries '{r}': a number"))?;
     }
-    let mut d = Download::start(&mut stack, url, policy).map_err(|e| e.to_string())?;
+    let t: &mut (dyn rivet::net::Transport + Send) = &mut stack;
+    let mut d = Download::start(t, url, policy).map_err(|e| e.to_string())?;
     let mut out: Box<dyn Write> = if out_path == "-" {
         Box::new(std::io::stdout().lock())
     } else {

@@ -90,7 +90,7 @@ const USER_AGENT: &str = concat!("rivet/", env!("CARGO_PKG_VERSION"));
 
 /// A GET whose body is read through [`embedded_io::Read`]; reconnects and
 /// resumes transparently. Implements [`crate::io::ImageSource`].
-pub struct Download<'t, T: Transport> {
+pub struct Download<'t, T: Transport + ?Sized> {
     t: &'t mut T,
     policy: Policy,
     original: String,
@@ -165,7 +165,7 @@ fn header_value<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
     r.header(name)
 }
 
-impl<'t, T: Transport> Download<'t, T> {
+impl<'t, T: Transport + ?Sized> Download<'t, T> {
     /// Sends the request and reads the response head, retrying as the
     /// policy allows, so the size is known before the first read.
     pub fn start(t: &'t mut T, url: &str, policy: Policy) -> Result<Download<'t, T>, HttpError> {
@@ -784,23 +784,23 @@ impl<'t, T: Transport> Download<'t, T> {
     }
 }
 
-impl<T: Transport> Drop for Download<'_, T> {
+impl<T: Transport + ?Sized> Drop for Download<'_, T> {
     fn drop(&mut self) {
         self.close();
     }
 }
 
-impl<T: Transport> embedded_io::ErrorType for Download<'_, T> {
+impl<T: Transport + ?Sized> embedded_io::ErrorType for Download<'_, T> {
     type Error = HttpError;
 }
 
-impl<T: Transport> embedded_io::Read for Download<'_, T> {
+impl<T: Transport + ?Sized> embedded_io::Read for Download<'_, T> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, HttpError> {
         self.read_some(buf)
     }
 }
 
-impl<T: Transport> crate::io::ImageSource for Download<'_, T> {
+impl<T: Transport + ?Sized> crate::io::ImageSource for Download<'_, T> {
     fn size(&self) -> Option<u64> {
         self.total
     }
@@ -829,7 +829,7 @@ impl<T: Transport> crate::io::ImageSource for Download<'_, T> {
 }
 
 /// GETs a small resource (a plan, a checksum file) whole.
-pub fn get<T: Transport>(
+pub fn get<T: Transport + ?Sized>(
     t: &mut T,
     url: &str,
     max_bytes: usize,
@@ -854,7 +854,7 @@ pub fn get<T: Transport>(
 /// it arrives (a config drive is never held): at the policy's minimum
 /// average rate, resumed and retried as an image is. A sink's error ends
 /// the download.
-pub fn get_streaming<T: Transport>(
+pub fn get_streaming<T: Transport + ?Sized>(
     t: &mut T,
     url: &str,
     max_bytes: u64,
@@ -926,8 +926,9 @@ pub const MAX_EXCHANGE_BODY: usize = 1 << 20;
 /// `headers` and `body`, returns the status and the whole body whatever the
 /// status. Connection failures and 5xx answers are retried as `policy`
 /// allows; a 5xx that outlasts the retries is returned as an answer.
-pub fn exchange<T: Transport>(
-    t: &mut T,
+/// Not generic: one copy serves the agent's loop and its jobs.
+pub fn exchange(
+    t: &mut dyn Transport,
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -1004,8 +1005,8 @@ pub fn exchange<T: Transport>(
 
 /// Reads a response head and its body (Content-Length, chunked, or until
 /// close), bounded by [`MAX_EXCHANGE_BODY`].
-fn read_answer<T: Transport>(
-    t: &mut T,
+fn read_answer(
+    t: &mut dyn Transport,
     conn: ConnId,
     method: &str,
     timeout_ms: u64,
