@@ -503,7 +503,7 @@ fn kind_of_ftype(t: u8) -> Kind {
     }
 }
 
-const ROOT_INODE: u64 = 2;
+pub(super) const ROOT_INODE: u64 = 2;
 
 impl Inodes for Ext4Root {
     type Inode = Inode;
@@ -531,6 +531,25 @@ impl Inodes for Ext4Root {
     }
     fn pay_one_link(&mut self) -> Result<(), FsError> {
         self.src.budget.link()
+    }
+}
+
+/// What the writer (ext4_writer.rs) asks: inode numbers by path.
+impl Ext4Root {
+    /// The inode `path` names (`follow_last`: a final symlink followed).
+    pub(super) fn inode_of(
+        &mut self,
+        path: &str,
+        follow_last: bool,
+    ) -> Result<Option<u64>, FsError> {
+        super::path::resolve(&mut inodes::ByInode(self), path, follow_last)
+    }
+    pub(super) fn kind_of(&mut self, ino: u64) -> Result<Kind, FsError> {
+        Ok(self.inode(ino)?.kind())
+    }
+    /// `name` in directory `dir`, not followed.
+    pub(super) fn child(&mut self, dir: u64, name: &str) -> Result<Option<u64>, FsError> {
+        super::path::Walk::lookup(&mut inodes::ByInode(self), &dir, name)
     }
 }
 

@@ -6,6 +6,7 @@
 //! own mke2fs for the ephemeral partition. None of it knows Linux.
 
 pub mod ext4;
+pub mod ext4_writer;
 pub mod extent;
 pub mod fat;
 mod inodes;
