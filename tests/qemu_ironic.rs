@@ -850,3 +850,121 @@ fn servicing_reimages_an_active_node() {
     assert_eq!(blkid_at(&target, MIB)["LABEL"], "whole-root");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// inject_files (issue 31) after a partition-image deploy, as a deploy
+/// template asks for it: a new file in a new directory (mode, owner,
+/// group, the leaf directory's mode), a file fetched by a URL filled in
+/// from the node, a file replaced, one deleted, one by partition number
+/// in the filesystem's root. Judged by e2fsck and debugfs on the disk.
+#[test]
+fn inject_files_writes_into_the_deployed_ext4() {
+    let dir = scratch("ironic-inject");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("etc/ssh")).unwrap();
+    std::fs::create_dir_all(tree.join("root")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "image\n").unwrap();
+    std::fs::write(tree.join("etc/ssh/banner"), "old banner\n").unwrap();
+    let img = dir.join("root.img");
+    common::disk::ok(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "ironic-root",
+            "-d",
+            tree.to_str().unwrap(),
+            img.to_str().unwrap(),
+            "48M",
+        ],
+    );
+    let sum = sha256_file(&img);
+    let node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
+    std::fs::write(
+        dir.join(format!("{node}.keys")),
+        "ssh-ed25519 AAAA rivet@test\n",
+    )
+    .unwrap();
+    let target = dir.join("target.img");
+    sparse(&target, 5 << 30);
+    let info = json!({"id": "inject-image", "urls": ["root.img"], "disk_format": "raw", "container_format": "bare",
+        "os_hash_algo": "sha256", "os_hash_value": sum, "image_type": "partition",
+        "root_mb": 64, "swap_mb": 0, "ephemeral_mb": 0, "preserve_ephemeral": false,
+        "configdrive": null, "deploy_boot_mode": "bios", "boot_option": "local"});
+    // @API@: the stand-in's own address, as the guest reaches it.
+    let files = json!([
+        {"path": "/etc/rivet/injected.conf", "content": "aW5qZWN0ZWQgYnkgcml2ZXQK",
+         "mode": 0o600, "owner": 1000, "group": 1000, "dirmode": 0o700},
+        {"path": "/root/.ssh/authorized_keys", "content": "@API@/images/{node[uuid]}.keys", "mode": 0o600},
+        {"path": "/etc/ssh/banner", "content": "bmV3IGJhbm5lcgo="},
+        {"path": "/etc/hostname", "deleted": true},
+        {"path": "/motd", "partition": 1, "content": "aGVsbG8K"},
+    ]);
+    let conductor = Conductor::start(
+        &dir,
+        "deploy",
+        Some(info),
+        &["--inject-files", &files.to_string()],
+        None,
+    );
+    let console = conductor
+        .boot(&dir, &[&target], "")
+        .run("reboot: Power down");
+    let record = common::ironic::finished_record(&dir);
+    let inject = &record["inject_files"];
+    assert_eq!(
+        inject["command_status"], "SUCCEEDED",
+        "{inject:#}\n{console}"
+    );
+    assert_eq!(
+        inject["command_result"]["deploy_step"]["step"],
+        "inject_files"
+    );
+    // The root filesystem, as written: partition 1 at 1 MiB.
+    let root = dir.join("root-after.img");
+    let bytes = std::fs::read(&target).unwrap();
+    std::fs::write(&root, &bytes[MIB as usize..(MIB + 48 * MIB) as usize]).unwrap();
+    drop(bytes);
+    let fsck = std::process::Command::new("e2fsck")
+        .args(["-fn", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let debugfs = |request: &str| {
+        let out = std::process::Command::new("debugfs")
+            .args(["-R", request, root.to_str().unwrap()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        debugfs("cat /etc/rivet/injected.conf"),
+        "injected by rivet\n"
+    );
+    let stat = debugfs("stat /etc/rivet/injected.conf");
+    assert!(
+        stat.contains("Mode:  0600")
+            && stat.contains("User:  1000")
+            && stat.contains("Group:  1000"),
+        "{stat}"
+    );
+    assert!(debugfs("stat /etc/rivet").contains("Mode:  0700"));
+    assert_eq!(
+        debugfs("cat /root/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA rivet@test\n"
+    );
+    assert_eq!(debugfs("cat /etc/ssh/banner"), "new banner\n");
+    assert_eq!(debugfs("cat /motd"), "hello\n");
+    assert!(!debugfs("ls /etc").contains("hostname"));
+    let lines = rivet_lines(&console);
+    assert_logged(
+        &lines,
+        "inject_files: /root/.ssh/authorized_keys from http://10.0.2.2:",
+    );
+    assert_logged(&lines, "inject_files: /etc/hostname deleted");
+    let _ = std::fs::remove_dir_all(dir);
+}

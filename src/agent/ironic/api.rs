@@ -101,6 +101,13 @@ pub enum Work {
         step: Value,
         kind: StepKind,
     },
+    /// `inject_files` (deploy and service): the files, validated and
+    /// decoded when the step came.
+    InjectFiles {
+        files: Vec<super::inject::File>,
+        step: Value,
+        kind: StepKind,
+    },
     /// `system.lockdown`: answer, then close the API, stop heartbeats,
     /// take every link down and stay up (a node that must never power off).
     Lockdown,
@@ -570,6 +577,12 @@ impl Api {
                 Ok(Work::Burnin { burnin, step, kind })
             }
             "execute_bootc_install" => Err(kind.error().with(BOOTC_REFUSED)),
+            "inject_files" if kind != StepKind::Clean => {
+                let ports = params.get("ports").cloned().unwrap_or(Value::Null);
+                let files = super::inject::validate(&self.node, &ports, args.get("files"))
+                    .map_err(|e| IpaError::InvalidCommandParams.with(e))?;
+                Ok(Work::InjectFiles { files, step, kind })
+            }
             "burnin_gpu" => Err(kind.error().with(
                 "burnin_gpu: rivet carries no GPU drivers and no gpu-burn; burn GPUs in with \
                  ironic-python-agent's ramdisk built with them",

@@ -189,6 +189,15 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
                     .map_err(RestError::execution),
             )
         }
+        Work::InjectFiles { files, step, kind } => {
+            let key = kind.key();
+            let outcome = root_disk(t.api()).and_then(|disk| super::inject::run(t, &disk, files));
+            JobDone::result(
+                outcome
+                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step}))
+                    .map_err(|e| IpaError::CommandExecution.with(e)),
+            )
+        }
         Work::InstallBootloader { params } => {
             let api = t.api();
             let (uuids, disk) = api.written_image();
@@ -219,6 +228,22 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
             end: Some(EndAction::Stay),
         },
     }
+}
+
+/// The disk the image went to in this boot, else the one the node's root
+/// device hints choose (the real agent's get_os_install_device).
+fn root_disk(api: &Api) -> Result<String, String> {
+    if let Some(disk) = api.written_image().1 {
+        return Ok(disk.to_string());
+    }
+    let disks = inventory::disks(Path::new("/sys"));
+    let chosen = match node::root_device_hints(api.node())? {
+        Some(h) => h
+            .choose(&disks)
+            .ok_or_else(|| "no disk matches the root device hints".to_string())?,
+        None => crate::agent::target::choose(None, &disks)?,
+    };
+    Ok(format!("/dev/{}", chosen.name))
 }
 
 /// Removes the boot entries the patterns match, from the machine's NVRAM.

@@ -16,6 +16,7 @@
 //! - `jobs`: what an accepted command does (write the image, erase…);
 //! - `bootloader`: image.install_bootloader (UEFI boot entries);
 //! - `burnin`: the burn-in steps' knobs, workers and figures;
+//! - `inject`: the inject_files step (files into the deployed ext4);
 //! - `logs`: log.collect_system_logs (the node's logs and state as a tar);
 //! - `run`: the Linux side — the loop serving the API while jobs run.
 
@@ -27,6 +28,7 @@ pub mod conductor;
 pub mod erase;
 pub mod errors;
 pub mod heartbeat;
+pub mod inject;
 pub mod inspection;
 mod jobs;
 mod logs;

@@ -14,11 +14,12 @@ pub fn versions() -> Value {
 pub fn list(kind: &str) -> Value {
     let steps = if kind == "service_steps" {
         // Servicing an active node (Ironic 2023.2+): what ironic-python-agent
-        // offers there that rivet does (its RAID, inject_files and bootc
-        // steps are not here yet): burn-in but of disks (that would
-        // destroy the node's data), and re-imaging.
+        // offers there that rivet does (its RAID steps are not here yet, bootc
+        // is refused): burn-in but of disks (that would destroy the node's
+        // data), re-imaging and inject_files.
         let mut s = burnin(&["burnin_cpu", "burnin_memory", "burnin_network"]);
         s.push(json!({"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false}));
+        s.push(inject_files());
         s
     } else if kind == "clean_steps" {
         let mut s = vec![
@@ -51,6 +52,7 @@ pub fn list(kind: &str) -> Value {
             // Proxied by the conductor's out-of-band step of the same name.
             json!({"step": "write_image", "priority": 0, "interface": "deploy", "reboot_requested": false}),
             clean_uefi_nvram(),
+            inject_files(),
         ]
     };
     json!({kind: {"RivetHardwareManager": steps}, "hardware_manager_version": versions()})
@@ -66,6 +68,19 @@ fn burnin(names: &[&str]) -> Vec<Value> {
                         "reboot_requested": false, "abortable": true})
         })
         .collect()
+}
+
+/// ironic-python-agent's `inject_files` (deploy and service; priority 0,
+/// its `ipa-inject-files-priority` default) with its argsinfo.
+fn inject_files() -> Value {
+    json!({"step": "inject_files", "priority": 0, "interface": "deploy", "reboot_requested": false,
+           "argsinfo": {"files": {"required": false, "description":
+               "Files to inject, a list of file structures with keys: 'path' (path to the file), \
+                'partition' (partition specifier), 'content' (base64 encoded string), 'mode' (new \
+                file mode) and 'dirmode' (mode for the leaf directory, if created). Merged with the \
+                values from node.properties[inject_files]."},
+               "verify_ca": {"required": false, "description":
+               "Whether to verify TLS certificates. Global agent options are used by default."}}})
 }
 
 /// ironic-python-agent's `clean_uefi_nvram` (clean and deploy, priority 0)
