@@ -746,3 +746,44 @@ fn burnin_steps_are_offered_and_read_when_they_come_and_bootc_is_refused() {
         "{r}"
     );
 }
+
+/// inject_files (issue 31): offered for deploying and servicing, never in
+/// cleaning; its files validated when the step comes, with the real
+/// agent's error class.
+#[test]
+fn inject_files_is_offered_for_deploy_and_service_and_checked_on_arrival() {
+    let (mut api, mut host) = setup();
+    for (flow, offered) in [("deploy", true), ("service", true), ("clean", false)] {
+        let (steps, _) = steps_of(&mut api, &mut host, flow);
+        let has = steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["step"] == "inject_files");
+        assert_eq!(has, offered, "{flow}: {steps}");
+    }
+    let step = json!({"step": "inject_files", "interface": "deploy", "priority": 0,
+        "args": {"files": [{"path": "/etc/motd", "content": "aGkK", "mode": 0o644}]}});
+    let r = execute(&mut api, &mut host, "service", step, json!({}));
+    assert_eq!(r["command_status"], "RUNNING", "{r}");
+    let job = api.take_job().unwrap();
+    let Work::InjectFiles { files, kind, .. } = &job.work else {
+        panic!("{job:?}")
+    };
+    assert_eq!((files.len(), *kind), (1, StepKind::Service));
+    api.finish(&job.id, Ok(json!({})));
+    let bad = json!({"step": "inject_files", "interface": "deploy", "priority": 0,
+        "args": {"files": [{"path": "/motd"}]}});
+    let r = execute(&mut api, &mut host, "deploy", bad, json!({}));
+    assert_eq!(
+        r["command_error"]["type"], "InvalidCommandParamsError",
+        "{r}"
+    );
+    assert!(
+        r["command_error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("requires \"partition\""),
+        "{r}"
+    );
+}
