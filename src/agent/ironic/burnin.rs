@@ -6,7 +6,6 @@
 //! conductor answered, shows progress and stops the workers on time. The
 //! figures go to the log, the step's result and the knob's output file.
 
-use super::jobs::JobHost;
 use crate::burnin::{cpu, disk, memory, network};
 use crate::linux::{blockdev, hardware, inventory};
 use serde_json::{json, Value};
@@ -140,8 +139,15 @@ pub fn parse(name: &str, node: &Value) -> Result<Step, String> {
     Ok(Step { what, outputfile })
 }
 
+/// What a burn-in needs of the job's loop: the transport (the network
+/// step's wire, the clock, waits that keep the conductor served) and a
+/// place to show progress (jobs.rs gives every job host this).
+pub(super) trait Host: crate::net::Transport {
+    fn show(&mut self, progress: Value);
+}
+
 /// Runs the step; its figures as the step's result.
-pub(super) fn run(t: &mut impl JobHost, step: &Step) -> Result<Value, String> {
+pub(super) fn run(t: &mut impl Host, step: &Step) -> Result<Value, String> {
     let figures = match &step.what {
         Burnin::Cpu { workers, secs } => {
             let n = workers_or_cpus(*workers);
@@ -214,12 +220,7 @@ type Work<'a> = Box<dyn FnOnce(&AtomicBool) -> Result<u64, String> + Send + 'a>;
 /// Runs `jobs` on threads for `secs` while the conductor is served, then
 /// stops them; each one's count. The first failure stops all and is the
 /// step's error.
-fn hold<'a, F>(
-    t: &mut impl JobHost,
-    name: &str,
-    secs: u64,
-    jobs: Vec<F>,
-) -> Result<Vec<u64>, String>
+fn hold<'a, F>(t: &mut impl Host, name: &str, secs: u64, jobs: Vec<F>) -> Result<Vec<u64>, String>
 where
     F: FnOnce(&AtomicBool) -> Result<u64, String> + Send + 'a,
 {
@@ -253,7 +254,7 @@ where
             }
             if now >= last + 10_000 || now == start {
                 last = now;
-                t.show_progress(json!({name: format!("{} of {secs} s", (now - start) / 1000)}));
+                t.show(json!({name: format!("{} of {secs} s", (now - start) / 1000)}));
             }
             t.sleep_ms(200);
         }
@@ -270,7 +271,7 @@ where
 }
 
 fn memory_burnin(
-    t: &mut impl JobHost,
+    t: &mut impl Host,
     workers: usize,
     amount: memory::Amount,
     secs: u64,
@@ -322,7 +323,7 @@ fn memory_burnin(
     )
 }
 
-fn disk_burnin(t: &mut impl JobHost, plan: disk::Plan) -> Result<Value, String> {
+fn disk_burnin(t: &mut impl Host, plan: disk::Plan) -> Result<Value, String> {
     let mut paths = Vec::new();
     for d in inventory::disks(Path::new("/sys")) {
         let ro = std::fs::read_to_string(format!("/sys/block/{}/ro", d.name))
@@ -378,7 +379,7 @@ fn disk_burnin(t: &mut impl JobHost, plan: disk::Plan) -> Result<Value, String> 
             .collect();
         while !handles.iter().all(|h| h.is_finished()) {
             for line in lines.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-                t.show_progress(json!({"burnin_disk": line}));
+                t.show(json!({"burnin_disk": line}));
             }
             t.sleep_ms(200);
         }

@@ -28,6 +28,12 @@ pub(super) trait JobHost: Transport + Send {
     fn show_progress(&mut self, progress: Value);
 }
 
+impl<T: JobHost> super::burnin::Host for T {
+    fn show(&mut self, progress: Value) {
+        self.show_progress(progress)
+    }
+}
+
 /// Writes the image; returns the command result and what it leaves for
 /// get_partition_uuids and install_bootloader.
 fn write_image(
