@@ -829,8 +829,18 @@ fn servicing_reimages_an_active_node() {
         None,
     );
     assert_protocol(&record);
-    let offered = &record["steps_offered"]["RivetHardwareManager"];
-    assert_eq!(offered[0]["step"], "write_image", "{offered}");
+    let offered: Vec<&str> = record["steps_offered"]["RivetHardwareManager"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    // The real agent's service steps but RAID's (issue 32): no disk burn-in,
+    // which would destroy the node's data.
+    assert_eq!(
+        offered,
+        ["burnin_cpu", "burnin_memory", "burnin_network", "write_image", "inject_files"]
+    );
     let written = &record["write_image"];
     assert_eq!(written["command_name"], "execute_service_step", "{written}");
     assert_eq!(written["command_status"], "SUCCEEDED", "{written}");
