@@ -54,6 +54,12 @@ fn number(info: &Value, key: &str, default: u64) -> Result<u64, String> {
     }
 }
 
+/// A duration knob in seconds, bounded (a year) so it never overflows a
+/// clock in milliseconds.
+fn seconds(info: &Value, key: &str, default: u64) -> Result<u64, String> {
+    Ok(number(info, key, default)?.min(365 * 86_400))
+}
+
 /// Reads step `name`'s knobs from the node's driver_info.
 pub fn parse(name: &str, node: &Value) -> Result<Step, String> {
     let info = &node["driver_info"];
@@ -62,7 +68,7 @@ pub fn parse(name: &str, node: &Value) -> Result<Step, String> {
         "burnin_cpu" => (
             Burnin::Cpu {
                 workers: number(info, "agent_burnin_cpu_cpu", 0)? as usize,
-                secs: number(info, "agent_burnin_cpu_timeout", 86_400)?,
+                secs: seconds(info, "agent_burnin_cpu_timeout", 86_400)?,
             },
             text("agent_burnin_cpu_outputfile"),
         ),
@@ -74,7 +80,7 @@ pub fn parse(name: &str, node: &Value) -> Result<Step, String> {
                     Some(Value::String(s)) => memory::parse_amount(s)?,
                     Some(v) => memory::parse_amount(&v.to_string())?,
                 },
-                secs: number(info, "agent_burnin_vm_timeout", 86_400)?,
+                secs: seconds(info, "agent_burnin_vm_timeout", 86_400)?,
             },
             text("agent_burnin_vm_outputfile"),
         ),
@@ -94,7 +100,7 @@ pub fn parse(name: &str, node: &Value) -> Result<Step, String> {
                 Burnin::Disk {
                     plan: disk::Plan {
                         loops: number(info, "agent_burnin_fio_disk_loops", 4)?.min(1000) as u32,
-                        runtime_ms: number(info, "agent_burnin_fio_disk_runtime", 0)? * 1000,
+                        runtime_ms: seconds(info, "agent_burnin_fio_disk_runtime", 0)? * 1000,
                     },
                 },
                 text("agent_burnin_fio_disk_outputfile"),
@@ -128,8 +134,8 @@ pub fn parse(name: &str, node: &Value) -> Result<Step, String> {
                 Burnin::Network {
                     role,
                     partner: partner.to_string(),
-                    runtime_s: number(info, "agent_burnin_fio_network_runtime", 21_600)?,
-                    wait_s: number(info, "agent_burnin_fio_network_pairing_timeout", 900)?,
+                    runtime_s: seconds(info, "agent_burnin_fio_network_runtime", 21_600)?,
+                    wait_s: seconds(info, "agent_burnin_fio_network_pairing_timeout", 900)?,
                 },
                 text("agent_burnin_fio_network_outputfile"),
             )
