@@ -839,7 +839,13 @@ fn servicing_reimages_an_active_node() {
     // which would destroy the node's data.
     assert_eq!(
         offered,
-        ["burnin_cpu", "burnin_memory", "burnin_network", "write_image", "inject_files"]
+        [
+            "burnin_cpu",
+            "burnin_memory",
+            "burnin_network",
+            "write_image",
+            "inject_files"
+        ]
     );
     let written = &record["write_image"];
     assert_eq!(written["command_name"], "execute_service_step", "{written}");
