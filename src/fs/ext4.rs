@@ -45,10 +45,10 @@ const MAX_EXTENTS: usize = 1 << 17;
 const MAX_DIR_BLOCKS: u64 = 1 << 16;
 const MAX_SYMLINK: u64 = 4096;
 
-fn le16(b: &[u8], at: usize) -> u16 {
+pub(super) fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
-fn le32(b: &[u8], at: usize) -> u32 {
+pub(super) fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 

@@ -11,7 +11,7 @@
 //! Lookups go through [`Ext4Root`], with its bounds and budget.
 //! (Field offsets: the kernel's fs/ext4/ext4.h.)
 
-use super::ext4::{Ext4Root, ROOT_INODE};
+use super::ext4::{le16, le32, Ext4Root, ROOT_INODE};
 use super::mkext::crc32c;
 use super::partition::Partition;
 use super::{FsError, Kind, ReadAt};
@@ -38,12 +38,6 @@ const EXTENT_MAGIC: u16 = 0xf30a;
 /// Blocks one extent of an initialised file covers.
 const MAX_RUN: u64 = 32768;
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
 fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_le_bytes());
 }
@@ -1145,6 +1139,14 @@ mod refusals {
     use super::tests_support::*;
     use super::*;
 
+    /// Why the writer will not open `img`.
+    fn refused_open(img: &Path) -> FsError {
+        let len = std::fs::metadata(img).unwrap().len();
+        Ext4Writer::open(Box::new(load(img)), 1 << 20, len, 0)
+            .err()
+            .expect("opened")
+    }
+
     /// What the writer does not do is refused by name, before it writes.
     #[test]
     fn what_it_cannot_write_is_refused_by_name_and_changes_nothing() {
@@ -1187,24 +1189,10 @@ mod refusals {
             &["-w", "-R", "feature needs_recovery", img.to_str().unwrap()],
         );
         assert_eq!(code, 0, "{text}");
-        let err = Ext4Writer::open(
-            Box::new(load(&img)),
-            1 << 20,
-            std::fs::metadata(&img).unwrap().len(),
-            0,
-        )
-        .err()
-        .unwrap();
+        let err = refused_open(&img);
         assert!(err.to_string().contains("journal needs recovery"), "{err}");
         let (img, _) = image(&dir, "ext2", &["-t", "ext2"], 0);
-        let err = Ext4Writer::open(
-            Box::new(load(&img)),
-            1 << 20,
-            std::fs::metadata(&img).unwrap().len(),
-            0,
-        )
-        .err()
-        .unwrap();
+        let err = refused_open(&img);
         assert!(err.to_string().contains("ext2/ext3"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }
