@@ -712,39 +712,56 @@ fn burnin_steps_are_offered_and_read_when_they_come_and_bootc_is_refused() {
         }
     );
     api.finish(&job.id, Ok(json!({})));
-    let disk = json!({"step": "burnin_disk", "interface": "deploy", "priority": 0});
-    let r = execute(&mut api, &mut host, "service", disk, json!({}));
-    assert_eq!(r["command_error"]["type"], "ServicingError", "{r}");
-    assert!(
-        r["command_error"]["details"]
-            .as_str()
-            .unwrap()
-            .contains("destroys the data"),
-        "{r}"
-    );
-    let gpu = json!({"step": "burnin_gpu", "interface": "deploy", "priority": 0});
-    let r = execute(&mut api, &mut host, "clean", gpu, json!({}));
-    assert_eq!(r["command_error"]["type"], "CleaningError", "{r}");
-    let bootc = json!({"step": "execute_bootc_install", "interface": "deploy", "priority": 0});
-    let r = execute(&mut api, &mut host, "deploy", bootc, json!({}));
-    assert_eq!(r["command_error"]["type"], "DeploymentError", "{r}");
-    assert!(
-        r["command_error"]["details"]
-            .as_str()
-            .unwrap()
-            .contains("container runtime"),
-        "{r}"
-    );
-    let smart = json!({"driver_info": {"agent_burnin_fio_disk_smart_test": true}});
-    let disk = json!({"step": "burnin_disk", "interface": "deploy", "priority": 0});
-    let r = execute(&mut api, &mut host, "clean", disk, json!({"node": smart}));
-    assert!(
-        r["command_error"]["details"]
-            .as_str()
-            .unwrap()
-            .contains("SMART"),
-        "{r}"
-    );
+    for (flow, step, more, class, says) in [
+        (
+            "service",
+            "burnin_disk",
+            json!({}),
+            "ServicingError",
+            "destroys the data",
+        ),
+        (
+            "clean",
+            "burnin_gpu",
+            json!({}),
+            "CleaningError",
+            "no GPU drivers",
+        ),
+        (
+            "deploy",
+            "execute_bootc_install",
+            json!({}),
+            "DeploymentError",
+            "container runtime",
+        ),
+        (
+            "clean",
+            "burnin_disk",
+            json!({"node": {"driver_info": {"agent_burnin_fio_disk_smart_test": true}}}),
+            "CleaningError",
+            "SMART",
+        ),
+    ] {
+        let error = refused_step(&mut api, &mut host, flow, json!({"step": step}), more);
+        assert_eq!(error["type"], class, "{error}");
+        assert!(error["details"].as_str().unwrap().contains(says), "{error}");
+    }
+}
+
+/// The command_error of `<flow>.execute_<flow>_step` with `step` (an
+/// interface and priority added), which must fail.
+fn refused_step(
+    api: &mut Api,
+    host: &mut TestHost,
+    flow: &str,
+    mut step: Value,
+    more: Value,
+) -> Value {
+    step["interface"] = json!("deploy");
+    step["priority"] = json!(0);
+    let r = execute(api, host, flow, step, more);
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    r["command_error"].clone()
 }
 
 /// inject_files (issue 31): offered for deploying and servicing, never in
@@ -772,18 +789,14 @@ fn inject_files_is_offered_for_deploy_and_service_and_checked_on_arrival() {
     };
     assert_eq!((files.len(), *kind), (1, StepKind::Service));
     api.finish(&job.id, Ok(json!({})));
-    let bad = json!({"step": "inject_files", "interface": "deploy", "priority": 0,
-        "args": {"files": [{"path": "/motd"}]}});
-    let r = execute(&mut api, &mut host, "deploy", bad, json!({}));
-    assert_eq!(
-        r["command_error"]["type"], "InvalidCommandParamsError",
-        "{r}"
-    );
+    let bad = json!({"step": "inject_files", "args": {"files": [{"path": "/motd"}]}});
+    let error = refused_step(&mut api, &mut host, "deploy", bad, json!({}));
+    assert_eq!(error["type"], "InvalidCommandParamsError", "{error}");
     assert!(
-        r["command_error"]["details"]
+        error["details"]
             .as_str()
             .unwrap()
             .contains("requires \"partition\""),
-        "{r}"
+        "{error}"
     );
 }
