@@ -938,25 +938,14 @@ fn inject_files_writes_into_the_deployed_ext4() {
     );
     // The root filesystem, as written: partition 1 at 1 MiB.
     let root = dir.join("root-after.img");
-    let bytes = std::fs::read(&target).unwrap();
-    std::fs::write(&root, &bytes[MIB as usize..(MIB + 48 * MIB) as usize]).unwrap();
-    drop(bytes);
-    let fsck = std::process::Command::new("e2fsck")
-        .args(["-fn", root.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
-    let debugfs = |request: &str| {
-        let out = std::process::Command::new("debugfs")
-            .args(["-R", request, root.to_str().unwrap()])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    std::fs::write(
+        &root,
+        common::disk::read_at(&target, MIB, (48 * MIB) as usize),
+    )
+    .unwrap();
+    common::disk::ok("e2fsck", &["-fn", root.to_str().unwrap()]);
+    let debugfs =
+        |request: &str| common::disk::ok("debugfs", &["-R", request, root.to_str().unwrap()]);
     assert_eq!(
         debugfs("cat /etc/rivet/injected.conf"),
         "injected by rivet\n"
