@@ -71,10 +71,19 @@ impl core::fmt::Display for Fixed {
 }
 
 /// md5 / sha256 / sha512 over a stream.
+///
+/// With `std` the SHA-2 digests are ring's, which the TLS stack links
+/// anyway (SHA-NI, AVX and plain paths chosen at run time): the sha2 crate's
+/// own 25 KB of compression functions would be a second copy in /init. The
+/// no_std core keeps the pure-Rust crate.
 pub enum Hasher {
     Md5(md5::Md5),
+    #[cfg(not(feature = "std"))]
     Sha256(sha2::Sha256),
+    #[cfg(not(feature = "std"))]
     Sha512(sha2::Sha512),
+    #[cfg(feature = "std")]
+    Sha2(ring::digest::Context),
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -94,23 +103,37 @@ impl Hasher {
     pub fn new(algo: HashAlgo) -> Hasher {
         match algo {
             HashAlgo::Md5 => Hasher::Md5(md5::Md5::new()),
+            #[cfg(not(feature = "std"))]
             HashAlgo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            #[cfg(not(feature = "std"))]
             HashAlgo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+            #[cfg(feature = "std")]
+            HashAlgo::Sha256 => Hasher::Sha2(ring::digest::Context::new(&ring::digest::SHA256)),
+            #[cfg(feature = "std")]
+            HashAlgo::Sha512 => Hasher::Sha2(ring::digest::Context::new(&ring::digest::SHA512)),
         }
     }
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Md5(h) => h.update(data),
+            #[cfg(not(feature = "std"))]
             Hasher::Sha256(h) => h.update(data),
+            #[cfg(not(feature = "std"))]
             Hasher::Sha512(h) => h.update(data),
+            #[cfg(feature = "std")]
+            Hasher::Sha2(h) => h.update(data),
         }
     }
     /// The digest as lowercase hex, as Ironic compares it.
     pub fn finish_hex(self) -> String {
         match self {
             Hasher::Md5(h) => hex(&h.finalize()),
+            #[cfg(not(feature = "std"))]
             Hasher::Sha256(h) => hex(&h.finalize()),
+            #[cfg(not(feature = "std"))]
             Hasher::Sha512(h) => hex(&h.finalize()),
+            #[cfg(feature = "std")]
+            Hasher::Sha2(h) => hex(h.finish().as_ref()),
         }
     }
 }

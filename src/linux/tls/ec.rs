@@ -19,7 +19,6 @@ use rustls::pki_types::SignatureVerificationAlgorithm;
 use rustls::pki_types::{alg_id, AlgorithmIdentifier, InvalidSignature};
 use rustls::sign::{Signer, SigningKey};
 use rustls::{Error, NamedGroup, PeerMisbehaved, SignatureAlgorithm, SignatureScheme};
-use sha2::Digest;
 
 /// The kernel's random numbers (getrandom, waiting for an initialised
 /// pool) where RustCrypto asks for an RNG.
@@ -130,11 +129,16 @@ impl SignatureVerificationAlgorithm for Ecdsa {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), InvalidSignature> {
-        let digest = match self.hash {
-            Hash::Sha256 => sha2::Sha256::digest(message).to_vec(),
-            Hash::Sha384 => sha2::Sha384::digest(message).to_vec(),
-            Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
-        };
+        // ring's digests: one SHA-2 implementation in /init (stream.rs).
+        let digest = ring::digest::digest(
+            match self.hash {
+                Hash::Sha256 => &ring::digest::SHA256,
+                Hash::Sha384 => &ring::digest::SHA384,
+                Hash::Sha512 => &ring::digest::SHA512,
+            },
+            message,
+        );
+        let digest = digest.as_ref();
         // The same steps over each crate's types.
         macro_rules! verify {
             ($krate:ident) => {{
@@ -142,7 +146,7 @@ impl SignatureVerificationAlgorithm for Ecdsa {
                     .map_err(|_| InvalidSignature)?;
                 let sig =
                     $krate::ecdsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
-                key.verify_prehash(&digest, &sig)
+                key.verify_prehash(digest, &sig)
                     .map_err(|_| InvalidSignature)
             }};
         }
@@ -217,12 +221,12 @@ impl AgentKey {
 
     /// ECDSA-P384-SHA384 of `message`, as a DER ECDSA-Sig-Value.
     pub fn sign_sha384(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        self.sign_prehash(&sha2::Sha384::digest(message))
+        self.sign_prehash(ring::digest::digest(&ring::digest::SHA384, message).as_ref())
     }
 
     /// ECDSA-P384-SHA512 (the digest cut to 384 bits), for the certificate.
     pub fn sign_sha512(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        self.sign_prehash(&sha2::Sha512::digest(message))
+        self.sign_prehash(ring::digest::digest(&ring::digest::SHA512, message).as_ref())
     }
 
     /// ECDSA of a digest, as a DER ECDSA-Sig-Value. The nonce
