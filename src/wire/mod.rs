@@ -17,6 +17,7 @@ pub mod iso9660;
 pub mod lldp;
 pub mod magic;
 pub mod mbr;
+pub mod md;
 pub mod modinfo;
 pub mod ndisc;
 pub mod qcow2;
