@@ -9,7 +9,7 @@
 //!   `guid`), filesystem and image heads (`superblock`, `swap`, `iso9660`,
 //!   `qcow2`, `magic`), archives and compression (`cpio`, `tar`, `gzip`),
 //!   kernel modules (`elf`, `modinfo`), EFI load options (`efi`), HTTP
-//!   (`http`), the network's own (`checksum`, `ndisc`, `arp`, `dhcpv6`, `lldp`),
+//!   (`http`), md RAID superblocks (`md`), the network's own (`checksum`, `ndisc`, `arp`, `dhcpv6`, `lldp`),
 //!   TLS trust (`x509`, `anchors`) and `base64`.
 //! - [`cmdline`] (the kernel command line), [`plan`] (Ironic's image_info,
 //!   checksum files, image server authorization, proxies), [`layout`] (ironic-python-agent's partition layout),
@@ -22,7 +22,9 @@
 //!   the overwrite passes of an erase, written against `io` and an `Env`
 //!   (time, randomness, mkfs); [`boot`]: what makes a deployed disk boot
 //!   (a partition image's shim/grub chain, UEFI boot entries via an NVRAM
-//!   trait, the patterns clean_uefi_nvram matches them with).
+//!   trait, the patterns clean_uefi_nvram matches them with); [`raid`]:
+//!   software RAID as the real agent lays it out, its holders' tables and
+//!   md superblocks written and erased.
 //! - [`net`]: rivet's TCP/IP (smoltcp, IPv6 autoconfiguration and duplicate
 //!   address detection), the HTTP
 //!   client (an `io::ImageSource`) and server, the TLS record layer; over a
@@ -57,6 +59,7 @@ pub mod layout;
 pub mod net;
 pub mod netdata;
 pub mod plan;
+pub mod raid;
 pub mod stream;
 pub mod wire;
 

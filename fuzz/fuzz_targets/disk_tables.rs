@@ -1,7 +1,8 @@
 //! Partition tables left on a disk by anyone: the first bytes of the input
 //! go to the disk's start, the rest to its end (a backup GPT), on a sparse
 //! disk whose size the input picks (up to 2 TiB), read as the deploy and
-//! erase_devices_metadata read them; and as a whole-disk image's head.
+//! erase_devices_metadata read them; as a whole-disk image's head; and as
+//! an md RAID member's 1.x superblock (a previous tenant's array).
 #![no_main]
 #[path = "guard.rs"]
 mod guard;
@@ -9,6 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 use rivet::deploy::{table, whole_disk};
 use rivet::io::{BlockDevice, MemDisk};
+use rivet::wire::md;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {
@@ -35,5 +37,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let _ = whole_disk::image_table(body, 512);
+        if let Ok(sb) = md::Superblock::new_checked(body) {
+            // Every role the superblock lists is readable; none past it.
+            for dev in 0..sb.max_dev() {
+                assert!(sb.role(dev).is_some());
+            }
+            assert!(sb.role(sb.max_dev()).is_none());
+            let _ = (sb.slot(), sb.name(), sb.set_uuid(), md::Level::from_number(sb.level()));
+        }
     });
 });
