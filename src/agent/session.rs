@@ -378,6 +378,18 @@ pub fn write_plan(
         }),
     }
     .map_err(fail("disk"))?;
+    // Ironic deploys onto software RAID with whole-disk images only (its
+    // agent's rule): the holders' ESPs come from install_bootloader.
+    if target.name.starts_with("md") && plan.image_type == crate::plan::ImageType::Partition {
+        return Err(Failure {
+            step: "disk",
+            error: format!(
+                "/dev/{} is a software RAID device: partition images cannot be deployed onto \
+                 software RAID (use a whole-disk image)",
+                target.name
+            ),
+        });
+    }
     let disk_path = format!("/dev/{}", target.name);
     log::info!("target disk {disk_path} ({} bytes)", target.size_bytes);
     let mut disk = Disk::open(&disk_path, 512).map_err(fail("disk"))?;

@@ -136,23 +136,49 @@ impl<'a> Coldplug<'a> {
 /// loaded; modules already in the kernel (`/sys/module/*/initstate`) are
 /// left alone. Returns how many it loaded.
 pub fn late_pass() -> usize {
-    use crate::initramfs::{INDEX_PATH, MODULE_DIR};
-    let root = Path::new("/");
-    let Ok(text) = fs::read_to_string(root.join(INDEX_PATH)) else {
+    let Some(index) = carried_index() else {
         return 0;
     };
-    let Ok(index) = Index::parse(&text) else {
-        return 0;
-    };
-    let mut coldplug = Coldplug::new(&index, &root.join(MODULE_DIR));
-    if let Ok(entries) = fs::read_dir("/sys/module") {
-        coldplug.loaded = entries
-            .flatten()
-            .filter(|e| e.path().join("initstate").exists())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-    }
+    let mut coldplug = Coldplug::new(&index, &Path::new("/").join(crate::initramfs::MODULE_DIR));
+    coldplug.loaded = in_kernel();
     coldplug.settle(Path::new("/sys/devices"))
+}
+
+/// Loads a carried module and its dependencies by name, as PID 1, for a
+/// job that needs one no device names (md's RAID personalities).
+pub fn load_named(name: &str, reason: &str) -> Result<(), String> {
+    let index = carried_index().ok_or("this system has no rivet module index")?;
+    if !index.modules.contains_key(name) {
+        return Err(format!(
+            "{name} is not carried by this ramdisk (rivet mkinitramfs --modules {name} adds it)"
+        ));
+    }
+    let mut coldplug = Coldplug::new(&index, &Path::new("/").join(crate::initramfs::MODULE_DIR));
+    coldplug.loaded = in_kernel();
+    coldplug.load(name, reason);
+    match coldplug.loaded.contains(name) {
+        true => Ok(()),
+        false => Err(format!("{name} failed to load (see the log above)")),
+    }
+}
+
+/// The ramdisk's module index; None where there is none (not a ramdisk).
+fn carried_index() -> Option<Index> {
+    let text = fs::read_to_string(Path::new("/").join(crate::initramfs::INDEX_PATH)).ok()?;
+    Index::parse(&text).ok()
+}
+
+/// Modules the kernel has already (`/sys/module/*/initstate`).
+fn in_kernel() -> BTreeSet<String> {
+    let mut loaded = BTreeSet::new();
+    if let Ok(entries) = fs::read_dir("/sys/module") {
+        for e in entries.flatten() {
+            if e.path().join("initstate").exists() {
+                loaded.insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    loaded
 }
 
 /// The largest module rivet inflates (Debian's largest, amdgpu, is 10 MB).

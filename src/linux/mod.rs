@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod kernel_tree;
 pub mod lldp;
 pub mod logger;
+pub mod md;
 pub mod packet;
 pub mod pid1;
 pub mod pstore;

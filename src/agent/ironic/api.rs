@@ -108,9 +108,27 @@ pub enum Work {
         step: Value,
         kind: StepKind,
     },
+    /// A RAID step (`create_configuration`, `delete_configuration`,
+    /// `apply_configuration`) with the node it came with.
+    Raid {
+        op: RaidOp,
+        node: Value,
+        step: Value,
+        kind: StepKind,
+    },
     /// `system.lockdown`: answer, then close the API, stop heartbeats,
     /// take every link down and stay up (a node that must never power off).
     Lockdown,
+}
+
+/// Which RAID step, with what it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RaidOp {
+    /// The node's `target_raid_config`.
+    Create(Value),
+    Delete,
+    /// `raid_config` and `delete_existing`.
+    Apply(Value, bool),
 }
 
 /// Why rivet does not do bootc deploys, for both ways a conductor asks.
@@ -587,6 +605,36 @@ impl Api {
                 "burnin_gpu: rivet carries no GPU drivers and no gpu-burn; burn GPUs in with \
                  ironic-python-agent's ramdisk built with them",
             )),
+            // The RAID interface's steps (Ironic's AgentRAID), software RAID
+            // only: what a RAID card needs is the card vendor's manager.
+            "create_configuration" if kind == StepKind::Clean => Ok(Work::Raid {
+                op: RaidOp::Create(self.node["target_raid_config"].clone()),
+                node: self.node.clone(),
+                step,
+                kind,
+            }),
+            "delete_configuration" if kind == StepKind::Clean => Ok(Work::Raid {
+                op: RaidOp::Delete,
+                node: self.node.clone(),
+                step,
+                kind,
+            }),
+            "apply_configuration" if kind != StepKind::Clean => {
+                let Some(config) = args.get("raid_config").filter(|c| c.is_object()) else {
+                    return Err(IpaError::InvalidCommandParams
+                        .with("apply_configuration needs a raid_config object"));
+                };
+                let delete_existing = args
+                    .get("delete_existing")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
+                Ok(Work::Raid {
+                    op: RaidOp::Apply(config.clone(), delete_existing),
+                    node: self.node.clone(),
+                    step,
+                    kind,
+                })
+            }
             "erase_devices" | "erase_devices_express" => Ok(Work::EraseDevices {
                 express: name == "erase_devices_express",
                 step,

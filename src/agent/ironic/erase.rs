@@ -80,13 +80,25 @@ fn sys_flag(name: &str, file: &str) -> bool {
 }
 
 /// A member of a Linux software RAID (its holder is an md device).
-fn raid_member(name: &str) -> bool {
-    std::fs::read_dir(Path::new("/sys/block").join(name).join("holders"))
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("md"))
-        })
-        .unwrap_or(false)
+pub(super) fn raid_member(name: &str) -> bool {
+    // The disk itself or one of its partitions held by an md array
+    // (ironic-python-agent asks lsblk for linux_raid_member below the disk).
+    let md_holder = |dir: &Path| {
+        std::fs::read_dir(dir.join("holders"))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("md"))
+            })
+            .unwrap_or(false)
+    };
+    let disk = Path::new("/sys/block").join(name);
+    md_holder(&disk)
+        || std::fs::read_dir(&disk)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().join("partition").exists() && md_holder(&e.path()))
+            })
+            .unwrap_or(false)
 }
 
 /// The virtual floppy Ironic attaches for virtual media (label ir-vfd-dev).

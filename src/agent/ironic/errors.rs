@@ -27,6 +27,7 @@ pub enum IpaError {
     DeviceNotFound,
     InvalidImage,
     BlockDeviceErase,
+    SoftwareRaid,
 }
 
 impl IpaError {
@@ -71,6 +72,11 @@ impl IpaError {
                 "The provided image is not valid for use",
             ),
             BlockDeviceErase => ("BlockDeviceEraseError", 500, "Error erasing block device"),
+            SoftwareRaid => (
+                "SoftwareRAIDError",
+                500,
+                "Software RAID caused unknown error",
+            ),
         }
     }
 

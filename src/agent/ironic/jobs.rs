@@ -5,7 +5,7 @@
 //! runs; the ways they fail are named in errors.rs.
 
 use super::api::Api;
-use super::api::{Job, StepKind, Work, WrittenImage};
+use super::api::{Job, RaidOp, StepKind, Work, WrittenImage};
 use super::bootloader;
 use super::errors::{from_failure, IpaError, RestError};
 use super::node;
@@ -87,6 +87,12 @@ fn erase_all() -> Result<(), String> {
     let mut failed = Vec::new();
     for d in inventory::disks(Path::new("/sys")) {
         let path = format!("/dev/{}", d.name);
+        // As the real agent: an array's holders are left to
+        // raid.delete_configuration (the array itself is erased here).
+        if super::erase::raid_member(&d.name) {
+            log::info!("Skipping erasure of RAID member device {path}");
+            continue;
+        }
         log::info!("erasing metadata on {path} ({} bytes)", d.size_bytes);
         let r = Disk::open(&path, 512).and_then(|mut disk| {
             crate::deploy::erase_metadata(&mut disk).map_err(|e| e.to_string())
@@ -124,6 +130,15 @@ impl JobDone {
     }
 }
 
+/// A step's job ended: its result as the conductor reads it,
+/// `{"<flow>_result": result, "<flow>_step": step}`.
+fn step_done(kind: StepKind, step: &Value, outcome: Result<Value, RestError>) -> JobDone {
+    let key = kind.key();
+    JobDone::result(
+        outcome.map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step})),
+    )
+}
+
 /// Runs a job. The API is only read here (the node, the lookup's
 /// configuration, the last image) and shown progress; what the job
 /// changes comes back in [`JobDone`].
@@ -142,14 +157,13 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
             },
             Err(e) => JobDone::result(Err(e)),
         },
-        Work::EraseMetadata { step, kind } => {
-            let outcome = erase_all().map_err(|e| IpaError::BlockDeviceErase.with(e));
-            let key = kind.key();
-            JobDone::result(
-                outcome
-                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step})),
-            )
-        }
+        Work::EraseMetadata { step, kind } => step_done(
+            *kind,
+            step,
+            erase_all()
+                .map(|_| Value::Null)
+                .map_err(|e| IpaError::BlockDeviceErase.with(e)),
+        ),
         Work::EraseDevices {
             step,
             kind,
@@ -160,48 +174,60 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
                 t.show_progress(progress.clone());
                 t.sleep_ms(200);
             });
-            let key = kind.key();
-            JobDone::result(
-                outcome
-                    .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
-                    .map_err(|e| IpaError::BlockDeviceErase.with(e)),
+            step_done(
+                *kind,
+                step,
+                outcome.map_err(|e| IpaError::BlockDeviceErase.with(e)),
             )
         }
-        Work::ErasePstore { step, kind } => {
-            let key = kind.key();
-            JobDone::result(
-                crate::linux::pstore::erase()
-                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step}))
-                    .map_err(RestError::execution),
-            )
-        }
+        Work::ErasePstore { step, kind } => step_done(
+            *kind,
+            step,
+            crate::linux::pstore::erase()
+                .map(|_| Value::Null)
+                .map_err(RestError::execution),
+        ),
         Work::CleanUefiNvram {
             patterns,
             step,
             kind,
-        } => {
-            let key = kind.key();
-            JobDone::result(
-                clean_nvram(patterns)
-                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step}))
-                    .map_err(RestError::execution),
-            )
-        }
-        Work::Burnin { burnin, step, kind } => {
-            let key = kind.key();
-            JobDone::result(
-                super::burnin::run(t, burnin)
-                    .map(|r| json!({format!("{key}_result"): r, format!("{key}_step"): step}))
-                    .map_err(RestError::execution),
-            )
-        }
+        } => step_done(
+            *kind,
+            step,
+            clean_nvram(patterns)
+                .map(|_| Value::Null)
+                .map_err(RestError::execution),
+        ),
+        Work::Burnin { burnin, step, kind } => step_done(
+            *kind,
+            step,
+            super::burnin::run(t, burnin).map_err(RestError::execution),
+        ),
         Work::InjectFiles { files, step, kind } => {
-            let key = kind.key();
             let outcome = root_disk(t.api()).and_then(|disk| super::inject::run(t, &disk, files));
-            JobDone::result(
+            step_done(
+                *kind,
+                step,
                 outcome
-                    .map(|_| json!({format!("{key}_result"): null, format!("{key}_step"): step}))
+                    .map(|_| Value::Null)
                     .map_err(|e| IpaError::CommandExecution.with(e)),
+            )
+        }
+        Work::Raid {
+            op,
+            node,
+            step,
+            kind,
+        } => {
+            let outcome = match op {
+                RaidOp::Create(config) => super::raid::create(node, config),
+                RaidOp::Delete => super::raid::delete(node).map(|_| Value::Null),
+                RaidOp::Apply(config, delete) => super::raid::apply(node, config, *delete),
+            };
+            step_done(
+                *kind,
+                step,
+                outcome.map_err(|e| IpaError::SoftwareRaid.with(e)),
             )
         }
         Work::InstallBootloader { params } => {

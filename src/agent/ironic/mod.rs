@@ -34,6 +34,7 @@ mod jobs;
 mod logs;
 pub mod node;
 pub mod params;
+mod raid;
 pub mod run;
 pub mod steps;
 pub mod token;

@@ -17,33 +17,35 @@ pub fn root_device_hints(node: &Value) -> Result<Option<Hints>, String> {
     Hints::parse(hints)
 }
 
-/// `instance_info.deploy_boot_mode`, then the `boot_mode` capability
-/// (instance_info over properties; a string `k:v,k:v` or an object), then
-/// `driver_internal_info.deploy_boot_mode`.
+/// A capability (`instance_info.capabilities` over `properties.capabilities`;
+/// each a string `k:v,k:v` or an object), as Ironic's parse_capabilities.
+pub fn capability(node: &Value, name: &str) -> Option<String> {
+    let read = |caps: &Value| -> Option<String> {
+        match caps {
+            Value::String(s) => s.split(',').find_map(|kv| {
+                let (k, v) = kv.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            }),
+            Value::Object(o) => o.get(name).and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        }
+    };
+    read(&node["instance_info"]["capabilities"])
+        .or_else(|| read(&node["properties"]["capabilities"]))
+}
+
+/// `instance_info.deploy_boot_mode`, then the `boot_mode` capability,
+/// then `driver_internal_info.deploy_boot_mode`.
 pub fn boot_mode(node: &Value) -> Option<BootMode> {
     let parse = |s: &str| match s {
         "uefi" => Some(BootMode::Uefi),
         "bios" => Some(BootMode::Bios),
         _ => None,
     };
-    let capability = |caps: &Value| -> Option<String> {
-        match caps {
-            Value::String(s) => s.split(',').find_map(|kv| {
-                let (k, v) = kv.split_once(':')?;
-                (k.trim() == "boot_mode").then(|| v.trim().to_string())
-            }),
-            Value::Object(o) => o
-                .get("boot_mode")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        }
-    };
     node["instance_info"]["deploy_boot_mode"]
         .as_str()
         .and_then(parse)
-        .or_else(|| capability(&node["instance_info"]["capabilities"]).and_then(|s| parse(&s)))
-        .or_else(|| capability(&node["properties"]["capabilities"]).and_then(|s| parse(&s)))
+        .or_else(|| capability(node, "boot_mode").and_then(|s| parse(&s)))
         .or_else(|| {
             node["driver_internal_info"]["deploy_boot_mode"]
                 .as_str()
@@ -77,6 +79,15 @@ mod tests {
         let err = root_device_hints(&json!({"properties": {"root_device": {"colour": "red"}}}))
             .unwrap_err();
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn capabilities_come_from_instance_info_else_properties_as_text_or_object() {
+        let node = json!({"instance_info": {"capabilities": {"disk_label": "gpt"}},
+                          "properties": {"capabilities": "boot_mode:uefi, disk_label:msdos"}});
+        assert_eq!(capability(&node, "disk_label").as_deref(), Some("gpt"));
+        assert_eq!(capability(&node, "boot_mode").as_deref(), Some("uefi"));
+        assert_eq!(capability(&node, "raid_level"), None);
     }
 
     #[test]

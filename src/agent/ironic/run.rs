@@ -233,6 +233,17 @@ pub fn run(cmdline: &Cmdline) -> Option<EndAction> {
     for w in &params.warnings {
         log::warn!("command line: {w}");
     }
+    // Arrays made before this boot (raid.create_configuration, then a
+    // reboot), as the real agent's udev rules assemble them: the kernel
+    // itself autodetects only 0.90 members. As PID 1 only: on a host the
+    // disks are not rivet's.
+    let assembled = match std::process::id() {
+        1 => crate::linux::md::assemble_all(),
+        _ => Vec::new(),
+    };
+    if !assembled.is_empty() {
+        log::info!("software RAID: assembled {}", assembled.join(", "));
+    }
     match serve(cmdline, &params) {
         Ok(end) => Some(end),
         Err(e) => {

@@ -1,7 +1,7 @@
 //! The agent API driven with the requests Ironic's `agent_client.py`
 //! sends, checked against what ironic-python-agent 13 answers.
 
-use super::api::{Api, Host, StepKind, Work};
+use super::api::{Api, Host, RaidOp, StepKind, Work};
 use super::errors::RestError;
 use super::token::AgentToken;
 use crate::net::server::{Reply, Request, Response};
@@ -799,4 +799,81 @@ fn inject_files_is_offered_for_deploy_and_service_and_checked_on_arrival() {
             .contains("requires \"partition\""),
         "{error}"
     );
+}
+
+/// Software RAID (issue 32): delete/create offered in cleaning on the RAID
+/// interface, apply in deploying and servicing with its argsinfo; the
+/// node's target_raid_config rides with the job; apply without a
+/// raid_config object is refused with the real agent's error class.
+#[test]
+fn raid_steps_are_offered_per_flow_and_carry_the_configuration() {
+    let (mut api, mut host) = setup();
+    for (flow, names) in [
+        (
+            "clean",
+            vec!["delete_configuration", "create_configuration"],
+        ),
+        ("deploy", vec!["apply_configuration"]),
+        ("service", vec!["apply_configuration"]),
+    ] {
+        let (steps, _) = steps_of(&mut api, &mut host, flow);
+        let raid: Vec<&Value> = steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["interface"] == "raid")
+            .collect();
+        let listed: Vec<&str> = raid.iter().map(|s| s["step"].as_str().unwrap()).collect();
+        assert_eq!(listed, names, "{flow}: {steps}");
+        assert!(raid.iter().all(|s| s["priority"] == 0), "{flow}: {steps}");
+    }
+    let (steps, _) = steps_of(&mut api, &mut host, "deploy");
+    let apply = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "apply_configuration")
+        .unwrap();
+    assert_eq!(apply["argsinfo"]["raid_config"]["required"], true);
+    assert_eq!(apply["argsinfo"]["delete_existing"]["required"], false);
+
+    let config =
+        json!({"logical_disks": [{"size_gb": "MAX", "raid_level": "1", "controller": "software"}]});
+    let step = json!({"step": "create_configuration", "interface": "raid", "priority": 0});
+    let node = json!({"node": {"uuid": "n-1", "target_raid_config": config}});
+    let r = execute(&mut api, &mut host, "clean", step, node);
+    assert_eq!(r["command_status"], "RUNNING", "{r}");
+    let job = api.take_job().unwrap();
+    let Work::Raid { op, kind, .. } = &job.work else {
+        panic!("{job:?}")
+    };
+    assert_eq!(
+        (op, *kind),
+        (&RaidOp::Create(config.clone()), StepKind::Clean)
+    );
+    api.finish(&job.id, Ok(json!({})));
+
+    let step = json!({"step": "apply_configuration", "interface": "raid", "priority": 0,
+                      "args": {"raid_config": config, "delete_existing": false}});
+    let r = execute(&mut api, &mut host, "deploy", step, json!({}));
+    assert_eq!(r["command_status"], "RUNNING", "{r}");
+    let job = api.take_job().unwrap();
+    let Work::Raid { op, .. } = &job.work else {
+        panic!("{job:?}")
+    };
+    assert_eq!(op, &RaidOp::Apply(config, false));
+    api.finish(&job.id, Ok(json!({})));
+
+    let bad = json!({"step": "apply_configuration", "args": {"raid_config": "raid1"}});
+    let error = refused_step(&mut api, &mut host, "deploy", bad, json!({}));
+    assert_eq!(error["type"], "InvalidCommandParamsError", "{error}");
+    // Not a clean step: the conductor's create/delete are.
+    let error = refused_step(
+        &mut api,
+        &mut host,
+        "clean",
+        json!({"step": "apply_configuration"}),
+        json!({}),
+    );
+    assert_eq!(error["type"], "HardwareManagerMethodNotFound", "{error}");
 }
