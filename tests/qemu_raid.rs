@@ -31,6 +31,23 @@ fn examine(dev: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// One boot against the conductor stand-in with the md initramfs, to the
+/// agent's power-off: the stand-in's record and rivet's console lines.
+fn session(
+    dir: &Path,
+    mode: &str,
+    info: Option<Value>,
+    extra: &[&str],
+    initrd: &Path,
+    disks: &[&Path],
+) -> (Value, Vec<String>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut conductor = Conductor::start(dir, mode, info, extra, None);
+    conductor.initrd = initrd.to_path_buf();
+    let console = conductor.boot(dir, disks, "").run("reboot: Power down");
+    (finished_record(dir), rivet_lines(&console))
+}
+
 /// The members' partitions of a disk (start and length in bytes).
 fn partitions(disk: &Path) -> Vec<(u64, u64)> {
     sfdisk_parts(disk)
@@ -58,25 +75,20 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
     let node = json!({"target_raid_config": target_raid_config}).to_string();
 
     // Boot 1: manual cleaning, delete then create.
-    let clean_dir = dir.join("clean");
-    std::fs::create_dir_all(&clean_dir).unwrap();
-    let mut conductor = Conductor::start(
-        &clean_dir,
+    let clean = [
+        "--clean-step",
+        "delete_configuration,create_configuration",
+        "--node-json",
+        &node,
+    ];
+    let (record, lines) = session(
+        &dir.join("clean"),
         "clean",
         None,
-        &[
-            "--clean-step",
-            "delete_configuration,create_configuration",
-            "--node-json",
-            &node,
-        ],
-        None,
+        &clean,
+        &initrd,
+        &disk_refs,
     );
-    conductor.initrd = initrd.clone();
-    let console = conductor
-        .boot(&clean_dir, &disk_refs, "")
-        .run("reboot: Power down");
-    let record = finished_record(&clean_dir);
     let cleans = record["cleans"].as_array().unwrap();
     assert_eq!(cleans.len(), 2, "{record:#}");
     for c in cleans {
@@ -90,7 +102,6 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
         cleans[1]["command_result"]["clean_step"]["interface"],
         "raid"
     );
-    let lines = rivet_lines(&console);
     assert_logged(&lines, "module raid1 loaded (for software RAID)");
     assert_logged(
         &lines,
@@ -144,25 +155,14 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
     let info = json!({"id": "whole-1", "urls": ["whole.img"], "disk_format": "raw", "container_format": "bare",
         "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
         "checksum": sha256_file(&img), "deploy_boot_mode": "bios"});
-    let mut conductor = Conductor::start(
-        &dir,
-        "deploy",
-        Some(info),
-        &["--root-device", "/dev/md0"],
-        None,
-    );
-    conductor.initrd = initrd.clone();
-    let console = conductor
-        .boot(&dir, &disk_refs, "")
-        .run("reboot: Power down");
-    let record = finished_record(&dir);
+    let hint = ["--root-device", "/dev/md0"];
+    let (record, lines) = session(&dir, "deploy", Some(info), &hint, &initrd, &disk_refs);
     let written = &record["write_image"];
     assert_eq!(written["command_status"], "SUCCEEDED", "{written:#}");
     let result = written["command_result"]["deploy_result"]["result"]
         .as_str()
         .unwrap_or_default();
     assert!(result.contains("written to device /dev/md0"), "{written:#}");
-    let lines = rivet_lines(&console);
     assert_logged(&lines, "software RAID: assembled /dev/md0, /dev/md1");
     assert_logged(&lines, "target disk /dev/md0");
 
@@ -189,22 +189,16 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
 
     // Boot 3: delete_configuration leaves no table and no md superblock.
     let old: Vec<Vec<(u64, u64)>> = disks.iter().map(|d| partitions(d)).collect();
-    let delete_dir = dir.join("delete");
-    std::fs::create_dir_all(&delete_dir).unwrap();
-    let mut conductor = Conductor::start(
-        &delete_dir,
+    let delete = ["--clean-step", "delete_configuration", "--node-json", &node];
+    let (record, lines) = session(
+        &dir.join("delete"),
         "clean",
         None,
-        &["--clean-step", "delete_configuration", "--node-json", &node],
-        None,
+        &delete,
+        &initrd,
+        &disk_refs,
     );
-    conductor.initrd = initrd;
-    let console = conductor
-        .boot(&delete_dir, &disk_refs, "")
-        .run("reboot: Power down");
-    let record = finished_record(&delete_dir);
     assert_eq!(record["clean"]["command_status"], "SUCCEEDED", "{record:#}");
-    let lines = rivet_lines(&console);
     assert_logged(&lines, "software RAID: deleting /dev/md0");
     assert_logged(&lines, "software RAID: deleting /dev/md1");
     for (d, parts) in disks.iter().zip(&old) {
@@ -224,6 +218,5 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
             );
         }
     }
-    let _: Value = record;
     let _ = std::fs::remove_dir_all(dir);
 }
