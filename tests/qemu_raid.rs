@@ -113,13 +113,13 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
     );
 
     // The host's mdadm reads the members: msdos tables (a BIOS node), the
-    // mirror from 1 MiB to 1 GiB, the stripe from there to the end.
+    // mirror from 1 MiB to 1 GiB, the stripe from there to 1 MiB before the end (parted's "-1").
     let mut uuids = Vec::new();
     for (slot, d) in disks.iter().enumerate() {
         let parts = partitions(d);
         assert_eq!(
             parts,
-            [(MIB, 1023 * MIB), (1024 * MIB, 1024 * MIB)],
+            [(MIB, 1023 * MIB), (1024 * MIB, 1023 * MIB)],
             "{}",
             d.display()
         );

@@ -241,6 +241,23 @@ pub struct Span {
     pub end: u64,
 }
 
+/// Where `parted -a optimal -- mkpart primary START -1` ends a partition
+/// (one past its last sector) on a disk of `sectors`: "-1" is 1 MB (10^6
+/// bytes) before the end, give or take half a MB; the MiB-aligned end
+/// nearest to it within that range, else that point itself (measured
+/// against parted 3.5 by tests/raid_host.rs).
+pub fn parted_max_end(sectors: u64) -> u64 {
+    // 10^6 / 512 = 1953.125 sectors: the end sector, rounded, is 1953
+    // before the last; half a MB is 976.5625 sectors.
+    let target = sectors.saturating_sub(1953);
+    let below = (target + 1) / MIB_SECTORS * MIB_SECTORS;
+    let nearest = [below, below + MIB_SECTORS]
+        .into_iter()
+        .filter(|&e| e > 0 && (e - 1).abs_diff(target) <= 976)
+        .min_by_key(|&e| (e - 1).abs_diff(target));
+    nearest.unwrap_or(target + 1)
+}
+
 /// Where the RAID partitions of one holder lie, in the order of `sizes`
 /// (the sizes of the logical disks that use this holder, in creation
 /// order); `sectors` is the holder's size in 512-byte sectors.
@@ -255,18 +272,16 @@ pub fn holder_spans(
         (BootMode::Bios, Label::Gpt) => 8 * MIB_SECTORS,
         (BootMode::Bios, Label::Msdos) => MIB_SECTORS,
     };
-    // The last usable sector + 1: the backup GPT takes 33 sectors; parted's
-    // optimal alignment ends a partition on a MiB boundary.
-    let usable = match label {
+    // One past the last usable sector: the backup GPT takes 33 sectors.
+    let limit = match label {
         Label::Gpt => sectors.saturating_sub(33),
         Label::Msdos => sectors,
     };
-    let limit = usable / MIB_SECTORS * MIB_SECTORS;
     let mut spans = Vec::new();
     let mut start = first;
     for (i, size) in sizes.iter().enumerate() {
         let end = match size {
-            Size::Max => limit,
+            Size::Max => parted_max_end(sectors),
             // The first partition ends at the absolute size (parted's
             // `mkpart 551MiB 10GiB`), the next ones size GiB later.
             Size::Gib(n) if i == 0 => n.saturating_mul(GIB_SECTORS),
@@ -411,14 +426,18 @@ mod tests {
                 end: 10 * GIB_SECTORS
             }
         );
+        // MAX as parted's "-1": the MiB boundary nearest 1 MB before the end.
         let s = holder_spans(disk + 100, BootMode::Bios, Label::Msdos, &[Size::Max]).unwrap();
         assert_eq!(
             s[0],
             Span {
                 start: 2048,
-                end: disk
+                end: disk - 2048
             }
         );
+        assert_eq!(parted_max_end(disk + 1000), disk);
+        // No MiB boundary within half a MB of it: the point itself.
+        assert_eq!(parted_max_end(disk + 3000), disk + 3000 - 1952);
         // Too big, or a first size inside the ESP's room.
         assert!(holder_spans(disk, BootMode::Uefi, Label::Gpt, &[Size::Gib(20)]).is_err());
         let small = holder_spans(

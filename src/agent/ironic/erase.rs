@@ -79,26 +79,13 @@ fn sys_flag(name: &str, file: &str) -> bool {
         .is_ok_and(|v| v.trim() == "1")
 }
 
-/// A member of a Linux software RAID (its holder is an md device).
+/// A member of a Linux software RAID: the disk or one of its partitions
+/// belongs to a running md array (ironic-python-agent asks lsblk for
+/// linux_raid_member below the disk).
 pub(super) fn raid_member(name: &str) -> bool {
-    // The disk itself or one of its partitions held by an md array
-    // (ironic-python-agent asks lsblk for linux_raid_member below the disk).
-    let md_holder = |dir: &Path| {
-        std::fs::read_dir(dir.join("holders"))
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("md"))
-            })
-            .unwrap_or(false)
-    };
-    let disk = Path::new("/sys/block").join(name);
-    md_holder(&disk)
-        || std::fs::read_dir(&disk)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.path().join("partition").exists() && md_holder(&e.path()))
-            })
-            .unwrap_or(false)
+    crate::linux::md::arrays()
+        .iter()
+        .any(|a| a.holders.iter().any(|h| h == name))
 }
 
 /// The virtual floppy Ironic attaches for virtual media (label ir-vfd-dev).

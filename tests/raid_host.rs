@@ -1,0 +1,143 @@
+//! Software RAID's holder layout against the real agent's own commands:
+//! for several disk sizes, boot modes and logical disks, ironic-python-agent's
+//! parted calls (raid_utils: `mklabel`, `sgdisk -F` for the msdos start,
+//! `mkpart primary START END` with its GiB/MiB/`-1` arguments) run on a
+//! sparse file, and `parted -m unit s print` is compared with
+//! `rivet::raid::holder_spans` sector for sector. Files only; a second.
+
+mod common;
+use common::disk::{ok, sparse};
+use common::scratch;
+use rivet::plan::{BootMode, Label};
+use rivet::raid::{holder_spans, Size, Span};
+
+const GIB: u64 = 1 << 30;
+
+/// The partitions parted made, as `[start, end)` in sectors.
+fn parted_spans(disk: &std::path::Path) -> Vec<Span> {
+    ok(
+        "parted",
+        &["-m", disk.to_str().unwrap(), "unit", "s", "print"],
+    )
+    .lines()
+    .skip(2)
+    .map(|l| {
+        let f: Vec<u64> = l
+            .split(':')
+            .skip(1)
+            .take(2)
+            .map(|v| v.trim_end_matches('s').parse().unwrap())
+            .collect();
+        Span {
+            start: f[0],
+            end: f[1] + 1,
+        }
+    })
+    .collect()
+}
+
+/// What ironic-python-agent runs for one holder (create_raid_partition_tables,
+/// calculate_raid_start, calc_raid_partition_sectors, then parted mkpart).
+fn real_agent(disk: &std::path::Path, boot: BootMode, label: Label, sizes: &[Size]) {
+    let path = disk.to_str().unwrap();
+    ok("parted", &[path, "-s", "--", "mklabel", label.name()]);
+    let start = match (boot, label) {
+        (BootMode::Uefi, _) => "551MiB".to_string(),
+        (BootMode::Bios, Label::Gpt) => "8MiB".to_string(),
+        (BootMode::Bios, Label::Msdos) => {
+            let first = ok("sgdisk", &["-F", path]);
+            format!("{}s", first.lines().last().unwrap().trim())
+        }
+    };
+    let mut start_str = start;
+    let mut end_gib: Option<u64> = None;
+    for size in sizes {
+        let end_str = match (size, end_gib) {
+            (Size::Max, _) => "-1".to_string(),
+            (Size::Gib(n), None) => {
+                end_gib = Some(*n);
+                format!("{n}GiB")
+            }
+            (Size::Gib(n), Some(e)) => {
+                end_gib = Some(e + n);
+                format!("{}GiB", e + n)
+            }
+        };
+        ok(
+            "parted",
+            &[
+                path, "-s", "-a", "optimal", "--", "mkpart", "primary", &start_str, &end_str,
+            ],
+        );
+        start_str = format!("{}GiB", end_gib.unwrap_or(0));
+    }
+}
+
+#[test]
+fn holder_partitions_fall_where_the_real_agents_parted_puts_them() {
+    let dir = scratch("raid-layout");
+    let cases: &[(u64, BootMode, Label, &[Size])] = &[
+        (
+            20 * GIB,
+            BootMode::Uefi,
+            Label::Gpt,
+            &[Size::Gib(10), Size::Max],
+        ),
+        (
+            20 * GIB + 51_200,
+            BootMode::Uefi,
+            Label::Gpt,
+            &[Size::Gib(10), Size::Gib(5)],
+        ),
+        (
+            3 * GIB,
+            BootMode::Uefi,
+            Label::Gpt,
+            &[Size::Gib(1), Size::Max],
+        ),
+        (
+            20 * GIB,
+            BootMode::Bios,
+            Label::Gpt,
+            &[Size::Gib(5), Size::Gib(5)],
+        ),
+        (
+            20 * GIB + 1_536_000,
+            BootMode::Bios,
+            Label::Gpt,
+            &[Size::Max],
+        ),
+        (
+            20 * GIB + 51_200,
+            BootMode::Bios,
+            Label::Msdos,
+            &[Size::Max],
+        ),
+        (
+            100 * GIB + 512_000,
+            BootMode::Bios,
+            Label::Msdos,
+            &[Size::Gib(10), Size::Max],
+        ),
+        (
+            2 * GIB,
+            BootMode::Bios,
+            Label::Msdos,
+            &[Size::Gib(1), Size::Max],
+        ),
+    ];
+    for (i, &(bytes, boot, label, sizes)) in cases.iter().enumerate() {
+        let disk = dir.join(format!("holder-{i}.img"));
+        sparse(&disk, bytes);
+        real_agent(&disk, boot, label, sizes);
+        let theirs = parted_spans(&disk);
+        let ours = holder_spans(bytes / 512, boot, label, sizes).unwrap();
+        eprintln!("{bytes} B, {boot:?}, {label:?}, {sizes:?}: {ours:?}");
+        assert_eq!(
+            ours, theirs,
+            "case {i}: {bytes} B, {boot:?}, {label:?}, {sizes:?}"
+        );
+        std::fs::remove_file(&disk).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
