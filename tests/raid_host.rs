@@ -3,7 +3,9 @@
 //! parted calls (raid_utils: `mklabel`, `sgdisk -F` for the msdos start,
 //! `mkpart primary START END` with its GiB/MiB/`-1` arguments) run on a
 //! sparse file, and `parted -m unit s print` is compared with
-//! `rivet::raid::holder_spans` sector for sector. Files only; a second.
+//! `rivet::raid::holder_spans` sector for sector; and the host's mdadm reads
+//! rivet's 1.0 members (the mirrored ESP's metadata). Files and loop
+//! devices only; a second.
 
 mod common;
 use common::disk::{ok, sparse};
@@ -138,6 +140,62 @@ fn holder_partitions_fall_where_the_real_agents_parted_puts_them() {
             "case {i}: {bytes} B, {boot:?}, {label:?}, {sizes:?}"
         );
         std::fs::remove_file(&disk).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The mirrored ESP's metadata (1.0: superblock at the end, data from
+/// sector 0, so firmware reads plain FAT): rivet's members on loop devices,
+/// as the host's mdadm reads them.
+#[test]
+fn mdadm_reads_rivets_1_0_members() {
+    use rivet::io::BlockDevice;
+    use rivet::raid::members::{component_sectors, write_member};
+    use rivet::wire::md::{Array, Level, Version, IN_SYNC};
+    let dir = scratch("raid-1-0");
+    let sectors = (550u64 << 20) / 512;
+    let mut array = Array {
+        version: Version::V1_0,
+        set_uuid: *b"rivet-esp-mirror",
+        name: "esp".into(),
+        level: Level::Raid1,
+        members: 2,
+        component_sectors: 0,
+        time: 1_765_000_000,
+        resync_offset: IN_SYNC,
+    };
+    array.component_sectors = component_sectors(&array, &[sectors, sectors], 0).unwrap();
+    for slot in 0..2u32 {
+        let file = dir.join(format!("esp{slot}.img"));
+        sparse(&file, sectors * 512);
+        let mut dev = rivet::linux::blockdev::Disk::open(file.to_str().unwrap(), 512).unwrap();
+        write_member(&mut dev, 0, sectors, &array, slot, [slot as u8 + 1; 16], 0).unwrap();
+        dev.flush().unwrap();
+        drop(dev);
+        let lo = common::disk::Loop::attach(&file, 512, false);
+        let out = ok("mdadm", &["--examine", &lo.dev]);
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|l| l.split_once(" : ").filter(|(k, _)| k.trim() == name))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_else(|| panic!("no {name} in\n{out}"))
+        };
+        assert_eq!(field("Version"), "1.0", "{out}");
+        assert_eq!(field("Raid Level"), "raid1");
+        assert_eq!(field("Name"), "esp");
+        // Data from sector 0 (mdadm prints no Data Offset then).
+        assert!(
+            field("Unused Space").starts_with("before=0 sectors"),
+            "{out}"
+        );
+        assert_eq!(
+            field("Super Offset"),
+            format!("{} sectors", (sectors - 16) & !7)
+        );
+        assert_eq!(field("State"), "clean");
+        assert!(field("Checksum").ends_with("- correct"), "{out}");
+        assert_eq!(field("Device Role"), format!("Active device {slot}"));
+        assert_eq!(field("Array UUID"), "72697665:742d6573:702d6d69:72726f72");
     }
     let _ = std::fs::remove_dir_all(dir);
 }
