@@ -835,8 +835,8 @@ fn servicing_reimages_an_active_node() {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect();
-    // The real agent's service steps but RAID's (issue 32): no disk burn-in,
-    // which would destroy the node's data.
+    // The real agent's service steps: no disk burn-in, which would destroy
+    // the node's data; software RAID's apply_configuration (issue 32).
     assert_eq!(
         offered,
         [
@@ -844,7 +844,8 @@ fn servicing_reimages_an_active_node() {
             "burnin_memory",
             "burnin_network",
             "write_image",
-            "inject_files"
+            "inject_files",
+            "apply_configuration"
         ]
     );
     let written = &record["write_image"];

@@ -1,17 +1,16 @@
 //! Software RAID (issue 32) in QEMU with three virtio disks: the conductor
 //! stand-in runs the clean steps `raid.delete_configuration` then
-//! `raid.create_configuration` with a node's `target_raid_config` (a
-//! 1 GiB RAID-1 `root` volume and a RAID-0 `data` volume of MAX size); the
-//! machine powers off; on the next
-//! boot (no fast track) rivet assembles the array itself from the members'
-//! superblocks, and a whole-disk image is deployed onto `/dev/md0`. Judged
-//! from the host: `mdadm --examine` of each member, and the image's bytes
-//! in each member's data area (a mirror: both hold them).
+//! `raid.create_configuration` with a node's `target_raid_config` (a 1 GiB
+//! RAID-1 `root` volume and a RAID-0 `data` volume of MAX size); the machine
+//! powers off; on the next boot (no fast track) rivet assembles the arrays
+//! itself from the members' superblocks, and a whole-disk image is deployed
+//! onto `/dev/md0`. Judged from the host: `mdadm --examine` of each member,
+//! and the image's bytes in each mirror member's data area. A third boot
+//! without one disk runs the mirror degraded and deploys again; a fourth's
+//! `raid.delete_configuration` leaves nothing `wipefs` or `mdadm --examine`
+//! finds, the stale member's superblock included.
 //!
-//! Then a third boot's `raid.delete_configuration` leaves nothing `wipefs`
-//! or `mdadm --examine` finds.
-//!
-//! Cost on 2 cores under TCG: three boots, about 45 s.
+//! Cost on 2 cores under TCG: four boots, about 50 s.
 
 mod common;
 use common::disk::{ok, read_at, sfdisk_parts, sha256_file, sparse, Loop};
@@ -156,7 +155,14 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
         "stream_raw_images": true, "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123",
         "checksum": sha256_file(&img), "deploy_boot_mode": "bios"});
     let hint = ["--root-device", "/dev/md0"];
-    let (record, lines) = session(&dir, "deploy", Some(info), &hint, &initrd, &disk_refs);
+    let (record, lines) = session(
+        &dir,
+        "deploy",
+        Some(info.clone()),
+        &hint,
+        &initrd,
+        &disk_refs,
+    );
     let written = &record["write_image"];
     assert_eq!(written["command_status"], "SUCCEEDED", "{written:#}");
     let result = written["command_result"]["deploy_result"]["result"]
@@ -187,7 +193,36 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
         );
     }
 
-    // Boot 3: delete_configuration leaves no table and no md superblock.
+    // Boot 3: a disk has died. The mirror runs on the other two (as mdadm
+    // --assemble starts a degraded array) and takes the image again; the
+    // stripe cannot run without its third member and is left alone.
+    let degraded_dir = dir.join("degraded");
+    std::fs::create_dir_all(&degraded_dir).unwrap();
+    std::fs::copy(&img, degraded_dir.join("whole.img")).unwrap();
+    let (record, lines) = session(
+        &degraded_dir,
+        "deploy",
+        Some(info.clone()),
+        &hint,
+        &initrd,
+        &disk_refs[..2],
+    );
+    assert_eq!(
+        record["write_image"]["command_status"], "SUCCEEDED",
+        "{record:#}"
+    );
+    assert_logged(
+        &lines,
+        "software RAID: array \"root\" is degraded: 2 of 3 members",
+    );
+    assert_logged(
+        &lines,
+        "software RAID: array \"data\" (raid0) has 2 of its 3 members",
+    );
+    assert_logged(&lines, "software RAID: assembled /dev/md0");
+
+    // Boot 4, all three disks again: delete_configuration leaves no table
+    // and no md superblock, the stale member's included.
     let old: Vec<Vec<(u64, u64)>> = disks.iter().map(|d| partitions(d)).collect();
     let delete = ["--clean-step", "delete_configuration", "--node-json", &node];
     let (record, lines) = session(

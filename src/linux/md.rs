@@ -257,13 +257,19 @@ pub fn assemble_all() -> Vec<String> {
         ..
     } in sets
     {
-        if devs.len() < disks as usize {
+        // A degraded array runs as mdadm --assemble would start it (a
+        // mirror with a failed disk is what gets re-provisioned).
+        let found = devs.len() as u32;
+        if !level.runs_with(disks, found) {
             log::warn!(
-                "software RAID: array {name:?} has {} of its {disks} members ({}): not started",
-                devs.len(),
+                "software RAID: array {name:?} ({level}) has {found} of its {disks} members ({}): \
+                 not started",
                 devs.join(", ")
             );
             continue;
+        }
+        if found < disks {
+            log::warn!("software RAID: array {name:?} is degraded: {found} of {disks} members");
         }
         let started_one = load_modules(level).and_then(|_| {
             let minor = free_minor(wanted(&name)).ok_or("no free md device")?;

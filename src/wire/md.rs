@@ -147,6 +147,22 @@ impl Level {
         }
     }
 
+    /// Whether an array of `members` runs with only `found` of them (as
+    /// mdadm --assemble starts a degraded array): RAID 1 on any one, RAID
+    /// 10 (two near copies) on half, RAID 5 missing one, RAID 6 two, RAID 0
+    /// on all.
+    pub fn runs_with(self, members: u32, found: u32) -> bool {
+        let missing = members.saturating_sub(found);
+        found > 0
+            && match self {
+                Level::Raid0 => missing == 0,
+                Level::Raid1 => true,
+                Level::Raid10 => found * 2 >= members,
+                Level::Raid5 => missing <= 1,
+                Level::Raid6 => missing <= 2,
+            }
+    }
+
     /// mdadm's default layout: RAID10 "n2" (two near copies), RAID5/6
     /// left-symmetric; 0 for the others.
     pub fn default_layout(self) -> u32 {
@@ -582,6 +598,12 @@ mod tests {
         assert_eq!(&b[76..80], &[0x02, 0x01, 0, 0]); // n2
         assert_eq!(&b[88..92], &[0, 4, 0, 0]); // 1024 sectors
         assert_eq!(Level::from_number(10), Some(Level::Raid10));
+        // Degraded arrays that still run, and those that do not.
+        assert!(Level::Raid1.runs_with(2, 1) && !Level::Raid1.runs_with(2, 0));
+        assert!(Level::Raid5.runs_with(3, 2) && !Level::Raid5.runs_with(4, 2));
+        assert!(Level::Raid6.runs_with(4, 2) && !Level::Raid6.runs_with(4, 1));
+        assert!(Level::Raid10.runs_with(4, 2) && !Level::Raid10.runs_with(4, 1));
+        assert!(Level::Raid0.runs_with(3, 3) && !Level::Raid0.runs_with(3, 2));
         assert_eq!(Level::from_number(4), None);
     }
 
