@@ -1,6 +1,8 @@
 //! Ironic's image_info from the network or a file: parsed and checked, and
 //! laid out on several disks, all arithmetic checked; and checksum files
-//! as an image server publishes them.
+//! as an image server publishes them; and the same JSON as a node's
+//! target_raid_config, validated and laid out on holders of several sizes
+//! (every span inside its disk, in order).
 #![no_main]
 #[path = "guard.rs"]
 mod guard;
@@ -8,6 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 use rivet::layout;
 use rivet::plan::{self, BootMode, HashAlgo, Label, Plan};
+use rivet::raid;
 
 fuzz_target!(|data: &[u8]| {
     guard::bounded(4 * guard::MIB, || {
@@ -15,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
             for algo in [None, Some(HashAlgo::Sha256), Some(HashAlgo::Md5)] {
                 let _ = plan::parse_checksum_file(text, "http://h/images/root.img?x=1", algo);
             }
+        }
+        if let Ok(config) = serde_json::from_slice::<serde_json::Value>(data) {
+            raid_layouts(&config);
         }
         let Ok(plan) = Plan::from_json(data) else {
             return;
@@ -36,3 +42,24 @@ fuzz_target!(|data: &[u8]| {
         }
     });
 });
+
+fn raid_layouts(config: &serde_json::Value) {
+    for disks in [1, 3, 4] {
+        let Ok(c) = raid::validate(config, "fuzz", disks == 4, disks) else {
+            continue;
+        };
+        assert!(matches!(c.logical_disks.len(), 1 | 2));
+        let sizes: Vec<raid::Size> = c.logical_disks.iter().map(|d| d.size).collect();
+        for (boot, label) in [(BootMode::Uefi, Label::Gpt), (BootMode::Bios, Label::Msdos)] {
+            for sectors in [1u64 << 21, 41_943_140, u64::MAX / 512] {
+                if let Ok(spans) = raid::holder_spans(sectors, boot, label, &sizes) {
+                    let mut at = 0;
+                    for s in spans {
+                        assert!(at <= s.start && s.start < s.end && s.end <= sectors, "{s:?}");
+                        at = s.end;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -100,7 +100,9 @@ pub fn validate(
     let mut names: Vec<&str> = Vec::new();
     let mut root_selected = false;
     let mut parsed = Vec::new();
-    for d in disks {
+    // More than two is refused anyway; the first eight are checked for their
+    // own errors too (bounded work whatever the conductor sends).
+    for d in disks.iter().take(8) {
         if d["controller"] != "software" {
             err(
                 "Software RAID configuration requires all logical disks to have \
@@ -348,6 +350,15 @@ mod tests {
         let three =
             json!({"logical_disks": [ld(json!(1), "1"), ld(json!(1), "1"), ld(json!(1), "1")]});
         assert!(e(three, false, 2).contains("requires one or two logical disks"));
+        // Thousands of logical disks: refused, with a bounded message.
+        let many: Vec<Value> = (0..5000)
+            .map(|i| json!({"size_gb": 1, "raid_level": "1", "controller": "software", "volume_name": format!("v{}", i % 7)}))
+            .collect();
+        let msg = e(json!({"logical_disks": many}), false, 2);
+        assert!(
+            msg.contains("requires one or two logical disks") && msg.len() < 1000,
+            "{msg}"
+        );
         let both_max = json!({"logical_disks": [ld(json!("MAX"), "1"), ld(json!("MAX"), "0")]});
         assert!(e(both_max, false, 2).contains("only one RAID device with size 'MAX'"));
         let r5 = json!({"logical_disks": [ld(json!(10), "1"), ld(json!("MAX"), "5")]});
