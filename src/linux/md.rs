@@ -38,8 +38,24 @@ pub struct Array {
     pub members: Vec<String>,
     /// The disks holding the members (`vda`).
     pub holders: Vec<String>,
-    /// The name in the members' superblocks (`volume_name`), if any.
-    pub volume_name: Option<String>,
+}
+
+impl Array {
+    /// The name in the members' superblocks (`volume_name`), if any: read
+    /// from the first member when asked (the listing itself is sysfs only).
+    pub fn volume_name(&self) -> Option<String> {
+        let (_, sb) = superblock(self.members.first()?)?;
+        let sb = md::Superblock::new_checked(&sb[..]).ok()?;
+        let name = short_name(sb.name());
+        (!name.is_empty()).then_some(name)
+    }
+}
+
+/// mdadm's `host:name` as the name after the colon (ironic-python-agent's
+/// reading of it).
+fn short_name(name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    name.rsplit(':').next().unwrap_or_default().to_string()
 }
 
 fn block(name: &str) -> PathBuf {
@@ -85,33 +101,23 @@ pub fn arrays() -> Vec<Array> {
             .filter_map(|n| n.strip_prefix("dev-").map(str::to_string))
             .collect();
         let mut holders: Vec<String> = members.iter().map(|m| holder_of(m)).collect();
+        holders.sort();
         holders.dedup();
-        let volume_name = members.first().and_then(|m| volume_name(m));
         found.push(Array {
             name,
             members,
             holders,
-            volume_name,
         });
     }
     found
 }
 
-/// The array name in a member's superblock (mdadm's `host:name` as the
-/// name after the colon, as ironic-python-agent reads it).
-fn volume_name(member: &str) -> Option<String> {
-    let (_, sb) = superblock(member)?;
-    let sb = md::Superblock::new_checked(&sb[..]).ok()?;
-    let name = String::from_utf8_lossy(sb.name()).into_owned();
-    let name = name.rsplit(':').next().unwrap_or_default().to_string();
-    (!name.is_empty()).then_some(name)
-}
-
 /// A block device's 1.x superblock, if it has one.
 pub fn superblock(name: &str) -> Option<(Version, [u8; md::LEN])> {
     let sectors: u64 = read_trimmed(&block(name).join("size"))?.parse().ok()?;
+    let bytes = sectors.checked_mul(512)?;
     let mut dev = super::blockdev::Disk::open_read_only(&format!("/dev/{name}"), 512).ok()?;
-    members::find(&mut dev, 0, sectors * 512).ok().flatten()
+    members::find(&mut dev, 0, bytes).ok().flatten()
 }
 
 /// Stops an array (md's `clear`: stopped and forgotten; its members keep
@@ -236,7 +242,7 @@ pub fn assemble_all() -> Vec<String> {
             None => sets.push(FoundSet {
                 uuid,
                 version,
-                name: String::from_utf8_lossy(sb.name()).into_owned(),
+                name: short_name(sb.name()),
                 disks: sb.raid_disks(),
                 level,
                 devs: vec![dev],
@@ -244,8 +250,7 @@ pub fn assemble_all() -> Vec<String> {
         }
     }
     // Arrays named mdN first, so that no other takes their number.
-    let wanted =
-        |name: &str| -> Option<u32> { name.rsplit(':').next()?.strip_prefix("md")?.parse().ok() };
+    let wanted = |name: &str| -> Option<u32> { name.strip_prefix("md")?.parse().ok() };
     sets.sort_by_key(|s| wanted(&s.name).is_none());
     let mut started = Vec::new();
     for FoundSet {

@@ -252,12 +252,12 @@ pub fn parted_max_end(sectors: u64) -> u64 {
     // 10^6 / 512 = 1953.125 sectors: the end sector, rounded, is 1953
     // before the last; half a MB is 976.5625 sectors.
     let target = sectors.saturating_sub(1953);
-    let below = (target + 1) / MIB_SECTORS * MIB_SECTORS;
-    let nearest = [below, below + MIB_SECTORS]
+    let below = target.saturating_add(1) / MIB_SECTORS * MIB_SECTORS;
+    let nearest = [below, below.saturating_add(MIB_SECTORS)]
         .into_iter()
         .filter(|&e| e > 0 && (e - 1).abs_diff(target) <= 976)
         .min_by_key(|&e| (e - 1).abs_diff(target));
-    nearest.unwrap_or(target + 1)
+    nearest.unwrap_or(target.saturating_add(1))
 }
 
 /// Where the RAID partitions of one holder lie, in the order of `sizes`
@@ -449,6 +449,11 @@ mod tests {
         assert_eq!(parted_max_end(disk + 1000), disk);
         // No MiB boundary within half a MB of it: the point itself.
         assert_eq!(parted_max_end(disk + 3000), disk + 3000 - 1952);
+        // Any size, however absurd, without overflow: still about 1 MB
+        // before the end.
+        let end = parted_max_end(u64::MAX);
+        assert!(end > u64::MAX - 2930 && end < u64::MAX - 975, "{end}");
+        assert_eq!(parted_max_end(0), 1);
         // Too big, or a first size inside the ESP's room.
         assert!(holder_spans(disk, BootMode::Uefi, Label::Gpt, &[Size::Gib(20)]).is_err());
         let small = holder_spans(

@@ -7,7 +7,8 @@
 //! so firmware reading the member sees the data from sector 0: the mirrored
 //! ESP), 1.1 at sector 0, 1.2 at sector 8 (4 KiB, mdadm's default). The old
 //! 0.90 format, which the kernel autodetects, sits in the last 64 KiB; rivet
-//! never writes it but erases it ([`V090_MAGIC_AT`]).
+//! never writes it but erases it ([`v090_offset`]; its magic is the same,
+//! in the writer's byte order).
 
 use alloc::string::String;
 use core::fmt;
@@ -54,8 +55,6 @@ const ROLES_AT: usize = 256;
 pub fn v090_offset(sectors: u64) -> Option<u64> {
     (sectors & !127).checked_sub(128)
 }
-/// 0.90 superblocks start with the same magic, in the writer's byte order.
-pub const V090_MAGIC_AT: usize = 0;
 
 /// The three 1.x placements (the minor version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -472,13 +471,13 @@ pub fn build(array: &Array, member: &Member) -> Result<[u8; LEN], BuildError> {
     let too_small = BuildError::MemberTooSmall {
         slot: member.slot,
         sectors: member.sectors,
-        needs: array.component_sectors + member.data_offset,
+        needs: array.component_sectors.saturating_add(member.data_offset),
     };
     let super_offset = array.version.offset(member.sectors).ok_or(too_small)?;
     let data_size =
         data_sectors(array.version, member.sectors, member.data_offset).ok_or(too_small)?;
     if data_size < array.component_sectors
-        || (array.version != Version::V1_0 && member.data_offset < super_offset + 8)
+        || (array.version != Version::V1_0 && member.data_offset < super_offset.saturating_add(8))
     {
         return Err(too_small);
     }

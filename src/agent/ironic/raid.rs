@@ -248,20 +248,21 @@ pub fn delete(node: &Value) -> Result<(), String> {
     }
     let skip = skip_volume_names(node);
     let arrays = md::arrays();
-    let kept: Vec<&md::Array> = arrays
-        .iter()
-        .filter(|a| a.volume_name.as_ref().is_some_and(|n| skip.contains(n)))
-        .collect();
-    let kept_holders: Vec<&String> = kept.iter().flat_map(|a| &a.holders).collect();
+    // Volume names are read from the members only when a skip list asks.
+    let kept: Vec<(&md::Array, String)> = match skip.is_empty() {
+        true => Vec::new(),
+        false => arrays
+            .iter()
+            .filter_map(|a| Some((a, a.volume_name().filter(|n| skip.contains(n))?)))
+            .collect(),
+    };
+    let kept_holders: Vec<&String> = kept.iter().flat_map(|(a, _)| &a.holders).collect();
     let mut failed = Vec::new();
     let mut holders: Vec<String> = Vec::new();
     for a in &arrays {
         let path = format!("/dev/{}", a.name);
-        if kept.iter().any(|k| k.name == a.name) {
-            log::warn!(
-                "software RAID: {path} ({:?}) is on the skip list: kept",
-                a.volume_name
-            );
+        if let Some((_, volume)) = kept.iter().find(|(k, _)| k.name == a.name) {
+            log::warn!("software RAID: {path} ({volume:?}) is on the skip list: kept");
             continue;
         }
         if a.holders.iter().any(|h| kept_holders.contains(&h)) {
