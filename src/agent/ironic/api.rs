@@ -109,10 +109,9 @@ pub enum Work {
         kind: StepKind,
     },
     /// A RAID step (`create_configuration`, `delete_configuration`,
-    /// `apply_configuration`) with the node it came with.
+    /// `apply_configuration`); the node is the API's, as for erase_devices.
     Raid {
         op: RaidOp,
-        node: Value,
         step: Value,
         kind: StepKind,
     },
@@ -609,13 +608,11 @@ impl Api {
             // only: what a RAID card needs is the card vendor's manager.
             "create_configuration" if kind == StepKind::Clean => Ok(Work::Raid {
                 op: RaidOp::Create(self.node["target_raid_config"].clone()),
-                node: self.node.clone(),
                 step,
                 kind,
             }),
             "delete_configuration" if kind == StepKind::Clean => Ok(Work::Raid {
                 op: RaidOp::Delete,
-                node: self.node.clone(),
                 step,
                 kind,
             }),
@@ -630,7 +627,6 @@ impl Api {
                     .unwrap_or(true);
                 Ok(Work::Raid {
                     op: RaidOp::Apply(config.clone(), delete_existing),
-                    node: self.node.clone(),
                     step,
                     kind,
                 })

@@ -213,12 +213,8 @@ pub(super) fn run_job(t: &mut impl JobHost, job: &Job) -> JobDone {
                     .map_err(|e| IpaError::CommandExecution.with(e)),
             )
         }
-        Work::Raid {
-            op,
-            node,
-            step,
-            kind,
-        } => {
+        Work::Raid { op, step, kind } => {
+            let node = t.api().node();
             let outcome = match op {
                 RaidOp::Create(config) => super::raid::create(node, config),
                 RaidOp::Delete => super::raid::delete(node).map(|_| Value::Null),
