@@ -235,8 +235,8 @@ impl<D: Device + super::stack::Link, W: Wait> Stack<D, W> {
             }
             if let Some(rate) = slot.body_too_slow(now) {
                 log::debug!(
-                    "agent API: closing {:?}: request body arriving at {rate} B/s (at least {} B/s)",
-                    socket.remote_endpoint(),
+                    "agent API: closing {}: request body arriving at {rate} B/s (at least {} B/s)",
+                    peer(socket),
                     MIN_BODY_RATE
                 );
                 socket.abort();
@@ -252,8 +252,8 @@ impl<D: Device + super::stack::Link, W: Wait> Stack<D, W> {
                 && now.saturating_sub(since) > deadline
             {
                 log::debug!(
-                    "agent API: closing {:?}: no complete request within {} s",
-                    socket.remote_endpoint(),
+                    "agent API: closing {}: no complete request within {} s",
+                    peer(socket),
                     deadline / 1000
                 );
                 socket.abort();
@@ -277,7 +277,7 @@ impl<D: Device + super::stack::Link, W: Wait> Stack<D, W> {
                 let plain = match slot.take_in(&chunk[..n]) {
                     Ok(p) => p,
                     Err(e) => {
-                        log::warn!("agent API: TLS from {:?}: {e}", socket.remote_endpoint());
+                        log::warn!("agent API: TLS from {}: {e}", peer(socket));
                         // The alert explaining why goes out before the FIN.
                         let _ = socket.send_slice(&slot.outbox);
                         slot.outbox.clear();
@@ -361,14 +361,14 @@ impl<D: Device + super::stack::Link, W: Wait> Stack<D, W> {
             if let Some(worst) = victim {
                 let socket = self.sockets.get_mut::<tcp::Socket>(worst.handle);
                 log::debug!(
-                    "agent API: all {} connections busy; closing the {} ({:?})",
+                    "agent API: all {} connections busy; closing the {} ({})",
                     l.max,
                     if worst.body_since_ms.is_some() {
                         "oldest unfinished request"
                     } else {
                         "oldest idle one"
                     },
-                    socket.remote_endpoint()
+                    peer(socket)
                 );
                 socket.abort();
             }
@@ -405,6 +405,14 @@ impl<D: Device + super::stack::Link, W: Wait> Stack<D, W> {
 }
 
 /// Remembers `peer` among the kept peers (the oldest goes past the bound).
+/// The connection's peer as `address:port`, for the log.
+fn peer(socket: &tcp::Socket) -> String {
+    socket
+        .remote_endpoint()
+        .map(|e| alloc::format!("{e}"))
+        .unwrap_or_else(|| "a closed connection".into())
+}
+
 fn keep(peers: &mut Vec<IpAddress>, peer: IpAddress) {
     if !peers.contains(&peer) {
         if peers.len() == KEPT_PEERS {

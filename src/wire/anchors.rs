@@ -32,6 +32,16 @@ pub enum Error {
     Empty(usize),
 }
 
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Magic => write!(f, "not a trust-anchor file (no RIVETTA1)"),
+            Error::Truncated(at) => write!(f, "a field runs past the end of the file at byte {at}"),
+            Error::Empty(at) => write!(f, "an empty subject or key at byte {at}"),
+        }
+    }
+}
+
 /// A checked view of a trust-anchor file.
 #[derive(Debug, Clone, Copy)]
 pub struct Anchors<'a> {

@@ -43,7 +43,7 @@ pub fn default_bundle() -> &'static str {
 pub fn anchors_from_pem(pem: &[u8]) -> Result<(Vec<u8>, usize, usize), String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| format!("{e}"))?;
     let usable: Vec<_> = certs
         .iter()
         .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
@@ -75,7 +75,7 @@ fn roots(bundle: &str) -> Result<rustls::RootCertStore, String> {
     let pem = std::fs::read(bundle).map_err(|e| format!("CA bundle {bundle}: {e}"))?;
     let mut store = rustls::RootCertStore::empty();
     if pem.starts_with(anchors::MAGIC) {
-        let file = Anchors::new_checked(&pem).map_err(|e| format!("CA bundle {bundle}: {e:?}"))?;
+        let file = Anchors::new_checked(&pem).map_err(|e| format!("CA bundle {bundle}: {e}"))?;
         store.roots.extend(file.iter().map(|a| TrustAnchor {
             subject: a.subject.to_vec().into(),
             subject_public_key_info: a.spki.to_vec().into(),
@@ -89,7 +89,7 @@ fn roots(bundle: &str) -> Result<rustls::RootCertStore, String> {
     }
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("CA bundle {bundle}: {e:?}"))?;
+        .map_err(|e| format!("CA bundle {bundle}: {e}"))?;
     let (added, ignored) = store.add_parsable_certificates(certs);
     if added == 0 {
         return Err(format!("CA bundle {bundle}: no usable CA certificate"));
