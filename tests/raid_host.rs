@@ -199,3 +199,92 @@ fn mdadm_reads_rivets_1_0_members() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The mirrored ESP's partition on each holder, where the real agent's
+/// `sgdisk -F` (first sector of the largest free block) and `sgdisk -n
+/// 0:<that>s:+550MiB -t 0:ef00 -c 0:uefi-holder-<n>` put it: rivet's
+/// holder table, then rivet's `add_esp` on one copy and the real agent's
+/// sgdisk calls on another, compared with `sgdisk -i`.
+#[test]
+fn holder_esp_falls_where_the_real_agents_sgdisk_puts_it() {
+    use rivet::deploy::testing::ScriptedEnv;
+    use rivet::io::BlockDevice;
+    use rivet::raid::esp::HolderTable;
+    use rivet::raid::members::write_table;
+    let dir = scratch("raid-esp");
+    let cases: &[(u64, &[Size])] = &[
+        (4 * GIB, &[Size::Max]),
+        (20 * GIB, &[Size::Gib(10), Size::Gib(5)]),
+        (8 * GIB, &[Size::Gib(1)]),
+    ];
+    for (i, &(bytes, sizes)) in cases.iter().enumerate() {
+        let ours = dir.join(format!("ours-{i}.img"));
+        let theirs = dir.join(format!("theirs-{i}.img"));
+        sparse(&ours, bytes);
+        let spans = holder_spans(bytes / 512, BootMode::Uefi, Label::Gpt, sizes).unwrap();
+        let mut env = ScriptedEnv::default();
+        {
+            let mut dev = rivet::linux::blockdev::Disk::open(ours.to_str().unwrap(), 512).unwrap();
+            write_table(&mut dev, &mut env, BootMode::Uefi, Label::Gpt, &spans).unwrap();
+            dev.flush().unwrap();
+        }
+        ok(
+            "cp",
+            &[
+                "--sparse=always",
+                ours.to_str().unwrap(),
+                theirs.to_str().unwrap(),
+            ],
+        );
+        let t = theirs.to_str().unwrap();
+        let first = ok("sgdisk", &["-F", t]);
+        let first = first.lines().last().unwrap().trim();
+        ok(
+            "sgdisk",
+            &[
+                "-n",
+                &format!("0:{first}s:+550MiB"),
+                "-t",
+                "0:ef00",
+                "-c",
+                &format!("0:uefi-holder-{i}"),
+                t,
+            ],
+        );
+        let number = {
+            let mut dev = rivet::linux::blockdev::Disk::open(ours.to_str().unwrap(), 512).unwrap();
+            let mut table = HolderTable::read(&mut dev).unwrap();
+            let n = table.add_esp(&mut dev, &mut env, i).unwrap();
+            dev.flush().unwrap();
+            n
+        };
+        let fields = |disk: &std::path::Path| -> Vec<String> {
+            ok(
+                "sgdisk",
+                &["-i", &number.to_string(), disk.to_str().unwrap()],
+            )
+            .lines()
+            .filter(|l| {
+                [
+                    "Partition GUID code",
+                    "First sector",
+                    "Last sector",
+                    "Partition name",
+                ]
+                .iter()
+                .any(|k| l.starts_with(k))
+            })
+            .map(str::to_string)
+            .collect()
+        };
+        let (a, b) = (fields(&ours), fields(&theirs));
+        eprintln!("{bytes} B, {sizes:?}: partition {number}: {a:?}");
+        assert_eq!(a.len(), 4, "{a:?}");
+        assert_eq!(a, b, "case {i}: {bytes} B, {sizes:?}");
+        assert!(ok("sgdisk", &["-v", ours.to_str().unwrap()]).contains("No problems found"));
+        for f in [&ours, &theirs] {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

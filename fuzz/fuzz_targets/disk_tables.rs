@@ -1,8 +1,10 @@
 //! Partition tables left on a disk by anyone: the first bytes of the input
 //! go to the disk's start, the rest to its end (a backup GPT), on a sparse
 //! disk whose size the input picks (up to 2 TiB), read as the deploy and
-//! erase_devices_metadata read them; as a whole-disk image's head; and as
-//! an md RAID member's 1.x superblock (a previous tenant's array).
+//! erase_devices_metadata read them, and as install_bootloader reads a
+//! software RAID holder's GPT to add the mirrored ESP; as a whole-disk
+//! image's head; and as an md RAID member's 1.x superblock (a previous
+//! tenant's array).
 #![no_main]
 #[path = "guard.rs"]
 mod guard;
@@ -34,6 +36,16 @@ fuzz_target!(|data: &[u8]| {
             for p in &t.parts {
                 // Trusted partitions lie on the disk.
                 assert!(p.offset.checked_add(p.len).is_some_and(|e| e <= size), "{p:?}");
+            }
+        }
+        if let Ok(h) = rivet::raid::esp::HolderTable::read(&mut disk) {
+            // The ESP's place, if any, is free, aligned and on the disk.
+            if let Ok((first, last)) = h.esp_place() {
+                let g = h.table.geometry;
+                assert!(first % 2048 == 0 && first >= g.first_usable() && last <= g.last_usable());
+                for p in &h.table.partitions {
+                    assert!(last < p.first_lba || first > p.last_lba, "{p:?}");
+                }
             }
         }
         let _ = whole_disk::image_table(body, 512);

@@ -20,6 +20,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use serde_json::Value;
 
+pub mod esp;
 pub mod members;
 
 const MIB_SECTORS: u64 = 2048;
