@@ -178,15 +178,27 @@ impl Disk {
     /// with a mounted partition is refused by the kernel. `file_sector` is
     /// the sector size to assume for regular files (512 unless told).
     pub fn open(path: &str, file_sector: u32) -> Result<Disk, String> {
-        Disk::open_with(path, file_sector, true)
+        Disk::open_with(path, file_sector, true, true)
+    }
+
+    /// Opens a disk for writing beside the kernel's own holders: a software
+    /// RAID holder whose partitions md claims (an O_EXCL open of it fails),
+    /// for writes outside those partitions.
+    pub fn open_shared(path: &str, file_sector: u32) -> Result<Disk, String> {
+        Disk::open_with(path, file_sector, true, false)
     }
 
     /// Opens for reading only (`rivet inspect`): no O_EXCL, no O_DIRECT.
     pub fn open_read_only(path: &str, file_sector: u32) -> Result<Disk, String> {
-        Disk::open_with(path, file_sector, false)
+        Disk::open_with(path, file_sector, false, false)
     }
 
-    fn open_with(path: &str, file_sector: u32, writable: bool) -> Result<Disk, String> {
+    fn open_with(
+        path: &str,
+        file_sector: u32,
+        writable: bool,
+        exclusive: bool,
+    ) -> Result<Disk, String> {
         let stat = rustix::fs::stat(path).map_err(|e| format!("{path}: {e}"))?;
         let kind = FileType::from_raw_mode(stat.st_mode);
         let is_block = kind == FileType::BlockDevice;
@@ -194,7 +206,7 @@ impl Disk {
             return Err(format!("{path}: not a block device or a regular file"));
         }
         let mut flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::DIRECT;
-        if is_block {
+        if is_block && exclusive {
             flags |= OFlags::EXCL;
         }
         if !writable {

@@ -88,6 +88,11 @@ pub fn holder_of(name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
+/// A partition's number (`vda2` → 2); None for a whole disk.
+pub fn partition_number(name: &str) -> Option<u32> {
+    read_trimmed(&block(name).join("partition"))?.parse().ok()
+}
+
 /// Every array the kernel has, running or being assembled.
 pub fn arrays() -> Vec<Array> {
     let mut found = Vec::new();
@@ -293,9 +298,9 @@ pub fn assemble_all() -> Vec<String> {
 pub fn partition(disk: &str, number: u32) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let found = names(&block(disk)).into_iter().find(|n| {
-            read_trimmed(&block(disk).join(n).join("partition")) == Some(number.to_string())
-        });
+        let found = names(&block(disk))
+            .into_iter()
+            .find(|n| partition_number(n) == Some(number));
         if let Some(name) = found {
             wait_for(&format!("/dev/{name}"))?;
             return Ok(name);

@@ -7,9 +7,9 @@
 //! ([`partition_boot`]). BIOS partition images stay refused, as there.
 
 use super::errors::{IpaError, RestError};
-use crate::agent::partition_boot::{self, partition_by_uuid, Failure};
+use super::raid_boot;
+use crate::agent::partition_boot::{self, Failure};
 use crate::boot::uefi;
-use crate::deploy::table::{self, Existing};
 use crate::fs::partition::Partition;
 use crate::io::BlockDevice;
 use crate::linux::blockdev::Disk;
@@ -29,25 +29,8 @@ fn manage_uefi(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
         ))
     };
     let mut disk = Disk::open_read_only(path, 512).map_err(device_not_found)?;
-    let table = table::read_existing(&mut disk)
-        .map_err(|e| failed(e.to_string()))?
-        .unwrap_or(Existing {
-            label: crate::plan::Label::Gpt,
-            disk_id: String::new(),
-            parts: Vec::new(),
-        });
-    let esp = match (uefi::find_esp(&table), efi_uuid) {
-        (Some(esp), _) => esp,
-        (None, Some(uuid)) => partition_by_uuid(&mut disk, &table, uuid)
-            .ok_or_else(|| device_not_found(format!("no partition of {path} has the UUID {uuid}")))?,
-        (None, None) => {
-            return Err(device_not_found(format!(
-                "No EFI partition could be detected on device {path} and EFI partition UUID has not been \
-                 recorded during deployment (which is often the case for whole disk images). Are you using \
-                 a UEFI-compatible image?"
-            )))
-        }
-    };
+    let (table, esp) = raid_boot::locate_esp(&mut disk, path, efi_uuid)?;
+    let esp = &esp;
     let where_ = format!("{path} at offset {}", esp.offset);
     let esp_dev = Disk::open_read_only(path, 512).map_err(device_not_found)?;
     let part = Partition::new(Box::new(esp_dev), esp.offset, esp.len)
@@ -116,11 +99,6 @@ fn install_strict(
             "no image has been written by this agent",
         ));
     };
-    if disk.starts_with("/dev/md") {
-        return Err(RestError::execution(format!(
-            "{disk} is a software RAID device: rivet does not install boot loaders onto software RAID"
-        )));
-    }
     let partition_image = uuids.get("partitions").is_some();
     let uefi = efivars::booted_uefi();
     let current = if uefi { "uefi" } else { "bios" };
@@ -137,6 +115,18 @@ fn install_strict(
         .filter(|u| !u.is_empty() && *u != "0x00000000");
     let efi_uuid = params["efi_system_part_uuid"].as_str();
     let mut installed = Value::Null;
+    if disk.starts_with("/dev/md") {
+        if !uefi {
+            return Err(raid_boot::refuse_bios(disk));
+        }
+        if raid_boot::install(disk, efi_uuid, Path::new(efivars::MOUNT_POINT))? {
+            return Ok(installed);
+        }
+        return Err(invalid_image(format!(
+            "the image's ESP inside {disk} has no boot loader: nothing the firmware could start \
+             from the software RAID's ESP mirror"
+        )));
+    }
     if uefi {
         if let (true, Some(root)) = (partition_image, root_uuid) {
             let done = partition_boot::install(disk, root, efi_uuid, 512)?;

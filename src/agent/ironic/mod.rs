@@ -35,6 +35,7 @@ mod logs;
 pub mod node;
 pub mod params;
 mod raid;
+pub mod raid_boot;
 pub mod run;
 pub mod steps;
 pub mod token;
