@@ -335,6 +335,9 @@ pub enum Target<'a> {
     Hint(Option<&'a str>),
     /// Ironic's root device hints.
     Hints(&'a crate::agent::target::hints::Hints),
+    /// One of the others among the disks not named here (software RAID
+    /// volumes that are not the root volume, with their holders and members).
+    Excluding(&'a [String], &'a Target<'a>),
 }
 
 /// What a deploy wrote: the engine's typed outcome, the disk, and the URL
@@ -364,9 +367,15 @@ pub fn write_plan(
             error: "the plan has no urls".into(),
         });
     }
-    let all = inventory::disks(Path::new("/sys"));
-    let target = match target {
+    let mut all = inventory::disks(Path::new("/sys"));
+    let mut target = &target;
+    if let Target::Excluding(names, inner) = target {
+        all.retain(|d| !names.contains(&d.name));
+        target = inner;
+    }
+    let target = match *target {
         Target::Hint(hint) => super::target::choose(hint, &all),
+        Target::Excluding(..) => Err("nested exclusions".to_string()),
         Target::Hints(hints) => hints.choose(&all).ok_or_else(|| {
             format!(
                 "No device found that matches the root device hints (disks: {})",

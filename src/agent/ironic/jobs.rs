@@ -50,9 +50,30 @@ fn write_image(
         .unwrap_or_else(firmware_boot_mode);
     let id = plan.id.clone().unwrap_or_default();
     let declared_uefi = plan.boot_mode == Some(BootMode::Uefi);
-    let target = match &hints {
+    let (root_volume, excluded) = super::raid::root_volume_choice();
+    let chosen = match &hints {
         Some(h) => session::Target::Hints(h),
         None => session::Target::Hint(None),
+    };
+    let target = match &root_volume {
+        Some(md) => {
+            log::info!("Using root volume, {md}, from target raid config.");
+            if hints.is_some() {
+                log::warn!(
+                    "Both root device hints and a root volume from the target RAID \
+                     configuration are defined. The RAID root volume will be used."
+                );
+            }
+            session::Target::Hint(Some(md))
+        }
+        None if !excluded.is_empty() => {
+            log::info!(
+                "Excluding {} from possible root devices (is_root_volume false)",
+                excluded.join(", ")
+            );
+            session::Target::Excluding(&excluded, &chosen)
+        }
+        None => chosen,
     };
     let checks = t.api().config().image_checks.clone();
     let written = session::write_plan(t, plan, target, boot_mode, checks).map_err(from_failure)?;

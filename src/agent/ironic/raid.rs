@@ -17,6 +17,42 @@ use crate::raid::{self, members, LogicalDisk};
 use crate::wire::md::{Array, Level, Version, IN_SYNC};
 use serde_json::Value;
 use std::path::Path;
+use std::sync::Mutex;
+
+/// The real agent's `_raid_root_device_mapping`: the arrays this agent made
+/// whose logical disk says `is_root_volume` (true: the deploy's target,
+/// whatever the root device hints say; false: never a target, nor its
+/// holders). In memory, for a deploy in the same boot (fast track), as there.
+static ROOT_VOLUMES: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+
+fn set_root_volumes(volumes: Vec<(String, bool)>) {
+    if let Ok(mut v) = ROOT_VOLUMES.lock() {
+        *v = volumes;
+    }
+}
+
+/// What `is_root_volume` says of the arrays made in this boot: the root
+/// volume (`/dev/mdN`) if one is marked, and the block devices to keep out
+/// of the choice (arrays marked false, their holders and members).
+pub fn root_volume_choice() -> (Option<String>, Vec<String>) {
+    let volumes = ROOT_VOLUMES.lock().map(|v| v.clone()).unwrap_or_default();
+    let root = volumes
+        .iter()
+        .find(|(_, is_root)| *is_root)
+        .map(|(name, _)| format!("/dev/{name}"));
+    let mut excluded = Vec::new();
+    for a in md::arrays() {
+        if volumes
+            .iter()
+            .any(|(name, is_root)| !is_root && *name == a.name)
+        {
+            excluded.push(a.name.clone());
+            excluded.extend(a.holders);
+            excluded.extend(a.members);
+        }
+    }
+    (root, excluded)
+}
 
 /// `skip_block_devices` entries that name RAID volumes.
 fn skip_volume_names(node: &Value) -> Vec<String> {
@@ -226,13 +262,18 @@ pub fn create(node: &Value, raid_config: &Value) -> Result<Value, String> {
         }
     }
     drop(opened);
+    let mut volumes = Vec::new();
     for (i, parts) in arrays {
         let mut names = Vec::new();
         for (k, n) in parts {
             names.push(md::partition(&holders[k], n as u32 + 1)?);
         }
-        md::start(i as u32, Version::V1_2, &names)?;
+        let path = md::start(i as u32, Version::V1_2, &names)?;
+        if let Some(is_root) = config.logical_disks[i].is_root_volume {
+            volumes.push((path.trim_start_matches("/dev/").to_string(), is_root));
+        }
     }
+    set_root_volumes(volumes);
     Ok(raid_config.clone())
 }
 
@@ -242,6 +283,7 @@ pub fn create(node: &Value, raid_config: &Value) -> Result<Value, String> {
 /// holders (other arrays on those holders are emptied, not deleted), as
 /// the real agent does.
 pub fn delete(node: &Value) -> Result<(), String> {
+    set_root_volumes(Vec::new());
     let started = md::assemble_all();
     if !started.is_empty() {
         log::info!("software RAID: assembled {} from disk", started.join(", "));
