@@ -14,7 +14,7 @@
 
 mod common;
 use common::disk::{ok, read_at, sfdisk_parts, sha256_file, sparse, Loop};
-use common::ironic::{finished_record, Conductor};
+use common::ironic::{finished_record, first_line_with, Conductor};
 use common::{assert_logged, rivet_lines, scratch};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -40,10 +40,38 @@ fn session(
     initrd: &Path,
     disks: &[&Path],
 ) -> (Value, Vec<String>) {
+    session_on(dir, mode, info, extra, initrd, disks, None, false)
+}
+
+/// [`session`], under OVMF with the variable store `uefi` when given;
+/// `inspect`: the agent also sends inspection data (fast track needs it).
+#[allow(clippy::too_many_arguments)]
+fn session_on(
+    dir: &Path,
+    mode: &str,
+    info: Option<Value>,
+    extra: &[&str],
+    initrd: &Path,
+    disks: &[&Path],
+    uefi: Option<&Path>,
+    inspect: bool,
+) -> (Value, Vec<String>) {
     std::fs::create_dir_all(dir).unwrap();
     let mut conductor = Conductor::start(dir, mode, info, extra, None);
     conductor.initrd = initrd.to_path_buf();
-    let console = conductor.boot(dir, disks, "").run("reboot: Power down");
+    let append = match inspect {
+        true => format!(
+            "ipa-inspection-callback-url={}/v1/continue_inspection",
+            conductor.api_url
+        ),
+        false => String::new(),
+    };
+    let mut boot = conductor.boot(dir, disks, &append);
+    if let Some(vars) = uefi {
+        // OVMF and the kernel's EFI stub need more than rivet's 128 MiB.
+        boot = boot.arg("--uefi", vars.display()).arg("--mem", 192);
+    }
+    let console = boot.run("reboot: Power down");
     (finished_record(dir), rivet_lines(&console))
 }
 
@@ -252,6 +280,303 @@ fn clean_steps_make_arrays_a_deploy_after_a_reboot_writes_onto_one_and_delete_re
                 "{said}"
             );
         }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Powers the machine on from `disk` alone (no kernel, the variable store
+/// rivet wrote) until the installed Debian greets; returns the console.
+fn boot_alone(dir: &Path, vars: &Path, disk: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join("console.log");
+    let out = std::process::Command::new(common::repo().join("qemu/boot"))
+        .args([
+            "--from-disk",
+            "--uefi",
+            vars.to_str().unwrap(),
+            "--mem",
+            "512",
+        ])
+        .args(["--timeout", "400", "--disk", disk.to_str().unwrap()])
+        .args(["--log", log.to_str().unwrap()])
+        .args([
+            "--until",
+            "Welcome to .*Debian|Kernel panic|grub>|emergency mode",
+        ])
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{console}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    console
+}
+
+/// The FAT filesystem blkid finds on `dev` (probing filesystems only: a
+/// 1.0 member also carries md's superblock at its end).
+fn fat_of(dev: &str) -> std::collections::BTreeMap<String, String> {
+    ok("blkid", &["-p", "-u", "filesystem", "-o", "export", dev])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The real thing under UEFI: a RAID-1 root made by create_configuration
+/// on two disks, a real Debian 12 whole-disk image (mdadm in its initramfs,
+/// tests/fixtures/debian-image whole) deployed onto md0 in the same boot
+/// (fast track: `is_root_volume` chooses the array), install_bootloader
+/// moving its ESP to a 1.0 mirror on the holders with one boot entry per
+/// disk; a second deploy after a reboot (a rebuild) reuses that mirror. Then OVMF boots
+/// each disk alone, the other removed: firmware → the mirror's shim → GRUB
+/// (reading the degraded md) → Debian's kernel → its initramfs running the
+/// array degraded → systemd.
+///
+/// Cost on 2 cores under TCG: two agent boots and two Debian boots,
+/// about four minutes.
+#[test]
+fn uefi_mirrored_esp_boots_debian_from_either_disk_alone() {
+    let dir = scratch("raid-uefi");
+    let disks = [dir.join("a.img"), dir.join("b.img")];
+    for d in &disks {
+        sparse(d, 3072 * MIB);
+    }
+    let disk_refs: Vec<&Path> = disks.iter().map(|d| d.as_path()).collect();
+    let initrd = dir.join("initrd-md.img");
+    common::initramfs_built("virtio", &initrd, &["--modules", "md_mod,raid1"]);
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+    let image = common::uefi::debian_image("whole");
+    let served = dir.join("debian-whole.img");
+    std::os::unix::fs::symlink(&image, &served).unwrap();
+
+    // Boot 1, Metal3's fast track: inspection, then the clean steps make
+    // the mirror (the node's boot mode is the firmware's: UEFI, so GPT
+    // holders with 551 MiB left for the ESP), then the same agent deploys.
+    // No root device hint: is_root_volume names md0 (no disk here has the
+    // 4 GiB the default choice wants).
+    let target = json!({"logical_disks": [
+        {"size_gb": "MAX", "raid_level": "1", "controller": "software", "volume_name": "root",
+         "is_root_volume": true}]});
+    let node = json!({"target_raid_config": target}).to_string();
+    let clean = [
+        "--clean-step",
+        "delete_configuration,create_configuration",
+        "--node-json",
+        &node,
+    ];
+    let info = json!({"id": "debian-whole", "urls": ["debian-whole.img"], "disk_format": "raw",
+        "container_format": "bare", "stream_raw_images": true,
+        "node_uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "checksum": sha256_file(&image),
+        "deploy_boot_mode": "uefi"});
+    let started = std::time::Instant::now();
+    let (record, lines) = session_on(
+        &dir,
+        "fasttrack",
+        Some(info.clone()),
+        &clean,
+        &initrd,
+        &disk_refs,
+        Some(&vars),
+        true,
+    );
+    eprintln!(
+        "fast-track boot (clean, deploy, install_bootloader): {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    for c in record["cleans"].as_array().unwrap() {
+        assert_eq!(c["command_status"], "SUCCEEDED", "{c:#}");
+    }
+    assert_logged(
+        &lines,
+        "software RAID: /dev/md0 running (2 members: vda1, vdb1)",
+    );
+    assert_logged(
+        &lines,
+        "Using root volume, /dev/md0, from target raid config.",
+    );
+    assert_eq!(
+        record["write_image"]["command_status"], "SUCCEEDED",
+        "{record:#}"
+    );
+    let boot = &record["install_bootloader"];
+    assert_eq!(boot["command_status"], "SUCCEEDED", "{boot:#}");
+    assert_logged(
+        &lines,
+        "Creating EFI partitions on software RAID holder disks",
+    );
+    assert_logged(
+        &lines,
+        "Relocating EFI /dev/md0 partition 1 to the ESP mirror on vda, vdb (FAT 1E5A-0C42 'EFI')",
+    );
+    assert_logged(&lines, "'debian (RAID, part0)': HD(2,GPT,");
+    assert_logged(&lines, "'debian (RAID, part1)': HD(2,GPT,");
+
+    // From the host: each holder's second partition is the ESP
+    // uefi-holder-<n> in the 550 MiB before the RAID partition, a 1.0
+    // member of the RAID-1 "esp" that reads as the image ESP's FAT.
+    let mut esp_uuids = Vec::new();
+    for (n, d) in disks.iter().enumerate() {
+        let p = d.to_str().unwrap();
+        let info = ok("sgdisk", &["-i", "2", p]);
+        assert!(info.contains("First sector: 2048 "), "{info}");
+        assert!(info.contains("Last sector: 1128447 "), "{info}");
+        assert!(
+            info.contains(&format!("Partition name: 'uefi-holder-{n}'")),
+            "{info}"
+        );
+        assert!(
+            info.contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+            "{info}"
+        );
+        assert!(ok("sgdisk", &["-v", p]).contains("No problems found"));
+        let lo = Loop::range(d, MIB, 550 * MIB);
+        let e = examine(&lo.dev);
+        eprintln!("mdadm --examine {} part 2: {e:?}", d.display());
+        assert_eq!(e["Version"], "1.0");
+        assert_eq!(e["Raid Level"], "raid1");
+        assert_eq!(e["Name"], "esp");
+        assert_eq!(e["State"], "clean");
+        assert!(e["Checksum"].ends_with("- correct"), "{e:?}");
+        assert_eq!(e["Device Role"], format!("Active device {n}"));
+        esp_uuids.push(e["Array UUID"].clone());
+        let fat = fat_of(&lo.dev);
+        assert_eq!(fat.get("TYPE").map(String::as_str), Some("vfat"), "{fat:?}");
+        assert_eq!(
+            fat.get("UUID").map(String::as_str),
+            Some("1E5A-0C42"),
+            "{fat:?}"
+        );
+        assert_eq!(fat.get("LABEL").map(String::as_str), Some("EFI"), "{fat:?}");
+        let listing = ok("mdir", &["-i", &format!("{p}@@1M"), "-/", "::EFI"]);
+        // The image ESP's files, under their long names.
+        for f in [
+            "debian/shimx64.efi",
+            "debian/grubx64.efi",
+            "debian/mmx64.efi",
+            "debian/BOOTX64.CSV",
+            "debian/grub.cfg",
+            "BOOT/BOOTX64.EFI",
+        ] {
+            let (dir, name) = f.split_once('/').unwrap();
+            let section = listing
+                .split("Directory for ")
+                .find(|s| s.starts_with(&format!("::/EFI/{dir}")))
+                .unwrap_or_default();
+            assert!(
+                section.lines().any(|l| l.ends_with(&format!(" {name}"))),
+                "EFI/{f} missing from the mirror:\n{listing}"
+            );
+        }
+        let fsck = common::disk::run("fsck.vfat", &["-n", &lo.dev]);
+        assert!(
+            fsck.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+    }
+    assert_eq!(esp_uuids[0], esp_uuids[1]);
+    // The image's own ESP inside the array is wiped: only the mirror is
+    // ever found (md0's partition 1 starts 1 MiB into md0's data).
+    let (member_start, member_len) = partitions(&disks[0])[0];
+    assert_eq!(member_start, 551 * MIB);
+    let offset: u64 = {
+        let lo = Loop::range(&disks[0], member_start, member_len);
+        examine(&lo.dev)["Data Offset"]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let old_esp = Loop::range(&disks[0], member_start + offset * 512 + MIB, 100 * MIB);
+    let found = ok("wipefs", &["--no-act", &old_esp.dev]);
+    assert!(
+        found.trim().is_empty(),
+        "the image's ESP still has: {found}"
+    );
+    drop(old_esp);
+    let store = std::fs::read(&vars).unwrap();
+    for n in 0..2 {
+        let label: Vec<u8> = format!("debian (RAID, part{n})")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert!(
+            store.windows(label.len()).any(|w| w == label),
+            "no entry for holder {n} in OVMF's store"
+        );
+    }
+
+    // Boot 2, a rebuild after a reboot (no fast track, so the root device
+    // hint names the array): the mirror on the holders is found and reused.
+    let hint = ["--root-device", "/dev/md0"];
+    let again = dir.join("rebuild");
+    std::fs::create_dir_all(&again).unwrap();
+    std::os::unix::fs::symlink(&image, again.join("debian-whole.img")).unwrap();
+    let (record, lines) = session_on(
+        &again,
+        "deploy",
+        Some(info),
+        &hint,
+        &initrd,
+        &disk_refs,
+        Some(&vars),
+        false,
+    );
+    assert_eq!(
+        record["install_bootloader"]["command_status"], "SUCCEEDED",
+        "{record:#}"
+    );
+    assert_logged(&lines, "Found RAIDed ESP on vda, vdb, skip creation");
+    for d in &disks {
+        let lo = Loop::range(d, MIB, 550 * MIB);
+        assert_eq!(examine(&lo.dev)["Array UUID"], esp_uuids[0]);
+    }
+
+    // Each disk alone: the firmware starts that disk's entry, GRUB reads
+    // the degraded mirror, Debian's initramfs runs it, systemd greets.
+    for (n, d) in disks.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let console = boot_alone(&dir.join(format!("alone-{n}")), &vars, d);
+        eprintln!(
+            "disk {n} alone: {:.0} s to systemd",
+            started.elapsed().as_secs_f64()
+        );
+        for l in console.lines().filter(|l| {
+            [
+                "BdsDxe:",
+                "Welcome to GRUB",
+                "Command line:",
+                "md/raid1",
+                "md127",
+                "md0",
+                "Welcome to",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        }) {
+            println!("disk {n} alone: {}", l.trim_start_matches(['\u{1b}', '[']));
+        }
+        let starting = first_line_with(&console, "BdsDxe: starting Boot");
+        assert!(
+            starting.contains(&format!("\"debian (RAID, part{n})\""))
+                && starting.contains("\\EFI\\debian\\shimx64.efi"),
+            "the firmware's entry: {starting}\n{console}"
+        );
+        assert!(console.contains("Welcome to GRUB!"), "{console}");
+        let cmdline = first_line_with(&console, "Command line:");
+        assert!(
+            cmdline.contains(&format!("root=UUID={}", common::uefi::ROOT_UUID)),
+            "{cmdline}\n{console}"
+        );
+        assert!(
+            console.contains("Welcome to \u{1b}[1mDebian GNU/Linux 12 (bookworm)")
+                || console.contains("Welcome to Debian GNU/Linux 12 (bookworm)"),
+            "systemd did not greet:\n{console}"
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
 }
