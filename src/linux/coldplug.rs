@@ -145,8 +145,13 @@ pub fn late_pass() -> usize {
 }
 
 /// Loads a carried module and its dependencies by name, as PID 1, for a
-/// job that needs one no device names (md's RAID personalities).
+/// job that needs one no device names (md's RAID personalities). Nothing
+/// to do when the kernel has it already, loaded or built in (a built-in
+/// module has a /sys/module directory without `initstate`).
 pub fn load_named(name: &str, reason: &str) -> Result<(), String> {
+    if Path::new("/sys/module").join(name).exists() {
+        return Ok(());
+    }
     let index = carried_index().ok_or("this system has no rivet module index")?;
     if !index.modules.contains_key(name) {
         return Err(format!(

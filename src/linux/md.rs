@@ -20,9 +20,6 @@ const SYS_BLOCK: &str = "/sys/class/block";
 /// usermode modprobe for personalities, and a rivet ramdisk has none.
 pub fn load_modules(level: Level) -> Result<(), String> {
     for name in ["md_mod", level.module()] {
-        if Path::new("/sys/module").join(name).exists() {
-            continue;
-        }
         coldplug::load_named(name, "software RAID")
             .map_err(|e| format!("{level} needs the kernel module {name}: {e}"))?;
     }
