@@ -438,33 +438,13 @@ fn uefi_whole_disk_deploy_writes_the_boot_entry_the_firmware_boots() {
 
     // Power on again: the firmware must pick rivet's entry (first in
     // BootOrder) over the disk's removable-media path, and start the kernel.
-    let again = dir.join("firmware");
-    std::fs::create_dir_all(&again).unwrap();
-    let log = again.join("console.log");
-    let out = std::process::Command::new(common::repo().join("qemu/boot"))
-        .args([
-            "--from-disk",
-            "--uefi",
-            vars.to_str().unwrap(),
-            "--mem",
-            "192",
-            "--timeout",
-            "180",
-        ])
-        .args([
-            "--disk",
-            target.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-        ])
-        .args(["--until", "iPXE initialising|BdsDxe: failed"])
-        .output()
-        .unwrap();
-    let firmware = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\n{firmware}",
-        String::from_utf8_lossy(&out.stderr)
+    let firmware = common::uefi::boot_from_disk(
+        &dir.join("firmware"),
+        &vars,
+        &target,
+        192,
+        180,
+        "iPXE initialising|BdsDxe: failed",
     );
     let loading = first_line_with(&firmware, "BdsDxe: loading Boot");
     assert!(

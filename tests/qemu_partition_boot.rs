@@ -13,14 +13,14 @@
 
 mod common;
 use common::disk::{plan_file, rivet_deploy, sha256_file, sparse};
+use common::scratch;
 use common::uefi::{assert_boots_debian, debian_image, ROOT_UUID};
-use common::{repo, scratch};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// OVMF and systemd want more than the 128 MiB rivet needs.
-const MEM: &str = "512";
+const MEM: u32 = 512;
 
 fn fresh_vars(dir: &Path) -> PathBuf {
     let vars = dir.join("OVMF_VARS.fd");
@@ -31,32 +31,14 @@ fn fresh_vars(dir: &Path) -> PathBuf {
 /// Powers the machine on with `disk` and no kernel; returns the console
 /// once the installed system greets (or fails).
 fn boot_from_disk(dir: &Path, vars: &Path, disk: &Path) -> String {
-    let again = dir.join("second-boot");
-    std::fs::create_dir_all(&again).unwrap();
-    let log = again.join("console.log");
-    let out = Command::new(repo().join("qemu/boot"))
-        .args([
-            "--from-disk",
-            "--uefi",
-            vars.to_str().unwrap(),
-            "--mem",
-            MEM,
-        ])
-        .args(["--timeout", "300", "--disk", disk.to_str().unwrap()])
-        .args(["--log", log.to_str().unwrap()])
-        .args([
-            "--until",
-            "Welcome to .*Debian|Kernel panic|grub>|BdsDxe: failed",
-        ])
-        .output()
-        .unwrap();
-    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\n{console}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    console
+    common::uefi::boot_from_disk(
+        &dir.join("second-boot"),
+        vars,
+        disk,
+        MEM,
+        300,
+        "Welcome to .*Debian|Kernel panic|grub>|BdsDxe: failed",
+    )
 }
 
 /// `rivet install-bootloader` on the host.

@@ -6,7 +6,7 @@
 use super::disk::ok;
 use super::ironic::first_line_with;
 use super::repo;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// tests/fixtures/debian-image's fixed root UUID.
@@ -19,6 +19,41 @@ pub fn debian_image(kind: &str) -> PathBuf {
     let _one_at_a_time = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     let script = repo().join("tests/fixtures/debian-image");
     PathBuf::from(ok(script.to_str().unwrap(), &[kind]).trim())
+}
+
+/// Powers the machine on from `disk` with no kernel (OVMF with the variable
+/// store `vars`, `mem` MiB) until the console matches `until` (a regex);
+/// returns the console, kept in `dir`/console.log. Fails the test if
+/// QEMU does not get there within `timeout` seconds.
+pub fn boot_from_disk(
+    dir: &Path,
+    vars: &Path,
+    disk: &Path,
+    mem: u32,
+    timeout: u32,
+    until: &str,
+) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join("console.log");
+    let out = std::process::Command::new(repo().join("qemu/boot"))
+        .args(["--from-disk", "--uefi", vars.to_str().unwrap()])
+        .args(["--mem", &mem.to_string(), "--timeout", &timeout.to_string()])
+        .args([
+            "--disk",
+            disk.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ])
+        .args(["--until", until])
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{console}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    console
 }
 
 /// The chain from the firmware to systemd: the firmware's first choice is
