@@ -500,7 +500,20 @@ fn uefi_mirrored_esp_boots_debian_from_either_disk_alone() {
     assert_logged(&lines, "Found RAIDed ESP on vda, vdb, skip creation");
     for d in &disks {
         let lo = Loop::range(d, MIB, 550 * MIB);
-        assert_eq!(examine(&lo.dev)["Array UUID"], esp_uuids[0]);
+        let e = examine(&lo.dev);
+        assert_eq!(e["Array UUID"], esp_uuids[0]);
+        assert!(e["Checksum"].ends_with("- correct"), "{e:?}");
+        // The new FAT ends where the array's data does, before the
+        // superblock (FAT32's total sectors at 0x20).
+        let boot = read_at(d, MIB, 512);
+        let fat_sectors = u32::from_le_bytes(boot[0x20..0x24].try_into().unwrap());
+        let data: u32 = e["Used Dev Size"]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(fat_sectors, data, "{e:?}");
     }
 
     // Each disk alone: the firmware starts that disk's entry, GRUB reads

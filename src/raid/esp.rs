@@ -225,7 +225,9 @@ pub fn existing_member(
     Ok(match members::find(dev, offset, len)? {
         Some((Version::V1_0, sb)) => {
             let sb = md::Superblock::new_checked(&sb[..]).ok();
-            sb.filter(|s| s.level() == Level::Raid1.number())
+            // Data ends before the superblock, or it is not a member to
+            // write a filesystem into.
+            sb.filter(|s| s.level() == Level::Raid1.number() && s.size() <= s.super_offset())
                 .map(|s| (s.set_uuid(), s.size() * SECTOR))
         }
         _ => None,

@@ -74,12 +74,13 @@ pub fn refuse_bios(path: &str) -> RestError {
 /// The ESP mirror's members, one per holder, with their partition
 /// numbers: the existing ones when every holder has a member of the same
 /// array (a rebuild), else new partitions, room checked on every holder
-/// before any is written. `true` when reused.
+/// before any is written. When reused, also the bytes the array has for
+/// data (the filesystem must end before the 1.0 superblocks).
 fn holder_members(
     path: &str,
     holders: &[String],
     env: &mut LinuxEnv,
-) -> Result<(Vec<Member>, Vec<u32>, bool), RestError> {
+) -> Result<(Vec<Member>, Vec<u32>, Option<u64>), RestError> {
     let mut tables = Vec::new();
     let mut found = Vec::new();
     for h in holders {
@@ -112,9 +113,9 @@ fn holder_members(
     }
     let mut members = Vec::new();
     let mut numbers = Vec::new();
-    for (i, ((mut dev, mut t), f)) in tables.into_iter().zip(found).enumerate() {
+    for (i, ((mut dev, mut t), f)) in tables.into_iter().zip(&found).enumerate() {
         let n = match (reuse, f) {
-            (true, Some((n, _, _))) => n,
+            (true, Some((n, _, _))) => *n,
             _ => t.add_esp(&mut dev, env, i).map_err(|e| failed(path, e))?,
         };
         let p = &t.table.partitions[n as usize - 1];
@@ -126,7 +127,8 @@ fn holder_members(
         });
         numbers.push(n);
     }
-    Ok((members, numbers, reuse))
+    let data = found.iter().flatten().map(|f| f.2).min();
+    Ok((members, numbers, data.filter(|_| reuse)))
 }
 
 /// An ESP's FAT volume id and label (blkid's UUID and LABEL).
@@ -186,26 +188,27 @@ pub fn install(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
     let mut disk = Disk::open_read_only(path, 512).map_err(|e| IpaError::DeviceNotFound.with(e))?;
     let (_, image_esp) = locate_esp(&mut disk, path, efi_uuid)?;
     let where_ = format!("{path} partition {}", image_esp.number);
-    let open_esp = |disk: Disk| -> Result<Fat, RestError> {
-        let part = Partition::new(Box::new(disk), image_esp.offset, image_esp.len)
-            .map_err(|e| failed(path, e))?;
-        Fat::open(Box::new(part)).map_err(|e| failed(path, format!("{where_}: not FAT: {e}")))
+    // The image's ESP as bytes (a tenant's: read by rivet's bounded FAT
+    // reader), once for its loaders and once for its files.
+    let view = |disk: Disk| {
+        Partition::new(Box::new(disk), image_esp.offset, image_esp.len)
+            .map(Box::new)
+            .map_err(|e| failed(path, e))
     };
     let reader = Disk::open_read_only(path, 512).map_err(|e| failed(path, e))?;
-    let part = Partition::new(Box::new(reader), image_esp.offset, image_esp.len)
-        .map_err(|e| failed(path, e))?;
     let loaders =
-        uefi::esp_loaders(Box::new(part)).map_err(|e| failed(path, format!("{where_}: {e}")))?;
+        uefi::esp_loaders(view(reader)?).map_err(|e| failed(path, format!("{where_}: {e}")))?;
     if loaders.is_empty() {
         log::warn!("Empty EFI partition detected ({where_}).");
         return Ok(false);
     }
     let (id, label) = volume_of(&mut disk, &image_esp);
-    let mut src = open_esp(disk)?;
+    let mut src =
+        Fat::open(view(disk)?).map_err(|e| failed(path, format!("{where_}: not FAT: {e}")))?;
 
     let mut env = LinuxEnv::default();
     let (mut members, numbers, reused) = holder_members(path, &array.holders, &mut env)?;
-    if reused {
+    if reused.is_some() {
         // The mirror assembled at start is stopped: it would not see the
         // writes beneath it.
         for a in md::arrays() {
@@ -222,8 +225,8 @@ pub fn install(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
             }
         }
     }
-    let fs_len = if reused {
-        members.iter().map(|m| m.len).min().unwrap_or(0)
+    let fs_len = if let Some(data) = reused {
+        data
     } else {
         let mut set = [0u8; 16];
         crate::linux::sys::random(&mut set);
