@@ -71,16 +71,25 @@ pub fn refuse_bios(path: &str) -> RestError {
     ))
 }
 
-/// The ESP mirror's members, one per holder, with their partition
-/// numbers: the existing ones when every holder has a member of the same
-/// array (a rebuild), else new partitions, room checked on every holder
-/// before any is written. When reused, also the bytes the array has for
-/// data (the filesystem must end before the 1.0 superblocks).
+/// The ESP mirror on the holders.
+struct HolderEsps {
+    /// One per holder, in the holders' order.
+    members: Vec<Member>,
+    /// Each member's partition number on its holder.
+    numbers: Vec<u32>,
+    /// When an existing mirror is reused: the bytes it has for data (the
+    /// filesystem must end before the 1.0 superblocks).
+    reused: Option<u64>,
+}
+
+/// The ESP mirror's members: the existing ones when every holder has a
+/// member of the same array (a rebuild), else new partitions, room
+/// checked on every holder before any is written.
 fn holder_members(
     path: &str,
     holders: &[String],
     env: &mut LinuxEnv,
-) -> Result<(Vec<Member>, Vec<u32>, Option<u64>), RestError> {
+) -> Result<HolderEsps, RestError> {
     let mut tables = Vec::new();
     let mut found = Vec::new();
     for h in holders {
@@ -128,7 +137,11 @@ fn holder_members(
         numbers.push(n);
     }
     let data = found.iter().flatten().map(|f| f.2).min();
-    Ok((members, numbers, data.filter(|_| reuse)))
+    Ok(HolderEsps {
+        members,
+        numbers,
+        reused: data.filter(|_| reuse),
+    })
 }
 
 /// An ESP's FAT volume id and label (blkid's UUID and LABEL).
@@ -207,7 +220,11 @@ pub fn install(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
         Fat::open(view(disk)?).map_err(|e| failed(path, format!("{where_}: not FAT: {e}")))?;
 
     let mut env = LinuxEnv::default();
-    let (mut members, numbers, reused) = holder_members(path, &array.holders, &mut env)?;
+    let HolderEsps {
+        mut members,
+        numbers,
+        reused,
+    } = holder_members(path, &array.holders, &mut env)?;
     if reused.is_some() {
         // The mirror assembled at start is stopped: it would not see the
         // writes beneath it.
