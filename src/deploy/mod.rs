@@ -231,6 +231,49 @@ pub struct Outcome {
     pub checksum: String,
     pub image_ms: u64,
     pub total_ms: u64,
+    /// Where the time went, phase by phase.
+    pub phases: Phases,
+}
+
+/// Where a deploy's time went: each phase's name and milliseconds, in the
+/// order they ran (the log's `time:` line, the result's `phases_ms`), so a
+/// slow deploy says which step was slow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Phases {
+    pub list: Vec<(&'static str, u64)>,
+    since: u64,
+}
+
+impl Phases {
+    pub fn start(env: &mut dyn Env) -> Phases {
+        Phases {
+            list: Vec::new(),
+            since: env.now_ms(),
+        }
+    }
+
+    /// Ends the phase `name`: the time since the last mark is its own
+    /// (added to it when it ran before).
+    pub fn mark(&mut self, env: &mut dyn Env, name: &'static str) {
+        let now = env.now_ms();
+        let ms = now.saturating_sub(self.since);
+        self.since = now;
+        match self.list.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, t)) => *t += ms,
+            None => self.list.push((name, ms)),
+        }
+    }
+}
+
+impl core::fmt::Display for Phases {
+    /// `checks 3 ms, tables 12 ms, stream 1234 ms, …`
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (name, ms)) in self.list.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {ms} ms")?;
+        }
+        Ok(())
+    }
 }
 
 fn checksum_of(plan: &Plan) -> Result<(HashAlgo, String), Error> {
@@ -338,6 +381,7 @@ fn deploy_erased(
     req: &Request,
 ) -> Result<Outcome, Error> {
     let start = env.now_ms();
+    let mut phases = Phases::start(env);
     let digest = checksum_of(req.plan)?;
     let mut buf = buffer_for(dev, req.buffer_size)?;
     // What the image really is, before the disk is touched.
@@ -358,12 +402,26 @@ fn deploy_erased(
     }
     let image = &mut image;
     let mut outcome = match req.plan.image_type {
-        ImageType::Partition => {
-            partition::partition_image(dev, image, format, env, req, &digest, &mut buf)?
-        }
-        ImageType::WholeDisk => {
-            whole_disk::whole_disk_image(dev, image, format, env, req, &digest, &mut buf)?
-        }
+        ImageType::Partition => partition::partition_image(
+            dev,
+            image,
+            format,
+            env,
+            req,
+            &digest,
+            &mut buf,
+            &mut phases,
+        )?,
+        ImageType::WholeDisk => whole_disk::whole_disk_image(
+            dev,
+            image,
+            format,
+            env,
+            req,
+            &digest,
+            &mut buf,
+            &mut phases,
+        )?,
     };
     dev.flush().map_err(|e| Error::device(dev, "flush", 0, e))?;
     if let Err(e) = dev.reread_partitions() {
@@ -372,7 +430,10 @@ fn deploy_erased(
             dev.name()
         );
     }
+    phases.mark(env, "sync");
     outcome.total_ms = env.now_ms().saturating_sub(start);
+    log::info!("time: {phases}; total {} ms", outcome.total_ms);
+    outcome.phases = phases;
     Ok(outcome)
 }
 

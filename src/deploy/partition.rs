@@ -5,6 +5,7 @@
 
 use super::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn partition_image(
     dev: &mut dyn BlockDevice,
     image: &mut image::Image<'_, '_>,
@@ -13,6 +14,7 @@ pub(super) fn partition_image(
     req: &Request,
     digest: &(HashAlgo, String),
     buf: &mut AlignedBuf,
+    phases: &mut Phases,
 ) -> Result<Outcome, Error> {
     let plan = req.plan;
     let label = plan.label(req.boot_mode);
@@ -89,6 +91,7 @@ pub(super) fn partition_image(
     }
 
     let ready = format.prepare(image, root.len())?;
+    phases.mark(env, "checks");
     // Until here nothing was written.
     let existing = table::read_existing(dev)?;
     let (disk_id, partuuids) = if plan.preserve_ephemeral {
@@ -126,6 +129,7 @@ pub(super) fn partition_image(
             &vec![0u8; span as usize],
         )?;
     }
+    phases.mark(env, "tables");
     log::info!(
         "streaming {} into partition {} at byte {}",
         image.describe(),
@@ -144,12 +148,14 @@ pub(super) fn partition_image(
         &mut |_, _| Ok(()),
     )?;
     verify(digest, &streamed, &image.describe())?;
+    phases.mark(env, "stream");
     // After the image: a downloaded config drive comes again through the
     // image's connection, free now; still before the held MiB, so a
     // failure leaves nothing bootable.
     if let (Some(cd), Some(part)) = (&req.configdrive, layout.get(Role::ConfigDrive)) {
         write_configdrive(dev, buf.as_mut_slice(), part.offset(), cd, image)?;
         log::info!("config drive written ({} bytes)", cd.len());
+        phases.mark(env, "config drive");
     }
 
     if let Some(p) = layout.get(Role::Swap) {
@@ -159,6 +165,7 @@ pub(super) fn partition_image(
             message: format!("{e}"),
         })?;
         write_through(dev, buf.as_mut_slice(), p.offset(), &page)?;
+        phases.mark(env, "mkswap");
     }
     if let Some(p) = layout.get(Role::Esp) {
         env.mkfs(dev, p.offset(), p.len(), esp_fs)
@@ -174,8 +181,10 @@ pub(super) fn partition_image(
                 message,
             })?;
     }
+    phases.mark(env, "mkfs");
     let held = core::mem::take(&mut streamed.held);
     write_through(dev, buf.as_mut_slice(), root.offset(), &held)?;
+    phases.mark(env, "first MiB");
 
     let mut partitions = Vec::new();
     for (p, partuuid) in layout.parts.iter().zip(partuuids) {
@@ -220,6 +229,7 @@ pub(super) fn partition_image(
         checksum: streamed.digest,
         image_ms: streamed.elapsed_ms,
         total_ms: 0,
+        phases: Phases::default(),
     })
 }
 

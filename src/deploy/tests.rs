@@ -118,6 +118,24 @@ fn bios_msdos_partition_image_with_swap_and_ephemeral() {
     assert_eq!(json["root uuid"], EXT4_UUID);
     assert_eq!(json["partitions"]["root"], "/dev/vda3");
     assert_eq!(json["efi system partition uuid"], serde_json::Value::Null);
+    // Where the time went, in the order the steps ran, within the total.
+    let names: Vec<&str> = out.phases.list.iter().map(|p| p.0).collect();
+    assert_eq!(
+        names,
+        [
+            "checks",
+            "tables",
+            "stream",
+            "mkswap",
+            "mkfs",
+            "first MiB",
+            "sync"
+        ]
+    );
+    let sum: u64 = out.phases.list.iter().map(|p| p.1).sum();
+    assert!(sum > 0 && sum <= out.total_ms, "{sum} of {}", out.total_ms);
+    assert_eq!(json["phases_ms"][2][0], "stream");
+    assert_eq!(json["phases_ms"][2][1], out.phases.list[2].1);
 }
 
 #[test]
@@ -464,6 +482,18 @@ fn whole_disk_gpt_moves_backup_and_adds_config_drive() {
     assert_eq!(
         disk.bytes(0, 512)[446 + 12..446 + 16],
         ((GIB / 512 - 1) as u32).to_le_bytes()
+    );
+    let names: Vec<&str> = out.phases.list.iter().map(|p| p.0).collect();
+    assert_eq!(
+        names,
+        [
+            "checks",
+            "stream",
+            "tables",
+            "config drive",
+            "first MiB",
+            "sync"
+        ]
     );
 }
 

@@ -269,6 +269,7 @@ pub fn add_mbr_configdrive(
     Ok((slot as u32 + 1, start * ss, (end - start) * ss))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn whole_disk_image(
     dev: &mut dyn BlockDevice,
     image: &mut image::Image<'_, '_>,
@@ -277,6 +278,7 @@ pub(super) fn whole_disk_image(
     req: &Request,
     digest: &(HashAlgo, String),
     buf: &mut AlignedBuf,
+    phases: &mut Phases,
 ) -> Result<Outcome, Error> {
     let size = dev.size();
     if let Some(n) = format.disk_bytes(image.size()) {
@@ -298,6 +300,7 @@ pub(super) fn whole_disk_image(
     }
     let ready = format.prepare(image, size)?;
     let existing = table::read_existing(dev)?;
+    phases.mark(env, "checks");
     log::info!(
         "streaming {} onto {} from byte 0",
         image.describe(),
@@ -333,6 +336,7 @@ pub(super) fn whole_disk_image(
         &mut before_write,
     )?;
     verify(digest, &streamed, &image.describe())?;
+    phases.mark(env, "stream");
 
     let ss = dev.logical_block();
     let mut held = core::mem::take(&mut streamed.held);
@@ -381,10 +385,14 @@ pub(super) fn whole_disk_image(
                 cd.len()
             )));
         }
+        phases.mark(env, "tables");
         write_configdrive(dev, buf.as_mut_slice(), offset, cd, image)?;
         log::info!("config drive written to partition {number}");
+        phases.mark(env, "config drive");
     }
+    phases.mark(env, "tables");
     write_through(dev, buf.as_mut_slice(), 0, &held)?;
+    phases.mark(env, "first MiB");
 
     let signature = if held.len() >= 444 {
         u32::from_le_bytes([held[440], held[441], held[442], held[443]])
@@ -423,6 +431,7 @@ pub(super) fn whole_disk_image(
         checksum: streamed.digest,
         image_ms: streamed.elapsed_ms,
         total_ms: 0,
+        phases: Phases::default(),
     })
 }
 
