@@ -51,7 +51,7 @@ pub fn to_json(o: &Outcome, disk: &str) -> Value {
         "image_seconds": round3(seconds),
         "total_seconds": round3(o.total_ms as f64 / 1000.0),
         // In the order they ran: [["checks", 3], ["tables", 12], …].
-        "phases_ms": o.phases.list.iter().map(|(n, ms)| json!([n, ms])).collect::<Vec<_>>(),
+        "phases_ms": o.phases.list.iter().map(|(n, ms)| json!([n, ms])).collect::<alloc::vec::Vec<_>>(),
         "mb_per_s": round3(mb_per_s),
         "checksum": {"algorithm": o.checksum_algo.name(), "value": o.checksum, "verified": true},
         "rivet_version": crate::VERSION,
