@@ -401,28 +401,11 @@ fn deploy_erased(
         log::info!("{}: {} image", image.describe(), format.name());
     }
     let image = &mut image;
-    let mut outcome = match req.plan.image_type {
-        ImageType::Partition => partition::partition_image(
-            dev,
-            image,
-            format,
-            env,
-            req,
-            &digest,
-            &mut buf,
-            &mut phases,
-        )?,
-        ImageType::WholeDisk => whole_disk::whole_disk_image(
-            dev,
-            image,
-            format,
-            env,
-            req,
-            &digest,
-            &mut buf,
-            &mut phases,
-        )?,
+    let write = match req.plan.image_type {
+        ImageType::Partition => partition::partition_image,
+        ImageType::WholeDisk => whole_disk::whole_disk_image,
     };
+    let mut outcome = write(dev, image, format, env, req, &digest, &mut buf, &mut phases)?;
     dev.flush().map_err(|e| Error::device(dev, "flush", 0, e))?;
     if let Err(e) = dev.reread_partitions() {
         log::warn!(
