@@ -302,7 +302,7 @@ fn fat_of(dev: &str) -> std::collections::BTreeMap<String, String> {
 /// array degraded → systemd.
 ///
 /// Cost on 2 cores under TCG: two agent boots and two Debian boots,
-/// about four minutes.
+/// about three minutes (175–202 s here).
 #[test]
 fn uefi_mirrored_esp_boots_debian_from_either_disk_alone() {
     let dir = scratch("raid-uefi");
