@@ -46,8 +46,18 @@ pub(crate) fn write(dev: &mut dyn BlockDevice, offset: u64, data: &[u8]) -> Resu
         .map_err(|e| Error::device(dev, "write", offset, e))
 }
 
-/// The table on `dev`, if it has a valid GPT (primary, else backup) or MBR.
-pub fn read_existing(dev: &mut dyn BlockDevice) -> Result<Option<Existing>, Error> {
+/// A GPT as a disk holds it: the header's disk GUID and entry array shape,
+/// and the used entries with their numbers.
+pub struct GptOnDisk {
+    pub disk_guid: crate::wire::guid::Guid,
+    pub entry_count: u32,
+    pub entry_size: u32,
+    pub parts: Vec<(u32, gpt::Partition)>,
+}
+
+/// The disk's GPT (primary, else backup), if one is valid and lies where
+/// the spec puts it, with every partition inside the usable area.
+pub fn read_gpt(dev: &mut dyn BlockDevice) -> Result<Option<GptOnDisk>, Error> {
     let ss = dev.logical_block() as u64;
     let sectors = dev.size() / ss;
     if sectors < 3 {
@@ -90,7 +100,26 @@ pub fn read_existing(dev: &mut dyn BlockDevice) -> Result<Option<Existing>, Erro
             );
             continue;
         }
-        let parts = parts
+        return Ok(Some(GptOnDisk {
+            disk_guid: header.disk_guid(),
+            entry_count: header.entry_count(),
+            entry_size: header.entry_size(),
+            parts,
+        }));
+    }
+    Ok(None)
+}
+
+/// The table on `dev`, if it has a valid GPT (primary, else backup) or MBR.
+pub fn read_existing(dev: &mut dyn BlockDevice) -> Result<Option<Existing>, Error> {
+    let ss = dev.logical_block() as u64;
+    let sectors = dev.size() / ss;
+    if sectors < 3 {
+        return Ok(None);
+    }
+    if let Some(found) = read_gpt(dev)? {
+        let parts = found
+            .parts
             .into_iter()
             .map(|(number, p)| Found {
                 number,
@@ -105,7 +134,7 @@ pub fn read_existing(dev: &mut dyn BlockDevice) -> Result<Option<Existing>, Erro
             .collect();
         return Ok(Some(Existing {
             label: Label::Gpt,
-            disk_id: alloc::format!("{}", header.disk_guid()),
+            disk_id: alloc::format!("{}", found.disk_guid),
             parts,
         }));
     }

@@ -13,7 +13,8 @@
 
 use super::members;
 use super::ESP_MIB;
-use crate::deploy::{table::random_guid, Env, Error};
+use crate::deploy::table::{self, random_guid};
+use crate::deploy::{Env, Error};
 use crate::io::{BlockDevice, IoError};
 use crate::wire::gpt;
 use crate::wire::guid::types;
@@ -21,7 +22,6 @@ use crate::wire::md::{self, Array, Level, Version, IN_SYNC};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 
 const SECTOR: u64 = 512;
@@ -42,24 +42,17 @@ fn table_error(dev: &dyn BlockDevice, what: impl core::fmt::Display) -> Error {
 }
 
 impl HolderTable {
-    /// The holder's primary GPT. Holders carry the table rivet wrote at
+    /// The holder's GPT, read as every table is read
+    /// ([`table::read_gpt`]). Holders carry the table rivet wrote at
     /// create_configuration; any other (entries out of order, a foreign
-    /// entry count) is refused rather than renumbered.
+    /// entry array) is refused rather than renumbered.
     pub fn read(dev: &mut dyn BlockDevice) -> Result<HolderTable, Error> {
         let ss = u64::from(dev.logical_block());
-        let mut sector = vec![0u8; ss as usize];
-        dev.read_at(ss, &mut sector)
-            .map_err(|e| Error::device(dev, "read GPT header", ss, e))?;
-        let header = gpt::Header::new_checked(&sector[..])
-            .map_err(|e| table_error(dev, format_args!("no GPT: {e}")))?;
-        if header.entry_count() != gpt::ENTRY_COUNT || header.entry_size() != gpt::ENTRY_SIZE {
+        let found = table::read_gpt(dev)?.ok_or_else(|| table_error(dev, "no GPT"))?;
+        if found.entry_count != gpt::ENTRY_COUNT || found.entry_size != gpt::ENTRY_SIZE {
             return Err(table_error(dev, "a GPT with a foreign entry array"));
         }
-        let at = header.entries_lba() * ss;
-        let mut entries = vec![0u8; header.entries_len()];
-        dev.read_at(at, &mut entries)
-            .map_err(|e| Error::device(dev, "read GPT entries", at, e))?;
-        let parsed = gpt::parse_entries(&header, &entries).map_err(|e| table_error(dev, e))?;
+        let parsed = found.parts;
         if parsed
             .iter()
             .enumerate()
@@ -71,7 +64,7 @@ impl HolderTable {
             .map_err(|e| table_error(dev, e))?;
         let table = gpt::Table {
             geometry,
-            disk_guid: header.disk_guid(),
+            disk_guid: found.disk_guid,
             partitions: parsed.into_iter().map(|(_, p)| p).collect(),
         };
         // Partitions off the disk or over each other: not a table to edit.
@@ -228,7 +221,7 @@ pub fn existing_member(
             // Data ends before the superblock, or it is not a member to
             // write a filesystem into.
             sb.filter(|s| s.level() == Level::Raid1.number() && s.size() <= s.super_offset())
-                .map(|s| (s.set_uuid(), s.size() * SECTOR))
+                .and_then(|s| Some((s.set_uuid(), s.size().checked_mul(SECTOR)?)))
         }
         _ => None,
     })
@@ -260,7 +253,10 @@ impl BlockDevice for Mirror {
         m.dev.read_at(m.offset + offset, buf)
     }
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
-        if offset + buf.len() as u64 > self.len {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
             return Err(IoError {
                 at: Some(offset),
                 errno: 0,
