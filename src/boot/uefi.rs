@@ -54,8 +54,14 @@ pub fn esp_loaders(esp: Box<dyn crate::fs::ReadAt>) -> Result<Vec<Loader>, Strin
     let mut fat =
         crate::fs::fat::Fat::open(esp).map_err(|e| format!("not a FAT filesystem: {e}"))?;
     let walk = fat.walk().map_err(|e| e.to_string())?;
+    loaders_in(&mut fat, &walk)
+}
+
+/// [`esp_loaders`] of a FAT filesystem already open and walked (for a
+/// caller that reads its files too).
+pub fn loaders_in(fat: &mut crate::fs::fat::Fat, walk: &[Dir]) -> Result<Vec<Loader>, String> {
     // Boot CSVs are a line long; anything past 64 KiB is not one.
-    find_loaders(&walk, &mut |path| {
+    find_loaders(walk, &mut |path| {
         fat.read(path, 64 << 10).map_err(|e| e.to_string())
     })
 }

@@ -162,11 +162,17 @@ fn volume_of(disk: &mut Disk, esp: &Found) -> (u32, String) {
 /// are a few MiB each).
 const FILE_LIMIT: u64 = 32 << 20;
 
-/// Copies every file of the FAT filesystem `src` onto the one on `dst`
-/// (`len` bytes from its start), one file in memory at a time.
-fn copy_files(src: &mut Fat, dst: &mut dyn BlockDevice, len: u64) -> Result<usize, String> {
+/// Copies the files of `walk` (every directory of the FAT filesystem
+/// `src`) onto the one on `dst` (`len` bytes from its start), one file in
+/// memory at a time.
+fn copy_files(
+    src: &mut Fat,
+    walk: &[uefi::Dir],
+    dst: &mut dyn BlockDevice,
+    len: u64,
+) -> Result<usize, String> {
     let mut copied = 0;
-    for dir in src.walk().map_err(|e| e.to_string())? {
+    for dir in walk {
         for name in &dir.files {
             let path = match dir.path.as_str() {
                 "" => name.clone(),
@@ -201,23 +207,22 @@ pub fn install(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
     let mut disk = Disk::open_read_only(path, 512).map_err(|e| IpaError::DeviceNotFound.with(e))?;
     let (_, image_esp) = locate_esp(&mut disk, path, efi_uuid)?;
     let where_ = format!("{path} partition {}", image_esp.number);
-    // The image's ESP as bytes (a tenant's: read by rivet's bounded FAT
-    // reader), once for its loaders and once for its files.
-    let view = |disk: Disk| {
-        Partition::new(Box::new(disk), image_esp.offset, image_esp.len)
-            .map(Box::new)
-            .map_err(|e| failed(path, e))
-    };
-    let reader = Disk::open_read_only(path, 512).map_err(|e| failed(path, e))?;
+    // The image's ESP (a tenant's bytes, read by rivet's bounded FAT
+    // reader): opened and walked once, for its loaders and its files.
+    let (id, label) = volume_of(&mut disk, &image_esp);
+    let part = Partition::new(Box::new(disk), image_esp.offset, image_esp.len)
+        .map_err(|e| failed(path, e))?;
+    let mut src =
+        Fat::open(Box::new(part)).map_err(|e| failed(path, format!("{where_}: not FAT: {e}")))?;
+    let walk = src
+        .walk()
+        .map_err(|e| failed(path, format!("{where_}: {e}")))?;
     let loaders =
-        uefi::esp_loaders(view(reader)?).map_err(|e| failed(path, format!("{where_}: {e}")))?;
+        uefi::loaders_in(&mut src, &walk).map_err(|e| failed(path, format!("{where_}: {e}")))?;
     if loaders.is_empty() {
         log::warn!("Empty EFI partition detected ({where_}).");
         return Ok(false);
     }
-    let (id, label) = volume_of(&mut disk, &image_esp);
-    let mut src =
-        Fat::open(view(disk)?).map_err(|e| failed(path, format!("{where_}: not FAT: {e}")))?;
 
     let mut env = LinuxEnv::default();
     let HolderEsps {
@@ -271,7 +276,7 @@ pub fn install(path: &str, efi_uuid: Option<&str>, nvram_dir: &Path) -> Result<b
         len: fs_len,
     };
     fat::format(&mut mirror, 0, fs_len, &label, id).map_err(|e| failed(path, e))?;
-    let copied = copy_files(&mut src, &mut mirror, fs_len)
+    let copied = copy_files(&mut src, &walk, &mut mirror, fs_len)
         .map_err(|e| failed(path, format!("{where_}: {e}")))?;
     mirror.flush().map_err(|e| failed(path, e))?;
     log::info!("copied {copied} files to the ESP mirror; erasing EFI partition {where_}");
