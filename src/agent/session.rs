@@ -333,11 +333,10 @@ pub fn network_verified(
 pub enum Target<'a> {
     /// `rivet.disk=` (or the plan's `target_disk`); none: Ironic's default.
     Hint(Option<&'a str>),
-    /// Ironic's root device hints.
-    Hints(&'a crate::agent::target::hints::Hints),
-    /// One of the others among the disks not named here (software RAID
-    /// volumes that are not the root volume, with their holders and members).
-    Excluding(&'a [String], &'a Target<'a>),
+    /// Ironic's root device hints (none: its default choice) among the
+    /// disks not named in the list (software RAID volumes that are not the
+    /// root volume, with their holders and members).
+    Hints(Option<&'a crate::agent::target::hints::Hints>, &'a [String]),
 }
 
 /// What a deploy wrote: the engine's typed outcome, the disk, and the URL
@@ -368,15 +367,14 @@ pub fn write_plan(
         });
     }
     let mut all = inventory::disks(Path::new("/sys"));
-    let mut target = &target;
-    if let Target::Excluding(names, inner) = target {
-        all.retain(|d| !names.contains(&d.name));
-        target = inner;
-    }
-    let target = match *target {
-        Target::Hint(hint) => super::target::choose(hint, &all),
-        Target::Excluding(..) => Err("nested exclusions".to_string()),
-        Target::Hints(hints) => hints.choose(&all).ok_or_else(|| {
+    let (hint, hints, excluded) = match target {
+        Target::Hint(hint) => (hint, None, &[][..]),
+        Target::Hints(hints, excluded) => (None, hints, excluded),
+    };
+    all.retain(|d| !excluded.contains(&d.name));
+    let target = match hints {
+        None => super::target::choose(hint, &all),
+        Some(hints) => hints.choose(&all).ok_or_else(|| {
             format!(
                 "No device found that matches the root device hints (disks: {})",
                 all.iter()

@@ -51,10 +51,6 @@ fn write_image(
     let id = plan.id.clone().unwrap_or_default();
     let declared_uefi = plan.boot_mode == Some(BootMode::Uefi);
     let (root_volume, excluded) = super::raid::root_volume_choice();
-    let chosen = match &hints {
-        Some(h) => session::Target::Hints(h),
-        None => session::Target::Hint(None),
-    };
     let target = match &root_volume {
         Some(md) => {
             log::info!("Using root volume, {md}, from target raid config.");
@@ -66,14 +62,15 @@ fn write_image(
             }
             session::Target::Hint(Some(md))
         }
-        None if !excluded.is_empty() => {
-            log::info!(
-                "Excluding {} from possible root devices (is_root_volume false)",
-                excluded.join(", ")
-            );
-            session::Target::Excluding(&excluded, &chosen)
+        None => {
+            if !excluded.is_empty() {
+                log::info!(
+                    "Excluding {} from possible root devices (is_root_volume false)",
+                    excluded.join(", ")
+                );
+            }
+            session::Target::Hints(hints.as_ref(), &excluded)
         }
-        None => chosen,
     };
     let checks = t.api().config().image_checks.clone();
     let written = session::write_plan(t, plan, target, boot_mode, checks).map_err(from_failure)?;
