@@ -246,87 +246,130 @@ where
     }
 }
 
-/// A zstd stream: one frame or several (`pzstd`), skippable frames skipped.
-pub struct Unzstd<'a, S: ?Sized> {
-    input: Input<'a, S>,
-    decoder: Box<ruzstd::decoding::FrameDecoder>,
-    in_frame: bool,
-    done: bool,
-    /// What the frame's header promised, checked at its end.
-    promise: FramePromise,
-    /// Bytes this frame has produced so far.
-    produced: u64,
+/// libzstd's streaming decoder, its window bounded by `max_window`. Its
+/// memory is the decoder's state, the window and one block, allocated by
+/// libzstd when a frame's header asks (`ZSTD_sizeof_DStream` reports it:
+/// [`Unzstd::decoder_memory`]).
+pub fn zstd_decoder(max_window: u64) -> Result<zstd_safe::DCtx<'static>, String> {
+    let mut d = zstd_safe::DCtx::try_create().ok_or("no memory for a zstd decoder")?;
+    let log = 63 - max_window.max(1 << 10).leading_zeros();
+    d.set_parameter(zstd_safe::DParameter::WindowLogMax(log))
+        .map_err(|code| zstd_error(code, max_window))?;
+    Ok(d)
 }
 
-/// What a zstd frame header promises about its content: its size (when
-/// the header carries one) and whether a checksum of it follows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FramePromise {
-    pub content_size: Option<u64>,
-    pub checksum: bool,
+/// What a libzstd error code means, where the error is a limit of
+/// rivet's with the limit. libzstd is built without its own table of
+/// messages (.cargo/config.toml: 1.6 KB); these are the errors a decoder
+/// meets.
+pub fn zstd_error(code: usize, max_window: u64) -> String {
+    use zstd_safe::zstd_sys::ZSTD_ErrorCode as E;
+    // An error is the code negated (zstd_errors.h).
+    let code = code.wrapping_neg();
+    let is = |e: E| code == e as usize;
+    let what = if is(E::ZSTD_error_frameParameter_windowTooLarge) {
+        return format!(
+            "a window over the {} KiB rivet allows here",
+            max_window >> 10
+        );
+    } else if is(E::ZSTD_error_prefix_unknown) {
+        "not a zstd frame (unknown magic number)"
+    } else if is(E::ZSTD_error_version_unsupported) || is(E::ZSTD_error_frameParameter_unsupported)
+    {
+        "a frame header this decoder does not support"
+    } else if is(E::ZSTD_error_checksum_wrong) {
+        "the content checksum does not match the bytes made"
+    } else if is(E::ZSTD_error_dictionary_wrong) || is(E::ZSTD_error_dictionary_corrupted) {
+        "a frame made with a dictionary"
+    } else if is(E::ZSTD_error_memory_allocation) {
+        "out of memory"
+    } else if is(E::ZSTD_error_srcSize_wrong) {
+        "the input ends inside a frame"
+    } else if code < E::ZSTD_error_maxCode as usize {
+        "corrupt data"
+    } else {
+        "not an error code"
+    };
+    format!("{what} (libzstd error {code})")
 }
 
-impl FramePromise {
-    /// From the frame header's descriptor byte (after the magic) and the
-    /// decoder that read the header.
-    pub fn read(descriptor: u8, d: &ruzstd::decoding::FrameDecoder) -> FramePromise {
-        let (fcs_flag, single_segment) = (descriptor >> 6, descriptor & 0x20 != 0);
-        FramePromise {
-            content_size: (fcs_flag != 0 || single_segment).then(|| d.content_size()),
-            checksum: descriptor & 0x04 != 0,
-        }
+/// One zstd frame held whole in memory (a qcow2 cluster, a kernel
+/// module), inflated a piece at a time into the caller's buffers; what
+/// follows the frame is left alone ([`ZstdFrame::rest`]).
+pub struct ZstdFrame<'a> {
+    decoder: zstd_safe::DCtx<'static>,
+    input: &'a [u8],
+    max_window: u64,
+}
+
+impl<'a> ZstdFrame<'a> {
+    pub fn new(input: &'a [u8], max_window: u64) -> Result<Self, String> {
+        Ok(ZstdFrame {
+            decoder: zstd_decoder(max_window)?,
+            input,
+            max_window,
+        })
     }
 
-    /// At the frame's end: the size made and the checksum read against
-    /// what the header said (zstd writes both for exactly this).
-    pub fn check(&self, produced: u64, d: &ruzstd::decoding::FrameDecoder) -> Result<(), String> {
-        if let Some(size) = self.content_size.filter(|&s| s != produced) {
-            return Err(format!(
-                "the frame made {produced} bytes, its header says {size}"
-            ));
-        }
-        if self.checksum {
-            let (read, made) = (d.get_checksum_from_data(), d.get_calculated_checksum());
-            if read.is_none() || read != made {
-                return Err(format!(
-                    "content checksum {:08x?} in the frame, {:08x?} of the bytes made",
-                    read, made
-                ));
+    /// Fills `out` from the frame: the bytes made and whether the frame
+    /// ended. Short of `out` only at the frame's end; an input that ends
+    /// inside the frame is an error.
+    pub fn fill(&mut self, out: &mut [u8]) -> Result<(usize, bool), String> {
+        let mut o = zstd_safe::OutBuffer::around(out);
+        loop {
+            let mut i = zstd_safe::InBuffer::around(self.input);
+            let hint = self
+                .decoder
+                .decompress_stream(&mut o, &mut i)
+                .map_err(|code| zstd_error(code, self.max_window))?;
+            let read = i.pos;
+            self.input = &self.input[read..];
+            match hint {
+                0 => return Ok((o.pos(), true)),
+                _ if o.pos() == o.capacity() => return Ok((o.pos(), false)),
+                _ if read == 0 => return Err("the input ends inside the frame".into()),
+                _ => {}
             }
         }
-        Ok(())
+    }
+
+    /// The input after what the decoder took.
+    pub fn rest(&self) -> &'a [u8] {
+        self.input
     }
 }
 
-/// The next zstd block from its 3-byte header: the bytes to hand the
-/// decoder (header and content) and whether it is the frame's last. The
-/// decoder inflates every complete block it is handed before it yields
-/// any, and a 128 KiB block of one repeated byte takes 4 bytes: callers
-/// hand it one block at a time and bound what it made after each.
-pub fn zstd_block(header: [u8; 3]) -> Result<(usize, bool), String> {
-    let h = u32::from_le_bytes([header[0], header[1], header[2], 0]);
-    let content = match (h >> 1) & 3 {
-        1 => 1, // RLE: one byte, repeated
-        3 => return Err("a reserved block type".into()),
-        _ => (h >> 3) as usize,
-    };
-    if content > 128 * 1024 {
-        return Err(format!("a block of {content} bytes (128 KiB at most)"));
-    }
-    Ok((3 + content, h & 1 != 0))
+/// A zstd stream: one frame or several (`pzstd`), skippable frames skipped,
+/// each frame's content size and checksum checked (by libzstd).
+pub struct Unzstd<'a, S: ?Sized> {
+    input: Input<'a, S>,
+    decoder: Result<zstd_safe::DCtx<'static>, String>,
+    /// The last frame (or skippable frame) ended and every byte it made
+    /// was handed out: the stream may end here.
+    between_frames: bool,
+    done: bool,
+    /// The content size the current frame's header gives, if it gives
+    /// one, and the bytes it has made: named when libzstd refuses a frame.
+    promised: Option<u64>,
+    made: u64,
 }
 
 impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
     pub fn new(src: &'a mut S) -> Self {
-        // A block is at most 128 KiB; the buffer holds two.
         Unzstd {
+            // libzstd asks for a block (128 KiB) at most: two fit.
             input: Input::new(src, 256 * 1024),
-            decoder: Box::new(ruzstd::decoding::FrameDecoder::new()),
-            in_frame: false,
+            decoder: zstd_decoder(ZSTD_MAX_WINDOW),
+            between_frames: true,
             done: false,
-            promise: FramePromise::default(),
-            produced: 0,
+            promised: None,
+            made: 0,
         }
+    }
+
+    /// The bytes libzstd holds now (its state, window and buffers).
+    pub fn decoder_memory(&self) -> usize {
+        self.decoder.as_ref().map_or(0, |d| d.sizeof())
     }
 
     fn bad(&self, why: String) -> DecodeError<S::Error> {
@@ -336,46 +379,34 @@ impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
         ))
     }
 
-    /// Starts the next frame; false at the end of the stream.
-    fn next_frame(&mut self) -> Result<bool, DecodeError<S::Error>> {
-        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
-        loop {
-            if !self.input.need(1)? {
-                return Ok(false);
-            }
-            // The largest frame header is 18 bytes.
-            self.input.need(18)?;
-            let mut d = ruzstd::decoding::FrameDecoder::new();
-            d.set_max_window_size(ZSTD_MAX_WINDOW);
-            let mut header = self.input.bytes();
-            let before = header.len();
-            let descriptor = header.get(4).copied().unwrap_or(0);
-            match d.init(&mut header) {
-                Ok(()) => {
-                    let used = before - header.len();
-                    self.input.consume(used);
-                    self.promise = FramePromise::read(descriptor, &d);
-                    self.produced = 0;
-                    *self.decoder = d;
-                    return Ok(true);
-                }
-                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
-                    length,
-                    ..
-                })) => {
-                    let mut left = length as usize + 8;
-                    while left > 0 {
-                        if self.input.bytes().is_empty() && !self.input.refill()? {
-                            return Err(self.bad("truncated skippable frame".into()));
-                        }
-                        let n = left.min(self.input.bytes().len());
-                        self.input.consume(n);
-                        left -= n;
-                    }
-                }
-                Err(e) => return Err(self.bad(format!("{e}"))),
-            }
+    /// libzstd's error, with what the frame's header promised.
+    fn refused(&self, code: usize) -> DecodeError<S::Error> {
+        let mut why = zstd_error(code, ZSTD_MAX_WINDOW);
+        if let Some(size) = self.promised {
+            why += &format!(
+                " (its header promises {size} bytes; {} were made)",
+                self.made
+            );
         }
+        self.bad(why)
+    }
+
+    /// Between frames: what the next frame's header promises.
+    fn next_frame(&mut self) -> Result<(), DecodeError<S::Error>> {
+        // The largest frame header is 18 bytes.
+        self.input.need(18)?;
+        self.made = 0;
+        self.promised = match zstd_safe::get_frame_header(self.input.bytes()) {
+            Ok(zstd_safe::FrameHeaderStatus::Complete(h))
+                if h.frameType == zstd_safe::zstd_sys::ZSTD_FrameType_e::ZSTD_frame =>
+            {
+                zstd_safe::get_frame_content_size(self.input.bytes())
+                    .ok()
+                    .flatten()
+            }
+            _ => None,
+        };
+        Ok(())
     }
 }
 
@@ -384,52 +415,42 @@ where
     S::Error: fmt::Display,
 {
     fn read(&mut self, out: &mut [u8]) -> Result<usize, Self::Error> {
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
         loop {
-            if self.done {
-                return Ok(0);
+            if self.between_frames && !self.input.bytes().is_empty() {
+                self.next_frame()?;
             }
-            if self.decoder.can_collect() > 0 {
-                let (_, written) = self
-                    .decoder
-                    .decode_from_to(&[], out)
-                    .map_err(|e| self.bad(format!("{e}")))?;
-                self.produced += written as u64;
-                return Ok(written);
-            }
-            if self.in_frame && self.decoder.is_finished() {
-                let checked = self.promise.check(self.produced, &self.decoder);
-                checked.map_err(|e| self.bad(e))?;
-            }
-            if !self.in_frame || self.decoder.is_finished() {
-                self.in_frame = self.next_frame()?;
-                self.done = !self.in_frame;
-                continue;
-            }
-            // One block at a time: the decoder inflates every complete
-            // block it is handed before it yields any, and a block of
-            // zeros takes a few bytes.
-            if !self.input.need(3)? {
-                return Err(self.bad("the stream ends inside a frame".into()));
-            }
-            let h = self.input.bytes();
-            let (mut len, last) = zstd_block([h[0], h[1], h[2]]).map_err(|e| self.bad(e))?;
-            if !self.input.need(len)? {
-                return Err(self.bad("the stream ends inside a block".into()));
-            }
-            if last && self.input.need(len + 4)? {
-                len += 4; // the frame's checksum, if it has one
-            }
-            let (read, written) = self
-                .decoder
-                .decode_from_to(&self.input.bytes()[..len], out)
-                .map_err(|e| self.bad(format!("{e}")))?;
+            let decoded = match &mut self.decoder {
+                Ok(d) => {
+                    let mut o = zstd_safe::OutBuffer::around(&mut *out);
+                    let mut i = zstd_safe::InBuffer::around(
+                        &self.input.buf[self.input.start..self.input.end],
+                    );
+                    d.decompress_stream(&mut o, &mut i)
+                        .map(|hint| (hint, i.pos, o.pos()))
+                }
+                Err(e) => return Err(DecodeError::Data(format!("zstd: {e}"))),
+            };
+            let (hint, read, written) = decoded.map_err(|code| self.refused(code))?;
             self.input.consume(read);
-            if read == 0 && written == 0 {
-                return Err(self.bad("a block the decoder does not take".into()));
+            self.made += written as u64;
+            // 0: a frame ended and all it made is out (libzstd keeps a
+            // byte of input back until then). Asked with nothing to read
+            // between frames, it answers with the next header's size.
+            if read > 0 || written > 0 {
+                self.between_frames = hint == 0;
             }
             if written > 0 {
-                self.produced += written as u64;
                 return Ok(written);
+            }
+            if read == 0 && !self.input.refill()? {
+                if self.between_frames {
+                    self.done = true;
+                    return Ok(0);
+                }
+                return Err(self.bad("the stream ends inside a frame".into()));
             }
         }
     }
@@ -493,7 +514,8 @@ mod tests {
 
     /// Issue 33, item 11: pzstd's frames, each behind a skippable frame,
     /// inflate whole; a content checksum or a content size that does not
-    /// match what the frame made is refused (neither was checked).
+    /// match what the frame made is refused (neither was checked), and
+    /// the refusal names the size the header promised.
     #[test]
     fn pzstd_frames_checksums_and_content_sizes() {
         let data = data();
@@ -512,7 +534,7 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 0x5a;
         let err = unzstd(&bad).unwrap_err();
-        assert!(err.contains("content checksum"), "{err}");
+        assert!(err.contains("the content checksum does not match"), "{err}");
 
         let mut bad = plain.clone();
         let (at, width) = fcs(&bad);
@@ -520,7 +542,10 @@ mod tests {
         bad[at] = bad[at].wrapping_add(1);
         let err = unzstd(&bad).unwrap_err();
         assert!(
-            err.contains(&format!("made {} bytes, its header says", data.len())),
+            err.contains(&format!(
+                "corrupt data (libzstd error 20) (its header promises {} bytes;",
+                data.len() + 1
+            )),
             "{err}"
         );
     }

@@ -169,18 +169,21 @@ fn check_gzip_start(head: &[u8]) -> Result<(), String> {
 /// A zstd frame header can be read whole from the first bytes; its window
 /// must fit the memory rivet allows it.
 fn check_zstd_start(head: &[u8]) -> Result<(), String> {
-    let mut d = ruzstd::decoding::FrameDecoder::new();
-    d.set_max_window_size(super::decompress::ZSTD_MAX_WINDOW);
-    let mut input = crate::wire::magic::past_skippable(head);
+    use super::decompress::{zstd_error, ZSTD_MAX_WINDOW};
+    let input = crate::wire::magic::past_skippable(head);
     if input.is_empty() {
         return Ok(()); // skippable frames past the sniffed bytes: the stream sees
     }
-    match d.init(&mut input) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(format!(
-            "{e} (rivet decodes frames with windows up to {} MiB)",
-            super::decompress::ZSTD_MAX_WINDOW >> 20
-        )),
+    let header = zstd_safe::get_frame_header(input);
+    match header.map_err(|code| zstd_error(code, ZSTD_MAX_WINDOW))? {
+        zstd_safe::FrameHeaderStatus::Complete(h) if h.windowSize > ZSTD_MAX_WINDOW => {
+            Err(format!(
+                "a frame with a window of {} MiB (rivet decodes frames with windows up to {} MiB)",
+                h.windowSize >> 20,
+                ZSTD_MAX_WINDOW >> 20
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -203,26 +203,40 @@ fn load_file(path: &Path) -> Result<(), sys::Errno> {
     sys::load_module(path)
 }
 
-/// The module inside a zstd file, at most [`MAX_MODULE`] bytes.
+/// The module inside a zstd file (one frame, as `zstd` and rivet's
+/// mkinitramfs write it), at most [`MAX_MODULE`] bytes.
 fn inflate(path: &Path) -> Result<Vec<u8>, String> {
-    use embedded_io::Read;
+    use crate::deploy::decompress::{ZstdFrame, ZSTD_MAX_WINDOW};
     let shown = path.display().to_string();
-    let mut file = super::source::FileImage::open(&shown)?;
-    let mut unzstd = crate::deploy::decompress::Unzstd::new(&mut file);
+    let packed = read_bounded(path, MAX_MODULE).map_err(|e| format!("{shown}: {e}"))?;
+    let mut frame =
+        ZstdFrame::new(&packed, ZSTD_MAX_WINDOW).map_err(|e| format!("{shown}: zstd: {e}"))?;
     let mut image = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = unzstd
-            .read(&mut chunk)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        if n == 0 {
-            return Ok(image);
-        }
+        let (n, ended) = frame
+            .fill(&mut chunk)
+            .map_err(|e| format!("{shown}: zstd: {e}"))?;
         if image.len() + n > MAX_MODULE {
             return Err(format!("{shown}: inflates past {MAX_MODULE} bytes"));
         }
         image.extend_from_slice(&chunk[..n]);
+        if ended && frame.rest().is_empty() {
+            return Ok(image);
+        }
+        if ended {
+            return Err(format!("{shown}: bytes after the zstd frame"));
+        }
     }
+}
+
+/// A file's bytes, refused when it holds more than `limit`.
+fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
+    let size = fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if size > limit as u64 {
+        return Err(format!("{size} bytes, more than {limit}"));
+    }
+    fs::read(path).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -524,48 +524,19 @@ pub(super) fn inflate(c: Compression, input: &[u8], out: &mut [u8]) -> Result<us
     }
 }
 
-/// One cluster's zstd frame, a block at a time: a cluster is at most
-/// 2 MiB, so the frame's window may not be larger than `out` or 1 MiB
-/// (qemu writes single-segment frames, whose window is their content;
-/// other encoders' windows start at 1 KiB) and what it makes may not pass
-/// `out`. Handed whole, a small frame of tens of
-/// thousands of one-byte-repeated blocks had the decoder ask for gigabytes.
+/// One cluster's zstd frame into `out`. A cluster is at most 2 MiB, so a
+/// frame whose window is larger than `out` or 1 MiB is refused (qemu
+/// writes single-segment frames, whose window is their content; other
+/// encoders' windows start at 1 KiB), and so is one that makes more than
+/// `out` holds. The cluster's sectors run on past the frame: libzstd stops
+/// at the frame's end.
 fn inflate_zstd(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
-    use crate::deploy::decompress::{zstd_block, FramePromise};
-    let mut d = ruzstd::decoding::FrameDecoder::new();
-    d.set_max_window_size((out.len() as u64).max(1 << 20));
-    let mut input = input;
-    let descriptor = input.get(4).copied().unwrap_or(0);
-    d.init(&mut input).map_err(|e| format!("{e}"))?;
-    let promise = FramePromise::read(descriptor, &d);
-    let mut n = 0;
-    while !d.is_finished() || d.can_collect() > 0 {
-        let mut len = 0;
-        if !d.is_finished() {
-            let h = input.get(..3).ok_or("the cluster ends inside a frame")?;
-            let last;
-            (len, last) = zstd_block([h[0], h[1], h[2]])?;
-            if len > input.len() {
-                return Err("the cluster ends inside a block".into());
-            }
-            if last && input.len() >= len + 4 {
-                len += 4; // the frame's checksum, if it has one
-            }
-        }
-        let (read, written) = d
-            .decode_from_to(&input[..len], &mut out[n..])
-            .map_err(|e| format!("{e}"))?;
-        input = &input[read..];
-        n += written;
-        if n == out.len() && d.can_collect() > 0 {
-            return Err("inflates past the cluster".into());
-        }
-        if read == 0 && written == 0 {
-            return Err("a block the decoder does not take".into());
-        }
+    let window = (out.len() as u64).max(1 << 20);
+    let mut frame = crate::deploy::decompress::ZstdFrame::new(input, window)?;
+    match frame.fill(out)? {
+        (n, true) => Ok(n),
+        (_, false) => Err("inflates past the cluster".into()),
     }
-    promise.check(n as u64, &d)?;
-    Ok(n)
 }
 
 /// SHA-256 of a table's bytes, through the image checksum's own hasher
