@@ -542,7 +542,8 @@ impl Ext4Root {
         path: &str,
         follow_last: bool,
     ) -> Result<Option<u64>, FsError> {
-        super::path::resolve(&mut inodes::ByInode(self), path, follow_last)
+        let walk: &mut dyn super::path::Walk<Node = u64> = &mut inodes::ByInode(self);
+        super::path::resolve(walk, path, follow_last)
     }
     pub(super) fn kind_of(&mut self, ino: u64) -> Result<Kind, FsError> {
         Ok(self.inode(ino)?.kind())

@@ -2,7 +2,7 @@
 //! resolution over inode numbers, and `kind`/`read`/`list` as [`RootFs`]
 //! asks them, written once over [`Inodes`].
 
-use super::path::resolve;
+use super::path::{resolve, Walk};
 use super::{FsError, Kind};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -29,7 +29,7 @@ pub(super) trait Inodes {
 /// [`super::path::Walk`] for every [`Inodes`]: nodes are inode numbers.
 pub(super) struct ByInode<'a, F>(pub &'a mut F);
 
-impl<F: Inodes> super::path::Walk for ByInode<'_, F> {
+impl<F: Inodes> Walk for ByInode<'_, F> {
     type Node = u64;
     fn root(&mut self) -> Result<u64, FsError> {
         Ok(self.0.root_inode())
@@ -56,14 +56,14 @@ impl<F: Inodes> super::path::Walk for ByInode<'_, F> {
 }
 
 fn found<F: Inodes>(fs: &mut F, path: &str) -> Result<F::Inode, FsError> {
-    let ino = resolve(&mut ByInode(fs), path, true)?
+    let ino = resolve(&mut ByInode(fs) as &mut dyn Walk<Node = u64>, path, true)?
         .ok_or_else(|| FsError::NotFound(path.to_string()))?;
     fs.inode(ino)
 }
 
 /// [`super::RootFs::kind`].
 pub(super) fn kind<F: Inodes>(fs: &mut F, path: &str) -> Result<Option<Kind>, FsError> {
-    match resolve(&mut ByInode(fs), path, true)? {
+    match resolve(&mut ByInode(fs) as &mut dyn Walk<Node = u64>, path, true)? {
         Some(ino) => Ok(Some(F::kind_of_inode(&fs.inode(ino)?))),
         None => Ok(None),
     }

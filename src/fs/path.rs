@@ -21,8 +21,9 @@ pub trait Walk {
 }
 
 /// The node `path` names. `follow_last`: whether a final symlink is
-/// followed. `Ok(None)` when a component is missing.
-pub fn resolve<W: Walk>(
+/// followed. `Ok(None)` when a component is missing. Readers by inode
+/// number call it as `dyn Walk<Node = u64>`: one copy for ext4 and XFS.
+pub fn resolve<W: Walk + ?Sized>(
     w: &mut W,
     path: &str,
     follow_last: bool,
