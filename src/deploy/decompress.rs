@@ -397,12 +397,12 @@ impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
         self.input.need(18)?;
         self.made = 0;
         self.promised = match zstd_safe::get_frame_header(self.input.bytes()) {
+            // "Unknown" is u64::MAX (ZSTD_CONTENTSIZE_UNKNOWN).
             Ok(zstd_safe::FrameHeaderStatus::Complete(h))
-                if h.frameType == zstd_safe::zstd_sys::ZSTD_FrameType_e::ZSTD_frame =>
+                if h.frameType == zstd_safe::zstd_sys::ZSTD_FrameType_e::ZSTD_frame
+                    && h.frameContentSize != u64::MAX =>
             {
-                zstd_safe::get_frame_content_size(self.input.bytes())
-                    .ok()
-                    .flatten()
+                Some(h.frameContentSize)
             }
             _ => None,
         };
