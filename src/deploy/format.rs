@@ -6,12 +6,12 @@
 use super::decompress::{Gunzip, Unzstd};
 use super::image::{self, BeforeWrite, Erased, ErasedSource, Streamed};
 use super::qcow2::{self, Limits};
-use super::{Env, Error, ImageHasher};
+use super::{Env, Error};
 use crate::io::BlockDevice;
 use crate::io::ImageSource;
 use crate::plan::{DiskFormat, HashAlgo};
+use crate::stream::Hasher;
 use crate::wire::{magic, qcow2 as wire};
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -191,27 +191,17 @@ fn check_zstd_start(head: &[u8]) -> Result<(), String> {
 /// read at an offset, which the stream reads again).
 pub struct Hashed<'a, S: ?Sized> {
     inner: &'a mut S,
-    /// Taken by [`Hashed::finish_hex`].
-    hasher: Option<Box<dyn ImageHasher>>,
+    hasher: Hasher,
     bytes: u64,
 }
 
 impl<'a, S: ImageSource + ?Sized> Hashed<'a, S> {
-    pub fn new(inner: &'a mut S, hasher: Box<dyn ImageHasher>) -> Self {
+    pub fn new(inner: &'a mut S, algo: HashAlgo) -> Self {
         Hashed {
             inner,
-            hasher: Some(hasher),
+            hasher: Hasher::new(algo),
             bytes: 0,
         }
-    }
-
-    /// The digest of the bytes read so far; the bytes read after it are
-    /// not hashed.
-    pub fn finish_hex(&mut self) -> String {
-        self.hasher
-            .take()
-            .map(|h| h.finish_hex())
-            .unwrap_or_default()
     }
 }
 
@@ -222,9 +212,7 @@ impl<S: ImageSource + ?Sized> embedded_io::ErrorType for Hashed<'_, S> {
 impl<S: ImageSource + ?Sized> Read for Hashed<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, S::Error> {
         let n = self.inner.read(buf)?;
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
+        self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -280,7 +268,7 @@ pub fn stream(
 ) -> Result<Streamed, Error> {
     let Ready { format, qcow2 } = ready;
     let format = &format;
-    let mut hashed = Hashed::new(src, env.image_hasher(algo));
+    let mut hashed = Hashed::new(src, algo);
     // Each reader erased: one copy of each writer, whatever reads for it.
     let mut gunzip;
     let mut unzstd;
@@ -313,7 +301,7 @@ pub fn stream(
         );
     }
     streamed.bytes = hashed.bytes;
-    streamed.digest = hashed.finish_hex();
+    streamed.digest = core::mem::replace(&mut hashed.hasher, Hasher::new(algo)).finish_hex();
     Ok(streamed)
 }
 

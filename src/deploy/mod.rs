@@ -32,7 +32,6 @@ use crate::plan::{BootMode, Checksum, EphemeralFormat, HashAlgo, ImageType, Plan
 use crate::stream::AlignedBuf;
 use crate::wire::superblock::{self, Filesystem, PROBE_LEN};
 use crate::wire::swap;
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -63,12 +62,6 @@ pub enum Mkfs {
 pub trait Env {
     fn now_ms(&mut self) -> u64;
     fn random(&mut self, buf: &mut [u8]);
-    /// The hasher of the image's bytes as served. Here on the caller's
-    /// thread; the Linux side hashes on a thread of its own, beside the
-    /// decoder and the network (linux::hasher).
-    fn image_hasher(&mut self, algo: HashAlgo) -> Box<dyn ImageHasher> {
-        Box::new(crate::stream::Hasher::new(algo))
-    }
     /// Whether `mkfs` can make this filesystem (checked before any write).
     fn can_mkfs(&self, fs: Mkfs) -> bool;
     fn mkfs(
@@ -78,22 +71,6 @@ pub trait Env {
         len: u64,
         fs: Mkfs,
     ) -> Result<(), String>;
-}
-
-/// Takes the image's bytes in order and gives their digest.
-pub trait ImageHasher {
-    fn update(&mut self, data: &[u8]);
-    /// The digest as lowercase hex, as Ironic compares it.
-    fn finish_hex(self: Box<Self>) -> String;
-}
-
-impl ImageHasher for crate::stream::Hasher {
-    fn update(&mut self, data: &[u8]) {
-        crate::stream::Hasher::update(self, data)
-    }
-    fn finish_hex(self: Box<Self>) -> String {
-        crate::stream::Hasher::finish_hex(*self)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,10 +2,9 @@
 //! random numbers, and the formatters rivet carries.
 
 use super::{fat, sys};
-use crate::deploy::{Env, ImageHasher, Mkfs};
+use crate::deploy::{Env, Mkfs};
 use crate::fs::mkext;
 use crate::io::BlockDevice;
-use crate::plan::HashAlgo;
 use std::time::Instant;
 
 pub struct LinuxEnv {
@@ -27,10 +26,6 @@ impl Env for LinuxEnv {
 
     fn random(&mut self, buf: &mut [u8]) {
         sys::random(buf);
-    }
-
-    fn image_hasher(&mut self, algo: HashAlgo) -> Box<dyn ImageHasher> {
-        super::hasher::image_hasher(algo)
     }
 
     fn can_mkfs(&self, _fs: Mkfs) -> bool {

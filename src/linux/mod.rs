@@ -10,7 +10,6 @@ pub mod env;
 pub mod erase;
 pub mod fat;
 pub mod hardware;
-pub mod hasher;
 pub mod host_devices;
 pub mod inventory;
 pub mod kernel_tree;

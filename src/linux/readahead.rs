@@ -26,7 +26,7 @@ pub const MEMORY: usize = (DEPTH + 1) * CHUNK;
 
 /// A filled chunk and how much of it holds bytes; shorter than the chunk
 /// only at the end of the source.
-pub(super) type Filled = Result<(Vec<u8>, usize), String>;
+type Filled = Result<(Vec<u8>, usize), String>;
 
 /// What the deploy side asks of the reader.
 enum Ask {
