@@ -108,7 +108,11 @@ where
         disk.logical_block(),
         request.boot_mode.name()
     );
-    let outcome = crate::linux::readahead::read_ahead(image, |image| {
+    let algo = match &request.plan.checksum {
+        crate::plan::Checksum::Value(algo, _) => Some(*algo),
+        crate::plan::Checksum::Url(..) => None,
+    };
+    let outcome = crate::linux::readahead::read_ahead(image, algo, |image| {
         deploy::deploy(disk, image, &mut LinuxEnv::default(), request)
     })?;
     log::info!(

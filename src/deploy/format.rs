@@ -189,18 +189,30 @@ fn check_zstd_start(head: &[u8]) -> Result<(), String> {
 
 /// An image source whose bytes are hashed as they are read (not those
 /// read at an offset, which the stream reads again).
+/// When the source hashes its stream itself (on the thread that reads it
+/// ahead), this only counts.
 pub struct Hashed<'a, S: ?Sized> {
     inner: &'a mut S,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
     bytes: u64,
 }
 
 impl<'a, S: ImageSource + ?Sized> Hashed<'a, S> {
     pub fn new(inner: &'a mut S, algo: HashAlgo) -> Self {
+        let hasher = (!inner.hashes_stream(algo)).then(|| Hasher::new(algo));
         Hashed {
             inner,
-            hasher: Hasher::new(algo),
+            hasher,
             bytes: 0,
+        }
+    }
+
+    /// The digest of every byte read; `None` when the source hashed them
+    /// and its stream did not end.
+    fn digest(&mut self) -> Option<String> {
+        match self.hasher.take() {
+            Some(h) => Some(h.finish_hex()),
+            None => self.inner.stream_digest(),
         }
     }
 }
@@ -212,7 +224,9 @@ impl<S: ImageSource + ?Sized> embedded_io::ErrorType for Hashed<'_, S> {
 impl<S: ImageSource + ?Sized> Read for Hashed<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, S::Error> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -301,7 +315,16 @@ pub fn stream(
         );
     }
     streamed.bytes = hashed.bytes;
-    streamed.digest = core::mem::replace(&mut hashed.hasher, Hasher::new(algo)).finish_hex();
+    streamed.digest = match hashed.digest() {
+        Some(digest) => digest,
+        None => {
+            return Err(Error::Image {
+                source: ImageSource::describe(hashed.inner),
+                offset: streamed.bytes,
+                message: "the image was not read to its end, so its checksum is unknown".into(),
+            })
+        }
+    };
     Ok(streamed)
 }
 

@@ -6,6 +6,7 @@
 use super::table::write;
 use super::{Env, Error};
 use crate::io::{BlockDevice, ImageSource};
+use crate::plan::HashAlgo;
 use crate::stream::{fill, Meter};
 use alloc::string::String;
 use alloc::vec;
@@ -33,6 +34,8 @@ pub trait ErasedSource {
         url: &str,
         sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Option<Result<(), String>>;
+    fn hashes_stream(&self, algo: HashAlgo) -> bool;
+    fn stream_digest(&mut self) -> Option<String>;
 }
 
 impl<S: ImageSource + ?Sized> ErasedSource for S
@@ -57,6 +60,12 @@ where
         sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Option<Result<(), String>> {
         ImageSource::fetch_other(self, url, sink)
+    }
+    fn hashes_stream(&self, algo: HashAlgo) -> bool {
+        ImageSource::hashes_stream(self, algo)
+    }
+    fn stream_digest(&mut self) -> Option<String> {
+        ImageSource::stream_digest(self)
     }
 }
 
@@ -110,6 +119,12 @@ impl ImageSource for Erased<'_> {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Option<Result<(), String>> {
         self.inner.fetch_other(url, sink)
+    }
+    fn hashes_stream(&self, algo: HashAlgo) -> bool {
+        self.inner.hashes_stream(algo)
+    }
+    fn stream_digest(&mut self) -> Option<String> {
+        self.inner.stream_digest()
     }
 }
 
@@ -174,6 +189,12 @@ impl<S: ImageSource + ?Sized> ImageSource for Sniffed<'_, S> {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Option<Result<(), String>> {
         self.inner.fetch_other(url, sink)
+    }
+    fn hashes_stream(&self, algo: HashAlgo) -> bool {
+        self.inner.hashes_stream(algo)
+    }
+    fn stream_digest(&mut self) -> Option<String> {
+        self.inner.stream_digest()
     }
 }
 

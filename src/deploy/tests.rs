@@ -842,3 +842,67 @@ fn whole_disk_gpt_images_that_cannot_fit_are_refused_before_the_wipe() {
     assert_eq!(disk.writes, 0);
     assert!(disk.bytes(0, 100 << 20) == before, "the disk was touched");
 }
+
+/// A source that says it hashed its own stream (as the read-ahead does for
+/// a file) and reports `digest`, or nothing, at the end.
+struct SelfHashing<'a> {
+    inner: SliceImage<'a>,
+    digest: Option<String>,
+}
+
+impl embedded_io::ErrorType for SelfHashing<'_> {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io::Read for SelfHashing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        self.inner.read(buf)
+    }
+}
+
+impl ImageSource for SelfHashing<'_> {
+    fn size(&self) -> Option<u64> {
+        self.inner.size()
+    }
+    fn describe(&self) -> String {
+        "self-hashing".into()
+    }
+    fn hashes_stream(&self, algo: HashAlgo) -> bool {
+        algo == HashAlgo::Sha256
+    }
+    fn stream_digest(&mut self) -> Option<String> {
+        self.digest.take()
+    }
+}
+
+#[test]
+fn a_source_that_hashes_its_own_stream_is_held_to_the_plan_and_fails_closed_without_a_digest() {
+    let img = ext4_image(2 << 20);
+    let p = plan(r#"{"image_type": "partition", "root_mb": 64}"#, &img);
+    let run = |digest: Option<String>| {
+        let mut disk = MemDisk::new(GIB, 512);
+        let mut src = SelfHashing {
+            inner: SliceImage::new(&img),
+            digest,
+        };
+        let result = deploy(
+            &mut disk,
+            &mut src,
+            &mut ScriptedEnv::default(),
+            &request(&p, BootMode::Bios),
+        );
+        let bootable = crate::wire::superblock::probe(&disk.bytes(1 << 20, 70_000)).is_some();
+        (result, bootable)
+    };
+    let (ok, bootable) = run(Some(sha256(&img)));
+    assert_eq!(ok.unwrap().root_uuid, EXT4_UUID);
+    assert!(bootable);
+    // Its digest, not a hash of the bytes, is what is compared.
+    let (wrong, bootable) = run(Some("1".repeat(64)));
+    assert_eq!(wrong.unwrap_err().step(), "checksum");
+    assert!(!bootable, "the held-back MiB stays unwritten");
+    let (none, bootable) = run(None);
+    let text = none.unwrap_err().to_string();
+    assert!(text.contains("not read to its end"), "{text}");
+    assert!(!bootable);
+}

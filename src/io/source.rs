@@ -31,6 +31,24 @@ pub trait ImageSource: Read {
     ) -> Option<Result<(), alloc::string::String>> {
         None
     }
+    /// Whether reading it leaves the reading thread's core mostly free (a
+    /// file: the page cache or a disk does the work), so that thread can
+    /// hash what it reads; rivet's own network stack keeps its core busy.
+    fn reads_cheaply(&self) -> bool {
+        false
+    }
+    /// Whether this source hashes its own stream by `algo` as it reads it
+    /// (a file read ahead on a thread with time to spare), so the deploy
+    /// need not; the digest comes from [`ImageSource::stream_digest`].
+    fn hashes_stream(&self, _algo: crate::plan::HashAlgo) -> bool {
+        false
+    }
+    /// Once the stream has been read to its end, the hex digest of every
+    /// byte it gave, when [`ImageSource::hashes_stream`] said yes; `None`
+    /// before the end, so a deploy that stopped short never verifies.
+    fn stream_digest(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Image bytes from memory, optionally hiding their size (as a chunked

@@ -7,14 +7,19 @@
 //! thread while the deploy hashes (and hands writes to the block device's
 //! writer thread) on the caller's, so a deploy costs the slower of the
 //! three instead of their sum (tests/bench/net-stream, "HTTP -> loop").
+//! A source that reads cheaply (a file) is hashed here too, as it is read:
+//! then the deploy's thread only inflates (tests/bench/images, "zstd
+//! inflating alone"), where over the network this thread has no time.
 //! Memory: `DEPTH + 1` chunks of `CHUNK` bytes (1.5 MiB), besides the
 //! deploy's buffer.
 
 use super::channel::{sync_channel, Receiver, SyncSender};
 use super::source::SourceError;
 use crate::io::ImageSource;
-use crate::stream::fill;
+use crate::plan::HashAlgo;
+use crate::stream::{fill, Hasher};
 use std::fmt::Display;
+use std::sync::{Arc, Mutex};
 
 /// Bytes per hand-over: large enough that the hand-over costs nothing
 /// next to the bytes, small enough that the first write is not delayed.
@@ -62,11 +67,19 @@ pub struct ReadAhead {
     ended: bool,
     size: Option<u64>,
     describe: String,
+    /// Set when the reader hashes the stream: the algorithm, and where it
+    /// leaves the digest before it hands over the stream's last chunk.
+    hashed: Option<(HashAlgo, Arc<Mutex<Option<String>>>)>,
 }
 
-/// Runs `deploy` with `src` read ahead on a scoped thread. When `deploy`
-/// returns early (an error), the reader stops after the read in progress.
-pub fn read_ahead<S, R>(src: &mut S, deploy: impl FnOnce(&mut ReadAhead) -> R) -> R
+/// Runs `deploy` with `src` read ahead on a scoped thread, hashed there by
+/// `hash` when `src` reads cheaply. When `deploy` returns early (an error),
+/// the reader stops after the read in progress.
+pub fn read_ahead<S, R>(
+    src: &mut S,
+    hash: Option<HashAlgo>,
+    deploy: impl FnOnce(&mut ReadAhead) -> R,
+) -> R
 where
     S: ImageSource + Send,
     S::Error: Display,
@@ -91,7 +104,14 @@ where
         ended: false,
         size: src.size(),
         describe: src.describe(),
+        hashed: hash
+            .filter(|_| src.reads_cheaply())
+            .map(|algo| (algo, Arc::new(Mutex::new(None)))),
     };
+    let mut hasher = ahead
+        .hashed
+        .as_ref()
+        .map(|(algo, slot)| (Hasher::new(*algo), slot.clone()));
     let on_no_thread = filled_tx.clone();
     std::thread::scope(move |scope| {
         let reader = std::thread::Builder::new()
@@ -107,6 +127,15 @@ where
                             let message = match fill(src, &mut chunk) {
                                 Ok(n) => {
                                     ended = n < CHUNK;
+                                    if let Some((h, _)) = &mut hasher {
+                                        h.update(&chunk[..n]);
+                                    }
+                                    if ended {
+                                        if let Some((h, slot)) = hasher.take() {
+                                            *slot.lock().unwrap_or_else(|e| e.into_inner()) =
+                                                Some(h.finish_hex());
+                                        }
+                                    }
                                     Ok((chunk, n))
                                 }
                                 Err(e) => {
@@ -214,6 +243,22 @@ impl ImageSource for ReadAhead {
             Err(_) => Some(Err("the image reader has stopped".into())),
         }
     }
+    fn hashes_stream(&self, algo: HashAlgo) -> bool {
+        matches!(&self.hashed, Some((hashing, _)) if *hashing == algo)
+    }
+    /// The reader left it before handing over the last chunk; it is taken
+    /// only once that chunk has been read to its end.
+    fn stream_digest(&mut self) -> Option<String> {
+        if self.at == self.len && !self.ended {
+            // A stream of whole chunks: its end is an empty chunk still to come.
+            let _ = embedded_io::Read::read(self, &mut [0u8; 1]);
+        }
+        let slot = &self.hashed.as_ref()?.1;
+        if !(self.ended && self.at == self.len) {
+            return None;
+        }
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
     /// Asked of the reader thread, which owns the source (and so the
     /// network); its pieces come back over a channel of their own, which
     /// is dropped when `sink` fails, so the reader stops at once.
@@ -280,6 +325,74 @@ mod tests {
         }
     }
 
+    /// A source the reader may hash: a file, as far as read_ahead knows.
+    struct Cheap<'a>(SliceImage<'a>);
+    impl embedded_io::ErrorType for Cheap<'_> {
+        type Error = core::convert::Infallible;
+    }
+    impl Read for Cheap<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            self.0.read(buf)
+        }
+    }
+    impl ImageSource for Cheap<'_> {
+        fn size(&self) -> Option<u64> {
+            self.0.size()
+        }
+        fn describe(&self) -> String {
+            "cheap".into()
+        }
+        fn reads_cheaply(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_cheap_source_is_hashed_by_the_reader_and_the_digest_comes_only_at_the_end() {
+        for len in [0, 1000, 2 * CHUNK, 2 * CHUNK + 1] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 % 241) as u8).collect();
+            let mut inline = Hasher::new(HashAlgo::Sha256);
+            inline.update(&data);
+            let want = inline.finish_hex();
+            let mut src = Cheap(SliceImage::new(&data));
+            let got = read_ahead(&mut src, Some(HashAlgo::Sha256), |r| {
+                assert!(r.hashes_stream(HashAlgo::Sha256));
+                assert!(!r.hashes_stream(HashAlgo::Sha512), "another algorithm");
+                if len > 1 {
+                    let mut first = [0u8; 1];
+                    r.read(&mut first).unwrap();
+                    assert_eq!(r.stream_digest(), None, "{len}: not at the end yet");
+                    return [first.to_vec(), read_all(r, 4096).unwrap()].concat();
+                }
+                read_all(r, 4096).unwrap()
+            });
+            assert!(got == data);
+            let mut src = Cheap(SliceImage::new(&data));
+            let digest = read_ahead(&mut src, Some(HashAlgo::Sha256), |r| {
+                // Read exactly the stream's bytes, never the empty read after.
+                let mut all = vec![0u8; len];
+                crate::stream::fill(r, &mut all).unwrap();
+                r.stream_digest()
+            });
+            assert_eq!(digest, Some(want), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn a_network_source_or_no_checksum_leaves_the_hash_to_the_deploy() {
+        let data = vec![5u8; 3000];
+        let mut src = SliceImage::new(&data);
+        read_ahead(&mut src, Some(HashAlgo::Sha256), |r| {
+            assert!(!r.hashes_stream(HashAlgo::Sha256));
+            read_all(r, 4096).unwrap();
+            assert_eq!(r.stream_digest(), None);
+        });
+        let mut src = Cheap(SliceImage::new(&data));
+        read_ahead(&mut src, None, |r| {
+            assert!(!r.hashes_stream(HashAlgo::Sha256));
+        });
+    }
+
     #[test]
     fn every_byte_arrives_in_order_whatever_the_read_size() {
         let data: Vec<u8> = (0..(3 * CHUNK + 12_345))
@@ -287,7 +400,7 @@ mod tests {
             .collect();
         for step in [1000, CHUNK, 3 * CHUNK + 1] {
             let mut src = SliceImage::new(&data);
-            let got = read_ahead(&mut src, |r| {
+            let got = read_ahead(&mut src, None, |r| {
                 assert_eq!(r.size(), Some(data.len() as u64));
                 read_all(r, step)
             });
@@ -302,7 +415,7 @@ mod tests {
             ranges: true,
             ..SliceImage::new(&data)
         };
-        let got = read_ahead(&mut src, |r| {
+        let got = read_ahead(&mut src, None, |r| {
             let mut part = vec![0u8; 1000];
             assert_eq!(r.read_at(CHUNK as u64 + 5, &mut part), Some(Ok(())));
             assert_eq!(part, data[CHUNK + 5..CHUNK + 1005]);
@@ -318,7 +431,7 @@ mod tests {
         assert!(got == data);
         // A source that cannot read at offsets says so.
         let mut plain = SliceImage::new(&data);
-        read_ahead(&mut plain, |r| {
+        read_ahead(&mut plain, None, |r| {
             assert_eq!(r.read_at(0, &mut [0u8; 8]), None)
         });
     }
@@ -327,7 +440,7 @@ mod tests {
     fn a_source_of_exactly_whole_chunks_ends() {
         let data = vec![9u8; 2 * CHUNK];
         let mut src = SliceImage::new(&data);
-        let got = read_ahead(&mut src, |r| read_all(r, 4096)).unwrap();
+        let got = read_ahead(&mut src, None, |r| read_all(r, 4096)).unwrap();
         assert_eq!(got.len(), data.len());
     }
 
@@ -335,7 +448,7 @@ mod tests {
     fn a_source_error_reaches_the_deploy_after_the_bytes_before_it() {
         let data = vec![1u8; CHUNK + 100];
         let mut src = Failing(SliceImage::new(&data));
-        let got = read_ahead(&mut src, |r| {
+        let got = read_ahead(&mut src, None, |r| {
             let mut first = vec![0u8; CHUNK];
             assert_eq!(crate::stream::fill(r, &mut first).unwrap(), CHUNK);
             let mut rest = [0u8; 100];
@@ -352,7 +465,7 @@ mod tests {
     fn a_deploy_that_stops_early_ends_the_reader() {
         let data = vec![1u8; 8 * CHUNK];
         let mut src = SliceImage::new(&data);
-        let first = read_ahead(&mut src, |r| {
+        let first = read_ahead(&mut src, None, |r| {
             let mut b = [0u8; 10];
             r.read(&mut b).unwrap()
         });

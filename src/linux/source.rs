@@ -63,6 +63,9 @@ impl ImageSource for FileImage {
     fn size(&self) -> Option<u64> {
         Some(self.size)
     }
+    fn reads_cheaply(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         self.path.clone()
     }
