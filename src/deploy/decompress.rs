@@ -150,7 +150,7 @@ pub struct Gunzip<'a, S: ?Sized> {
 impl<'a, S: ImageSource + ?Sized> Gunzip<'a, S> {
     pub fn new(src: &'a mut S) -> Self {
         Gunzip {
-            input: Input::new(src, 64 * 1024),
+            input: Input::new(src, 128 * 1024 + 3),
             state: InflateState::new_boxed(DataFormat::Raw),
             phase: GzPhase::Header,
             crc: CRC32.digest(),
@@ -357,8 +357,12 @@ pub struct Unzstd<'a, S: ?Sized> {
 impl<'a, S: ImageSource + ?Sized> Unzstd<'a, S> {
     pub fn new(src: &'a mut S) -> Self {
         Unzstd {
-            // libzstd asks for a block (128 KiB) at most: two fit.
-            input: Input::new(src, 256 * 1024),
+            // A block and its header (libzstd's ZSTD_DStreamInSize): the
+            // input it decodes from stays in cache. Reads of twice that,
+            // measured (tests/bench/zstd-inflate.rs on the 1 GiB image):
+            // the kernel's copies into the buffer took 0.38 s instead of
+            // 0.10 s, the inflate 1.13 s instead of 0.78 s.
+            input: Input::new(src, 128 * 1024 + 3),
             decoder: zstd_decoder(ZSTD_MAX_WINDOW),
             between_frames: true,
             done: false,
