@@ -18,8 +18,9 @@ const LINK_HEADER: usize = 18;
 /// NIC features that merge received frames.
 const RECEIVE_OFFLOADS: [&str; 3] = ["rx-gro", "rx-gro-hw", "rx-lro"];
 
-/// Bytes of the receive ring: at least twice the TCP window (measured in a QEMU guest: 0 drops
-/// from 2 MiB up with a 1 MiB window; the window is now 2 MiB).
+/// Bytes of the receive ring: twice the TCP window, so a window's worth of
+/// frames fits in their 2 KiB slots (measured in a QEMU guest: 0 drops
+/// from 2 MiB up with a 1 MiB window; the window is now 512 KiB).
 const RING_BYTES: usize = 2 * crate::net::stack::TCP_RX_BUFFER;
 
 /// One NIC's socket and receive path.

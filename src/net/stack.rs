@@ -21,12 +21,16 @@ use smoltcp::wire::{
     DnsQueryType, EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address,
 };
 
-/// TCP receive window: large enough for a fast LAN. 1 MiB was measured
-/// enough with everything on one thread; with the image read on its own
-/// thread (linux/readahead.rs) the window became the limit: a veth deploy
-/// left both CPUs a quarter idle, and 2 MiB gave 446-471 MB/s against
-/// 315-457 (4 rounds each; 3 MiB no better).
-pub const TCP_RX_BUFFER: usize = 2 << 20;
+/// TCP receive window: twice the bandwidth-delay product of a fast
+/// provisioning LAN at rivet's pace (350 MB/s x 1.5 ms), and small enough
+/// that the window and the ring (twice it) keep a deploy's peak RSS near
+/// 7 MiB. Measured on veth (tests/bench/net-stream 1024 2, same hour,
+/// MB/s of the best round; 2 MiB / 1 MiB / 512 KiB): HTTP -> loop
+/// 184 / 195 / 191 with peak RSS 12.3 / 8.6 / 6.9 MiB, network alone
+/// 292 / 298 / 344, HTTPS 217 / 233 / 293 — the window no longer limits
+/// since the reader moved to its own thread and the decoders sped up (an
+/// earlier day: 2 MiB 446-471 MB/s against 1 MiB 315-457).
+pub const TCP_RX_BUFFER: usize = 512 << 10;
 const TCP_TX_BUFFER: usize = 64 * 1024;
 
 /// The stack's clock in ms, for TCP timestamps (smoltcp asks a plain `fn`).
