@@ -150,7 +150,7 @@ pub struct Gunzip<'a, S: ?Sized> {
 impl<'a, S: ImageSource + ?Sized> Gunzip<'a, S> {
     pub fn new(src: &'a mut S) -> Self {
         Gunzip {
-            input: Input::new(src, 128 * 1024 + 3),
+            input: Input::new(src, 64 * 1024),
             state: InflateState::new_boxed(DataFormat::Raw),
             phase: GzPhase::Header,
             crc: CRC32.digest(),
